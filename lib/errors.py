@@ -1,0 +1,118 @@
+"""The project's own error types.
+
+Every error a user can cause or Stripe can return is one of these, with a message fit to show a
+person. The HTTP service and the dashboard turn them into a status code or an ``st.error``;
+nothing above ``lib/`` needs to know about SQLAlchemy or Stripe exception classes.
+"""
+
+from __future__ import annotations
+
+
+class ConnectOpsError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    #: A stable machine-readable code (used by the HTTP layer and tests).
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(ConnectOpsError):
+    """The settings are missing or contradictory; the process must not start."""
+
+    code = "configuration_error"
+
+
+class ValidationError(ConnectOpsError):
+    """User input is malformed; nothing was written."""
+
+    code = "validation_error"
+
+
+class NotFoundError(ConnectOpsError):
+    """The thing asked for does not exist."""
+
+    code = "not_found"
+
+
+class PermissionDeniedError(ConnectOpsError):
+    """The operator's role does not allow this action."""
+
+    code = "permission_denied"
+
+
+class ConflictError(ConnectOpsError):
+    """The action clashes with the current state (already connected, already approved...)."""
+
+    code = "conflict"
+
+
+class StripeGatewayError(ConnectOpsError):
+    """A Stripe call failed. Carries Stripe's own code and request id for the audit trail."""
+
+    code = "stripe_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        stripe_code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.stripe_code = stripe_code
+        self.request_id = request_id
+        self.http_status = http_status
+        self.param = param
+
+
+class StripeRequestError(StripeGatewayError):
+    """Stripe refused the request (4xx): retrying the same request cannot succeed."""
+
+    code = "stripe_request_error"
+
+
+class StripeAuthenticationError(StripeGatewayError):
+    """The platform key was refused: a configuration problem, not the user's."""
+
+    code = "stripe_authentication_error"
+
+
+class StripeRateLimitError(StripeGatewayError):
+    """Stripe throttled us (429), including ``lock_timeout`` contention on one object."""
+
+    code = "stripe_rate_limited"
+
+
+class StripeUnavailableError(StripeGatewayError):
+    """Stripe answered 5xx after the SDK's retries: the outcome of a write is unknown."""
+
+    code = "stripe_unavailable"
+
+
+class StripeConnectionError(StripeGatewayError):
+    """No answer (timeout, dropped connection): the outcome of a write is unknown."""
+
+    code = "stripe_connection_error"
+
+
+class StripeOAuthError(StripeGatewayError):
+    """Stripe's OAuth endpoints refused (``invalid_grant``, ``invalid_request``...)."""
+
+    code = "stripe_oauth_error"
+
+
+class StripeIdempotencyError(StripeGatewayError):
+    """The same idempotency key was used with other parameters: a bug on our side."""
+
+    code = "stripe_idempotency_error"
