@@ -1,0 +1,331 @@
+"""The data model: SQLAlchemy 2.0 typed models, one module.
+
+The schema is created only by Alembic migrations (``migrations/``); a test proves the migrated
+schema matches these models on SQLite and PostgreSQL.
+
+Conventions:
+- Money is ``BigInteger`` minor units plus a lower-case currency code (see ``lib.money``).
+- Times are aware UTC (``UTCDateTime``).
+- Stripe objects keep their raw JSON beside the few promoted columns the dashboard filters on.
+- Uniqueness that guards money or security (idempotency keys, event ids, state hashes) lives in
+  the database, so races are settled there on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from lib.db import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: JSON on SQLite, JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ConnectionMethod(enum.StrEnum):
+    OAUTH = "oauth"
+    ACCOUNT_LINK = "account_link"
+
+
+class AttemptOutcome(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+class PayoutStatus(enum.StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    PAID = "paid"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+    REVERSED = "reversed"
+
+
+class PayoutType(enum.StrEnum):
+    MANUAL = "MANUAL"
+    BULK = "BULK"
+
+
+class WebhookStatus(enum.StrEnum):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+def _enum_check(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
+    allowed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
+
+
+class Freelancer(Base):
+    """A freelancer of the marketplace and the Stripe account we pay them through."""
+
+    __tablename__ = "freelancers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    country: Mapped[str | None] = mapped_column(String(2))
+    #: The currently connected account; NULL when not connected. Unique: one account, one freelancer.
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    connection_method: Mapped[str | None] = mapped_column(String(20))
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[ConnectedAccount | None] = relationship(
+        primaryjoin="foreign(Freelancer.stripe_account_id) == ConnectedAccount.stripe_id",
+        viewonly=True,
+        lazy="raise",
+    )
+
+    __table_args__ = (Index("ix_freelancers_connected_at", "connected_at"),)
+
+
+class ConnectedAccount(Base):
+    """Local mirror of a Stripe connected account (raw object + promoted columns)."""
+
+    __tablename__ = "connected_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_id: Mapped[str] = mapped_column(String(255), unique=True)
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    type: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str | None] = mapped_column(String(2))
+    email: Mapped[str | None] = mapped_column(String(320))
+    default_currency: Mapped[str | None] = mapped_column(String(3))
+    charges_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    details_submitted: Mapped[bool] = mapped_column(Boolean, default=False)
+    transfers_capability: Mapped[str | None] = mapped_column(String(20))
+    requirements: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    future_requirements: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    disabled_reason: Mapped[str | None] = mapped_column(String(100))
+    current_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    currently_due_count: Mapped[int] = mapped_column(Integer, default=0)
+    past_due_count: Mapped[int] = mapped_column(Integer, default=0)
+    eventually_due_count: Mapped[int] = mapped_column(Integer, default=0)
+    pending_verification_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Derived from the fields above when the row is written (lib.account_status); promoted
+    #: because the dashboard filters 100,000 rows by it.
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    stripe_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set when Stripe tells us the platform lost access (deauthorized / revoked).
+    deauthorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_connected_accounts_status", "status"),
+        Index("ix_connected_accounts_current_deadline", "current_deadline"),
+        Index("ix_connected_accounts_country", "country"),
+    )
+
+
+class OAuthState(Base):
+    """An OAuth ``state`` token: only its SHA-256 is stored; consumed at most once."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    freelancer_id: Mapped[int] = mapped_column(ForeignKey("freelancers.id", ondelete="CASCADE"))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("connection_attempts.id"))
+    issued_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_oauth_states_freelancer_id", "freelancer_id"),)
+
+
+class ConnectionAttempt(Base):
+    """One try at connecting a freelancer: an issued OAuth URL or onboarding link."""
+
+    __tablename__ = "connection_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    freelancer_id: Mapped[int] = mapped_column(ForeignKey("freelancers.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(20))
+    issued_by: Mapped[str] = mapped_column(String(200))
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(20), default=AttemptOutcome.PENDING.value)
+    failure_reason: Mapped[str | None] = mapped_column(String(50))
+
+    __table_args__ = (
+        _enum_check("method", ConnectionMethod),
+        _enum_check("outcome", AttemptOutcome),
+        Index("ix_connection_attempts_started_at", "started_at"),
+        Index("ix_connection_attempts_freelancer_id", "freelancer_id"),
+        Index("ix_connection_attempts_outcome", "outcome"),
+    )
+
+
+class Payout(Base):
+    """The payouts ledger: written before Stripe is called, so nothing can pay twice."""
+
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    freelancer_id: Mapped[int] = mapped_column(ForeignKey("freelancers.id"))
+    #: The destination at request time; a later reconnect must not redirect an old payout.
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    payout_type: Mapped[str] = mapped_column(String(10), default=PayoutType.MANUAL.value)
+    status: Mapped[str] = mapped_column(String(20), default=PayoutStatus.PENDING.value)
+    #: Derived from this row's id; sent to Stripe on every attempt of this payout.
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    #: Carried by the form/API request, so a double submit finds this row instead of a new one.
+    client_request_token: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_transfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_request_id: Mapped[str | None] = mapped_column(String(255))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_by: Mapped[str | None] = mapped_column(String(200))
+    rejection_reason: Mapped[str | None] = mapped_column(String(500))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    amount_reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    bulk_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    bulk_row: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("amount_reversed_minor >= 0", name="reversed_not_negative"),
+        _enum_check("status", PayoutStatus),
+        _enum_check("payout_type", PayoutType),
+        UniqueConstraint("bulk_fingerprint", "bulk_row", name="uq_payouts_bulk_row"),
+        Index("ix_payouts_status", "status"),
+        Index("ix_payouts_created_at", "created_at"),
+        Index("ix_payouts_freelancer_id", "freelancer_id"),
+    )
+
+
+class PayoutReversal(Base):
+    """A (partial) reversal of a paid transfer, recorded before Stripe is called."""
+
+    __tablename__ = "payout_reversals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_request_id: Mapped[str | None] = mapped_column(String(255))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        Index("ix_payout_reversals_payout_id", "payout_id"),
+    )
+
+
+class WebhookEvent(Base):
+    """A received Stripe event, stored by id before it is processed (duplicates are no-ops)."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100))
+    endpoint: Mapped[str] = mapped_column(String(20))
+    account: Mapped[str | None] = mapped_column(String(255))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default=WebhookStatus.RECEIVED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+    __table_args__ = (
+        _enum_check("status", WebhookStatus),
+        Index("ix_webhook_events_type", "type"),
+        Index("ix_webhook_events_status", "status"),
+        Index("ix_webhook_events_received_at", "received_at"),
+    )
+
+
+class AuditLog(Base):
+    """Append-only record of who did what. Updates and deletes are refused (ORM and database)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    actor_role: Mapped[str | None] = mapped_column(String(50))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(255))
+    input: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    result: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    stripe_request_id: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_audit_log_occurred_at", "occurred_at"),
+        Index("ix_audit_log_actor", "actor"),
+        Index("ix_audit_log_action", "action"),
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, _context: object, _instances: object) -> None:
+    """The audit log is append-only; the database triggers enforce it too."""
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditLog) and (obj in session.deleted or session.is_modified(obj)):
+            raise PermissionError("the audit log is append-only")
