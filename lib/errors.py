@@ -116,3 +116,9 @@ class StripeIdempotencyError(StripeGatewayError):
     """The same idempotency key was used with other parameters: a bug on our side."""
 
     code = "stripe_idempotency_error"
+
+
+class WebhookSignatureError(ConnectOpsError):
+    """A webhook's signature is missing, wrong or stale, or its body is not JSON."""
+
+    code = "webhook_signature_invalid"

@@ -1,0 +1,93 @@
+"""Who may do what. Enforced here, in the domain, not only by hiding a page.
+
+Every action function in ``lib/`` takes the acting ``Operator`` and calls :func:`authorize`
+first, so a page reached another way (or a script) still cannot act beyond its role.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from lib.errors import PermissionDeniedError
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    FINANCE = "finance"
+    MANAGER = "manager"
+    #: A freelancer acting on their own connection through the companion API.
+    FREELANCER = "freelancer"
+
+
+class Action(enum.StrEnum):
+    VIEW_OVERVIEW = "view_overview"
+    VIEW_METRICS = "view_metrics"
+    VIEW_ACCOUNTS = "view_accounts"
+    VIEW_REQUIREMENTS = "view_requirements"
+    VIEW_PAYOUTS = "view_payouts"
+    VIEW_WEBHOOKS = "view_webhooks"
+    VIEW_AUDIT_LOG = "view_audit_log"
+    GENERATE_LINK = "generate_link"
+    DISCONNECT = "disconnect"
+    REFRESH_ACCOUNT = "refresh_account"
+    SYNC_ACCOUNTS = "sync_accounts"
+    REQUEST_PAYOUT = "request_payout"
+    APPROVE_PAYOUT = "approve_payout"
+    REJECT_PAYOUT = "reject_payout"
+    REVERSE_PAYOUT = "reverse_payout"
+    RECONCILE = "reconcile"
+    REPLAY_WEBHOOK = "replay_webhook"
+    EXPORT = "export"
+    MANAGE_OWN_CONNECTION = "manage_own_connection"
+
+
+_FINANCE = frozenset(
+    {
+        Action.VIEW_ACCOUNTS, Action.VIEW_REQUIREMENTS, Action.VIEW_PAYOUTS,
+        Action.VIEW_AUDIT_LOG, Action.APPROVE_PAYOUT, Action.REJECT_PAYOUT,
+        Action.RECONCILE, Action.EXPORT,
+    }
+)
+_MANAGER = frozenset({Action.VIEW_OVERVIEW, Action.VIEW_METRICS})
+
+PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.ADMIN: frozenset(Action) - {Action.MANAGE_OWN_CONNECTION},
+    Role.FINANCE: _FINANCE,
+    Role.MANAGER: _MANAGER,
+    Role.FREELANCER: frozenset({Action.MANAGE_OWN_CONNECTION}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """The person (or freelancer) on whose behalf an action runs."""
+
+    username: str
+    roles: frozenset[Role]
+
+    @classmethod
+    def from_role_names(cls, username: str, role_names: object) -> Operator:
+        """Build from streamlit-authenticator's ``roles`` (unknown names are ignored)."""
+        names = role_names if isinstance(role_names, list | tuple | set | frozenset) else []
+        roles = frozenset(Role(n) for n in names if n in Role._value2member_map_)
+        return cls(username=username, roles=roles)
+
+    @property
+    def role_label(self) -> str:
+        return ",".join(sorted(r.value for r in self.roles)) or "none"
+
+    def can(self, action: Action) -> bool:
+        return any(action in PERMISSIONS[role] for role in self.roles)
+
+
+def authorize(operator: Operator | None, action: Action) -> Operator:
+    """Return the operator if allowed, else raise ``PermissionDeniedError``."""
+    if operator is None or not operator.username:
+        raise PermissionDeniedError(f"You must be signed in to {action.value.replace('_', ' ')}.")
+    if not operator.can(action):
+        raise PermissionDeniedError(
+            f"{operator.username} ({operator.role_label}) may not "
+            f"{action.value.replace('_', ' ')}."
+        )
+    return operator

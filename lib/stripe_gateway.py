@@ -1,0 +1,329 @@
+"""The one door to Stripe: every API call of Connect Ops goes through :class:`StripeGateway`.
+
+Why one module:
+- the ``StripeClient`` is built once from settings (base addresses for the emulator, explicit
+  retries and timeouts), so no call can forget them;
+- Stripe's exceptions become the project's own (``lib.errors``) with Stripe's code and request id
+  kept for the audit trail, so callers catch what they name and never import ``stripe``;
+- results are plain dicts (``StripeObject`` is not a dict in stripe-python 16), easy to store as
+  the raw JSON beside promoted columns.
+
+Writes that move money take an ``idempotency_key`` argument that the caller derives from its
+ledger row: the SDK's random per-request key would not protect a double-submitted form.
+The OAuth token exchange is sent with retries disabled: Stripe revokes a connection whose code is
+exchanged twice, so a network retry must never happen behind our back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from stripe import oauth_error
+
+from lib import errors
+from lib.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Stripe API version the product is written against (the OpenAPI subset's version).
+STRIPE_API_VERSION = "2024-04-10"
+
+
+@dataclass(frozen=True, slots=True)
+class StripeResult:
+    """A Stripe object as a dict, with the request id Stripe gave the call."""
+
+    data: dict[str, Any]
+    request_id: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified event: the parsed dict of exactly the bytes that were signed."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def type(self) -> str:
+        return str(self.data["type"])
+
+
+def _request_id(obj: Any) -> str | None:
+    response = getattr(obj, "last_response", None)
+    return getattr(response, "request_id", None) if response is not None else None
+
+
+def _as_result(obj: Any) -> StripeResult:
+    return StripeResult(data=obj.to_dict(), request_id=_request_id(obj))
+
+
+def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
+    error = getattr(exc, "error", None)
+    return {
+        "stripe_code": getattr(exc, "code", None),
+        "request_id": getattr(exc, "request_id", None),
+        "http_status": getattr(exc, "http_status", None),
+        "param": getattr(error, "param", None) if error is not None else None,
+    }
+
+
+def _message(exc: stripe.StripeError) -> str:
+    # user_message is Stripe's own human text; never include headers or the request body.
+    text = getattr(exc, "user_message", None) or str(getattr(exc, "_message", "") or "")
+    return text or exc.__class__.__name__
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn Stripe's exceptions into ``lib.errors`` types, keeping code and request id."""
+    try:
+        yield
+    except oauth_error.OAuthError as exc:
+        fields = _error_fields(exc)
+        raise errors.StripeOAuthError(
+            f"Stripe refused the OAuth request ({exc.code}): {_message(exc)}", **fields
+        ) from None
+    except stripe.IdempotencyError as exc:
+        raise errors.StripeIdempotencyError(
+            f"{action}: idempotency key reused with other parameters", **_error_fields(exc)
+        ) from None
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        raise errors.StripeAuthenticationError(
+            f"{action}: Stripe refused the platform's API key ({_message(exc)})",
+            **_error_fields(exc),
+        ) from None
+    except stripe.RateLimitError as exc:
+        raise errors.StripeRateLimitError(
+            f"{action}: Stripe is rate limiting us; try again shortly", **_error_fields(exc)
+        ) from None
+    except (stripe.InvalidRequestError, stripe.CardError) as exc:
+        raise errors.StripeRequestError(f"{action}: {_message(exc)}", **_error_fields(exc)) from None
+    except stripe.APIConnectionError as exc:
+        raise errors.StripeConnectionError(
+            f"{action}: no answer from Stripe (timeout or connection lost); the outcome is unknown",
+            **_error_fields(exc),
+        ) from None
+    except stripe.APIError as exc:
+        raise errors.StripeUnavailableError(
+            f"{action}: Stripe had an internal error; the outcome is unknown", **_error_fields(exc)
+        ) from None
+    except stripe.StripeError as exc:
+        raise errors.StripeGatewayError(f"{action}: {_message(exc)}", **_error_fields(exc)) from None
+
+
+def build_client(settings: Settings) -> stripe.StripeClient:
+    """A ``StripeClient`` configured from settings (base addresses, retries, timeouts)."""
+    settings.require("STRIPE_SECRET_KEY")
+    assert settings.stripe_secret_key is not None
+    base_addresses: dict[str, str] = {}
+    if settings.stripe_api_base:
+        base_addresses["api"] = settings.stripe_api_base
+    if settings.stripe_connect_base:
+        base_addresses["connect"] = settings.stripe_connect_base
+    http_client = stripe.RequestsClient(
+        timeout=(settings.stripe_connect_timeout_seconds, settings.stripe_timeout_seconds)
+    )
+    return stripe.StripeClient(
+        settings.stripe_secret_key.get_secret_value(),
+        client_id=settings.stripe_connect_client_id,
+        base_addresses=base_addresses,  # type: ignore[arg-type]
+        max_network_retries=settings.stripe_max_network_retries,
+        http_client=http_client,
+        stripe_version=STRIPE_API_VERSION,
+    )
+
+
+class StripeGateway:
+    """Typed access to the Stripe calls Connect Ops makes."""
+
+    def __init__(self, settings: Settings, *, client: stripe.StripeClient | None = None) -> None:
+        self.settings = settings
+        self._client = client or build_client(settings)
+
+    # ---- accounts --------------------------------------------------------------------------
+
+    def create_express_account(
+        self, *, email: str, country: str | None, metadata: Mapping[str, str]
+    ) -> StripeResult:
+        """Create an Express account with the transfers capability requested."""
+        params: dict[str, Any] = {
+            "type": "express",
+            "email": email,
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": dict(metadata),
+        }
+        if country:
+            params["country"] = country
+        with translate_errors("Creating the Stripe account"):
+            return _as_result(self._client.v1.accounts.create(params))  # type: ignore[arg-type]
+
+    def retrieve_account(self, account_id: str) -> StripeResult:
+        """Read one connected account as Stripe has it now."""
+        with translate_errors(f"Reading account {account_id}"):
+            return _as_result(self._client.v1.accounts.retrieve(account_id))
+
+    def iter_accounts(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every connected account of the platform, paging ``page_size`` at a time."""
+        with translate_errors("Listing connected accounts"):
+            page = self._client.v1.accounts.list({"limit": page_size})
+            for account in page.auto_paging_iter():
+                yield account.to_dict()
+
+    def create_account_link(
+        self, *, account_id: str, refresh_url: str, return_url: str
+    ) -> StripeResult:
+        """A single-use hosted onboarding link (``account_onboarding``; never ``account_update``)."""
+        params = {
+            "account": account_id,
+            "type": "account_onboarding",
+            "refresh_url": refresh_url,
+            "return_url": return_url,
+        }
+        with translate_errors("Creating the onboarding link"):
+            return _as_result(self._client.v1.account_links.create(params))  # type: ignore[arg-type]
+
+    def create_login_link(self, account_id: str) -> StripeResult:
+        """A link into the Express dashboard of ``account_id``."""
+        with translate_errors("Creating the Express dashboard link"):
+            return _as_result(self._client.v1.accounts.login_links.create(account_id))
+
+    # ---- money -----------------------------------------------------------------------------
+
+    def retrieve_balance(self) -> StripeResult:
+        """The platform's balance (available and pending per currency)."""
+        with translate_errors("Reading the platform balance"):
+            return _as_result(self._client.v1.balance.retrieve())
+
+    def create_transfer(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        destination: str,
+        idempotency_key: str,
+        description: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        transfer_group: str | None = None,
+    ) -> StripeResult:
+        """Move ``amount_minor`` from the platform balance to a connected account."""
+        if type(amount_minor) is not int:
+            raise TypeError("amount_minor must be an int of minor units")
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": currency,
+            "destination": destination,
+            "metadata": dict(metadata or {}),
+        }
+        if description:
+            params["description"] = description
+        if transfer_group:
+            params["transfer_group"] = transfer_group
+        with translate_errors("Sending the transfer"):
+            transfer = self._client.v1.transfers.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            )
+        return _as_result(transfer)
+
+    def retrieve_transfer(self, transfer_id: str) -> StripeResult:
+        """One transfer as Stripe has it."""
+        with translate_errors(f"Reading transfer {transfer_id}"):
+            return _as_result(self._client.v1.transfers.retrieve(transfer_id))
+
+    def iter_transfers(
+        self, *, created_gte: int | None = None, created_lt: int | None = None,
+        destination: str | None = None, page_size: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """Transfers in a period (unix seconds), newest first."""
+        params: dict[str, Any] = {"limit": page_size}
+        created: dict[str, int] = {}
+        if created_gte is not None:
+            created["gte"] = created_gte
+        if created_lt is not None:
+            created["lt"] = created_lt
+        if created:
+            params["created"] = created
+        if destination:
+            params["destination"] = destination
+        with translate_errors("Listing transfers"):
+            page = self._client.v1.transfers.list(params)  # type: ignore[arg-type]
+            for transfer in page.auto_paging_iter():
+                yield transfer.to_dict()
+
+    def create_transfer_reversal(
+        self, *, transfer_id: str, amount_minor: int, idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StripeResult:
+        """Reverse (part of) a transfer back to the platform balance."""
+        if type(amount_minor) is not int:
+            raise TypeError("amount_minor must be an int of minor units")
+        params: dict[str, Any] = {"amount": amount_minor, "metadata": dict(metadata or {})}
+        with translate_errors("Reversing the transfer"):
+            reversal = self._client.v1.transfers.reversals.create(
+                transfer_id, params, {"idempotency_key": idempotency_key}  # type: ignore[arg-type]
+            )
+        return _as_result(reversal)
+
+    # ---- OAuth -----------------------------------------------------------------------------
+
+    def oauth_authorize_url(
+        self, *, state: str, redirect_uri: str, stripe_user: Mapping[str, str] | None = None
+    ) -> str:
+        """The connect.stripe.com consent URL for an existing (Standard) account."""
+        self.settings.require("STRIPE_CONNECT_CLIENT_ID")
+        params: dict[str, Any] = {
+            "response_type": "code",
+            "scope": "read_write",
+            "state": state,
+            "redirect_uri": redirect_uri,
+        }
+        prefill = {k: v for k, v in (stripe_user or {}).items() if v}
+        if prefill:
+            params["stripe_user"] = prefill
+        return self._client.oauth.authorize_url(params)  # type: ignore[arg-type]
+
+    def oauth_token(self, code: str) -> StripeResult:
+        """Exchange an authorization code. Never retried: a second exchange revokes the connection."""
+        with translate_errors("Completing the Stripe connection"):
+            token = self._client.oauth.token(
+                {"grant_type": "authorization_code", "code": code},
+                {"max_network_retries": 0},
+            )
+        return _as_result(token)
+
+    def oauth_deauthorize(self, stripe_user_id: str) -> StripeResult:
+        """Revoke the platform's access to a Standard account connected through OAuth."""
+        self.settings.require("STRIPE_CONNECT_CLIENT_ID")
+        with translate_errors("Disconnecting the Stripe account"):
+            return _as_result(
+                self._client.oauth.deauthorize({"stripe_user_id": stripe_user_id})  # type: ignore[typeddict-item]
+            )
+
+
+def verify_webhook(payload: bytes, signature_header: str | None, secret: str) -> WebhookEvent:
+    """Verify a webhook on its raw body with the SDK; raise ``WebhookSignatureError`` if forged."""
+    if not signature_header:
+        raise errors.WebhookSignatureError("missing Stripe-Signature header")
+    try:
+        event = stripe.Webhook.construct_event(payload, signature_header, secret)
+    except stripe.SignatureVerificationError:
+        raise errors.WebhookSignatureError("invalid or stale Stripe-Signature") from None
+    except ValueError:
+        raise errors.WebhookSignatureError("the body is not valid JSON") from None
+    return WebhookEvent(data=event.to_dict())
