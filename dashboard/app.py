@@ -1,0 +1,56 @@
+"""Connect Ops dashboard entry point: only a router.
+
+Login first; then ``st.navigation`` over exactly the pages this user's roles allow. Anonymous
+users get only the login page.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project root.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+from streamlit_authenticator.utilities import LoginError  # noqa: E402
+
+from dashboard.auth import current_operator, get_authenticator  # noqa: E402
+from dashboard.context import get_context  # noqa: E402
+from dashboard.navigation import pages_for  # noqa: E402
+from dashboard.ui import mode_banner  # noqa: E402
+
+st.set_page_config(page_title="Connect Ops", page_icon=":material/payments:", layout="wide")
+context = get_context()
+authenticator = get_authenticator(context)
+
+
+def login_page() -> None:
+    st.title("Connect Ops")
+    st.caption("Operations desk for the marketplace's Stripe Connect payouts.")
+    try:
+        authenticator.login(location="main", key="login_form")
+    except LoginError as exc:
+        st.error(str(exc))
+    if st.session_state.get("authentication_status") is False:
+        st.error("Username or password is incorrect.")
+    elif st.session_state.get("authentication_status"):
+        st.rerun()
+
+
+mode_banner(context.settings)
+operator = current_operator()
+if operator is None:
+    st.navigation([st.Page(login_page, title="Log in", icon=":material/login:")]).run()
+else:
+    pages = pages_for(operator)
+    with st.sidebar:
+        st.write(f"Signed in as **{st.session_state.get('name') or operator.username}**")
+        st.caption(f"Role: {operator.role_label}")
+        authenticator.logout(button_name="Log out", location="sidebar", key="logout_button")
+    if not pages:
+        st.warning("Your account has no role that opens any page. Ask an admin.")
+        st.stop()
+    st.navigation(pages).run()
