@@ -1,0 +1,51 @@
+# Connect Ops: two commands on a fresh machine (Python 3.11+ and make).
+#   make demo   install, migrate, seed, run emulator + companion + dashboard (Ctrl-C stops all)
+#   make test   install, lint, run every test (again on PostgreSQL when TEST_DATABASE_URL is set)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP     := $(VENV)/.dev-installed
+
+.PHONY: demo test test-sqlite test-postgres lint bench install clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+	  || { echo "Connect Ops needs Python 3.11 or newer (found: $$($(PYTHON) --version 2>&1))."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(RUNTIME_STAMP)
+
+demo: $(RUNTIME_STAMP)
+	$(BIN)/python -m scripts.demo
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+
+test-sqlite: $(DEV_STAMP)
+	$(BIN)/python -m pytest
+
+test-postgres: $(DEV_STAMP)
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+	  CONNECT_OPS_TEST_BACKEND=postgresql $(BIN)/python -m pytest -m "not browser"; \
+	else \
+	  echo "TEST_DATABASE_URL is not set: PostgreSQL pass skipped (CI always runs it)."; \
+	fi
+
+test: lint test-sqlite test-postgres
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
