@@ -42,11 +42,20 @@ WHERE_TO_GET = {
 
 
 def normalise_database_url(url: str) -> str:
-    """Accept Heroku-style ``postgres://`` URLs and pick the psycopg 3 driver."""
+    """Accept Heroku-style ``postgres://`` URLs (psycopg 3 driver); anchor relative SQLite paths.
+
+    ``sqlite:///data/x.db`` means the project's ``data/`` folder wherever the process starts,
+    so the dashboard and the companion always open the same file.
+    """
     url = url.strip()
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
+    sqlite_prefix = "sqlite:///"
+    if url.startswith(sqlite_prefix):
+        path = url[len(sqlite_prefix):]
+        if path and path != ":memory:" and not path.startswith("/"):
+            return sqlite_prefix + str(PROJECT_ROOT / path)
     return url
 
 

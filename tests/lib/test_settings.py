@@ -1,14 +1,15 @@
 import pytest
 
 from lib.errors import ConfigurationError
-from lib.settings import Settings, load_settings, normalise_database_url
+from lib.settings import PROJECT_ROOT, Settings, load_settings, normalise_database_url
 from tests.factories import TEST_SECRET_KEY, make_settings
 
 
 def test_postgres_urls_are_normalised_to_psycopg() -> None:
     assert normalise_database_url("postgres://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
     assert normalise_database_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert normalise_database_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert normalise_database_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert normalise_database_url("sqlite:///data/x.db") == f"sqlite:///{PROJECT_ROOT}/data/x.db"
 
 
 def test_settings_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,97 @@
+"""The local mirror of connected accounts: one upsert that late or duplicate data cannot regress.
+
+Every write carries the time the account was *fetched* from Stripe; a row is only overwritten by
+a fetch at least as recent (``synced_at``). The upsert is a single ``INSERT … ON CONFLICT DO
+UPDATE … WHERE`` on SQLite and PostgreSQL, so a webhook and a sync racing on one account settle
+in the database, not in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from lib.account_status import deadline_of, derive_status, transfers_capability
+from lib.db import utcnow
+from lib.models import ConnectedAccount
+
+_PROMOTED_UPDATE = (
+    "livemode", "type", "country", "email", "default_currency", "charges_enabled",
+    "payouts_enabled", "details_submitted", "transfers_capability", "requirements",
+    "future_requirements", "disabled_reason", "current_deadline", "currently_due_count",
+    "past_due_count", "eventually_due_count", "pending_verification_count", "status",
+    "stripe_created", "raw", "synced_at",
+)
+
+
+def _count(requirements: Mapping[str, Any], key: str) -> int:
+    value = requirements.get(key)
+    return len(value) if isinstance(value, list) else 0
+
+
+def account_row_values(account: Mapping[str, Any], *, fetched_at: datetime) -> dict[str, Any]:
+    """The mirror's column values for a Stripe account dict."""
+    requirements = dict(account.get("requirements") or {})
+    future = dict(account.get("future_requirements") or {})
+    created = account.get("created")
+    return {
+        "stripe_id": str(account["id"]),
+        "livemode": bool(account.get("livemode")),
+        "type": account.get("type"),
+        "country": account.get("country"),
+        "email": account.get("email"),
+        "default_currency": account.get("default_currency"),
+        "charges_enabled": bool(account.get("charges_enabled")),
+        "payouts_enabled": bool(account.get("payouts_enabled")),
+        "details_submitted": bool(account.get("details_submitted")),
+        "transfers_capability": transfers_capability(account),
+        "requirements": requirements,
+        "future_requirements": future,
+        "disabled_reason": requirements.get("disabled_reason") or None,
+        "current_deadline": deadline_of(account),
+        "currently_due_count": _count(requirements, "currently_due"),
+        "past_due_count": _count(requirements, "past_due"),
+        "eventually_due_count": _count(requirements, "eventually_due"),
+        "pending_verification_count": _count(requirements, "pending_verification"),
+        "status": derive_status(account).value,
+        "stripe_created": datetime.fromtimestamp(int(created), tz=UTC) if created else None,
+        "raw": dict(account),
+        "synced_at": fetched_at,
+    }
+
+
+def upsert_account(
+    session: Session, *, account: Mapping[str, Any], fetched_at: datetime | None = None
+) -> bool:
+    """Insert or refresh the mirror of ``account``; False when a newer fetch is already stored."""
+    values = account_row_values(account, fetched_at=fetched_at or utcnow())
+    table = ConnectedAccount.__table__
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.stripe_id],
+        set_={name: statement.excluded[name] for name in _PROMOTED_UPDATE},
+        where=table.c.synced_at <= statement.excluded.synced_at,
+    ).returning(table.c.id)
+    # A skipped conflict returns no row (rowcount is unreliable with RETURNING on psycopg).
+    return session.execute(statement).first() is not None
+
+
+def get_account(session: Session, *, stripe_id: str) -> ConnectedAccount | None:
+    """The mirrored account, or None."""
+    return session.scalars(
+        select(ConnectedAccount).where(ConnectedAccount.stripe_id == stripe_id)
+    ).one_or_none()
+
+
+def mark_deauthorized(session: Session, *, stripe_id: str, at: datetime | None = None) -> None:
+    """Record that the platform lost access to ``stripe_id`` (the raw object is kept)."""
+    row = get_account(session, stripe_id=stripe_id)
+    if row is not None and row.deauthorized_at is None:
+        row.deauthorized_at = at or utcnow()

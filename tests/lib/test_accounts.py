@@ -1,0 +1,55 @@
+from datetime import UTC, datetime, timedelta
+
+from lib.accounts import get_account, mark_deauthorized, upsert_account
+from tests.lib.test_account_status import account
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_upsert_inserts_with_promoted_columns(session_factory) -> None:
+    acct = account(country="US", requirements={"currently_due": ["a", "b"],
+                                                "current_deadline": 1_900_000_000})
+    with session_factory.begin() as session:
+        assert upsert_account(session, account=acct, fetched_at=T0)
+    with session_factory() as session:
+        row = get_account(session, stripe_id="acct_1")
+        assert row is not None
+        assert row.status == "RESTRICTED"
+        assert row.currently_due_count == 2
+        assert row.current_deadline == datetime.fromtimestamp(1_900_000_000, tz=UTC)
+        assert row.transfers_capability == "active"
+        assert row.raw["id"] == "acct_1"
+
+
+def test_older_fetch_never_overwrites_newer(session_factory) -> None:
+    newer = account(payouts_enabled=False, requirements={"past_due": ["x"]})
+    older = account()
+    with session_factory.begin() as session:
+        upsert_account(session, account=newer, fetched_at=T0 + timedelta(seconds=5))
+    with session_factory.begin() as session:
+        assert upsert_account(session, account=older, fetched_at=T0) is False
+    with session_factory() as session:
+        row = get_account(session, stripe_id="acct_1")
+        assert row is not None and row.status == "DISABLED"
+
+
+def test_newer_fetch_overwrites(session_factory) -> None:
+    with session_factory.begin() as session:
+        upsert_account(session, account=account(payouts_enabled=False,
+                                                 requirements={"past_due": ["x"]}), fetched_at=T0)
+    with session_factory.begin() as session:
+        assert upsert_account(session, account=account(), fetched_at=T0 + timedelta(seconds=1))
+    with session_factory() as session:
+        row = get_account(session, stripe_id="acct_1")
+        assert row is not None and row.status == "ACTIVE" and row.past_due_count == 0
+
+
+def test_mark_deauthorized_keeps_row(session_factory) -> None:
+    with session_factory.begin() as session:
+        upsert_account(session, account=account(), fetched_at=T0)
+    with session_factory.begin() as session:
+        mark_deauthorized(session, stripe_id="acct_1", at=T0)
+        mark_deauthorized(session, stripe_id="acct_unknown", at=T0)
+    with session_factory() as session:
+        row = get_account(session, stripe_id="acct_1")
+        assert row is not None and row.deauthorized_at == T0
