@@ -1,0 +1,42 @@
+from sqlalchemy import select
+
+from lib.audit import record, record_now
+from lib.models import AuditLog
+from lib.roles import Operator
+
+
+def test_entry_commits_with_the_action(session_factory) -> None:
+    admin = Operator.from_role_names("alice", ["admin"])
+    with session_factory.begin() as session:
+        record(session, actor=admin, action="payout.request", result="ok", target="payout:1",
+               input={"amount": "10.00", "note": "key sk_test_abcdefgh123"})
+    with session_factory() as session:
+        entry = session.scalars(select(AuditLog)).one()
+    assert entry.actor == "alice" and entry.actor_role == "admin"
+    assert entry.input["amount"] == "10.00"
+    assert "sk_test_abcdefgh123" not in entry.input["note"]
+
+
+def test_entry_rolls_back_with_the_action(session_factory) -> None:
+    try:
+        with session_factory.begin() as session:
+            record(session, actor="alice", action="x", result="ok")
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    with session_factory() as session:
+        assert session.scalars(select(AuditLog)).all() == []
+
+
+def test_record_now_survives_callers_rollback(session_factory) -> None:
+    try:
+        with session_factory.begin() as session:
+            record(session, actor="alice", action="lost", result="ok")
+            record_now(session_factory, actor="mallory", action="payout.approve",
+                       result="refused", detail="not allowed")
+            raise RuntimeError("rollback")
+    except RuntimeError:
+        pass
+    with session_factory() as session:
+        actions = [e.action for e in session.scalars(select(AuditLog))]
+    assert actions == ["payout.approve"]
