@@ -82,6 +82,7 @@ class PayoutType(enum.StrEnum):
 
 class WebhookStatus(enum.StrEnum):
     RECEIVED = "received"
+    PROCESSING = "processing"
     PROCESSED = "processed"
     FAILED = "failed"
     IGNORED = "ignored"
@@ -286,6 +287,8 @@ class WebhookEvent(Base):
     stripe_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Lease of the replica processing it; a stale lease may be taken over.
+    processing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default=WebhookStatus.RECEIVED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)

@@ -159,9 +159,10 @@ class StripeGateway:
     # ---- accounts --------------------------------------------------------------------------
 
     def create_express_account(
-        self, *, email: str, country: str | None, metadata: Mapping[str, str]
+        self, *, email: str, country: str | None, metadata: Mapping[str, str],
+        idempotency_key: str,
     ) -> StripeResult:
-        """Create an Express account with the transfers capability requested."""
+        """Create an Express account with the transfers capability requested (once per key)."""
         params: dict[str, Any] = {
             "type": "express",
             "email": email,
@@ -171,12 +172,27 @@ class StripeGateway:
         if country:
             params["country"] = country
         with translate_errors("Creating the Stripe account"):
-            return _as_result(self._client.v1.accounts.create(params))  # type: ignore[arg-type]
+            account = self._client.v1.accounts.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            )
+        return _as_result(account)
 
     def retrieve_account(self, account_id: str) -> StripeResult:
         """Read one connected account as Stripe has it now."""
         with translate_errors(f"Reading account {account_id}"):
             return _as_result(self._client.v1.accounts.retrieve(account_id))
+
+    def list_accounts_page(
+        self, *, starting_after: str | None = None, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of connected accounts and whether more follow."""
+        params: dict[str, Any] = {"limit": limit}
+        if starting_after:
+            params["starting_after"] = starting_after
+        with translate_errors("Listing connected accounts"):
+            page = self._client.v1.accounts.list(params)  # type: ignore[arg-type]
+        return [a.to_dict() for a in page.data], bool(page.has_more)
 
     def iter_accounts(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every connected account of the platform, paging ``page_size`` at a time."""

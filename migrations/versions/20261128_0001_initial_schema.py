@@ -123,6 +123,7 @@ def upgrade() -> None:
         sa.Column("stripe_created", lib.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("received_at", lib.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("processed_at", lib.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("processing_started_at", lib.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
@@ -132,7 +133,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.CheckConstraint(
-            "status IN ('received', 'processed', 'failed', 'ignored')",
+            "status IN ('received', 'processing', 'processed', 'failed', 'ignored')",
             name=op.f("ck_webhook_events_status_valid"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),

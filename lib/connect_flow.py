@@ -1,0 +1,457 @@
+"""Connecting a freelancer's Stripe account: OAuth (existing Standard accounts) and hosted
+onboarding (new Express accounts), the callback, status and disconnect.
+
+Functions that call Stripe between database writes take a ``session_factory`` and frame their
+own short transactions, because a Stripe call must never run inside an open write transaction
+(SQLite would hold its single writer lock for the whole network round trip) and because some
+writes must be committed *before* the call: the OAuth state is spent before the code exchange.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from lib import audit
+from lib.account_status import ConnectionStatus, derive_status, is_verified
+from lib.accounts import get_account, mark_deauthorized, upsert_account
+from lib.connection_attempts import (
+    FailureReason,
+    finish_attempt,
+    mark_returned,
+    start_attempt,
+)
+from lib.db import utcnow
+from lib.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    StripeGatewayError,
+    StripeOAuthError,
+)
+from lib.freelancers import find_by_account, get_freelancer
+from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer
+from lib.oauth_states import STATE_LIFETIME, consume_state, issue_state
+from lib.roles import Action, Operator, Role, authorize
+from lib.settings import Settings
+from lib.stripe_gateway import StripeGateway
+from lib.tokens import sign_value, unsign_value
+
+logger = logging.getLogger(__name__)
+
+ONBOARDING_RETURN_PATH = "/api/v1/freelancer/stripe-connect-return"
+ONBOARDING_REFRESH_PATH = "/api/v1/freelancer/stripe-connect-refresh"
+_ATTEMPT_PURPOSE = "onboarding-attempt"
+#: Stripe's Account Links live about five minutes.
+ACCOUNT_LINK_LIFETIME = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectLink:
+    url: str
+    expires_in: int
+    method: ConnectionMethod
+    attempt_id: int
+
+
+def _authorize_for(operator: Operator, freelancer_id: int, action: Action) -> None:
+    """Operators need ``action``; a freelancer may act only on their own connection."""
+    if Role.FREELANCER in operator.roles:
+        authorize(operator, Action.MANAGE_OWN_CONNECTION)
+        if operator.username != f"freelancer:{freelancer_id}":
+            raise PermissionDeniedError("A freelancer can only manage their own connection.")
+        return
+    authorize(operator, action)
+
+
+# ---- OAuth ------------------------------------------------------------------------------------
+
+
+def create_oauth_link(
+    session: Session, *, gateway: StripeGateway, settings: Settings, operator: Operator,
+    freelancer_id: int,
+) -> ConnectLink:
+    """An OAuth consent URL for an existing Standard account, with a fresh single-use state.
+
+    Older unused states of the same freelancer stay valid until they expire: two tabs must not
+    invalidate each other.
+    """
+    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK)
+    freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+    attempt = start_attempt(
+        session, freelancer_id=freelancer.id, method=ConnectionMethod.OAUTH,
+        issued_by=operator.username, link_expires_at=utcnow() + STATE_LIFETIME,
+    )
+    token = issue_state(session, freelancer_id=freelancer.id, issued_by=operator.username,
+                        attempt_id=attempt.id)
+    prefill = {"email": freelancer.email, "country": freelancer.country or ""}
+    first, _, last = freelancer.name.partition(" ")
+    prefill.update({"first_name": first, "last_name": last})
+    url = gateway.oauth_authorize_url(
+        state=token, redirect_uri=settings.oauth_redirect_uri, stripe_user=prefill
+    )
+    audit.record(session, actor=operator, action="connect.oauth_link", result="issued",
+                 target=f"freelancer:{freelancer.id}", input={"attempt_id": attempt.id})
+    return ConnectLink(url=url, expires_in=int(STATE_LIFETIME.total_seconds()),
+                       method=ConnectionMethod.OAUTH, attempt_id=attempt.id)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    """What the callback did; ``reason`` is one of ``FailureReason`` when it failed."""
+
+    success: bool
+    reason: FailureReason | None = None
+    account_id: str | None = None
+    freelancer_id: int | None = None
+
+
+def _fail(
+    session_factory: sessionmaker[Session], reason: FailureReason, *, attempt_id: int | None,
+    freelancer_id: int | None, detail: str | None = None,
+) -> CallbackResult:
+    with session_factory.begin() as session:
+        finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED, reason=reason)
+        audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
+                     result=reason.value, target=f"freelancer:{freelancer_id}" if freelancer_id else None,
+                     detail=detail)
+    return CallbackResult(success=False, reason=reason, freelancer_id=freelancer_id)
+
+
+def handle_oauth_callback(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway,
+    params: Mapping[str, str],
+) -> CallbackResult:
+    """Complete (or refuse) an OAuth connection from the redirect's query parameters."""
+    state, code, error = params.get("state"), params.get("code"), params.get("error")
+    if not state or (not code and not error):
+        return _fail(session_factory, FailureReason.MISSING_PARAMETERS, attempt_id=None,
+                     freelancer_id=None)
+
+    # Spend the state in its own committed transaction before anything else happens.
+    with session_factory.begin() as session:
+        consumed = consume_state(session, token=state)
+    if consumed is None:
+        return _fail(session_factory, FailureReason.INVALID_STATE, attempt_id=None,
+                     freelancer_id=None)
+    attempt_id, freelancer_id = consumed.attempt_id, consumed.freelancer_id
+
+    if error:
+        reason = (FailureReason.ACCESS_DENIED if error == "access_denied"
+                  else FailureReason.EXCHANGE_FAILED)
+        return _fail(session_factory, reason, attempt_id=attempt_id, freelancer_id=freelancer_id,
+                     detail=f"Stripe returned error={error[:100]}")
+    assert code is not None
+
+    try:
+        token = gateway.oauth_token(code)
+    except StripeOAuthError as exc:
+        return _fail(session_factory, FailureReason.EXCHANGE_FAILED, attempt_id=attempt_id,
+                     freelancer_id=freelancer_id, detail=f"{exc.stripe_code}: {exc.message}")
+    except StripeGatewayError as exc:
+        logger.error("OAuth code exchange failed for freelancer %s: %s (request %s)",
+                     freelancer_id, exc.code, exc.request_id)
+        return _fail(session_factory, FailureReason.SERVER_ERROR, attempt_id=attempt_id,
+                     freelancer_id=freelancer_id, detail=exc.message)
+
+    account_id = str(token.data.get("stripe_user_id") or "")
+    if not account_id.startswith("acct_"):
+        logger.error("OAuth exchange for freelancer %s returned no account id", freelancer_id)
+        return _fail(session_factory, FailureReason.SERVER_ERROR, attempt_id=attempt_id,
+                     freelancer_id=freelancer_id, detail="no stripe_user_id in token response")
+
+    fetched_at = utcnow()
+    account: dict[str, Any] | None
+    try:
+        account = gateway.retrieve_account(account_id).data
+    except StripeGatewayError as exc:
+        # The connection exists at Stripe; the mirror fills in on the next webhook or sync.
+        logger.warning("connected %s but could not read it yet: %s", account_id, exc.code)
+        account = None
+
+    with session_factory.begin() as session:
+        other = find_by_account(session, stripe_account_id=account_id)
+        if other is not None and other.id != freelancer_id:
+            finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED,
+                           reason=FailureReason.ACCOUNT_ALREADY_CONNECTED,
+                           stripe_account_id=account_id)
+            audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
+                         result=FailureReason.ACCOUNT_ALREADY_CONNECTED.value,
+                         target=f"freelancer:{freelancer_id}",
+                         detail=f"{account_id} already belongs to freelancer {other.id}")
+            return CallbackResult(success=False, reason=FailureReason.ACCOUNT_ALREADY_CONNECTED,
+                                  account_id=account_id, freelancer_id=freelancer_id)
+        freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+        _attach(freelancer, account_id=account_id, method=ConnectionMethod.OAUTH)
+        if account is not None:
+            upsert_account(session, account=account, fetched_at=fetched_at)
+        mirror = get_account(session, stripe_id=account_id)
+        if mirror is not None:
+            mirror.deauthorized_at = None
+        finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED,
+                       stripe_account_id=account_id)
+        audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
+                     result="connected", target=f"freelancer:{freelancer_id}",
+                     input={"account": account_id}, stripe_request_id=token.request_id)
+    return CallbackResult(success=True, account_id=account_id, freelancer_id=freelancer_id)
+
+
+def _attach(freelancer: Freelancer, *, account_id: str, method: ConnectionMethod) -> None:
+    if freelancer.stripe_account_id != account_id:
+        freelancer.stripe_account_id = account_id
+        freelancer.connected_at = utcnow()
+    freelancer.connection_method = method.value
+
+
+# ---- hosted onboarding (Express) --------------------------------------------------------------
+
+
+def _account_idempotency_key(freelancer: Freelancer) -> str:
+    # One Express account per freelancer per "connection generation": a double click reuses it,
+    # a reconnect after a disconnect creates a new one.
+    generation = int(freelancer.disconnected_at.timestamp()) if freelancer.disconnected_at else 0
+    return f"connectops-express-account-{freelancer.id}-{generation}"
+
+
+def _onboarding_urls(settings: Settings, attempt_id: int) -> tuple[str, str]:
+    assert settings.jwt_secret is not None
+    signed = sign_value(str(attempt_id), secret=settings.jwt_secret.get_secret_value(),
+                        purpose=_ATTEMPT_PURPOSE)
+    query = urlencode({"attempt": signed})
+    base = settings.backend_url.rstrip("/")
+    return f"{base}{ONBOARDING_REFRESH_PATH}?{query}", f"{base}{ONBOARDING_RETURN_PATH}?{query}"
+
+
+def create_onboarding_link(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
+    operator: Operator, freelancer_id: int,
+) -> ConnectLink:
+    """A hosted onboarding link; creates the freelancer's Express account first if needed."""
+    settings.require("JWT_SECRET")
+    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK)
+    with session_factory() as session:
+        freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+        account_id = freelancer.stripe_account_id
+        if freelancer.connection_method == ConnectionMethod.OAUTH.value and account_id:
+            raise ConflictError(
+                "This freelancer is connected through OAuth (a Standard account); Stripe offers "
+                "no onboarding link for it. Disconnect first to onboard a new Express account."
+            )
+        key = _account_idempotency_key(freelancer)
+        email, country = freelancer.email, freelancer.country
+
+    if account_id is None:
+        created = gateway.create_express_account(
+            email=email, country=country,
+            metadata={"freelancer_id": str(freelancer_id), "created_by": "connect-ops"},
+            idempotency_key=key,
+        )
+        account_id = created.id
+        with session_factory.begin() as session:
+            freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+            if freelancer.stripe_account_id is None:
+                _attach(freelancer, account_id=account_id, method=ConnectionMethod.ACCOUNT_LINK)
+            upsert_account(session, account=created.data)
+            audit.record(session, actor=operator, action="connect.express_account",
+                         result="created", target=f"freelancer:{freelancer_id}",
+                         input={"account": account_id}, idempotency_key=key,
+                         stripe_request_id=created.request_id)
+
+    with session_factory.begin() as session:
+        attempt = start_attempt(
+            session, freelancer_id=freelancer_id, method=ConnectionMethod.ACCOUNT_LINK,
+            issued_by=operator.username, stripe_account_id=account_id,
+            link_expires_at=utcnow() + ACCOUNT_LINK_LIFETIME,
+        )
+        attempt_id = attempt.id
+    refresh_url, return_url = _onboarding_urls(settings, attempt_id)
+    link = gateway.create_account_link(account_id=account_id, refresh_url=refresh_url,
+                                       return_url=return_url)
+    expires_at = link.data.get("expires_at")
+    with session_factory.begin() as session:
+        audit.record(session, actor=operator, action="connect.onboarding_link", result="issued",
+                     target=f"freelancer:{freelancer_id}",
+                     input={"account": account_id, "attempt_id": attempt_id},
+                     stripe_request_id=link.request_id)
+    expires_in = (int(expires_at) - int(utcnow().timestamp())) if expires_at else 300
+    return ConnectLink(url=str(link.data["url"]), expires_in=max(expires_in, 0),
+                       method=ConnectionMethod.ACCOUNT_LINK, attempt_id=attempt_id)
+
+
+def attempt_from_signed(settings: Settings, signed: str | None) -> int | None:
+    """The attempt id carried by a return/refresh URL, if its signature is ours."""
+    if not signed or len(signed) > 200 or settings.jwt_secret is None:
+        return None
+    value = unsign_value(signed, secret=settings.jwt_secret.get_secret_value(),
+                         purpose=_ATTEMPT_PURPOSE)
+    return int(value) if value and value.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnResult:
+    freelancer_id: int
+    account_id: str | None
+    status: ConnectionStatus
+    completed: bool
+
+
+def handle_onboarding_return(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, attempt_id: int,
+) -> ReturnResult:
+    """The freelancer came back: read the account (returning is not completing) and record it."""
+    with session_factory.begin() as session:
+        attempt = mark_returned(session, attempt_id=attempt_id)
+        if attempt is None:
+            raise NotFoundError("This onboarding link is unknown.")
+        freelancer_id, account_id = attempt.freelancer_id, attempt.stripe_account_id
+    account: dict[str, Any] | None = None
+    if account_id:
+        fetched_at = utcnow()
+        account = gateway.retrieve_account(account_id).data
+        with session_factory.begin() as session:
+            upsert_account(session, account=account, fetched_at=fetched_at)
+            completed = bool(account.get("details_submitted"))
+            if completed:
+                finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED)
+            audit.record(session, actor=f"freelancer:{freelancer_id}",
+                         action="connect.onboarding_return",
+                         result="completed" if completed else "incomplete",
+                         target=f"freelancer:{freelancer_id}", input={"account": account_id})
+    status = derive_status(account)
+    return ReturnResult(freelancer_id=freelancer_id, account_id=account_id, status=status,
+                        completed=bool(account and account.get("details_submitted")))
+
+
+def refresh_onboarding_link(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
+    attempt_id: int,
+) -> ConnectLink:
+    """Stripe sent the freelancer to ``refresh_url`` (link expired or reused): mint a new one."""
+    with session_factory() as session:
+        attempt = session.get(ConnectionAttempt, attempt_id)
+        if attempt is None:
+            raise NotFoundError("This onboarding link is unknown.")
+        freelancer_id = attempt.freelancer_id
+    operator = Operator(username=f"freelancer:{freelancer_id}",
+                        roles=frozenset({Role.FREELANCER}))
+    return create_onboarding_link(session_factory, gateway=gateway, settings=settings,
+                                  operator=operator, freelancer_id=freelancer_id)
+
+
+# ---- status and disconnect -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionView:
+    freelancer_id: int
+    account_id: str | None
+    status: ConnectionStatus
+    verified: bool
+    account: dict[str, Any] | None
+
+    @property
+    def is_connected(self) -> bool:
+        return self.account_id is not None
+
+    def to_api(self) -> dict[str, Any]:
+        """The platform's existing response shape (``data`` of stripe-connect-status)."""
+        details = None
+        if self.account_id is not None:
+            account = self.account or {}
+            requirements = account.get("requirements") or {}
+            deadline = requirements.get("current_deadline")
+            details = {
+                "id": self.account_id,
+                "chargesEnabled": bool(account.get("charges_enabled")),
+                "payoutsEnabled": bool(account.get("payouts_enabled")),
+                "detailsSubmitted": bool(account.get("details_submitted")),
+                "requirementsCurrentlyDue": list(requirements.get("currently_due") or []),
+                "requirementsPastDue": list(requirements.get("past_due") or []),
+                "currentDeadline": int(deadline) if deadline else None,
+                "disabledReason": requirements.get("disabled_reason") or None,
+            }
+        return {
+            "isConnected": self.is_connected,
+            "status": self.status.value,
+            "verified": self.verified,
+            "accountId": self.account_id,
+            "accountDetails": details,
+        }
+
+
+def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView:
+    """The freelancer's connection as the mirror knows it."""
+    freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+    account_id = freelancer.stripe_account_id
+    if account_id is None:
+        return ConnectionView(freelancer_id, None, ConnectionStatus.NOT_CONNECTED, False, None)
+    mirror = get_account(session, stripe_id=account_id)
+    raw = dict(mirror.raw) if mirror is not None else None
+    # Connected but not mirrored yet: we cannot say it is payable, so it is pending.
+    status = derive_status(raw) if raw else ConnectionStatus.PENDING
+    return ConnectionView(freelancer_id, account_id, status, is_verified(raw), raw)
+
+
+def refresh_connection(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, freelancer_id: int,
+) -> ConnectionView:
+    """Re-read the freelancer's account from Stripe, update the mirror, return the view."""
+    with session_factory() as session:
+        account_id = get_freelancer(session, freelancer_id=freelancer_id).stripe_account_id
+    if account_id is not None:
+        fetched_at = utcnow()
+        account = gateway.retrieve_account(account_id).data
+        with session_factory.begin() as session:
+            upsert_account(session, account=account, fetched_at=fetched_at)
+    with session_factory() as session:
+        return connection_status(session, freelancer_id=freelancer_id)
+
+
+def disconnect(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    freelancer_id: int,
+) -> str:
+    """Disconnect the freelancer's account; returns the account id that was detached.
+
+    OAuth (Standard) connections are deauthorized at Stripe; Express accounts the platform
+    created cannot be (Stripe refuses), so they are detached locally. The mirror and the
+    history stay; reconnecting later works with the same or another account.
+    """
+    _authorize_for(operator, freelancer_id, Action.DISCONNECT)
+    with session_factory() as session:
+        freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+        account_id, method = freelancer.stripe_account_id, freelancer.connection_method
+    if account_id is None:
+        raise ConflictError("This freelancer has no connected Stripe account.")
+    request_id = None
+    if method == ConnectionMethod.OAUTH.value:
+        try:
+            request_id = gateway.oauth_deauthorize(account_id).request_id
+        except StripeOAuthError as exc:
+            # Already revoked at Stripe (by the freelancer, or a twice-used code): nothing to undo.
+            logger.info("deauthorize %s: Stripe says %s; detaching locally", account_id,
+                        exc.stripe_code)
+    with session_factory.begin() as session:
+        freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+        if freelancer.stripe_account_id == account_id:
+            detach(session, freelancer=freelancer)
+        if method == ConnectionMethod.OAUTH.value:
+            mark_deauthorized(session, stripe_id=account_id)
+        audit.record(session, actor=operator, action="connect.disconnect", result="disconnected",
+                     target=f"freelancer:{freelancer_id}",
+                     input={"account": account_id, "method": method},
+                     stripe_request_id=request_id)
+    return account_id
+
+
+def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = None) -> None:
+    """Forget the freelancer's current account (the mirror and history are kept)."""
+    freelancer.stripe_account_id = None
+    freelancer.connection_method = None
+    freelancer.disconnected_at = at or utcnow()
