@@ -10,17 +10,23 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.db import make_engine, make_session_factory
+from lib.errors import ConnectOpsError
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
+from server import pages
+from server.app_context import ServiceContext
+from server.responses import domain_error_handler, validation_error_handler
+from server.routes import freelancer, webhooks
+from server.security import SecurityHeadersMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +38,6 @@ REQUIRED_SETTINGS = (
     "STRIPE_CONNECT_WEBHOOK_SECRET",
     "JWT_SECRET",
 )
-
-
-@dataclass
-class ServiceContext:
-    """What every handler may use: settings, the session factory and the Stripe gateway."""
-
-    settings: Settings
-    session_factory: sessionmaker[Session]
-    gateway: StripeGateway
 
 
 def create_app(
@@ -70,6 +67,12 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_exception_handler(ConnectOpsError, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(freelancer.router)
+    app.include_router(webhooks.router)
+    app.include_router(pages.router)
     app.state.context = ServiceContext(
         settings=settings,
         session_factory=session_factory,

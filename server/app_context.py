@@ -1,0 +1,24 @@
+"""What every handler may use, reached through ``request.app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from lib.settings import Settings
+from lib.stripe_gateway import StripeGateway
+
+
+@dataclass
+class ServiceContext:
+    """Settings, the session factory and the Stripe gateway: nothing per-replica."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    gateway: StripeGateway
+
+
+def context_of(request: Request) -> ServiceContext:
+    return request.app.state.context

@@ -1,0 +1,68 @@
+"""The platform's response envelope ``{"success", "message", "data"}`` and error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from lib import errors
+from lib.tokens import TokenError
+
+
+class Envelope(BaseModel):
+    success: bool
+    message: str
+    data: Any | None = None
+
+
+def ok(message: str, data: Any = None, status_code: int = 200) -> JSONResponse:
+    body: dict[str, Any] = {"success": True, "message": message}
+    if data is not None:
+        body["data"] = data
+    return JSONResponse(body, status_code=status_code)
+
+
+def fail(status_code: int, message: str, code: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"success": False, "message": message}
+    if code:
+        body["code"] = code
+    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+_STATUS = (
+    (TokenError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.ValidationError, 422),
+    (errors.StripeRateLimitError, 503),
+    (errors.StripeConnectionError, 503),
+    (errors.StripeUnavailableError, 503),
+    (errors.StripeRequestError, 502),
+    (errors.StripeGatewayError, 502),
+    (errors.ConfigurationError, 500),
+)
+
+
+def status_for(exc: errors.ConnectOpsError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+async def domain_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.ConnectOpsError)
+    return fail(status_for(exc), exc.message, exc.code)
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return fail(422, f"Invalid request: {where} {first.get('msg', '')}".strip(), "validation_error")

@@ -1,0 +1,176 @@
+"""The freelancer API of the platform's existing backend (same paths and response shapes)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from lib.connect_flow import (
+    attempt_from_signed,
+    connection_status,
+    create_oauth_link,
+    create_onboarding_link,
+    disconnect,
+    handle_oauth_callback,
+    handle_onboarding_return,
+    refresh_connection,
+    refresh_onboarding_link,
+)
+from lib.connection_attempts import FailureReason
+from lib.errors import StripeGatewayError
+from lib.tokens import TokenClaims
+from server.app_context import ServiceContext, context_of
+from server.responses import Envelope, ok
+from server.security import bearer_claims
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/freelancer", tags=["freelancer"])
+
+Claims = Annotated[TokenClaims, Depends(bearer_claims)]
+Context = Annotated[ServiceContext, Depends(context_of)]
+
+AUTH_ERRORS = {
+    401: {"model": Envelope, "description": "Missing, expired or invalid freelancer token"},
+    403: {"model": Envelope, "description": "The token is not a freelancer's"},
+    404: {"model": Envelope, "description": "The freelancer does not exist"},
+}
+STRIPE_ERRORS = {
+    502: {"model": Envelope, "description": "Stripe refused the request"},
+    503: {"model": Envelope, "description": "Stripe did not answer; try again"},
+}
+
+
+def frontend_base(context: ServiceContext) -> str:
+    """Where freelancers' browsers are sent: the frontend, or this service's own pages."""
+    return context.settings.frontend_url or ""
+
+
+def error_redirect(context: ServiceContext, reason: FailureReason) -> RedirectResponse:
+    query = urlencode({"reason": reason.value})
+    return RedirectResponse(f"{frontend_base(context)}/freelancer/stripe/error?{query}", 302)
+
+
+@router.get(
+    "/stripe-connect-url", summary="Generate a Stripe Connect URL",
+    response_model=Envelope, responses={**AUTH_ERRORS, **STRIPE_ERRORS, 409: {"model": Envelope}},
+    description="`method=oauth` (default): consent URL for an existing Standard account. "
+    "`method=onboarding`: hosted onboarding link for a new Express account.",
+)
+def get_connect_url(
+    claims: Claims, context: Context,
+    method: Literal["oauth", "onboarding"] = "oauth",
+) -> JSONResponse:
+    freelancer_id = claims.freelancer_id
+    if method == "onboarding":
+        link = create_onboarding_link(
+            context.session_factory, gateway=context.gateway, settings=context.settings,
+            operator=claims.operator(), freelancer_id=freelancer_id,
+        )
+    else:
+        with context.session_factory.begin() as session:
+            link = create_oauth_link(
+                session, gateway=context.gateway, settings=context.settings,
+                operator=claims.operator(), freelancer_id=freelancer_id,
+            )
+    return ok("Stripe Connect URL generated",
+              {"connectUrl": link.url, "expiresIn": link.expires_in, "method": method})
+
+
+@router.get(
+    "/stripe-connect-callback", summary="OAuth redirect callback (Stripe calls this)",
+    response_class=RedirectResponse, status_code=302,
+    description="Public. Redirects to `/freelancer/stripe/success?accountId=…` or "
+    "`/freelancer/stripe/error?reason=…` on FRONTEND_URL (or on this service when unset). "
+    "Reasons: access_denied, missing_parameters, invalid_state, exchange_failed, server_error, "
+    "account_already_connected.",
+)
+def oauth_callback(
+    context: Context,
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    code: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=512)] = None,
+) -> RedirectResponse:
+    params = {k: v for k, v in {"state": state, "code": code, "error": error}.items() if v}
+    result = handle_oauth_callback(context.session_factory, gateway=context.gateway,
+                                   params=params)
+    if not result.success:
+        assert result.reason is not None
+        return error_redirect(context, result.reason)
+    query = urlencode({"accountId": result.account_id})
+    return RedirectResponse(f"{frontend_base(context)}/freelancer/stripe/success?{query}", 302)
+
+
+@router.get(
+    "/stripe-connect-status", summary="Connection status", response_model=Envelope,
+    responses={**AUTH_ERRORS, **STRIPE_ERRORS},
+    description="From the local mirror; `refresh=true` re-reads the account from Stripe.",
+)
+def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONResponse:
+    freelancer_id = claims.freelancer_id
+    if refresh:
+        view = refresh_connection(context.session_factory, gateway=context.gateway,
+                                  freelancer_id=freelancer_id)
+    else:
+        with context.session_factory() as session:
+            view = connection_status(session, freelancer_id=freelancer_id)
+    return ok("Stripe Connect status retrieved", view.to_api())
+
+
+@router.delete(
+    "/stripe-connect", summary="Disconnect the Stripe account", response_model=Envelope,
+    responses={**AUTH_ERRORS, **STRIPE_ERRORS, 409: {"model": Envelope,
+                                                      "description": "Not connected"}},
+)
+def delete_connection(claims: Claims, context: Context) -> JSONResponse:
+    disconnect(context.session_factory, gateway=context.gateway, operator=claims.operator(),
+               freelancer_id=claims.freelancer_id)
+    return ok("Stripe account disconnected successfully")
+
+
+@router.get(
+    "/stripe-connect-return", summary="Return from hosted onboarding (Stripe redirects here)",
+    response_class=RedirectResponse, status_code=302,
+)
+def onboarding_return(
+    context: Context, attempt: Annotated[str | None, Query(max_length=200)] = None,
+) -> RedirectResponse:
+    attempt_id = attempt_from_signed(context.settings, attempt)
+    if attempt_id is None:
+        return error_redirect(context, FailureReason.INVALID_STATE)
+    try:
+        result = handle_onboarding_return(context.session_factory, gateway=context.gateway,
+                                          attempt_id=attempt_id)
+    except StripeGatewayError as exc:
+        logger.error("onboarding return: Stripe error %s (request %s)", exc.code, exc.request_id)
+        return error_redirect(context, FailureReason.SERVER_ERROR)
+    base = frontend_base(context)
+    if result.completed and result.account_id:
+        return RedirectResponse(
+            f"{base}/freelancer/stripe/success?{urlencode({'accountId': result.account_id})}", 302
+        )
+    return RedirectResponse(f"{base}/freelancer/payment-settings?onboarding=incomplete", 302)
+
+
+@router.get(
+    "/stripe-connect-refresh", summary="Expired onboarding link (Stripe redirects here)",
+    response_class=RedirectResponse, status_code=302,
+    description="Mints a fresh onboarding link and redirects to it.",
+)
+def onboarding_refresh(
+    context: Context, attempt: Annotated[str | None, Query(max_length=200)] = None,
+) -> RedirectResponse:
+    attempt_id = attempt_from_signed(context.settings, attempt)
+    if attempt_id is None:
+        return error_redirect(context, FailureReason.INVALID_STATE)
+    try:
+        link = refresh_onboarding_link(context.session_factory, gateway=context.gateway,
+                                       settings=context.settings, attempt_id=attempt_id)
+    except StripeGatewayError as exc:
+        logger.error("onboarding refresh: Stripe error %s (request %s)", exc.code, exc.request_id)
+        return error_redirect(context, FailureReason.SERVER_ERROR)
+    # The URL comes from Stripe's API response, never from the request: no open redirect.
+    return RedirectResponse(link.url, 302)

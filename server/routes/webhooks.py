@@ -1,0 +1,86 @@
+"""Stripe webhook endpoints: verify the raw body, store by event id, process, answer.
+
+A missing or bad signature is refused (400) before the database is touched. A processing
+failure is recorded on the stored event and answered 500 so Stripe retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from lib.errors import ConnectOpsError, WebhookSignatureError
+from lib.stripe_gateway import verify_webhook
+from lib.webhooks import Endpoint, Intake, process_event, store_event
+from server.app_context import ServiceContext, context_of
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/stripe", tags=["webhooks"])
+Context = Annotated[ServiceContext, Depends(context_of)]
+
+#: Stripe events are a few KB; anything far larger is not Stripe.
+MAX_BODY_BYTES = 512 * 1024
+
+_RESPONSES = {
+    400: {"description": "Missing/invalid signature, stale timestamp, malformed or oversized body"},
+    500: {"description": "Processing failed; recorded, Stripe will retry"},
+}
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise WebhookSignatureError("body too large")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise WebhookSignatureError("body too large")
+    return body
+
+
+async def _receive(request: Request, context: ServiceContext, endpoint: Endpoint) -> JSONResponse:
+    secret = (context.settings.stripe_connect_webhook_secret if endpoint is Endpoint.CONNECT
+              else context.settings.stripe_webhook_secret)
+    assert secret is not None  # required at start-up
+    try:
+        body = await _read_body(request)
+        event = verify_webhook(body, request.headers.get("stripe-signature"),
+                               secret.get_secret_value())
+    except WebhookSignatureError as exc:
+        logger.warning("webhook refused on %s endpoint: %s", endpoint.value, exc.message)
+        return JSONResponse({"received": False, "error": exc.message}, status_code=400)
+    if not isinstance(event.data.get("id"), str) or not isinstance(event.data.get("type"), str):
+        return JSONResponse({"received": False, "error": "not a Stripe event"}, status_code=400)
+    return await run_in_threadpool(_store_and_process, context, event.data, endpoint)
+
+
+def _store_and_process(context: ServiceContext, event: dict, endpoint: Endpoint) -> JSONResponse:
+    with context.session_factory.begin() as session:
+        intake = store_event(session, event=event, endpoint=endpoint, settings=context.settings)
+    if intake.needs_processing:
+        try:
+            process_event(context.session_factory, gateway=context.gateway,
+                          event_id=intake.event_id)
+        except ConnectOpsError as exc:
+            return JSONResponse({"received": True, "processed": False, "error": exc.code},
+                                status_code=500)
+    return JSONResponse({"received": True, "duplicate": intake.intake is Intake.DUPLICATE,
+                         "ignored": intake.intake is Intake.IGNORED})
+
+
+@router.post("/webhooks", summary="Platform events (signed with STRIPE_WEBHOOK_SECRET)",
+             responses=_RESPONSES)
+async def platform_webhook(request: Request, context: Context) -> JSONResponse:
+    return await _receive(request, context, Endpoint.PLATFORM)
+
+
+@router.post("/connect-webhooks",
+             summary="Connect events (signed with STRIPE_CONNECT_WEBHOOK_SECRET)",
+             responses=_RESPONSES)
+async def connect_webhook(request: Request, context: Context) -> JSONResponse:
+    return await _receive(request, context, Endpoint.CONNECT)
