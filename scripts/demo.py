@@ -1,0 +1,203 @@
+"""``make demo``: the whole product on one machine, offline.
+
+Migrates a SQLite database under ``data/``, starts the Stripe emulator, seeds demo data once,
+then starts the companion service and the dashboard wired to each other, prints the three URLs
+and the demo logins, and stops everything cleanly on Ctrl-C.
+
+Demo secrets (JWT, cookie key, webhook signing secrets) are generated once into
+``data/demo.env`` so logins and links survive a restart; they are never used outside the demo.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+DEMO_ENV = DATA / "demo.env"
+PYTHON = sys.executable
+
+EMULATOR_PORT = int(os.environ.get("DEMO_EMULATOR_PORT", "12111"))
+SERVER_PORT = int(os.environ.get("DEMO_SERVER_PORT", "8000"))
+DASHBOARD_PORT = int(os.environ.get("DEMO_DASHBOARD_PORT", "8501"))
+HOST = "127.0.0.1"
+
+logger = logging.getLogger("demo")
+
+
+def _demo_secrets() -> dict[str, str]:
+    """Read or create the demo's own random secrets."""
+    DATA.mkdir(exist_ok=True)
+    values: dict[str, str] = {}
+    if DEMO_ENV.exists():
+        for line in DEMO_ENV.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip()] = value.strip()
+    wanted = {
+        "JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "AUTH_COOKIE_KEY": lambda: secrets.token_urlsafe(48),
+        "STRIPE_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(24),
+        "STRIPE_CONNECT_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(24),
+    }
+    changed = False
+    for key, make in wanted.items():
+        if not values.get(key):
+            values[key] = make()
+            changed = True
+    if changed:
+        DEMO_ENV.write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
+        DEMO_ENV.chmod(0o600)
+    return values
+
+
+def demo_environment() -> dict[str, str]:
+    """The environment every demo process shares (emulator, companion, dashboard)."""
+    emulator = f"http://{HOST}:{EMULATOR_PORT}"
+    backend = f"http://{HOST}:{SERVER_PORT}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "EMULATOR_"))}
+    env.update(_demo_secrets())
+    env.update(
+        {
+            "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{DATA / 'connect_ops.db'}"),
+            "STRIPE_SECRET_KEY": "sk_test_emulator_connectops_demo",
+            "STRIPE_PUBLISHABLE_KEY": "pk_test_emulator_connectops_demo",
+            "STRIPE_CONNECT_CLIENT_ID": "ca_emulator_connectops",
+            "STRIPE_API_BASE": emulator,
+            "STRIPE_CONNECT_BASE": emulator,
+            "BACKEND_URL": backend,
+            "FRONTEND_URL": "",
+            "AUTH_CONFIG_PATH": str(ROOT / ".streamlit" / "auth.example.yaml"),
+            "EMULATOR_WEBHOOK_URL": f"{backend}/api/v1/stripe/webhooks",
+            "EMULATOR_CONNECT_WEBHOOK_URL": f"{backend}/api/v1/stripe/connect-webhooks",
+            "EMULATOR_STATE_FILE": str(DATA / "emulator-state.json"),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"demo: {name} exited (code {process.returncode}); see its output above.")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"demo: {name} did not answer on {url} within {timeout:.0f}s.")
+
+
+class Processes:
+    """Children started in their own process groups, stopped together."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+        self.children.append((name, process))
+        return process
+
+    def stop(self) -> None:
+        for _name, process in reversed(self.children):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _name, process in reversed(self.children):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
+    busy = [p for p in (EMULATOR_PORT, SERVER_PORT, DASHBOARD_PORT) if not _port_free(p)]
+    if busy:
+        sys.stderr.write(f"demo: port(s) {busy} already in use on {HOST}; stop what uses them "
+                         "or set DEMO_EMULATOR_PORT / DEMO_SERVER_PORT / DEMO_DASHBOARD_PORT.\n")
+        return 2
+    env = demo_environment()
+    subprocess.run([PYTHON, "-m", "lib.migrate"], cwd=ROOT, env=env, check=True)
+
+    processes = Processes()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        emulator = processes.start(
+            "emulator", [PYTHON, "-m", "emulator", "--host", HOST, "--port", str(EMULATOR_PORT)],
+            env)
+        _wait_for(f"http://{HOST}:{EMULATOR_PORT}/_emulator/health", emulator, "the emulator")
+        server = processes.start(
+            "companion", [PYTHON, "-m", "server", "--host", HOST, "--port", str(SERVER_PORT)], env)
+        _wait_for(f"http://{HOST}:{SERVER_PORT}/healthz", server, "the companion service")
+        subprocess.run([PYTHON, "-m", "scripts.seed_demo"], cwd=ROOT, env=env, check=True)
+        dashboard = processes.start(
+            "dashboard",
+            [PYTHON, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+             "--server.address", HOST, "--server.port", str(DASHBOARD_PORT),
+             "--server.headless", "true", "--server.fileWatcherType", "none",
+             "--browser.gatherUsageStats", "false"],
+            env)
+        _wait_for(f"http://{HOST}:{DASHBOARD_PORT}/_stcore/health", dashboard, "the dashboard")
+        link = subprocess.run(
+            [PYTHON, "-m", "server.links", "1", "--minutes", "120"], cwd=ROOT, env=env,
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
+        banner = [
+            "",
+            "Connect Ops demo is running (Ctrl-C stops everything):",
+            f"  dashboard          http://{HOST}:{DASHBOARD_PORT}",
+            f"  companion service  http://{HOST}:{SERVER_PORT}   (API docs: /docs)",
+            f"  Stripe emulator    http://{HOST}:{EMULATOR_PORT}",
+            "  logins: admin / finance / manager, password: connect-ops-demo",
+        ]
+        if link:
+            banner.append(f"  a freelancer's payment-settings page: {link}")
+        banner.append("")
+        sys.stdout.write("\n".join(banner) + "\n")
+        sys.stdout.flush()
+        while all(p.poll() is None for _n, p in processes.children):
+            time.sleep(0.5)
+        dead = [n for n, p in processes.children if p.poll() is not None]
+        sys.stderr.write(f"demo: {', '.join(dead)} stopped; stopping the rest.\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stdout.write("\ndemo: stopping…\n")
+        return 0
+    finally:
+        processes.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
