@@ -283,7 +283,10 @@ def _coerce_string(schema: dict[str, Any], value: Any, name: str) -> str | None:
         if enum is not None and "" in enum:
             return None
         raise _empty(name)
-    if enum is not None and value not in enum and not schema.get("bypass_validation"):
+    # ``bypass_validation`` (x-stripeBypassValidation) only tells SDK generators not to
+    # check the enum client-side; the API itself still refuses other values
+    # (e.g. "Invalid type: must be one of ..." for account_links), so enforce it.
+    if enum is not None and value not in enum:
         choices = [e for e in enum if e != ""]
         raise InvalidRequest(f"Invalid {_leaf(name)}: must be one of {_sentence(choices)}", param=name)
     limit = schema.get("maxLength")

@@ -142,6 +142,17 @@ def reduce_operation(method: str, path: str, op: dict[str, Any], components: dic
     }
 
 
+def reduce_resource(name: str, components: dict[str, Any], fixtures: dict[str, Any]) -> dict[str, Any]:
+    """Field list from the schema; the fixture as skeleton, minus fields this API
+    version no longer returns (the charge fixture still carries legacy ``source``)."""
+    fields = sorted(components[name].get("properties", {}))
+    fixture = fixtures["resources"][name]
+    dropped = sorted(set(fixture) - set(fields))
+    if dropped:
+        logger.info("%s: dropping fixture fields absent from the schema: %s", name, ", ".join(dropped))
+    return {"fields": fields, "skeleton": {k: v for k, v in fixture.items() if k in fields}}
+
+
 def derive(spec: dict[str, Any], fixtures: dict[str, Any]) -> dict[str, Any]:
     """Build the subset document from the parsed spec and fixtures."""
     components = spec["components"]["schemas"]
@@ -149,13 +160,7 @@ def derive(spec: dict[str, Any], fixtures: dict[str, Any]) -> dict[str, Any]:
     for method, path in ENDPOINTS:
         op = spec["paths"][path][method.lower()]
         endpoints[f"{method} {path}"] = reduce_operation(method, path, op, components)
-    resources = {
-        name: {
-            "fields": sorted(components[name].get("properties", {})),
-            "skeleton": fixtures["resources"][name],
-        }
-        for name in RESOURCES
-    }
+    resources = {name: reduce_resource(name, components, fixtures) for name in RESOURCES}
     return {
         "api_version": spec["info"]["version"],
         "endpoints": endpoints,
