@@ -1,10 +1,392 @@
-"""The freelancer's own pages, served when FRONTEND_URL is unset (the demo).
+"""The freelancer's own pages, served by the companion service when there is no frontend (demo).
 
-(Being built out: payment settings, success and error pages.)
+They mirror the platform's React pages (payment settings, success, error) with three choices
+that follow from running without JavaScript (the CSP forbids scripts) and without a frontend:
+
+- **Access through a signed link.** ``/freelancer/login?token=…`` (``python -m server.links``)
+  trades a short-lived freelancer JWT for an HttpOnly, SameSite=Lax cookie scoped to
+  ``/freelancer`` and 303-redirects, so the token leaves the address bar and history at once.
+- **Forms, not fetch.** Every state change is a POST carrying a CSRF token (an HMAC of the
+  session cookie), so another site cannot make a signed-in browser connect or disconnect. The
+  disconnect confirmation is its own page; the success page returns with a meta refresh.
+- **No open redirect.** "Connect" redirects only to the URL ``lib`` got back from Stripe.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader
+from sqlalchemy.orm import Session
+
+from lib.account_status import (
+    ConnectionStatus,
+    disabled_reason_label,
+    requirement_label,
+    summarise_requirements,
+)
+from lib.connect_flow import (
+    connection_status,
+    create_oauth_link,
+    create_onboarding_link,
+    disconnect,
+    refresh_connection,
+)
+from lib.connection_attempts import FailureReason
+from lib.errors import (
+    ConnectOpsError,
+    NotFoundError,
+    PermissionDeniedError,
+    StripeGatewayError,
+)
+from lib.freelancers import get_freelancer
+from lib.models import ConnectionMethod
+from lib.roles import Operator, Role
+from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
+from server.app_context import ServiceContext, context_of
+from server.responses import status_for
+
+logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+Context = Annotated[ServiceContext, Depends(context_of)]
+
+SESSION_COOKIE = "connect_ops_freelancer"
+SESSION_LIFETIME = timedelta(hours=8)
+COOKIE_PATH = "/freelancer"
+SETTINGS_PATH = "/freelancer/payment-settings"
+_CSRF_PURPOSE = "freelancer-page-csrf"
+_ACCOUNT_ID = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
+_HERE = Path(__file__).resolve().parent
+_STYLESHEET = _HERE / "static" / "pages.css"
+_templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=True)
+
+#: The platform's own messages (the guide's StripeError page), plus the reason we added.
+ERROR_MESSAGES = {
+    FailureReason.ACCESS_DENIED.value: "You denied the authorization request.",
+    FailureReason.MISSING_PARAMETERS.value: "Invalid request. Please try again.",
+    FailureReason.INVALID_STATE.value: "Session expired. Please try again.",
+    FailureReason.EXCHANGE_FAILED.value: "Failed to complete the connection. Please try again.",
+    FailureReason.SERVER_ERROR.value: "Server error occurred. Please contact support.",
+    FailureReason.ACCOUNT_ALREADY_CONNECTED.value:
+        "This Stripe account is already connected to another freelancer.",
+}
+UNKNOWN_ERROR = "An unknown error occurred."
+
+#: Notices chosen by a fixed key in the query string; the text itself never comes from the URL.
+NOTICES = {
+    "disconnected": ("success", "Your Stripe account was disconnected."),
+}
+ONBOARDING_INCOMPLETE = (
+    "info",
+    "You left Stripe's onboarding before finishing. Your account cannot receive payments "
+    "until it is complete: choose \"Finish onboarding\" to continue where you left off.",
+)
+STRIPE_TROUBLE = (
+    "Stripe could not complete the request just now. Please try again in a moment; "
+    "if it keeps happening, contact support."
+)
+_SUMMARIES = {
+    ConnectionStatus.ACTIVE: ("green", "✓", "You're all set to receive payments"),
+    ConnectionStatus.PENDING: (
+        "amber", "⏳", "Stripe is still setting up your account; payments start once it is ready."),
+    ConnectionStatus.RESTRICTED: (
+        "amber", "!", "Stripe needs more information to keep your payments flowing."),
+    ConnectionStatus.DISABLED: (
+        "red", "!", "Payments are paused until Stripe gets the information it needs."),
+    ConnectionStatus.REJECTED: (
+        "red", "✕", "Stripe rejected this account. Contact support or connect another account."),
+}
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+
+def render(template: str, *, status_code: int = 200, **values: Any) -> HTMLResponse:
+    """A page from ``server/templates`` (autoescaped: every value is treated as text)."""
+    html = _templates.get_template(template).render(**values)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def problem_page(status_code: int, title: str, message: str, *, hint: str | None = None,
+                 link: tuple[str, str] | None = None, icon: str = "⚠️") -> HTMLResponse:
+    href, text = link or (None, None)
+    return render("problem.html", status_code=status_code, title=title, message=message,
+                  hint=hint, link_href=href, link_text=text, icon=icon)
+
+
+def sign_in_required(reason: str) -> HTMLResponse:
+    return problem_page(
+        401, "Your link has expired", reason,
+        hint="Ask the platform for a new link to your payment settings.", icon="🔒",
+    )
+
+
+# ---- session and CSRF ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageSession:
+    """The signed-in freelancer of this request."""
+
+    freelancer_id: int
+    csrf_token: str
+
+    @property
+    def operator(self) -> Operator:
+        return Operator(username=f"freelancer:{self.freelancer_id}",
+                        roles=frozenset({Role.FREELANCER}))
+
+
+def _secret(context: ServiceContext) -> str:
+    context.settings.require("JWT_SECRET")
+    assert context.settings.jwt_secret is not None
+    return context.settings.jwt_secret.get_secret_value()
+
+
+def csrf_token_for(session_token: str, *, secret: str) -> str:
+    """The CSRF token of a session: an HMAC bound to that cookie, so it dies with it."""
+    digest = hashlib.sha256(session_token.encode()).hexdigest()[:32]
+    return sign_value(digest, secret=secret, purpose=_CSRF_PURPOSE)
+
+
+def _freelancer_claims(token: str, *, secret: str) -> TokenClaims:
+    claims = verify_token(token, secret=secret)
+    if claims.role is not Role.FREELANCER:
+        raise PermissionDeniedError("This link is not a freelancer's.")
+    return claims
+
+
+def current_session(request: Request, context: ServiceContext) -> PageSession:
+    """The freelancer signed in by cookie; TokenError/PermissionDeniedError otherwise."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise TokenError("You are not signed in, or your session has ended.")
+    secret = _secret(context)
+    claims = _freelancer_claims(token, secret=secret)
+    return PageSession(freelancer_id=claims.freelancer_id,
+                       csrf_token=csrf_token_for(token, secret=secret))
+
+
+def csrf_ok(page: PageSession, submitted: str) -> bool:
+    return bool(submitted) and hmac.compare_digest(page.csrf_token, submitted)
+
+
+def csrf_refused() -> HTMLResponse:
+    return problem_page(
+        403, "This form has expired", "The form was not sent from your payment settings page, "
+        "or your session changed since it was opened. Nothing was changed.",
+        link=(SETTINGS_PATH, "Back to payment settings"),
+    )
+
+
+# ---- payment settings view ---------------------------------------------------------------------
+
+
+def _connection_values(session: Session, freelancer_id: int) -> dict[str, Any]:
+    """What the payment-settings template shows, from the local mirror."""
+    freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+    view = connection_status(session, freelancer_id=freelancer_id)
+    values: dict[str, Any] = {
+        "freelancer_name": freelancer.name, "freelancer_email": freelancer.email,
+        "connection": {"connected": view.is_connected, "status": view.status.value},
+    }
+    if not view.is_connected:
+        return values
+    account = view.account or {}
+    summary = summarise_requirements(account)
+    requirements: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for code in [*summary.past_due, *summary.currently_due, *summary.future_currently_due]:
+        label = requirement_label(code)
+        if label not in seen:
+            seen.add(label)
+            requirements.append({"label": label, "past_due": code in summary.past_due})
+    is_express = freelancer.connection_method == ConnectionMethod.ACCOUNT_LINK.value
+    unfinished = not account.get("details_submitted") or summary.currently_due or summary.past_due
+    tone, icon, text = _SUMMARIES.get(view.status, _SUMMARIES[ConnectionStatus.PENDING])
+    values["connection"].update(
+        account_id=view.account_id, verified=view.verified, tone=tone, icon=icon, summary=text,
+        requirements=requirements,
+        deadline=summary.deadline.strftime("%d %B %Y, %H:%M UTC") if summary.deadline else None,
+        disabled_reason=disabled_reason_label(summary.disabled_reason),
+        can_finish_onboarding=bool(is_express and unfinished),
+    )
+    return values
+
+
+def settings_page(context: ServiceContext, page: PageSession, *, refresh: bool = False,
+                  notice: tuple[str, str] | None = None, error: str | None = None,
+                  status_code: int = 200) -> HTMLResponse:
+    """Render payment settings; a Stripe failure during a refresh becomes a message."""
+    if refresh:
+        try:
+            refresh_connection(context.session_factory, gateway=context.gateway,
+                               freelancer_id=page.freelancer_id)
+        except StripeGatewayError as exc:
+            logger.warning("payment settings refresh for freelancer %s: %s (request %s)",
+                           page.freelancer_id, exc.code, exc.request_id)
+            error = STRIPE_TROUBLE
+    with context.session_factory() as session:
+        values = _connection_values(session, page.freelancer_id)
+    kind, text = notice or (None, None)
+    return render("payment_settings.html", status_code=status_code, csrf_token=page.csrf_token,
+                  notice={"kind": kind, "text": text} if notice else None, error=error, **values)
+
+
+def friendly_message(exc: ConnectOpsError) -> str:
+    """Plain words for a domain error: Stripe's operator-facing text stays in the log."""
+    if isinstance(exc, StripeGatewayError):
+        return STRIPE_TROUBLE
+    return exc.message
+
+
+# ---- routes ------------------------------------------------------------------------------------
+
+
+@router.get("/freelancer/assets/pages.css")
+def stylesheet() -> FileResponse:
+    return FileResponse(_STYLESHEET, media_type="text/css")
+
+
+@router.get("/freelancer/login")
+def login(context: Context, token: str = "") -> Response:
+    """Trade a signed link's token for a session cookie, then leave the token behind (303)."""
+    secret = _secret(context)
+    try:
+        claims = _freelancer_claims(token, secret=secret)
+        with context.session_factory() as session:
+            get_freelancer(session, freelancer_id=claims.freelancer_id)
+    except (TokenError, PermissionDeniedError, NotFoundError) as exc:
+        logger.info("freelancer page login refused: %s", exc.code)
+        return sign_in_required(f"This link cannot be used: {exc.message}")
+    session_token = issue_token(secret=secret, subject=claims.subject, role=Role.FREELANCER,
+                                lifetime=SESSION_LIFETIME)
+    response = RedirectResponse(SETTINGS_PATH, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, session_token, max_age=int(SESSION_LIFETIME.total_seconds()),
+        path=COOKIE_PATH, httponly=True, samesite="lax",
+        secure=context.settings.backend_url.startswith("https://"),
+    )
+    logger.info("freelancer %s signed in to the payment pages", claims.subject)
+    return response
+
+
+@router.post("/freelancer/logout")
+def logout(request: Request, context: Context,
+           csrf_token: Annotated[str, Form()] = "") -> Response:
+    try:
+        page = current_session(request, context)
+    except (TokenError, PermissionDeniedError) as exc:
+        return sign_in_required(exc.message)
+    if not csrf_ok(page, csrf_token):
+        return csrf_refused()
+    response = problem_page(200, "Signed out", "You are signed out of your payment settings.",
+                            hint="Use a new link from the platform to come back.", icon="👋")
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/freelancer/payment-settings")
+def payment_settings(request: Request, context: Context, onboarding: str = "",
+                     notice: str = "", refresh: str = "") -> Response:
+    try:
+        page = current_session(request, context)
+        shown = NOTICES.get(notice)
+        if onboarding == "incomplete":
+            shown = ONBOARDING_INCOMPLETE
+        return settings_page(context, page, refresh=refresh == "1", notice=shown)
+    except (TokenError, PermissionDeniedError, NotFoundError) as exc:
+        return sign_in_required(exc.message)
+
+
+@router.post("/freelancer/connect")
+def connect(request: Request, context: Context, method: Annotated[str, Form()] = "",
+            csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Start OAuth or hosted onboarding; redirect only to the URL Stripe gave ``lib``."""
+    try:
+        page = current_session(request, context)
+    except (TokenError, PermissionDeniedError) as exc:
+        return sign_in_required(exc.message)
+    if not csrf_ok(page, csrf_token):
+        return csrf_refused()
+    try:
+        if method == "onboarding":
+            link = create_onboarding_link(
+                context.session_factory, gateway=context.gateway, settings=context.settings,
+                operator=page.operator, freelancer_id=page.freelancer_id)
+        elif method == "oauth":
+            with context.session_factory.begin() as session:
+                link = create_oauth_link(
+                    session, gateway=context.gateway, settings=context.settings,
+                    operator=page.operator, freelancer_id=page.freelancer_id)
+        else:
+            return settings_page(context, page, error="Choose how to connect your account.",
+                                 status_code=400)
+    except ConnectOpsError as exc:
+        logger.warning("connect (%s) for freelancer %s refused: %s", method,
+                       page.freelancer_id, exc.code)
+        return settings_page(context, page, error=friendly_message(exc),
+                             status_code=status_for(exc))
+    logger.info("freelancer %s sent to Stripe (%s, attempt %s)", page.freelancer_id, method,
+                link.attempt_id)
+    return RedirectResponse(link.url, status_code=303)
+
+
+@router.get("/freelancer/disconnect")
+def confirm_disconnect(request: Request, context: Context) -> Response:
+    """The confirmation the React page asked with ``confirm()``: a page of its own here."""
+    try:
+        page = current_session(request, context)
+        with context.session_factory() as session:
+            view = connection_status(session, freelancer_id=page.freelancer_id)
+    except (TokenError, PermissionDeniedError, NotFoundError) as exc:
+        return sign_in_required(exc.message)
+    if not view.is_connected:
+        return RedirectResponse(SETTINGS_PATH, status_code=303)
+    return render("confirm_disconnect.html", csrf_token=page.csrf_token,
+                  account_id=view.account_id)
+
+
+@router.post("/freelancer/disconnect")
+def do_disconnect(request: Request, context: Context,
+                  csrf_token: Annotated[str, Form()] = "") -> Response:
+    try:
+        page = current_session(request, context)
+    except (TokenError, PermissionDeniedError) as exc:
+        return sign_in_required(exc.message)
+    if not csrf_ok(page, csrf_token):
+        return csrf_refused()
+    try:
+        account_id = disconnect(context.session_factory, gateway=context.gateway,
+                                operator=page.operator, freelancer_id=page.freelancer_id)
+    except ConnectOpsError as exc:
+        logger.warning("disconnect for freelancer %s refused: %s", page.freelancer_id, exc.code)
+        return settings_page(context, page, error=friendly_message(exc),
+                             status_code=status_for(exc))
+    logger.info("freelancer %s disconnected %s from the payment pages", page.freelancer_id,
+                account_id)
+    return RedirectResponse(f"{SETTINGS_PATH}?notice=disconnected", status_code=303)
+
+
+@router.get("/freelancer/stripe/success")
+def stripe_success(
+    account_id: Annotated[str, Query(alias="accountId")] = "",
+) -> HTMLResponse:
+    """Public: the callback lands here; an id that is not an account id is not shown."""
+    shown = account_id if _ACCOUNT_ID.fullmatch(account_id) else None
+    return render("stripe_success.html", account_id=shown)
+
+
+@router.get("/freelancer/stripe/error")
+def stripe_error(reason: str = "") -> HTMLResponse:
+    """Public: the reason in plain words; the raw value is never shown."""
+    return render("stripe_error.html", message=ERROR_MESSAGES.get(reason, UNKNOWN_ERROR))
