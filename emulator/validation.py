@@ -288,7 +288,7 @@ def _coerce_string(schema: dict[str, Any], value: Any, name: str) -> str | None:
     # (e.g. "Invalid type: must be one of ..." for account_links), so enforce it.
     if enum is not None and value not in enum:
         choices = [e for e in enum if e != ""]
-        raise InvalidRequest(f"Invalid {_leaf(name)}: must be one of {_sentence(choices)}", param=name)
+        raise InvalidRequest(f"Invalid {name}: must be one of {_sentence(choices)}", param=name)
     limit = schema.get("maxLength")
     if limit is not None and len(value) > limit:
         raise InvalidRequest(
@@ -335,7 +335,11 @@ def validate_params(method: str, path_template: str, params: dict[str, Any]) -> 
     props = dict(endpoint["params"])
     props.setdefault("expand", _EXPAND_SCHEMA)
     schema = {"type": "object", "properties": props, "required": endpoint["required"]}
-    return _coerce_object(schema, params, "")
+    out = _coerce_object(schema, params, "")
+    limit = out.get("limit")
+    if endpoint["returns_list"] and isinstance(limit, int) and not 1 <= limit <= 100:
+        raise InvalidRequest("Invalid limit: must be between 1 and 100", param="limit")
+    return out
 
 
 def endpoint_templates() -> list[tuple[str, str]]:

@@ -147,6 +147,10 @@ def test_negative_integer() -> None:
 def test_bad_list_query_integer() -> None:
     err = refused("GET", "/v1/transfers", "limit=ten")
     assert (err.message, err.param) == ("Invalid integer: ten", "limit")
+    for bad in ("0", "101"):
+        err = refused("GET", "/v1/transfers", f"limit={bad}")
+        assert (err.message, err.param) == ("Invalid limit: must be between 1 and 100", "limit")
+    assert check("GET", "/v1/transfers", "limit=100") == {"limit": 100}
     err = refused("GET", "/v1/transfers", "created=abc")
     assert (err.message, err.param) == ("Invalid integer: abc", "created")
     assert refused("GET", "/v1/transfers", "created[gte]=x").param == "created[gte]"
@@ -167,6 +171,9 @@ def test_bad_enum() -> None:
     err = refused("POST", "/v1/accounts", {"capabilities": {"transfers": {"requested": "true"}},
                                            "business_type": "robot"})
     assert err.param == "business_type"
+    err = refused("POST", "/v1/accounts", "settings[payouts][schedule][interval]=hourly")
+    assert err.message.startswith("Invalid settings[payouts][schedule][interval]: must be one of ")
+    assert err.param == "settings[payouts][schedule][interval]"
 
 
 def test_string_too_long_is_truncated_like_stripe() -> None:
