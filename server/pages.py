@@ -97,7 +97,7 @@ STRIPE_TROUBLE = (
 _SUMMARIES = {
     ConnectionStatus.ACTIVE: ("green", "✓", "You're all set to receive payments"),
     ConnectionStatus.PENDING: (
-        "amber", "⏳", "Stripe is still setting up your account; payments start once it is ready."),
+        "amber", "…", "Stripe is still setting up your account; payments start once it is ready."),
     ConnectionStatus.RESTRICTED: (
         "amber", "!", "Stripe needs more information to keep your payments flowing."),
     ConnectionStatus.DISABLED: (
@@ -117,16 +117,17 @@ def render(template: str, *, status_code: int = 200, **values: Any) -> HTMLRespo
 
 
 def problem_page(status_code: int, title: str, message: str, *, hint: str | None = None,
-                 link: tuple[str, str] | None = None, icon: str = "⚠️") -> HTMLResponse:
+                 link: tuple[str, str] | None = None, icon: str = "!",
+                 tone: str = "amber") -> HTMLResponse:
     href, text = link or (None, None)
     return render("problem.html", status_code=status_code, title=title, message=message,
-                  hint=hint, link_href=href, link_text=text, icon=icon)
+                  hint=hint, link_href=href, link_text=text, icon=icon, tone=tone)
 
 
 def sign_in_required(reason: str) -> HTMLResponse:
     return problem_page(
         401, "Your link has expired", reason,
-        hint="Ask the platform for a new link to your payment settings.", icon="🔒",
+        hint="Ask the platform for a new link to your payment settings.", tone="red",
     )
 
 
@@ -290,7 +291,8 @@ def logout(request: Request, context: Context,
     if not csrf_ok(page, csrf_token):
         return csrf_refused()
     response = problem_page(200, "Signed out", "You are signed out of your payment settings.",
-                            hint="Use a new link from the platform to come back.", icon="👋")
+                            hint="Use a new link from the platform to come back.", icon="✓",
+                            tone="green")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
     return response
 
