@@ -16,6 +16,7 @@ exchanged twice, so a network retry must never happen behind our back.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -333,13 +334,29 @@ class StripeGateway:
 
 
 def verify_webhook(payload: bytes, signature_header: str | None, secret: str) -> WebhookEvent:
-    """Verify a webhook on its raw body with the SDK; raise ``WebhookSignatureError`` if forged."""
+    """Verify a webhook on its raw body with the SDK; raise ``WebhookSignatureError`` if forged.
+
+    The signature is checked on the exact bytes received (tolerance 300 s) before the body is
+    parsed; only a JSON object with a string ``id`` and ``type`` counts as an event.
+    """
     if not signature_header:
         raise errors.WebhookSignatureError("missing Stripe-Signature header")
     try:
-        event = stripe.Webhook.construct_event(payload, signature_header, secret)
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.WebhookSignatureError("the body is not UTF-8") from None
+    try:
+        stripe.WebhookSignature.verify_header(
+            text, signature_header, secret, stripe.Webhook.DEFAULT_TOLERANCE
+        )
     except stripe.SignatureVerificationError:
         raise errors.WebhookSignatureError("invalid or stale Stripe-Signature") from None
+    try:
+        data = json.loads(text)
     except ValueError:
         raise errors.WebhookSignatureError("the body is not valid JSON") from None
-    return WebhookEvent(data=event.to_dict())
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(
+        data.get("type"), str
+    ):
+        raise errors.WebhookSignatureError("the body is not a Stripe event")
+    return WebhookEvent(data=data)

@@ -1,0 +1,171 @@
+"""Webhook intake over HTTP: real HMAC signatures, nothing stored unless verified."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import stripe
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from lib.db import utcnow
+from lib.freelancers import create_freelancer
+from lib.models import Freelancer, WebhookEvent
+from server.app import create_app
+from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET, make_settings
+
+CONNECT = "/api/v1/stripe/connect-webhooks"
+PLATFORM = "/api/v1/stripe/webhooks"
+
+
+def event(event_id: str = "evt_1", type_: str = "payout.paid", **extra) -> dict:
+    body = {"id": event_id, "object": "event", "type": type_, "livemode": False,
+            "created": int(time.time()), "api_version": "2024-04-10",
+            "data": {"object": {"id": "po_1", "object": "payout"}}}
+    body.update(extra)
+    return body
+
+
+def signed(body: dict | bytes, secret: str, timestamp: int | None = None) -> tuple[bytes, dict]:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    header = stripe.WebhookSignature.generate_signature_header(payload.decode("utf-8", "replace"),
+                                                               secret, timestamp)
+    return payload, {"Stripe-Signature": header, "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def client(session_factory):
+    app = create_app(make_settings(stripe_api_base="http://127.0.0.1:9",
+                                   stripe_connect_base="http://127.0.0.1:9"),
+                     session_factory=session_factory)
+    with TestClient(app) as c:
+        yield c
+
+
+def stored(session_factory) -> int:
+    with session_factory() as session:
+        return session.scalar(select(func.count()).select_from(WebhookEvent))
+
+
+def test_signed_event_is_stored_and_processed(client, session_factory) -> None:
+    payload, headers = signed(event(account="acct_1"), TEST_CONNECT_WEBHOOK_SECRET)
+    response = client.post(CONNECT, content=payload, headers=headers)
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "duplicate": False, "ignored": False}
+    with session_factory() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+    assert (row.stripe_event_id, row.status, row.endpoint, row.account) == (
+        "evt_1", "processed", "connect", "acct_1")
+
+
+def test_duplicate_delivery_is_a_no_op(client, session_factory) -> None:
+    payload, headers = signed(event(), TEST_WEBHOOK_SECRET)
+    assert client.post(PLATFORM, content=payload, headers=headers).status_code == 200
+    response = client.post(PLATFORM, content=payload, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["duplicate"] is True
+    assert stored(session_factory) == 1
+    with session_factory() as session:
+        assert session.scalars(select(WebhookEvent.attempts)).one() == 1
+
+
+@pytest.mark.parametrize(
+    "make_request",
+    [
+        lambda: (json.dumps(event()).encode(), {}),  # no signature
+        lambda: signed(event(), "whsec_wrong"),
+        lambda: signed(event(), TEST_WEBHOOK_SECRET),  # platform secret on the Connect endpoint
+        lambda: signed(event(), TEST_CONNECT_WEBHOOK_SECRET, timestamp=int(time.time()) - 301),
+        lambda: (signed(event(), TEST_CONNECT_WEBHOOK_SECRET)[0].replace(b"po_1", b"po_2"),
+                 signed(event(), TEST_CONNECT_WEBHOOK_SECRET)[1]),  # altered body
+        lambda: signed(b"{not json", TEST_CONNECT_WEBHOOK_SECRET),
+        lambda: signed(b'["a list"]', TEST_CONNECT_WEBHOOK_SECRET),
+        lambda: signed(b"\xff\xfe", TEST_CONNECT_WEBHOOK_SECRET),
+    ],
+    ids=["unsigned", "wrong-secret", "platform-secret-on-connect", "stale", "altered",
+         "malformed-json", "not-an-event", "not-utf8"],
+)
+def test_forged_or_malformed_is_400_and_stores_nothing(client, session_factory, make_request):
+    payload, headers = make_request()
+    response = client.post(CONNECT, content=payload, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["received"] is False
+    assert stored(session_factory) == 0
+
+
+def test_connect_secret_on_platform_endpoint_is_refused(client, session_factory) -> None:
+    payload, headers = signed(event(), TEST_CONNECT_WEBHOOK_SECRET)
+    assert client.post(PLATFORM, content=payload, headers=headers).status_code == 400
+    assert stored(session_factory) == 0
+
+
+def test_oversized_body_is_refused(client, session_factory) -> None:
+    body = event(padding="x" * (600 * 1024))
+    payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 400
+    assert stored(session_factory) == 0
+
+
+def test_live_event_on_test_deployment_is_ignored_and_recorded(client, session_factory) -> None:
+    payload, headers = signed(event(livemode=True), TEST_CONNECT_WEBHOOK_SECRET)
+    response = client.post(CONNECT, content=payload, headers=headers)
+    assert response.status_code == 200 and response.json()["ignored"] is True
+    with session_factory() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+    assert row.status == "ignored" and "live-mode event" in (row.error or "")
+
+
+def test_deauthorized_event_disconnects_freelancer(client, session_factory) -> None:
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
+        freelancer.stripe_account_id = "acct_gone"
+        freelancer.connection_method = "oauth"
+        freelancer.connected_at = utcnow()
+        freelancer_id = freelancer.id
+    body = event("evt_deauth", "account.application.deauthorized", account="acct_gone",
+                 created=int(time.time()) + 1,
+                 data={"object": {"id": "ca_x", "object": "application"}})
+    payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 200
+    with session_factory() as session:
+        freelancer = session.get(Freelancer, freelancer_id)
+        assert freelancer is not None
+        assert freelancer.stripe_account_id is None and freelancer.disconnected_at is not None
+
+
+def test_stale_deauthorization_does_not_undo_a_reconnect(client, session_factory) -> None:
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
+        freelancer.stripe_account_id = "acct_back"
+        freelancer.connection_method = "oauth"
+        freelancer.connected_at = utcnow()
+        freelancer_id = freelancer.id
+    body = event("evt_old", "account.application.deauthorized", account="acct_back",
+                 created=int(time.time()) - 3600)
+    payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 200
+    with session_factory() as session:
+        freelancer = session.get(Freelancer, freelancer_id)
+        assert freelancer is not None and freelancer.stripe_account_id == "acct_back"
+        row = session.scalars(select(WebhookEvent)).one()
+    assert row.status == "ignored"
+
+
+def test_processing_failure_is_recorded_and_answered_500(client, session_factory) -> None:
+    # account.updated for a known account re-reads it from Stripe; Stripe is unreachable here.
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
+        freelancer.stripe_account_id = "acct_known"
+    body = event("evt_fail", "account.updated", account="acct_known")
+    payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
+    response = client.post(CONNECT, content=payload, headers=headers)
+    assert response.status_code == 500
+    with session_factory() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+    assert row.status == "failed" and row.error and "stripe_connection_error" in row.error
+    # Stripe's retry of the same event is processed again (and fails again here).
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
+    with session_factory() as session:
+        assert session.scalars(select(WebhookEvent.attempts)).one() == 2
