@@ -8,7 +8,11 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 
-.PHONY: demo test test-sqlite test-postgres lint bench install clean
+demo-reset:
+	rm -f data/connect_ops.db data/connect_ops.db-wal data/connect_ops.db-shm data/emulator-state.json data/demo.env
+	@echo "Demo data removed; the next make demo seeds afresh."
+
+.PHONY: demo demo-reset test test-sqlite test-postgres lint bench install clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
