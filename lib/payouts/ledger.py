@@ -1,0 +1,312 @@
+"""The payouts ledger: a request becomes a row *before* Stripe is ever called.
+
+Why the row comes first
+    The row is the only thing that survives a crash between "we decided to pay" and "Stripe
+    answered". Its ``idempotency_key`` is written with it and sent on every attempt of this
+    payout, so however many times the call is retried (timeouts, a second replica, an operator
+    clicking again) Stripe executes it at most once.
+
+Why the key is derived from the row id plus a stored nonce
+    ``connectops-payout-{id}-{nonce}``: the id makes the key unique within this database and
+    readable in Stripe's logs; it is fixed once the row is committed and every retry reads the
+    key back from the row (never recomputes it), so retries are always the same key. The
+    8-byte random ``nonce`` (generated once, stored in the key) keeps two databases that share
+    one Stripe account — a staging copy restored from production, two laptops on the same test
+    key — from both sending ``…-payout-1`` and having Stripe replay the other's transfer.
+
+Double submits
+    The form (or API) carries a ``client_request_token``; the column is UNIQUE. The insert runs
+    in a SAVEPOINT and an ``IntegrityError`` means another request with the same token won the
+    race: we re-read and return that row. The same token with a different freelancer, amount or
+    currency is a ``ConflictError`` (a client bug, or a replay of another request). Bulk rows use
+    the (``bulk_fingerprint``, ``bulk_row``) unique pair the same way.
+
+Approval threshold policy
+    ``settings.payout_approval_threshold_minor`` is compared with the *wire* integer
+    (``Money.amount_minor``), exactly like ``settings.payout_max_minor`` in ``lib.money``. The
+    default 100,000 means $1,000.00, €1,000.00, ¥100,000, KWD 100.000. For currencies whose minor
+    unit is worth less than a US cent this asks for approval on smaller payouts (it fails safe:
+    more approvals, never fewer); the few minor units worth slightly more than a cent (GBP, CHF)
+    are within a few tens of percent. A per-currency map would need a new setting.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from lib import audit
+from lib.errors import ConflictError, ConnectOpsError, NotFoundError, ValidationError
+from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
+from lib.money import Money, normalise_currency, parse_amount, to_decimal
+from lib.roles import Action, Operator, authorize
+from lib.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "connectops"
+MAX_DESCRIPTION = 500
+MAX_TOKEN = 255
+
+AmountInput = str | int | Decimal | Money
+
+
+def payout_idempotency_key(payout_id: int, nonce: str) -> str:
+    """The Stripe idempotency key of a payout row (see the module docstring)."""
+    return f"{KEY_PREFIX}-payout-{payout_id}-{nonce}"
+
+
+def new_nonce() -> str:
+    """16 hex characters of randomness, stored inside the key."""
+    return secrets.token_hex(8)
+
+
+def approval_threshold_minor(settings: Settings, currency: str) -> int:
+    """The wire amount at or above which a payout in ``currency`` needs a second operator."""
+    normalise_currency(currency)
+    return settings.payout_approval_threshold_minor
+
+
+def needs_approval(settings: Settings, money: Money) -> bool:
+    """True when ``money`` is at or above the approval threshold."""
+    return money.amount_minor >= approval_threshold_minor(settings, money.currency)
+
+
+def parse_money(amount: AmountInput, currency: str, *, settings: Settings) -> Money:
+    """Parse user input with the payout maximum applied (a ``MoneyError`` names the problem)."""
+    if isinstance(amount, Money):
+        code = normalise_currency(currency)
+        if amount.currency != code:
+            raise ValidationError(
+                f"The amount is in {amount.currency.upper()} but the currency is {code.upper()}."
+            )
+        if amount.amount_minor <= 0:
+            raise ValidationError("The amount must be positive.")
+        # Re-parse through the same rules (steps, maxima) as typed text.
+        return parse_amount(
+            _money_text(amount), code, maximum_minor=settings.payout_max_minor
+        )
+    return parse_amount(amount, currency, maximum_minor=settings.payout_max_minor)
+
+
+def _money_text(money: Money) -> str:
+    return str(to_decimal(money))
+
+
+def get_payout(session: Session, *, payout_id: int) -> Payout:
+    """The ledger row ``payout_id`` or NotFoundError."""
+    payout = session.get(Payout, payout_id)
+    if payout is None:
+        raise NotFoundError(f"Payout {payout_id} does not exist.")
+    return payout
+
+
+def connected_account_of(session: Session, freelancer: Freelancer) -> ConnectedAccount | None:
+    """The mirror row of the freelancer's current account, if any."""
+    if not freelancer.stripe_account_id:
+        return None
+    return session.scalars(
+        select(ConnectedAccount).where(ConnectedAccount.stripe_id == freelancer.stripe_account_id)
+    ).one_or_none()
+
+
+def audit_refusal(
+    factory: sessionmaker[Session] | None, *, operator: Operator | None, action: str,
+    exc: ConnectOpsError, target: str | None = None, input: Mapping[str, Any] | None = None,
+) -> None:
+    """Record a refusal in its own transaction when the caller gave a factory for it."""
+    if factory is None:
+        return
+    audit.record_now(
+        factory, actor=operator if operator is not None else "anonymous", action=action,
+        result=f"refused:{exc.code}", target=target, input=dict(input or {}), detail=exc.message,
+    )
+
+
+def _clean_description(description: str | None) -> str:
+    text = (description or "").strip()
+    if len(text) > MAX_DESCRIPTION:
+        raise ValidationError(f"The description is limited to {MAX_DESCRIPTION} characters.")
+    if any(ord(ch) < 32 and ch not in "\t" for ch in text):
+        raise ValidationError("The description must be a single line of text.")
+    return text
+
+
+def _clean_token(token: str | None) -> str | None:
+    if token is None:
+        return None
+    value = token.strip()
+    if not value or len(value) > MAX_TOKEN:
+        raise ValidationError(f"The client request token must be 1 to {MAX_TOKEN} characters.")
+    return value
+
+
+def _existing(
+    session: Session, *, token: str | None, bulk_fingerprint: str | None, bulk_row: int | None
+) -> Payout | None:
+    if token is not None:
+        found = session.scalars(
+            select(Payout).where(Payout.client_request_token == token)
+        ).one_or_none()
+        if found is not None:
+            return found
+    if bulk_fingerprint is not None and bulk_row is not None:
+        return session.scalars(
+            select(Payout).where(
+                Payout.bulk_fingerprint == bulk_fingerprint, Payout.bulk_row == bulk_row
+            )
+        ).one_or_none()
+    return None
+
+
+def _same_request(payout: Payout, *, freelancer_id: int, money: Money) -> bool:
+    return (
+        payout.freelancer_id == freelancer_id
+        and payout.amount_minor == money.amount_minor
+        and payout.currency == money.currency
+    )
+
+
+def request_payout(
+    session: Session,
+    *,
+    operator: Operator,
+    freelancer_id: int,
+    amount: AmountInput,
+    currency: str,
+    description: str | None,
+    client_request_token: str | None,
+    settings: Settings,
+    payout_type: PayoutType | str = PayoutType.MANUAL,
+    bulk_fingerprint: str | None = None,
+    bulk_row: int | None = None,
+    audit_refusals_with: sessionmaker[Session] | None = None,
+) -> Payout:
+    """Write a payout request to the ledger (or return the row this token already made)."""
+    request_input = {
+        "freelancer_id": freelancer_id, "amount": str(amount) if not isinstance(amount, Money)
+        else f"{amount.amount_minor} minor", "currency": currency,
+        "payout_type": str(payout_type), "client_request_token": client_request_token,
+        "bulk_row": bulk_row,
+    }
+    try:
+        return _request_payout(
+            session, operator=operator, freelancer_id=freelancer_id, amount=amount,
+            currency=currency, description=description, client_request_token=client_request_token,
+            settings=settings, payout_type=payout_type, bulk_fingerprint=bulk_fingerprint,
+            bulk_row=bulk_row, request_input=request_input,
+        )
+    except ConnectOpsError as exc:
+        audit_refusal(audit_refusals_with, operator=operator, action="payout.request", exc=exc,
+                      target=f"freelancer:{freelancer_id}", input=request_input)
+        raise
+
+
+def _request_payout(
+    session: Session, *, operator: Operator, freelancer_id: int, amount: AmountInput,
+    currency: str, description: str | None, client_request_token: str | None,
+    settings: Settings, payout_type: PayoutType | str, bulk_fingerprint: str | None,
+    bulk_row: int | None, request_input: dict[str, Any],
+) -> Payout:
+    authorize(operator, Action.REQUEST_PAYOUT)
+    try:
+        kind = PayoutType(payout_type)
+    except ValueError:
+        raise ValidationError(f"Unknown payout type {payout_type!r} (MANUAL or BULK).") from None
+    if (bulk_fingerprint is None) != (bulk_row is None):
+        raise ValidationError("A bulk payout needs both the file fingerprint and the row number.")
+    money = parse_money(amount, currency, settings=settings)
+    text = _clean_description(description)
+    token = _clean_token(client_request_token)
+
+    existing = _existing(session, token=token, bulk_fingerprint=bulk_fingerprint,
+                         bulk_row=bulk_row)
+    if existing is not None:
+        return _duplicate(session, existing, operator=operator, freelancer_id=freelancer_id,
+                          money=money, request_input=request_input)
+
+    freelancer = session.get(Freelancer, freelancer_id)
+    if freelancer is None:
+        raise NotFoundError(f"Freelancer {freelancer_id} does not exist.")
+    if not freelancer.stripe_account_id:
+        raise ConflictError(
+            f"{freelancer.name} has no connected Stripe account: connect them before paying."
+        )
+
+    status = PayoutStatus.PENDING_APPROVAL if needs_approval(settings, money) else (
+        PayoutStatus.PENDING
+    )
+    payout = Payout(
+        freelancer_id=freelancer.id, stripe_account_id=freelancer.stripe_account_id,
+        amount_minor=money.amount_minor, currency=money.currency, description=text,
+        payout_type=kind.value, status=status.value,
+        # A placeholder unique value until the id is known (same savepoint, never committed).
+        idempotency_key=f"unassigned-{uuid.uuid4().hex}",
+        client_request_token=token, requested_by=operator.username,
+        bulk_fingerprint=bulk_fingerprint, bulk_row=bulk_row,
+    )
+    try:
+        with session.begin_nested():
+            session.add(payout)
+            session.flush()
+            payout.idempotency_key = payout_idempotency_key(payout.id, new_nonce())
+            session.flush()
+    except IntegrityError:
+        # Another request with the same token (or bulk row) committed first: that row wins.
+        existing = _existing(session, token=token, bulk_fingerprint=bulk_fingerprint,
+                             bulk_row=bulk_row)
+        if existing is None:
+            raise
+        return _duplicate(session, existing, operator=operator, freelancer_id=freelancer_id,
+                          money=money, request_input=request_input)
+
+    audit.record(
+        session, actor=operator, action="payout.request", result=status.value,
+        target=f"payout:{payout.id}", input=request_input,
+        detail=f"{money.amount_minor} {money.currency} to {payout.stripe_account_id}",
+        idempotency_key=payout.idempotency_key,
+    )
+    logger.info("payout %s requested by %s: %s %s (%s)", payout.id, operator.username,
+                money.amount_minor, money.currency, status.value)
+    return payout
+
+
+def _duplicate(
+    session: Session, existing: Payout, *, operator: Operator, freelancer_id: int, money: Money,
+    request_input: dict[str, Any],
+) -> Payout:
+    if not _same_request(existing, freelancer_id=freelancer_id, money=money):
+        raise ConflictError(
+            f"This request token already made payout {existing.id} "
+            f"({existing.amount_minor} {existing.currency} to freelancer {existing.freelancer_id}); "
+            "it cannot be reused for a different payout."
+        )
+    audit.record(
+        session, actor=operator, action="payout.request", result="duplicate",
+        target=f"payout:{existing.id}", input=request_input,
+        detail="same request seen before; the existing row is returned",
+        idempotency_key=existing.idempotency_key,
+    )
+    return existing
+
+
+def set_status_where(
+    session: Session, *, payout_id: int, allowed: tuple[PayoutStatus, ...],
+    values: Mapping[str, Any],
+) -> bool:
+    """Conditionally update one row: True when this caller moved it (the database decides)."""
+    result = session.execute(
+        update(Payout)
+        .where(Payout.id == payout_id, Payout.status.in_([s.value for s in allowed]))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
