@@ -1,0 +1,218 @@
+"""The /v1 request pipeline, in Stripe's order.
+
+authenticate -> decode -> route -> (rate-limit style faults) -> Stripe-Account -> validate
+-> idempotency reservation -> (delay) -> execute under the store lock -> save the result
+-> (delay after / commit_then_drop). Anything refused before execution saves no
+idempotent result, as on Stripe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from emulator import account_state as st
+from emulator.errors import StripeApiError, invalid_api_key, mask_key, unrecognized_url
+from emulator.faults import fault_error
+from emulator.idempotency import SavedResponse, fingerprint, record_key
+from emulator.resources import ROUTES
+from emulator.resources.common import Ctx, expand
+from emulator.runtime import Runtime
+from emulator.store import new_id
+from emulator.validation import InvalidRequest, match_template, validate_params
+from emulator.wire import WireError, decode_params
+
+logger = logging.getLogger(__name__)
+
+DROP_FLAG = "emulator.drop_connection"
+
+
+def render(body: dict[str, Any]) -> str:
+    """Stripe's JSON formatting (two-space indented)."""
+    return json.dumps(body, indent=2)
+
+
+def stripe_response(
+    status: int, body: str, request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response with the headers Stripe always sends."""
+    out = {
+        "Request-Id": request_id,
+        "Stripe-Version": "2024-04-10",
+        "Access-Control-Allow-Origin": "*",
+        "Cache-Control": "no-cache, no-store",
+    }
+    out.update(headers or {})
+    return Response(body, status_code=status, media_type="application/json", headers=out)
+
+
+def error_response(exc: StripeApiError, request_id: str, extra_headers: dict[str, str] | None = None) -> Response:
+    """A Stripe error envelope response."""
+    headers = dict(exc.headers)
+    headers.update(extra_headers or {})
+    return stripe_response(exc.http_status, render(exc.to_body(request_id)), request_id, headers)
+
+
+def from_invalid(exc: InvalidRequest) -> StripeApiError:
+    """Validation's error as the emulator's error type (same fields)."""
+    return StripeApiError(exc.http_status, exc.message, code=exc.code, param=exc.param)
+
+
+def api_key_of(request: Request) -> str:
+    """The secret key from Bearer or Basic auth ('' when absent or unreadable)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip()).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+        return decoded.split(":", 1)[0]
+    return ""
+
+
+def authenticate(request: Request) -> str:
+    """The caller's test-mode secret key, or Stripe's 401."""
+    key = api_key_of(request)
+    if not key.startswith(("sk_test_", "rk_test_")) or len(key) <= len("sk_test_"):
+        raise invalid_api_key(key)
+    return key
+
+
+def base_url(runtime: Runtime, request: Request) -> str:
+    """Base for URLs the emulator hands out (EMULATOR_PUBLIC_URL or the request's own)."""
+    if runtime.store.config.public_url:
+        return runtime.store.config.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+@dataclass
+class _Prepared:
+    method: str
+    ctx: Ctx
+    template: str
+    path_params: dict[str, str]
+    params: dict[str, Any]
+    raw_params: dict[str, Any]
+
+
+def _check_account_header(runtime: Runtime, account: str | None, api_key: str) -> str | None:
+    if not account or account == runtime.store.state["platform_id"]:
+        return None
+    with runtime.store.transaction():
+        connected = st.is_connected(runtime.store, account)
+    if not connected:
+        raise StripeApiError(
+            403,
+            f"The provided key '{mask_key(api_key)}' does not have access to account "
+            f"'{account}' (or that account does not exist). Application access may have "
+            "been revoked.",
+            code="account_invalid",
+        )
+    return account
+
+
+async def handle_api(request: Request) -> Response:
+    """Serve one /v1 request like Stripe."""
+    runtime: Runtime = request.app.state.runtime
+    request_id = new_id("req", 14)
+    method = request.method.upper()
+    path = request.url.path
+    idem_header = request.headers.get("idempotency-key") if method == "POST" else None
+    echo = {"Idempotency-Key": idem_header} if idem_header else {}
+    try:
+        api_key = authenticate(request)
+        raw_text = (await request.body()).decode("utf-8", "replace") if method == "POST" else request.url.query
+        try:
+            raw_params = decode_params(raw_text)
+        except WireError as exc:
+            raise StripeApiError(400, exc.message, param=exc.param) from None
+        matched = match_template(method, path)
+        if matched is None or (method, matched[0]) not in ROUTES:
+            raise unrecognized_url(method, path)
+        template, path_params = matched
+        faults = runtime.faults.take(method, path, template)
+        for fault in faults:
+            refusal = fault_error(fault.kind)
+            if refusal is not None:
+                return error_response(refusal, request_id, echo)
+        account = _check_account_header(runtime, request.headers.get("stripe-account"), api_key)
+        try:
+            params = validate_params(method, template, raw_params)
+        except InvalidRequest as exc:
+            raise from_invalid(exc) from None
+    except StripeApiError as exc:
+        return error_response(exc, request_id, echo)
+
+    ctx = Ctx(
+        store=runtime.store,
+        request_id=request_id,
+        api_key=api_key,
+        account=account,
+        idempotency_key=idem_header,
+        base_url=base_url(runtime, request),
+    )
+    prepared = _Prepared(method, ctx, template, path_params, params, raw_params)
+    kinds = {f.kind: f for f in faults}
+    delay = kinds.get("delay")
+    if idem_header is None:
+        if delay and delay.phase == "before":
+            await asyncio.sleep(delay.seconds)
+        saved = await anyio.to_thread.run_sync(_execute, runtime, prepared)
+    else:
+        key = record_key(api_key, account, idem_header)
+        print_ = fingerprint(method, path, raw_params)
+        try:
+            replay = runtime.idempotency.begin(key, idem_header, print_)
+        except StripeApiError as exc:
+            return error_response(exc, request_id, echo)
+        if replay is not None:
+            return stripe_response(
+                replay.status,
+                replay.body,
+                request_id,
+                {**echo, "Idempotent-Replayed": "true", "Original-Request": replay.request_id},
+            )
+        try:
+            if delay and delay.phase == "before":
+                await asyncio.sleep(delay.seconds)
+            saved = await anyio.to_thread.run_sync(_execute, runtime, prepared)
+        except BaseException:
+            runtime.idempotency.release(key)
+            raise
+        runtime.idempotency.finish(key, print_, saved)
+        echo["Original-Request"] = request_id
+    if delay and delay.phase == "after":
+        await asyncio.sleep(delay.seconds)
+    if "commit_then_drop" in kinds:
+        request.scope[DROP_FLAG] = True
+    headers = dict(echo)
+    if saved.status >= 400 and idem_header:
+        headers["Stripe-Should-Retry"] = "false"
+    return stripe_response(saved.status, saved.body, request_id, headers)
+
+
+def _execute(runtime: Runtime, prepared: _Prepared) -> SavedResponse:
+    """Run the handler under the store lock; a Stripe error becomes a saved error response."""
+    ctx = prepared.ctx
+    handler = ROUTES[(prepared.method, prepared.template)]
+    try:
+        with runtime.store.transaction():
+            body = handler(ctx, prepared.params, prepared.path_params)
+            body = expand(ctx, json.loads(json.dumps(body)), prepared.params)
+            text = render(body)
+        return SavedResponse(200, text, ctx.request_id)
+    except StripeApiError as exc:
+        return SavedResponse(exc.http_status, render(exc.to_body(ctx.request_id)), ctx.request_id)
+

@@ -1,0 +1,3 @@
+"""OAuth (connect.stripe.com) stand-in: placeholder until implemented."""
+
+ROUTES: list = []

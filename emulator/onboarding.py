@@ -1,0 +1,3 @@
+"""Hosted onboarding pages: placeholder until implemented."""
+
+ROUTES: list = []

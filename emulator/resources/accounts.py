@@ -1,0 +1,284 @@
+"""Accounts, capabilities and login links (/v1/account, /v1/accounts/...)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from emulator import account_state as st
+from emulator.errors import invalid_request, resource_missing
+from emulator.resources.common import Ctx, metadata_update, paginate
+from emulator.validation import resource_skeleton
+
+
+def visible_account(ctx: Ctx, account_id: str, param: str = "account") -> dict[str, Any]:
+    """A connected account of this platform, or 404 `No such account`."""
+    if not st.is_connected(ctx.store, account_id):
+        raise resource_missing("account", account_id, param)
+    return ctx.state["accounts"][account_id]
+
+
+def _flatten(prefix: str, value: Any) -> list[str]:
+    if isinstance(value, dict):
+        out: list[str] = []
+        for key, sub in value.items():
+            out.extend(_flatten(f"{prefix}.{key}", sub))
+        return out
+    return [prefix]
+
+
+def _provided_fields(params: dict[str, Any]) -> set[str]:
+    """Dotted requirement names a create/update call satisfies (`individual.dob.day`, ...)."""
+    fields: set[str] = set()
+    for top in ("individual", "company", "business_profile", "tos_acceptance"):
+        if isinstance(params.get(top), dict):
+            fields.update(_flatten(top, params[top]))
+    if params.get("external_account"):
+        fields.add("external_account")
+    if params.get("business_type"):
+        fields.add("business_type")
+    return fields
+
+
+def _apply_fields(acct: dict[str, Any], params: dict[str, Any]) -> None:
+    """Copy the account fields Stripe echoes back and tick off the requirements they meet."""
+    if "email" in params:
+        acct["email"] = params["email"]
+    if params.get("business_type"):
+        acct["business_type"] = params["business_type"]
+    if params.get("default_currency"):
+        acct["default_currency"] = params["default_currency"]
+    if "metadata" in params:
+        acct["metadata"] = metadata_update(acct["metadata"], params["metadata"])
+    if isinstance(params.get("business_profile"), dict):
+        for key, value in params["business_profile"].items():
+            if key in acct["business_profile"]:
+                acct["business_profile"][key] = value
+    if isinstance(params.get("tos_acceptance"), dict):
+        for key, value in params["tos_acceptance"].items():
+            if key in acct["tos_acceptance"]:
+                acct["tos_acceptance"][key] = value
+    if isinstance(params.get("settings"), dict):
+        _merge(acct["settings"], params["settings"])
+    if params.get("external_account"):
+        acct["external_accounts"]["data"] = [
+            st.bank_account(acct["id"], acct["default_currency"], acct["country"])
+        ]
+    provided = _provided_fields(params)
+    if provided:
+        reqs = acct["requirements"]
+        for key in ("currently_due", "eventually_due", "past_due"):
+            reqs[key] = [r for r in reqs[key] if r not in provided]
+        if not reqs["currently_due"] and reqs["disabled_reason"] == "requirements.past_due":
+            reqs["disabled_reason"] = None
+
+
+def _merge(target: dict[str, Any], given: dict[str, Any]) -> None:
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        elif key in target:
+            target[key] = value
+
+
+def _requested(params: dict[str, Any]) -> list[str]:
+    caps = params.get("capabilities") or {}
+    return [name for name, spec in caps.items() if isinstance(spec, dict) and spec.get("requested")]
+
+
+def create_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """POST /v1/accounts: a new un-onboarded Express/Custom/Standard account."""
+    account_type = params.get("type") or ("custom" if params.get("controller") else "standard")
+    controller = params.get("controller") or {}
+    if not params.get("type") and controller:
+        dashboard = (controller.get("stripe_dashboard") or {}).get("type")
+        account_type = {"express": "express", "full": "standard"}.get(dashboard or "", "custom")
+    requested = _requested(params)
+    if account_type == "custom" and not requested:
+        raise invalid_request(
+            "You must request at least one capability for Custom accounts.", "capabilities"
+        )
+    acct = st.build_account(
+        ctx.store,
+        account_type=account_type,
+        country=(params.get("country") or "US").upper(),
+        email=params.get("email"),
+        business_type=params.get("business_type"),
+        capabilities=requested,
+        via="platform",
+    )
+    _apply_fields(acct, {k: v for k, v in params.items() if k not in ("email", "business_type")})
+    st.add_account(ctx.store, acct, via="platform", connected=True)
+    return acct
+
+
+def retrieve_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/accounts/{account}."""
+    return visible_account(ctx, path["account"])
+
+
+def retrieve_own_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/account: the platform, or the Stripe-Account's own account."""
+    if ctx.account:
+        return ctx.state["accounts"][ctx.account]
+    return st.platform_account(ctx.store)
+
+
+def update_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """POST /v1/accounts/{account}: email, metadata, business profile, settings, ..."""
+    acct = visible_account(ctx, path["account"])
+    requested = _requested(params)
+    unrequested = [
+        name
+        for name, spec in (params.get("capabilities") or {}).items()
+        if isinstance(spec, dict) and spec.get("requested") is False
+    ]
+
+    def mutate(a: dict[str, Any]) -> None:
+        _apply_fields(a, params)
+        _set_capabilities(ctx, a, requested, unrequested)
+
+    return st.change_account(
+        ctx.store,
+        acct["id"],
+        mutate,
+        request_id=ctx.request_id,
+        idempotency_key=ctx.idempotency_key,
+    )
+
+
+def _set_capabilities(ctx: Ctx, acct: dict[str, Any], add: list[str], remove: list[str]) -> None:
+    onboarded = acct["details_submitted"] and not acct["requirements"]["currently_due"]
+    times = ctx.state["connections"][acct["id"]].setdefault("requested_at", {})
+    for name in add:
+        if name in st.KNOWN_CAPABILITIES and name not in acct["capabilities"]:
+            acct["capabilities"][name] = "active" if onboarded else "inactive"
+            times[name] = ctx.now()
+    for name in remove:
+        acct["capabilities"].pop(name, None)
+        times.pop(name, None)
+
+
+def list_accounts(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/accounts: the platform's connected accounts, newest first."""
+    items = [a for aid, a in ctx.state["accounts"].items() if st.is_connected(ctx.store, aid)]
+    return paginate(items, params, "/v1/accounts")
+
+
+def delete_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """DELETE /v1/accounts/{account}: only accounts the platform created (test mode)."""
+    acct = visible_account(ctx, path["account"])
+    if ctx.state["connections"][acct["id"]]["via"] == "oauth":
+        raise invalid_request(
+            "You cannot delete an account that was connected through OAuth; deauthorize it "
+            "instead.",
+            "account",
+        )
+    del ctx.state["accounts"][acct["id"]]
+    ctx.state["connections"].pop(acct["id"], None)
+    ctx.store.mark_dirty()
+    return {"deleted": True, "id": acct["id"], "object": "account"}
+
+
+def reject_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """POST /v1/accounts/{account}/reject: disable the account for fraud, terms or other."""
+    acct = visible_account(ctx, path["account"])
+    if acct["type"] == "standard":
+        raise invalid_request(
+            "You can only reject Custom and Express accounts.", "account"
+        )
+    reason = params["reason"]
+    if reason not in ("fraud", "terms_of_service", "other"):
+        raise invalid_request(
+            "Invalid reason: must be one of fraud, terms_of_service, or other", "reason"
+        )
+
+    def mutate(a: dict[str, Any]) -> None:
+        a["requirements"]["disabled_reason"] = f"rejected.{reason}"
+        a["charges_enabled"] = False
+        a["payouts_enabled"] = False
+        a["capabilities"] = {name: "inactive" for name in a["capabilities"]}
+
+    return st.change_account(
+        ctx.store, acct["id"], mutate, request_id=ctx.request_id, idempotency_key=ctx.idempotency_key
+    )
+
+
+def list_capabilities(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/accounts/{account}/capabilities (not paginated, like Stripe)."""
+    acct = visible_account(ctx, path["account"])
+    data = [st.capability_object(ctx.store, acct["id"], name) for name in sorted(acct["capabilities"])]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "url": f"/v1/accounts/{acct['id']}/capabilities",
+    }
+
+
+def _capability_name(name: str) -> str:
+    if name not in st.KNOWN_CAPABILITIES:
+        raise resource_missing("capability", name, "capability")
+    return name
+
+
+def retrieve_capability(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/accounts/{account}/capabilities/{capability}."""
+    acct = visible_account(ctx, path["account"])
+    return st.capability_object(ctx.store, acct["id"], _capability_name(path["capability"]))
+
+
+def update_capability(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """POST /v1/accounts/{account}/capabilities/{capability} (`requested`)."""
+    acct = visible_account(ctx, path["account"])
+    name = _capability_name(path["capability"])
+    if "requested" in params:
+        add, remove = ([name], []) if params["requested"] else ([], [name])
+        st.change_account(
+            ctx.store,
+            acct["id"],
+            lambda a: _set_capabilities(ctx, a, add, remove),
+            request_id=ctx.request_id,
+            idempotency_key=ctx.idempotency_key,
+        )
+    return st.capability_object(ctx.store, acct["id"], name)
+
+
+def create_login_link(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
+    """POST /v1/accounts/{account}/login_links: Express accounts only."""
+    acct = visible_account(ctx, path["account"])
+    if acct["type"] != "express":
+        raise invalid_request(
+            f"Cannot create an edit link for the account {acct['id']}, which is not an "
+            "Express account.",
+            "account",
+        )
+    if not acct["details_submitted"]:
+        raise invalid_request(
+            f"Cannot create a login link for an account that has not completed onboarding "
+            f"({acct['id']}).",
+            "account",
+        )
+    link = resource_skeleton("login_link")
+    link.update(
+        {
+            "created": ctx.now(),
+            "url": f"{ctx.base_url}/_emulator/express/{acct['id']}",
+        }
+    )
+    return copy.deepcopy(link)
+
+
+ROUTES = {
+    ("GET", "/v1/account"): retrieve_own_account,
+    ("POST", "/v1/accounts"): create_account,
+    ("GET", "/v1/accounts"): list_accounts,
+    ("GET", "/v1/accounts/{account}"): retrieve_account,
+    ("POST", "/v1/accounts/{account}"): update_account,
+    ("DELETE", "/v1/accounts/{account}"): delete_account,
+    ("POST", "/v1/accounts/{account}/reject"): reject_account,
+    ("GET", "/v1/accounts/{account}/capabilities"): list_capabilities,
+    ("GET", "/v1/accounts/{account}/capabilities/{capability}"): retrieve_capability,
+    ("POST", "/v1/accounts/{account}/capabilities/{capability}"): update_capability,
+    ("POST", "/v1/accounts/{account}/login_links"): create_login_link,
+}
