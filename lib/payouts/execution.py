@@ -1,0 +1,326 @@
+"""Execution: send a ledger row to Stripe as one ``Transfer.create``, in transactions that survive.
+
+Why this takes a session *factory* (and commits) when other data functions take a session
+    A payout spans three transactions around one network call, and each must be durable on its
+    own: (1) claim the row (``pending → submitted``) and commit, so a crash during the call
+    leaves a row that says "we may have sent this"; (2) call Stripe outside any transaction (no
+    lock or SQLite write lock is held across the network); (3) record the answer (``paid`` /
+    ``failed`` / ``unknown``) with its audit entry and commit. One caller-framed transaction
+    could not express "the claim is committed even if the call then crashes the process".
+
+Why nothing pays twice
+    * The claim is a conditional ``UPDATE … WHERE id = :id AND status = <what we read>``; the
+      database lets one executor win, the others return the row as it is without calling
+      Stripe (two tabs, two replicas, 50 threads).
+    * Every attempt sends the row's stored ``idempotency_key``; Stripe executes a key at most
+      once and replays its first result (success *or* error) to every later attempt.
+
+Outcomes
+    * success → ``paid`` with the transfer id and request id.
+    * Stripe refused (4xx such as ``balance_insufficient``) → ``failed`` with Stripe's code and
+      message. Terminal: Stripe stored that error under the key and would replay it, so paying
+      again needs a new payout request (a new row, a new key).
+    * no answer (timeout, dropped connection), 5xx, 429 (incl. ``lock_timeout``), 409 (the same
+      key still in flight), an idempotency mismatch → ``unknown``. Never ``failed``: the transfer
+      may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
+    * the platform key refused → back to ``pending`` (Stripe executed nothing).
+
+A row stuck in ``submitted`` (the process died during the call)
+    is treated like ``unknown`` once its last claim (``updated_at``) is older than
+    ``stale_after`` (default 10 minutes: far longer than the gateway's timeout times its
+    retries), and is retried with the same key. A retry is refused once the first submission is
+    older than :data:`IDEMPOTENCY_WINDOW` (Stripe prunes keys after 24 hours; a reused pruned key
+    would create a second transfer): such a row must be settled by reconciliation.
+
+Preflight runs again before the *first* attempt only. A retry must not be stopped by it: the
+first attempt may have succeeded and already spent the balance the check would look for.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lib import audit
+from lib.db import utcnow
+from lib.errors import (
+    ConflictError,
+    ConnectOpsError,
+    PermissionDeniedError,
+    StripeAuthenticationError,
+    StripeGatewayError,
+    StripeRequestError,
+)
+from lib.models import Payout, PayoutStatus
+from lib.payouts.ledger import get_payout
+from lib.payouts.preflight import PreflightResult, preflight_payout
+from lib.roles import Action, Operator, authorize
+from lib.stripe_gateway import StripeGateway, StripeResult
+
+logger = logging.getLogger(__name__)
+
+STALE_SUBMITTED_AFTER = timedelta(minutes=10)
+#: Retries with the same key are only safe while Stripe still remembers it (at least 24 h).
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+
+TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJECTED,
+                      PayoutStatus.REVERSED})
+#: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
+_RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+
+
+class PreflightFailedError(ConflictError):
+    """A payout's checks failed just before its first attempt; nothing was sent."""
+
+    code = "preflight_failed"
+
+    def __init__(self, message: str, *, result: PreflightResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def authorize_execution(operator: Operator) -> Operator:
+    """Requesters (admin) and approvers (finance) may send a ready payout."""
+    if operator is not None and (
+        operator.can(Action.REQUEST_PAYOUT) or operator.can(Action.APPROVE_PAYOUT)
+    ):
+        return operator
+    return authorize(operator, Action.REQUEST_PAYOUT)  # raises with the usual message
+
+
+def transfer_metadata(payout: Payout) -> dict[str, str]:
+    """What links a Stripe transfer back to its ledger row (nothing sensitive)."""
+    return {
+        "payout_id": str(payout.id),
+        "freelancer_id": str(payout.freelancer_id),
+        "requested_by": payout.requested_by[:500],
+        "ledger_key": payout.idempotency_key,
+    }
+
+
+def transfer_group(payout: Payout) -> str:
+    return f"payout-{payout.id}"
+
+
+def is_stale(payout: Payout, *, now: datetime, stale_after: timedelta) -> bool:
+    """A ``submitted`` row whose executor has been silent for longer than ``stale_after``."""
+    return payout.status == PayoutStatus.SUBMITTED and payout.updated_at < now - stale_after
+
+
+def execute_payout(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, payout_id: int,
+    operator: Operator, recheck_balance: bool = True,
+    stale_after: timedelta = STALE_SUBMITTED_AFTER,
+) -> Payout:
+    """Send a ``pending`` (or retry an ``unknown``/stale) payout; return the row as it ends."""
+    try:
+        authorize_execution(operator)
+    except PermissionDeniedError as exc:
+        audit.record_now(session_factory, actor=operator, action="payout.execute",
+                         result=f"refused:{exc.code}", target=f"payout:{payout_id}",
+                         detail=exc.message)
+        raise
+    now = utcnow()
+    with session_factory() as session:
+        payout = get_payout(session, payout_id=payout_id)
+        observed = PayoutStatus(payout.status)
+        if observed in TERMINAL:
+            return payout
+        if observed == PayoutStatus.PENDING_APPROVAL:
+            raise ConflictError(f"Payout {payout_id} needs a second operator's approval first.")
+        if observed == PayoutStatus.SUBMITTED and not is_stale(
+            payout, now=now, stale_after=stale_after
+        ):
+            logger.info("payout %s is being sent by another executor", payout_id)
+            return payout
+        if observed == PayoutStatus.PENDING:
+            result = preflight_payout(session, gateway=gateway if recheck_balance else None,
+                                      payout=payout)
+        else:
+            result = None
+            first_sent = payout.submitted_at or payout.created_at
+            if first_sent < now - IDEMPOTENCY_WINDOW:
+                raise ConflictError(
+                    f"Payout {payout_id} was first sent over {IDEMPOTENCY_WINDOW} ago; Stripe may "
+                    "have forgotten its idempotency key, so it is not retried: reconcile it."
+                )
+        last_updated = payout.updated_at
+
+    if result is not None and not result.ok:
+        _record_preflight_failure(session_factory, payout_id=payout_id, operator=operator,
+                                  result=result)
+        raise PreflightFailedError(
+            f"Payout {payout_id} was not sent: {result.summary()}", result=result
+        )
+
+    claimed = _claim(session_factory, payout_id=payout_id, observed=observed,
+                     last_updated=last_updated, operator=operator)
+    if claimed is None:
+        with session_factory() as session:
+            return get_payout(session, payout_id=payout_id)
+    return _send(session_factory, gateway=gateway, payout=claimed, operator=operator,
+                 retry=observed != PayoutStatus.PENDING)
+
+
+def _record_preflight_failure(
+    session_factory: sessionmaker[Session], *, payout_id: int, operator: Operator,
+    result: PreflightResult,
+) -> None:
+    with session_factory.begin() as session:
+        session.execute(
+            update(Payout).where(Payout.id == payout_id, Payout.status == PayoutStatus.PENDING)
+            .values(error_code="preflight_failed", error_message=result.summary()[:2000])
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(session, actor=operator, action="payout.execute", result="preflight_failed",
+                     target=f"payout:{payout_id}", input={"checks": result.to_rows()},
+                     detail=result.summary())
+
+
+def _claim(
+    session_factory: sessionmaker[Session], *, payout_id: int, observed: PayoutStatus,
+    last_updated: datetime, operator: Operator,
+) -> Payout | None:
+    """Move the row to ``submitted`` if it is still as we read it; None when another won."""
+    now = utcnow()
+    if observed == PayoutStatus.SUBMITTED:
+        condition = and_(Payout.status == observed.value, Payout.updated_at == last_updated)
+    else:
+        condition = Payout.status == observed.value
+    with session_factory.begin() as session:
+        result = session.execute(
+            update(Payout).where(Payout.id == payout_id, condition)
+            .values(status=PayoutStatus.SUBMITTED.value,
+                    submitted_at=func.coalesce(Payout.submitted_at, now), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            logger.info("payout %s: another executor claimed it first", payout_id)
+            return None
+        payout = get_payout(session, payout_id=payout_id)
+        session.refresh(payout)
+        audit.record(session, actor=operator, action="payout.submit",
+                     result="retry" if observed != PayoutStatus.PENDING else "submitted",
+                     target=f"payout:{payout_id}", idempotency_key=payout.idempotency_key,
+                     input={"from_status": observed.value, "amount_minor": payout.amount_minor,
+                            "currency": payout.currency, "destination": payout.stripe_account_id})
+        return payout
+
+
+def _send(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, payout: Payout,
+    operator: Operator, retry: bool,
+) -> Payout:
+    assert payout.stripe_account_id is not None
+    try:
+        transfer = gateway.create_transfer(
+            amount_minor=payout.amount_minor, currency=payout.currency,
+            destination=payout.stripe_account_id, idempotency_key=payout.idempotency_key,
+            description=payout.description or None, metadata=transfer_metadata(payout),
+            transfer_group=transfer_group(payout),
+        )
+    except StripeAuthenticationError as exc:
+        return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+                             status=PayoutStatus.PENDING)
+    except StripeRequestError as exc:
+        definitive = exc.http_status != 409 and exc.stripe_code not in _RETRYABLE_CODES
+        status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN
+        return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+                             status=status)
+    except StripeGatewayError as exc:
+        # Connection, 5xx, 429, idempotency mismatch: the transfer may or may not exist.
+        return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+                             status=PayoutStatus.UNKNOWN)
+    return record_paid(session_factory, payout_id=payout.id, transfer=transfer, actor=operator,
+                       action="payout.paid" if not retry else "payout.paid_on_retry")
+
+
+def record_paid(
+    session_factory: sessionmaker[Session], *, payout_id: int, transfer: StripeResult,
+    actor: Operator | str, action: str,
+) -> Payout:
+    """Mark a row ``paid`` by ``transfer`` (from submitted or unknown; success is the truth)."""
+    now = utcnow()
+    with session_factory.begin() as session:
+        session.execute(
+            update(Payout).where(
+                Payout.id == payout_id,
+                or_(Payout.status == PayoutStatus.SUBMITTED, Payout.status == PayoutStatus.UNKNOWN),
+            ).values(status=PayoutStatus.PAID.value, stripe_transfer_id=transfer.id,
+                     stripe_request_id=transfer.request_id, completed_at=now, updated_at=now,
+                     error_code=None, error_message=None)
+            .execution_options(synchronize_session=False)
+        )
+        payout = get_payout(session, payout_id=payout_id)
+        session.refresh(payout)
+        audit.record(session, actor=actor, action=action, result=payout.status,
+                     target=f"payout:{payout_id}", idempotency_key=payout.idempotency_key,
+                     stripe_request_id=transfer.request_id,
+                     input={"transfer": transfer.id, "amount": _field(transfer, "amount"),
+                            "currency": _field(transfer, "currency"),
+                            "destination": _field(transfer, "destination")})
+    logger.info("payout %s paid: %s (request %s)", payout_id, transfer.id, transfer.request_id)
+    return payout
+
+
+def _field(transfer: StripeResult, name: str) -> Any:
+    value = transfer.data.get(name)
+    return value if isinstance(value, str | int) else str(value)
+
+
+def _record_error(
+    session_factory: sessionmaker[Session], *, payout: Payout, operator: Operator,
+    exc: StripeGatewayError, status: PayoutStatus,
+) -> Payout:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status.value, "error_code": (exc.stripe_code or exc.code)[:100],
+        "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,
+        "updated_at": now,
+    }
+    if status == PayoutStatus.FAILED:
+        values["completed_at"] = now
+    with session_factory.begin() as session:
+        session.execute(
+            update(Payout).where(Payout.id == payout.id, Payout.status == PayoutStatus.SUBMITTED)
+            .values(**values).execution_options(synchronize_session=False)
+        )
+        row = get_payout(session, payout_id=payout.id)
+        session.refresh(row)
+        audit.record(session, actor=operator, action="payout.execute", result=row.status,
+                     target=f"payout:{payout.id}", idempotency_key=payout.idempotency_key,
+                     stripe_request_id=exc.request_id, detail=exc.message,
+                     input={"error": exc.code, "stripe_code": exc.stripe_code,
+                            "http_status": exc.http_status})
+    log = logger.warning if status == PayoutStatus.UNKNOWN else logger.info
+    log("payout %s %s: %s (%s, request %s)", payout.id, row.status, exc.code, exc.stripe_code,
+        exc.request_id)
+    return row
+
+
+def retry_unsettled(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    stale_after: timedelta = STALE_SUBMITTED_AFTER, limit: int = 100,
+) -> list[Payout]:
+    """Retry every ``unknown`` and stale ``submitted`` row with its own key (a sweeper)."""
+    authorize_execution(operator)
+    cutoff = utcnow() - stale_after
+    with session_factory() as session:
+        ids = list(session.scalars(
+            select(Payout.id).where(or_(
+                Payout.status == PayoutStatus.UNKNOWN,
+                and_(Payout.status == PayoutStatus.SUBMITTED, Payout.updated_at < cutoff),
+            )).order_by(Payout.id).limit(limit)
+        ))
+    results = []
+    for payout_id in ids:
+        try:
+            results.append(execute_payout(session_factory, gateway=gateway, payout_id=payout_id,
+                                          operator=operator, stale_after=stale_after))
+        except ConnectOpsError as exc:
+            logger.warning("payout %s not retried: %s", payout_id, exc)
+    return results
