@@ -1,0 +1,95 @@
+"""Injected faults as the SDK sees them, and the recoveries Stripe's design allows."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from emulator.testing import EmulatorHandle, stripe_client
+from tests.emulator.conftest import express_account
+
+
+def test_delay_past_client_timeout(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
+    emu.inject_fault("delay", "/v1/balance", seconds=1.0)
+    slow = stripe_client(emu.base_url, http_client=stripe.HTTPXClient(timeout=0.3, allow_sync_methods=True), max_network_retries=0)
+    with pytest.raises(stripe.APIConnectionError):
+        slow.v1.balance.retrieve()
+    assert client.v1.balance.retrieve().object == "balance"
+
+
+def test_http_500(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
+    emu.inject_fault("http_500", "/v1/transfers", method="POST")
+    acct = express_account(client, emu)
+    with pytest.raises(stripe.APIError) as exc:
+        client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": acct.id})
+    assert exc.value.http_status == 500
+    assert emu.state()["counts"]["transfers"] == 0
+
+
+def test_rate_limit(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
+    emu.inject_fault("rate_limit", "/v1/accounts", count=1)
+    with pytest.raises(stripe.RateLimitError) as exc:
+        client.v1.accounts.list()
+    assert exc.value.http_status == 429 and exc.value.json_body["error"]["code"] == "rate_limit"
+    assert client.v1.accounts.list().object == "list"
+
+
+def test_lock_timeout_is_retryable(emu: EmulatorHandle) -> None:
+    emu.inject_fault("lock_timeout", "/v1/accounts/{account}", count=1)
+    plain = stripe_client(emu.base_url)
+    acct = plain.v1.accounts.create(params={"type": "express"})
+    with pytest.raises(stripe.RateLimitError) as exc:
+        plain.v1.accounts.retrieve(acct.id)
+    assert exc.value.json_body["error"]["code"] == "lock_timeout"
+    assert exc.value.headers["stripe-should-retry"] == "true"
+    emu.inject_fault("lock_timeout", "/v1/accounts/{account}", count=1)
+    retrying = stripe_client(emu.base_url, max_network_retries=1)
+    assert retrying.v1.accounts.retrieve(acct.id).id == acct.id
+
+
+def test_commit_then_drop(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
+    acct = express_account(client, emu)
+    emu.inject_fault("commit_then_drop", "/v1/transfers", method="POST")
+    with pytest.raises(stripe.APIConnectionError):
+        client.v1.transfers.create(
+            params={"amount": 250, "currency": "usd", "destination": acct.id}, options={"idempotency_key": "drop-1"}
+        )
+    transfers = client.v1.transfers.list().data
+    assert len(transfers) == 1 and transfers[0].amount == 250
+    again = client.v1.transfers.create(
+        params={"amount": 250, "currency": "usd", "destination": acct.id}, options={"idempotency_key": "drop-1"}
+    )
+    assert again.id == transfers[0].id
+
+
+def test_sdk_retry_after_drop_creates_exactly_one(emu: EmulatorHandle) -> None:
+    plain = stripe_client(emu.base_url)
+    acct = express_account(plain, emu)
+    emu.inject_fault("commit_then_drop", "/v1/transfers", method="POST")
+    retrying = stripe_client(emu.base_url, max_network_retries=2)
+    transfer = retrying.v1.transfers.create(
+        params={"amount": 300, "currency": "usd", "destination": acct.id}, options={"idempotency_key": "order-9"}
+    )
+    listed = plain.v1.transfers.list().data
+    assert [t.id for t in listed] == [transfer.id]
+
+
+def test_token_exchange_dropped_then_retried_revokes(emu: EmulatorHandle) -> None:
+    """The OAuth token endpoint has no idempotency: an SDK retry after a drop reuses the code."""
+    from tests.emulator.test_oauth import _connect
+
+    code = _connect(emu, account="new")["code"][0]
+    emu.inject_fault("commit_then_drop", "/oauth/token")
+    retrying = stripe_client(emu.base_url, max_network_retries=1)
+    with pytest.raises(stripe.oauth_error.InvalidGrantError):
+        retrying.oauth.token(params={"grant_type": "authorization_code", "code": code})
+
+
+def test_fault_listing_and_clearing(emu: EmulatorHandle) -> None:
+    emu.inject_fault("http_500", "/v1/balance", count=3)
+    listed = emu.http.get("/_emulator/faults").json()
+    assert listed["requests"][0]["count"] == 3
+    emu.clear_faults()
+    assert emu.http.get("/_emulator/faults").json()["requests"] == []
+    bad = emu.http.post("/_emulator/faults", json={"kind": "meteor"})
+    assert bad.status_code == 400
