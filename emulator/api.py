@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import account_state as st
+from emulator.config import DEFAULT_API_VERSION
 from emulator.errors import StripeApiError, invalid_api_key, mask_key, unrecognized_url
 from emulator.faults import fault_error
 from emulator.idempotency import SavedResponse, fingerprint, record_key
@@ -42,12 +43,16 @@ def render(body: dict[str, Any]) -> str:
 
 
 def stripe_response(
-    status: int, body: str, request_id: str, headers: dict[str, str] | None = None
+    status: int,
+    body: str,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+    version: str = DEFAULT_API_VERSION,
 ) -> Response:
     """A JSON response with the headers Stripe always sends."""
     out = {
         "Request-Id": request_id,
-        "Stripe-Version": "2024-04-10",
+        "Stripe-Version": version,
         "Access-Control-Allow-Origin": "*",
         "Cache-Control": "no-cache, no-store",
     }
@@ -200,7 +205,8 @@ async def handle_api(request: Request) -> Response:
     headers = dict(echo)
     if saved.status >= 400 and idem_header:
         headers["Stripe-Should-Retry"] = "false"
-    return stripe_response(saved.status, saved.body, request_id, headers)
+    version = request.headers.get("stripe-version") or DEFAULT_API_VERSION
+    return stripe_response(saved.status, saved.body, request_id, headers, version)
 
 
 def _execute(runtime: Runtime, prepared: _Prepared) -> SavedResponse:
