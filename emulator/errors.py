@@ -34,6 +34,8 @@ class StripeApiError(Exception):
         self.param = param
         self.headers = headers or {}
         self.extra = extra or {}
+        # Stripe links a request log only for requests that reached an account (not 401s).
+        self.with_log_url = http_status != 401
 
     def to_body(self, request_id: str | None = None) -> dict[str, Any]:
         """The `{"error": {...}}` body Stripe sends for this error."""
@@ -44,7 +46,7 @@ class StripeApiError(Exception):
         err["message"] = self.message
         if self.param:
             err["param"] = self.param
-        if request_id:
+        if request_id and self.with_log_url:
             err["request_log_url"] = (
                 f"https://dashboard.stripe.com/test/logs/{request_id}?t=0"
             )
