@@ -126,7 +126,7 @@ def problem_page(status_code: int, title: str, message: str, *, hint: str | None
 
 def sign_in_required(reason: str) -> HTMLResponse:
     return problem_page(
-        401, "Your link has expired", reason,
+        401, "Please use a new link", reason,
         hint="Ask the platform for a new link to your payment settings.", tone="red",
     )
 
