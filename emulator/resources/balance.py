@@ -11,12 +11,12 @@ from typing import Any
 
 from emulator.errors import balance_insufficient
 from emulator.resources.common import Ctx, skeleton
-from emulator.store import PLATFORM, new_id
+from emulator.store import PLATFORM, Store, new_id
 
 
-def funds(ctx: Ctx, scope: str, currency: str) -> dict[str, int]:
+def funds(store: Store, scope: str, currency: str) -> dict[str, int]:
     """The mutable {available, pending} cell for one scope and currency."""
-    per_scope = ctx.state["balances"].setdefault(scope, {})
+    per_scope = store.state["balances"].setdefault(scope, {})
     return per_scope.setdefault(currency, {"available": 0, "pending": 0})
 
 
@@ -26,23 +26,23 @@ def available(ctx: Ctx, scope: str, currency: str) -> int:
     return int(cell["available"]) if cell else 0
 
 
-def debit(ctx: Ctx, scope: str, currency: str, amount: int) -> None:
+def debit(store: Store, scope: str, currency: str, amount: int) -> None:
     """Take from the available balance, or raise balance_insufficient leaving it unchanged."""
-    cell = funds(ctx, scope, currency)
+    cell = funds(store, scope, currency)
     if cell["available"] < amount:
         raise balance_insufficient(currency)
     cell["available"] -= amount
-    ctx.store.mark_dirty()
+    store.mark_dirty()
 
 
-def credit(ctx: Ctx, scope: str, currency: str, amount: int) -> None:
+def credit(store: Store, scope: str, currency: str, amount: int) -> None:
     """Add to the available balance."""
-    funds(ctx, scope, currency)["available"] += amount
-    ctx.store.mark_dirty()
+    funds(store, scope, currency)["available"] += amount
+    store.mark_dirty()
 
 
 def ledger(
-    ctx: Ctx,
+    store: Store,
     scope: str,
     *,
     amount: int,
@@ -53,7 +53,7 @@ def ledger(
     reporting_category: str | None = None,
 ) -> str:
     """Write a balance transaction in `scope` and return its id."""
-    now = ctx.now()
+    now = store.now()
     txn: dict[str, Any] = {"object": "balance_transaction"}
     txn.update(
         {
@@ -73,10 +73,10 @@ def ledger(
             "type": txn_type,
         }
     )
-    ctx.state["balance_transactions"][txn["id"]] = txn
+    store.state["balance_transactions"][txn["id"]] = txn
     if scope != PLATFORM:
-        ctx.state["scope"][txn["id"]] = scope
-    ctx.store.mark_dirty()
+        store.state["scope"][txn["id"]] = scope
+    store.mark_dirty()
     return str(txn["id"])
 
 

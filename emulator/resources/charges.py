@@ -39,7 +39,9 @@ DECLINES = {
 MINIMUMS = {"usd": 50, "eur": 50, "gbp": 30, "jpy": 50, "cad": 50, "aud": 50}
 
 
-def _charge(ctx: Ctx, params: dict[str, Any], amount: int, currency: str, card: tuple[str, str, str]) -> dict[str, Any]:
+def _charge(
+    ctx: Ctx, params: dict[str, Any], amount: int, currency: str, card: tuple[str, str, str]
+) -> dict[str, Any]:
     brand, last4, funding = card
     charge = skeleton("charge")
     details = charge["payment_method_details"]
@@ -92,7 +94,9 @@ def create_charge(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dic
                 "captured": False,
                 "paid": False,
                 "status": "failed",
-                "failure_code": "card_declined" if decline_code != "expired_card" else "expired_card",
+                "failure_code": "card_declined"
+                if decline_code != "expired_card"
+                else "expired_card",
                 "failure_message": "Your card was declined.",
             }
         )
@@ -100,7 +104,9 @@ def create_charge(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dic
         ctx.event("charge.failed", charge, account=ctx.account)
         raise StripeApiError(
             402,
-            "Your card was declined." if decline_code != "expired_card" else "Your card has expired.",
+            "Your card was declined."
+            if decline_code != "expired_card"
+            else "Your card has expired.",
             type="card_error",
             code=charge["failure_code"],
             extra={"charge": charge["id"], "decline_code": decline_code},
@@ -108,9 +114,14 @@ def create_charge(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dic
     if source not in GOOD_TOKENS:
         raise resource_missing("token", str(source), "source")
     charge = _charge(ctx, params, amount, currency, GOOD_TOKENS[source])
-    balance.credit(ctx, ctx.scope, currency, amount)
+    balance.credit(ctx.store, ctx.scope, currency, amount)
     charge["balance_transaction"] = balance.ledger(
-        ctx, ctx.scope, amount=amount, currency=currency, txn_type="charge", source=charge["id"]
+        ctx.store,
+        ctx.scope,
+        amount=amount,
+        currency=currency,
+        txn_type="charge",
+        source=charge["id"],
     )
     _store(ctx, charge)
     ctx.event("charge.succeeded", charge, account=ctx.account)

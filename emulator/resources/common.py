@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.errors import StripeApiError, invalid_request, resource_missing
+from emulator.errors import invalid_request, resource_missing
 from emulator.events import record_event
 from emulator.store import PLATFORM, Store
 
@@ -80,7 +80,9 @@ def claim(ctx: Ctx, object_id: str) -> None:
         ctx.state["scope"][object_id] = ctx.account
 
 
-def lookup(ctx: Ctx, collection: str, object_id: str, kind: str, param: str = "id") -> dict[str, Any]:
+def lookup(
+    ctx: Ctx, collection: str, object_id: str, kind: str, param: str = "id"
+) -> dict[str, Any]:
     """The object with that id in the request's scope, or Stripe's 404 resource_missing."""
     obj = ctx.state[collection].get(object_id)
     if obj is None or not owned_by(ctx, object_id):
@@ -99,9 +101,7 @@ def metadata_update(current: dict[str, str], given: Any) -> dict[str, str]:
         if len(out) >= 50 and key not in out:
             raise invalid_request("You can specify up to 50 keys in metadata.", "metadata")
         if len(str(key)) > 40:
-            raise invalid_request(
-                "Metadata keys can have up to 40 characters.", f"metadata[{key}]"
-            )
+            raise invalid_request("Metadata keys can have up to 40 characters.", f"metadata[{key}]")
         if value in ("", None):
             out.pop(key, None)
         else:
@@ -130,19 +130,12 @@ def _created_filter(params: dict[str, Any]) -> Callable[[int], bool]:
     return lambda c: all(checks[k](c, v) for k, v in bounds.items() if k in checks)
 
 
-def paginate(
-    items: Iterable[dict[str, Any]], params: dict[str, Any], url: str
-) -> dict[str, Any]:
+def paginate(items: Iterable[dict[str, Any]], params: dict[str, Any], url: str) -> dict[str, Any]:
     """A Stripe list envelope over `items` (oldest first in storage, newest first out)."""
     newest_first = [i for i in reversed(list(items))]
     keep = _created_filter(params)
     newest_first = [i for i in newest_first if keep(int(i.get("created", 0)))]
-    limit = int(params.get("limit", 10) or 10)
-    if not 1 <= limit <= 100:
-        raise invalid_request(
-            "This value must be greater than or equal to 1 and less than or equal to 100.",
-            "limit",
-        )
+    limit = int(params.get("limit") or 10)  # validation already bounds it to 1..100
     ids = [i["id"] for i in newest_first]
     after, before = params.get("starting_after"), params.get("ending_before")
     if after and before:
@@ -162,7 +155,12 @@ def paginate(
         page, more = window[-limit:], len(window) > limit
     else:
         page, more = newest_first[:limit], len(newest_first) > limit
-    return {"object": "list", "data": [copy.deepcopy(p) for p in page], "has_more": more, "url": url}
+    return {
+        "object": "list",
+        "data": [copy.deepcopy(p) for p in page],
+        "has_more": more,
+        "url": url,
+    }
 
 
 _EXPANDABLE_PREFIXES = {
@@ -183,9 +181,7 @@ def _expand_path(ctx: Ctx, node: Any, parts: list[str]) -> Any:
         node["data"] = [_expand_path(ctx, item, rest) for item in node["data"]]
         return node
     if not isinstance(node, dict) or head not in node:
-        raise invalid_request(
-            f"This property cannot be expanded ({head}).", "expand"
-        )
+        raise invalid_request(f"This property cannot be expanded ({head}).", "expand")
     value = node[head]
     if isinstance(value, str):
         for prefix, collection in _EXPANDABLE_PREFIXES.items():
@@ -225,10 +221,5 @@ def positive_amount(params: dict[str, Any], name: str = "amount") -> int:
     except (TypeError, ValueError):
         raise invalid_request(f"Invalid integer: {value}", name) from None
     if amount <= 0:
-        raise invalid_request(
-            "This value must be greater than or equal to 1.", name
-        )
+        raise invalid_request("This value must be greater than or equal to 1.", name)
     return amount
-
-
-__all__ = ["Ctx", "Handler", "StripeApiError"]

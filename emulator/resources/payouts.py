@@ -59,7 +59,7 @@ def create_payout(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dic
             code="balance_insufficient",
             param="amount",
         )
-    balance.debit(ctx, ctx.scope, currency, amount)
+    balance.debit(ctx.store, ctx.scope, currency, amount)
     payout = skeleton("payout")
     payout_id = new_id("po")
     now = ctx.now()
@@ -70,7 +70,12 @@ def create_payout(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dic
             "arrival_date": now + int(ctx.store.config.payout_settle_seconds),
             "automatic": False,
             "balance_transaction": balance.ledger(
-                ctx, ctx.scope, amount=-amount, currency=currency, txn_type="payout", source=payout_id
+                ctx.store,
+                ctx.scope,
+                amount=-amount,
+                currency=currency,
+                txn_type="payout",
+                source=payout_id,
             ),
             "created": now,
             "currency": currency,
@@ -129,31 +134,22 @@ def pay_payout(store: Store, payout_id: str) -> dict[str, Any]:
     return payout
 
 
-def fail_payout(store: Store, payout_id: str, failure_code: str = "account_closed") -> dict[str, Any]:
+def fail_payout(
+    store: Store, payout_id: str, failure_code: str = "account_closed"
+) -> dict[str, Any]:
     """Fail a payout: funds return to the balance, payout.failed is emitted."""
     payout = store.state["payouts"][payout_id]
     before = copy.deepcopy(payout)
     scope = store.state["scope"].get(payout_id, PLATFORM)
-    cell = store.state["balances"].setdefault(scope, {}).setdefault(
-        payout["currency"], {"available": 0, "pending": 0}
+    balance.credit(store, scope, payout["currency"], payout["amount"])
+    txn = balance.ledger(
+        store,
+        scope,
+        amount=payout["amount"],
+        currency=payout["currency"],
+        txn_type="payout_failure",
+        source=payout_id,
     )
-    cell["available"] += payout["amount"]
-    txn = new_id("txn")
-    store.state["balance_transactions"][txn] = {
-        "id": txn,
-        "object": "balance_transaction",
-        "amount": payout["amount"],
-        "currency": payout["currency"],
-        "created": store.now(),
-        "available_on": store.now(),
-        "type": "payout_failure",
-        "source": payout_id,
-        "status": "available",
-        "fee": 0,
-        "net": payout["amount"],
-    }
-    if scope != PLATFORM:
-        store.state["scope"][txn] = scope
     payout.update(
         {
             "status": "failed",
@@ -163,8 +159,13 @@ def fail_payout(store: Store, payout_id: str, failure_code: str = "account_close
         }
     )
     store.mark_dirty()
-    previous = {k: before[k] for k in ("status", "failure_code", "failure_message", "failure_balance_transaction")}
-    record_event(store, "payout.failed", payout, account=_owner(store, payout_id), previous=previous)
+    previous = {
+        k: before[k]
+        for k in ("status", "failure_code", "failure_message", "failure_balance_transaction")
+    }
+    record_event(
+        store, "payout.failed", payout, account=_owner(store, payout_id), previous=previous
+    )
     return payout
 
 

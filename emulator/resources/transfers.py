@@ -55,16 +55,26 @@ def create_transfer(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> d
     amount = positive_amount(params)
     currency = str(params["currency"]).lower()
     dest = _destination(ctx, str(params["destination"]))
-    balance.debit(ctx, ctx.scope, currency, amount)
-    balance.credit(ctx, dest["id"], currency, amount)
+    balance.debit(ctx.store, ctx.scope, currency, amount)
+    balance.credit(ctx.store, dest["id"], currency, amount)
     transfer = skeleton("transfer")
     transfer_id = new_id("tr")
     payment_id = new_id("py")
     txn = balance.ledger(
-        ctx, ctx.scope, amount=-amount, currency=currency, txn_type="transfer", source=transfer_id
+        ctx.store,
+        ctx.scope,
+        amount=-amount,
+        currency=currency,
+        txn_type="transfer",
+        source=transfer_id,
     )
     balance.ledger(
-        ctx, dest["id"], amount=amount, currency=currency, txn_type="payment", source=payment_id
+        ctx.store,
+        dest["id"],
+        amount=amount,
+        currency=currency,
+        txn_type="payment",
+        source=payment_id,
     )
     transfer.update(
         {
@@ -146,11 +156,16 @@ def create_reversal(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> d
             code="balance_insufficient",
             param="amount",
         )
-    balance.debit(ctx, transfer["destination"], currency, amount)
-    balance.credit(ctx, ctx.scope, currency, amount)
+    balance.debit(ctx.store, transfer["destination"], currency, amount)
+    balance.credit(ctx.store, ctx.scope, currency, amount)
     reversal_id = new_id("trr")
     txn = balance.ledger(
-        ctx, ctx.scope, amount=amount, currency=currency, txn_type="transfer_cancel", source=reversal_id
+        ctx.store,
+        ctx.scope,
+        amount=amount,
+        currency=currency,
+        txn_type="transfer_cancel",
+        source=reversal_id,
     )
     reversal = skeleton("transfer_reversal")
     reversal.update(
