@@ -316,7 +316,7 @@ def handle_onboarding_return(
         account = gateway.retrieve_account(account_id).data
         with session_factory.begin() as session:
             upsert_account(session, account=account, fetched_at=fetched_at)
-            completed = bool(account.get("details_submitted"))
+            completed = onboarding_complete(account)
             if completed:
                 finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED)
             audit.record(session, actor=f"freelancer:{freelancer_id}",
@@ -325,7 +325,15 @@ def handle_onboarding_return(
                          target=f"freelancer:{freelancer_id}", input={"account": account_id})
     status = derive_status(account)
     return ReturnResult(freelancer_id=freelancer_id, account_id=account_id, status=status,
-                        completed=bool(account and account.get("details_submitted")))
+                        completed=bool(account) and onboarding_complete(account or {}))
+
+
+def onboarding_complete(account: Mapping[str, Any]) -> bool:
+    """Details submitted and nothing due now: returning from Stripe alone proves nothing."""
+    requirements = account.get("requirements") or {}
+    return bool(account.get("details_submitted")) and not (
+        requirements.get("currently_due") or requirements.get("past_due")
+    )
 
 
 def refresh_onboarding_link(

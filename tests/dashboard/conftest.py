@@ -17,8 +17,8 @@ DEMO_PASSWORD = "connect-ops-demo"
 
 
 @pytest.fixture
-def dashboard_env(monkeypatch: pytest.MonkeyPatch, database_url: str, engine) -> None:
-    monkeypatch.chdir(PROJECT_ROOT / "tests")  # no developer .env is read from here
+def dashboard_env(monkeypatch: pytest.MonkeyPatch, database_url: str, engine, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # no developer .env is read from here
     for name, value in {
         "DATABASE_URL": database_url,
         "STRIPE_SECRET_KEY": TEST_SECRET_KEY,
