@@ -76,8 +76,11 @@ def _as_result(obj: Any) -> StripeResult:
 
 def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
     error = getattr(exc, "error", None)
+    # The SDK leaves .code unset on RateLimitError; the parsed error object still has it
+    # (rate_limit vs lock_timeout matters to the caller).
+    code = getattr(exc, "code", None) or (getattr(error, "code", None) if error else None)
     return {
-        "stripe_code": getattr(exc, "code", None),
+        "stripe_code": code,
         "request_id": getattr(exc, "request_id", None),
         "http_status": getattr(exc, "http_status", None),
         "param": getattr(error, "param", None) if error is not None else None,

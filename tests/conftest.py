@@ -128,3 +128,20 @@ def requires_postgresql() -> pytest.MarkDecorator:
         _backend() != "postgresql",
         reason="needs PostgreSQL: run with TEST_DATABASE_URL set (make test does, CI always does)",
     )
+
+
+@pytest.fixture(scope="session")
+def _shared_emulator() -> Iterator[object]:
+    """One Stripe emulator for the session (uvicorn in a thread on a free port)."""
+    from emulator.testing import running_emulator
+
+    with running_emulator() as handle:
+        yield handle
+
+
+@pytest.fixture
+def emulator(_shared_emulator):  # type: ignore[no-untyped-def]
+    """The session's emulator, reset to a fresh platform for this test."""
+    _shared_emulator.reset()
+    _shared_emulator.clear_faults()
+    return _shared_emulator
