@@ -52,12 +52,15 @@ def _available_accounts(store: Store) -> list[dict[str, Any]]:
     out = []
     for acct_id, acct in store.state["accounts"].items():
         conn = store.state["connections"].get(acct_id, {})
-        if acct["type"] == "standard" and conn.get("via") == "oauth" and not conn.get("active"):
+        # As on connect.stripe.com, a Standard account already connected to the platform can
+        # authorize again (same stripe_user_id): the platform must cope with that.
+        if acct["type"] == "standard" and conn.get("via") == "oauth":
             out.append(
                 {
                     "id": acct_id,
                     "email": acct.get("email") or "",
                     "name": acct["business_profile"].get("name") or acct.get("email") or acct_id,
+                    "connected": bool(conn.get("active")),
                 }
             )
     return out

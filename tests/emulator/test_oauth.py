@@ -65,8 +65,10 @@ def test_connect_existing_account_and_exchange(client: stripe.StripeClient, emu:
     assert acct.charges_enabled is True and acct.type == "standard"
     events = client.v1.events.list(params={"type": "account.application.authorized"}, options={"stripe_account": existing})
     assert events.data[0].account == existing
-    # now connected: no longer offered on the consent page
-    assert existing not in read_form(_authorize(emu).text).radios["account"]
+    # Still offered, marked as connected: on Stripe a connected account may authorize again.
+    page = _authorize(emu).text
+    assert existing in read_form(page).radios["account"]
+    assert "already connected to this platform" in page
 
 
 def test_new_account_incomplete(client: stripe.StripeClient, emu: EmulatorHandle) -> None:

@@ -1,0 +1,305 @@
+"""The connect flow end to end in lib/, against the emulator with the unmodified SDK."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from lib.account_status import ConnectionStatus
+from lib.connect_flow import (
+    attempt_from_signed,
+    connection_status,
+    create_oauth_link,
+    create_onboarding_link,
+    disconnect,
+    handle_oauth_callback,
+    handle_onboarding_return,
+    refresh_connection,
+)
+from lib.connection_attempts import FailureReason
+from lib.errors import ConflictError, PermissionDeniedError
+from lib.freelancers import create_freelancer
+from lib.models import ConnectionAttempt, Freelancer, OAuthState
+from lib.roles import Operator, Role
+from lib.settings import Settings
+from lib.stripe_gateway import StripeGateway
+from tests.factories import make_settings
+from tests.support.stripe_pages import consent, onboard
+
+ADMIN = Operator.from_role_names("alice", ["admin"])
+
+
+@dataclass
+class World:
+    emulator: object
+    settings: Settings
+    gateway: StripeGateway
+    session_factory: object
+
+    def freelancer(self, email: str = "ada@example.com", name: str = "Ada Lovelace") -> int:
+        with self.session_factory.begin() as session:
+            return create_freelancer(session, name=name, email=email, country="US").id
+
+    def oauth_link(self, freelancer_id: int, operator: Operator = ADMIN) -> str:
+        with self.session_factory.begin() as session:
+            return create_oauth_link(session, gateway=self.gateway, settings=self.settings,
+                                     operator=operator, freelancer_id=freelancer_id).url
+
+    def callback(self, params: dict[str, str]):
+        return handle_oauth_callback(self.session_factory, gateway=self.gateway, params=params)
+
+    def status(self, freelancer_id: int):
+        with self.session_factory() as session:
+            return connection_status(session, freelancer_id=freelancer_id)
+
+    def attempts(self, freelancer_id: int) -> list[ConnectionAttempt]:
+        with self.session_factory() as session:
+            return list(session.scalars(select(ConnectionAttempt).where(
+                ConnectionAttempt.freelancer_id == freelancer_id).order_by(ConnectionAttempt.id)))
+
+
+@pytest.fixture
+def world(emulator, session_factory) -> World:
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url)
+    emulator.configure(backend_url=settings.backend_url)
+    return World(emulator, settings, StripeGateway(settings), session_factory)
+
+
+def test_oauth_link_shape(world: World) -> None:
+    url = world.oauth_link(world.freelancer())
+    query = parse_qs(urlsplit(url).query)
+    assert url.startswith(world.emulator.base_url + "/oauth/authorize?")
+    assert query["scope"] == ["read_write"] and query["response_type"] == ["code"]
+    assert query["redirect_uri"] == [world.settings.oauth_redirect_uri]
+    assert query["stripe_user[email]"] == ["ada@example.com"]
+    assert len(query["state"][0]) >= 43
+    with world.session_factory() as session:
+        stored = session.scalars(select(OAuthState.state_hash)).one()
+    assert query["state"][0] not in stored
+
+
+def test_existing_account_connects_through_oauth(world: World) -> None:
+    freelancer_id = world.freelancer()
+    redirect = consent(world.oauth_link(freelancer_id))
+    result = world.callback(redirect)
+    assert result.success and result.account_id and result.account_id.startswith("acct_")
+    view = world.status(freelancer_id)
+    assert view.is_connected and view.status is ConnectionStatus.ACTIVE and view.verified
+    api = view.to_api()
+    assert api["accountDetails"]["payoutsEnabled"] is True
+    assert [a.outcome for a in world.attempts(freelancer_id)] == ["succeeded"]
+
+
+def test_deny_is_access_denied_and_spends_the_state(world: World) -> None:
+    freelancer_id = world.freelancer()
+    redirect = consent(world.oauth_link(freelancer_id), decision="deny")
+    assert redirect["error"] == "access_denied"
+    result = world.callback(redirect)
+    assert not result.success and result.reason is FailureReason.ACCESS_DENIED
+    again = world.callback(redirect)
+    assert again.reason is FailureReason.INVALID_STATE
+    attempt = world.attempts(freelancer_id)[0]
+    assert (attempt.outcome, attempt.failure_reason) == ("failed", "access_denied")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"state": "x"}, {"code": "ac_1"}, {"error": "access_denied"}],
+    ids=["nothing", "state-only", "code-only", "error-only"],
+)
+def test_missing_parameters(world: World, params) -> None:
+    assert world.callback(params).reason is FailureReason.MISSING_PARAMETERS
+
+
+def test_tampered_reused_and_expired_states(world: World, monkeypatch) -> None:
+    freelancer_id = world.freelancer()
+    redirect = consent(world.oauth_link(freelancer_id))
+    tampered = dict(redirect, state=redirect["state"][:-2] + "zz")
+    assert world.callback(tampered).reason is FailureReason.INVALID_STATE
+    assert world.callback(redirect).success
+    # Reused: the state is spent; the code is never exchanged a second time.
+    assert world.callback(redirect).reason is FailureReason.INVALID_STATE
+    assert world.status(freelancer_id).is_connected
+
+    other = world.freelancer("grace@example.com", "Grace Hopper")
+    late = consent(world.oauth_link(other))
+    with world.session_factory.begin() as session:
+        for state in session.scalars(select(OAuthState).where(OAuthState.freelancer_id == other)):
+            state.expires_at = state.created_at  # an hour has passed
+    assert world.callback(late).reason is FailureReason.INVALID_STATE
+    assert not world.status(other).is_connected
+
+
+def test_expired_code_is_exchange_failed(world: World) -> None:
+    freelancer_id = world.freelancer()
+    redirect = consent(world.oauth_link(freelancer_id))
+    world.emulator.advance_clock(301)
+    result = world.callback(redirect)
+    assert result.reason is FailureReason.EXCHANGE_FAILED
+    assert not world.status(freelancer_id).is_connected
+    assert world.attempts(freelancer_id)[0].failure_reason == "exchange_failed"
+
+
+def test_stripe_down_during_exchange_is_server_error(world: World) -> None:
+    freelancer_id = world.freelancer()
+    redirect = consent(world.oauth_link(freelancer_id))
+    world.emulator.inject_fault("http_500", "/oauth/token", method="POST", count=1)
+    result = world.callback(redirect)
+    assert result.reason is FailureReason.SERVER_ERROR
+    assert not world.status(freelancer_id).is_connected
+
+
+def test_account_of_another_freelancer_is_refused_and_both_kept(world: World) -> None:
+    first = world.freelancer()
+    connected = world.callback(consent(world.oauth_link(first)))
+    assert connected.success
+    # The second freelancer picks the very same Stripe account on the consent page.
+    second = world.freelancer("grace@example.com", "Grace Hopper")
+    redirect = consent(world.oauth_link(second), account=connected.account_id)
+    result = world.callback(redirect)
+    assert result.reason is FailureReason.ACCOUNT_ALREADY_CONNECTED
+    assert world.status(first).account_id == connected.account_id
+    assert not world.status(second).is_connected
+
+
+def test_new_freelancer_onboards_to_active(world: World) -> None:
+    freelancer_id = world.freelancer()
+    link = create_onboarding_link(world.session_factory, gateway=world.gateway,
+                                  settings=world.settings, operator=ADMIN,
+                                  freelancer_id=freelancer_id)
+    assert world.status(freelancer_id).status is not ConnectionStatus.ACTIVE
+    returned_to = onboard(link.url, action="complete")
+    assert returned_to.startswith(world.settings.backend_url + "/api/v1/freelancer/stripe-connect-return")
+    attempt_id = attempt_from_signed(world.settings,
+                                     parse_qs(urlsplit(returned_to).query)["attempt"][0])
+    assert attempt_id == link.attempt_id
+    result = handle_onboarding_return(world.session_factory, gateway=world.gateway,
+                                      attempt_id=attempt_id)
+    assert result.completed and result.status is ConnectionStatus.ACTIVE
+    assert world.status(freelancer_id).status is ConnectionStatus.ACTIVE
+    attempt = world.attempts(freelancer_id)[0]
+    assert attempt.outcome == "succeeded" and attempt.returned_at is not None
+
+
+def test_incomplete_onboarding_returns_without_success(world: World) -> None:
+    freelancer_id = world.freelancer()
+    link = create_onboarding_link(world.session_factory, gateway=world.gateway,
+                                  settings=world.settings, operator=ADMIN,
+                                  freelancer_id=freelancer_id)
+    onboard(link.url, action="incomplete")
+    result = handle_onboarding_return(world.session_factory, gateway=world.gateway,
+                                      attempt_id=link.attempt_id)
+    assert not result.completed
+    assert result.status is not ConnectionStatus.ACTIVE
+    assert world.attempts(freelancer_id)[0].outcome == "pending"
+
+
+def test_account_link_is_single_use_and_goes_to_refresh(world: World) -> None:
+    freelancer_id = world.freelancer()
+    link = create_onboarding_link(world.session_factory, gateway=world.gateway,
+                                  settings=world.settings, operator=ADMIN,
+                                  freelancer_id=freelancer_id)
+    onboard(link.url, action="incomplete")
+    assert "stripe-connect-refresh" in onboard(link.url)
+    # A second link reuses the same Express account (no duplicate account at Stripe).
+    again = create_onboarding_link(world.session_factory, gateway=world.gateway,
+                                   settings=world.settings, operator=ADMIN,
+                                   freelancer_id=freelancer_id)
+    assert again.attempt_id != link.attempt_id
+    assert world.emulator.state()["counts"]["accounts"] == 4  # 3 seeded Standard + this one
+
+
+def test_onboarding_link_refused_for_oauth_connection(world: World) -> None:
+    freelancer_id = world.freelancer()
+    assert world.callback(consent(world.oauth_link(freelancer_id))).success
+    with pytest.raises(ConflictError, match="OAuth"):
+        create_onboarding_link(world.session_factory, gateway=world.gateway,
+                               settings=world.settings, operator=ADMIN,
+                               freelancer_id=freelancer_id)
+
+
+def test_disconnect_then_reconnect(world: World) -> None:
+    freelancer_id = world.freelancer()
+    first = world.callback(consent(world.oauth_link(freelancer_id)))
+    detached = disconnect(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                          freelancer_id=freelancer_id)
+    assert detached == first.account_id
+    assert world.status(freelancer_id).status is ConnectionStatus.NOT_CONNECTED
+    with pytest.raises(ConflictError):
+        disconnect(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                   freelancer_id=freelancer_id)
+    # Reconnect with the same Stripe account: allowed, history kept.
+    again = world.callback(consent(world.oauth_link(freelancer_id), account=first.account_id))
+    assert again.success and again.account_id == first.account_id
+    assert world.status(freelancer_id).status is ConnectionStatus.ACTIVE
+    assert [a.outcome for a in world.attempts(freelancer_id)] == ["succeeded", "succeeded"]
+
+
+def test_express_account_is_detached_not_deauthorized(world: World) -> None:
+    freelancer_id = world.freelancer()
+    link = create_onboarding_link(world.session_factory, gateway=world.gateway,
+                                  settings=world.settings, operator=ADMIN,
+                                  freelancer_id=freelancer_id)
+    onboard(link.url)
+    handle_onboarding_return(world.session_factory, gateway=world.gateway,
+                             attempt_id=link.attempt_id)
+    account_id = disconnect(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                            freelancer_id=freelancer_id)
+    assert world.status(freelancer_id).status is ConnectionStatus.NOT_CONNECTED
+    # Still readable at Stripe: the platform controls it; it was never deauthorized.
+    assert world.gateway.retrieve_account(account_id).data["id"] == account_id
+    # Onboarding again creates a new Express account.
+    fresh = create_onboarding_link(world.session_factory, gateway=world.gateway,
+                                   settings=world.settings, operator=ADMIN,
+                                   freelancer_id=freelancer_id)
+    onboard(fresh.url)
+    result = handle_onboarding_return(world.session_factory, gateway=world.gateway,
+                                      attempt_id=fresh.attempt_id)
+    assert result.account_id != account_id and result.status is ConnectionStatus.ACTIVE
+
+
+def test_roles_and_own_connection_are_enforced(world: World) -> None:
+    freelancer_id = world.freelancer()
+    other_id = world.freelancer("grace@example.com", "Grace Hopper")
+    manager = Operator.from_role_names("max", ["manager"])
+    with pytest.raises(PermissionDeniedError):
+        world.oauth_link(freelancer_id, operator=manager)
+    own = Operator(username=f"freelancer:{freelancer_id}", roles=frozenset({Role.FREELANCER}))
+    assert world.oauth_link(freelancer_id, operator=own)
+    with pytest.raises(PermissionDeniedError):
+        world.oauth_link(other_id, operator=own)
+    with pytest.raises(PermissionDeniedError):
+        disconnect(world.session_factory, gateway=world.gateway, operator=own,
+                   freelancer_id=other_id)
+
+
+def test_refresh_reads_requirements_restricted_then_disabled(world: World) -> None:
+    freelancer_id = world.freelancer()
+    account_id = world.callback(consent(world.oauth_link(freelancer_id))).account_id
+    deadline = int(time.time()) + 7 * 86_400
+    world.emulator.set_account(account_id, requirements={
+        "currently_due": ["individual.verification.document"],
+        "eventually_due": ["individual.verification.document"], "current_deadline": deadline})
+    view = refresh_connection(world.session_factory, gateway=world.gateway,
+                              freelancer_id=freelancer_id)
+    assert view.status is ConnectionStatus.RESTRICTED
+    assert view.to_api()["accountDetails"]["currentDeadline"] == deadline
+    world.emulator.set_account(account_id, payouts_enabled=False, requirements={
+        "past_due": ["individual.verification.document"],
+        "disabled_reason": "requirements.past_due"})
+    view = refresh_connection(world.session_factory, gateway=world.gateway,
+                              freelancer_id=freelancer_id)
+    assert view.status is ConnectionStatus.DISABLED and not view.verified
+
+
+def test_freelancer_row_untouched_by_failed_callbacks(world: World) -> None:
+    freelancer_id = world.freelancer()
+    world.callback({"state": "forged", "code": "ac_x"})
+    with world.session_factory() as session:
+        freelancer = session.get(Freelancer, freelancer_id)
+        assert freelancer is not None and freelancer.stripe_account_id is None

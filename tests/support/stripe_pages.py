@@ -1,0 +1,45 @@
+"""Drive the emulator's consent and onboarding pages over HTTP, as a browser's forms would."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+
+def _form(html: str, form_id: str) -> tuple[str, dict[str, str]]:
+    match = re.search(rf'<form[^>]*action="([^"]*)"[^>]*id="{form_id}"', html)
+    assert match, f"no form {form_id}"
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+    return unescape(match.group(1)), {k: unescape(v) for k, v in hidden.items()}
+
+
+def consent(authorize_url: str, *, decision: str = "connect", account: str = "new",
+            incomplete: bool = False) -> dict[str, str]:
+    """Open the consent page, submit it, return the redirect's query (code/state or error)."""
+    with httpx.Client(follow_redirects=False, timeout=10) as http:
+        page = http.get(authorize_url)
+        assert page.status_code == 200, page.text[:300]
+        action, fields = _form(page.text, "consent-form")
+        fields.update({"account": account, "decision": decision})
+        if incomplete:
+            fields["incomplete"] = "1"
+        answer = http.post(urljoin(authorize_url, action), data=fields)
+        assert answer.status_code in (302, 303), answer.text[:300]
+        location = answer.headers["location"]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def onboard(link_url: str, *, action: str = "complete") -> str:
+    """Open an account link, press a button; return where Stripe sends the browser."""
+    with httpx.Client(follow_redirects=False, timeout=10) as http:
+        page = http.get(link_url)
+        if page.status_code in (302, 303):
+            return page.headers["location"]  # expired or reused: refresh_url
+        form_action, fields = _form(page.text, "onboarding-form")
+        fields["action"] = action
+        answer = http.post(urljoin(link_url, form_action), data=fields)
+        assert answer.status_code in (302, 303), answer.text[:300]
+        return answer.headers["location"]
