@@ -11,3 +11,21 @@ Modules, one job each:
 - :mod:`lib.payouts.queries` — ledger listing, totals and export rows for the dashboard;
 - ``python -m lib.payouts`` — the command line (reconcile, bulk).
 """
+
+from lib.payouts.approval import approve_payout, reject_payout
+from lib.payouts.bulk import BulkPreview, BulkResult, confirm_bulk, preview_bulk
+from lib.payouts.execution import PreflightFailedError, execute_payout, retry_unsettled
+from lib.payouts.ledger import get_payout, needs_approval, request_payout
+from lib.payouts.preflight import PreflightCheck, PreflightResult, preflight, preflight_payout
+from lib.payouts.queries import PayoutFilter, export_rows, list_payouts, totals_by_currency
+from lib.payouts.reconciliation import ReconciliationItem, ReconciliationReport, reconcile
+from lib.payouts.reversal import retry_reversal, reverse_payout
+
+__all__ = [
+    "BulkPreview", "BulkResult", "PayoutFilter", "PreflightCheck", "PreflightFailedError",
+    "PreflightResult", "ReconciliationItem", "ReconciliationReport", "approve_payout",
+    "confirm_bulk", "execute_payout", "export_rows", "get_payout", "list_payouts",
+    "needs_approval", "preflight", "preflight_payout", "preview_bulk", "reconcile",
+    "reject_payout", "request_payout", "retry_reversal", "retry_unsettled", "reverse_payout",
+    "totals_by_currency",
+]

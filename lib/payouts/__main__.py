@@ -1,0 +1,147 @@
+"""Payout commands for operators who script.
+
+    python -m lib.payouts reconcile --since 2026-11-01 [--until 2026-12-01] --operator fiona
+    python -m lib.payouts bulk FILE.csv --dry-run  --operator alice
+    python -m lib.payouts bulk FILE.csv --confirm  --operator alice
+    python -m lib.payouts retry --operator alice          # resend unknown/stale rows, same keys
+
+Who acts: ``--operator USERNAME`` must be a user of the dashboard's users file
+(``AUTH_CONFIG_PATH``) and acts with that user's roles, so the command line obeys the same rules
+as the dashboard (``bulk`` needs an admin, ``reconcile`` admin or finance) and the audit log names
+a person, never an anonymous script. Dates are UTC days; ``--until`` is exclusive.
+
+Output is CSV on stdout (the report rows), a one-line summary on stderr. Exit codes: 0 done,
+1 refused or failed (the reason on stderr), 2 configuration problem (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lib.db import make_engine, make_session_factory
+from lib.errors import ConfigurationError, ConnectOpsError, ValidationError
+from lib.logging_setup import configure_logging
+from lib.operator_accounts import load_credentials
+from lib.payouts.bulk import confirm_bulk, preview_bulk
+from lib.payouts.execution import retry_unsettled
+from lib.payouts.reconciliation import reconcile
+from lib.roles import Operator
+from lib.settings import Settings, load_settings
+from lib.stripe_gateway import StripeGateway
+
+logger = logging.getLogger(__name__)
+PROG = "python -m lib.payouts"
+
+
+def _day(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Connect Ops payout commands.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("reconcile", help="compare Stripe's transfers with the ledger")
+    rec.add_argument("--since", type=_day, required=True, help="first UTC day (YYYY-MM-DD)")
+    rec.add_argument("--until", type=_day, help="UTC day after the last one (default: now)")
+    rec.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    blk = sub.add_parser("bulk", help="preview or pay a bulk CSV")
+    blk.add_argument("file", type=Path)
+    mode = blk.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="validate and total; pay nothing")
+    mode.add_argument("--confirm", action="store_true", help="pay every good row (resumable)")
+    blk.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    rty = sub.add_parser("retry", help="resend unknown and stale rows with their own keys")
+    rty.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    return parser
+
+
+def operator_from_users_file(settings: Settings, username: str) -> Operator:
+    """The operator ``username`` with the roles the users file gives them."""
+    users = load_credentials(settings)["usernames"]
+    user = users.get(username)
+    if user is None:
+        raise ConfigurationError(
+            f"--operator {username!r} is not a user of {settings.auth_config_path}."
+        )
+    return Operator.from_role_names(username, user.get("roles") or [])
+
+
+def _write_csv(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"Cannot read {path}: {exc.strerror}.") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings().require("STRIPE_SECRET_KEY")
+        operator = operator_from_users_file(settings, args.operator)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 2
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    gateway = StripeGateway(settings)
+    try:
+        if args.command == "reconcile":
+            with factory.begin() as session:
+                report = reconcile(session, gateway=gateway, operator=operator,
+                                   since=args.since, until=args.until)
+            _write_csv(report.rows())
+            sys.stderr.write(f"{PROG} reconcile: {report.summary()}\n")
+            return 1 if report.mismatches else 0
+        if args.command == "bulk":
+            data = _read_file(args.file)
+            if args.dry_run:
+                with factory() as session:
+                    preview = preview_bulk(session, gateway=gateway, operator=operator,
+                                           csv_bytes=data, settings=settings)
+                _write_csv(preview.to_rows())
+                totals = ", ".join(f"{t.currency.upper()} {t.to_row()['total']} "
+                                   f"({'covered' if t.covered else 'NOT covered'})"
+                                   for t in preview.totals)
+                sys.stderr.write(f"{PROG} bulk: {len(preview.good_rows)} good rows, "
+                                 f"{len(preview.bad_rows)} with problems; {totals}\n")
+                return 0
+            result = confirm_bulk(factory, gateway=gateway, operator=operator, csv_bytes=data,
+                                  settings=settings)
+            _write_csv(result.to_rows())
+            sys.stderr.write(f"{PROG} bulk: {result.count('paid')} paid, "
+                             f"{result.count('pending_approval')} awaiting approval, "
+                             f"{result.count('unknown')} unknown, {len(result.skipped)} skipped\n")
+            return 0
+        payouts = retry_unsettled(factory, gateway=gateway, operator=operator)
+        _write_csv([{"payout_id": p.id, "status": p.status} for p in payouts])
+        return 0
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 2
+    except ConnectOpsError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 1
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
