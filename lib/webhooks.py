@@ -29,7 +29,13 @@ from lib.accounts import get_account, mark_deauthorized, upsert_account
 from lib.connect_flow import detach
 from lib.connection_attempts import succeed_pending_for_account
 from lib.db import utcnow
-from lib.errors import ConflictError, ConnectOpsError, NotFoundError
+from lib.errors import (
+    ConflictError,
+    ConnectOpsError,
+    NotFoundError,
+    StripeAuthenticationError,
+    StripeRequestError,
+)
 from lib.freelancers import find_by_account
 from lib.models import WebhookEvent, WebhookStatus
 from lib.roles import Action, Operator, authorize
@@ -198,25 +204,44 @@ def _refresh_account(
 
 
 def _deauthorized(
-    session_factory: sessionmaker[Session], _gateway: StripeGateway, event: dict[str, Any]
+    session_factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
 ) -> str | None:
     account_id = _account_id(event)
     if not account_id:
         return "ignored: event names no account"
     created = _created(event)
+    with session_factory() as session:
+        freelancer = find_by_account(session, stripe_account_id=account_id)
+        connected_at = freelancer.connected_at if freelancer is not None else None
+    if freelancer is not None and _predates(created, connected_at):
+        # A late event from before the current connection must not undo a reconnect.
+        return "ignored: deauthorization predates the current connection"
+    if freelancer is not None and _still_connected(gateway, account_id):
+        return "ignored: Stripe still grants access to this account (stale event)"
     with session_factory.begin() as session:
         mark_deauthorized(session, stripe_id=account_id, at=created)
         freelancer = find_by_account(session, stripe_account_id=account_id)
         if freelancer is None:
             return f"ignored: {account_id} is not connected to any freelancer"
-        if created is not None and freelancer.connected_at and created < freelancer.connected_at:
-            # A late event from before the current connection must not undo a reconnect.
-            return "ignored: deauthorization predates the current connection"
         detach(session, freelancer=freelancer, at=created)
         audit.record(session, actor="stripe-webhook", action="connect.deauthorized",
                      result="disconnected", target=f"freelancer:{freelancer.id}",
                      input={"account": account_id, "event": event.get("id")})
     return None
+
+
+def _predates(created: datetime | None, connected_at: datetime | None) -> bool:
+    # Event times are whole seconds: only a full second earlier is provably older.
+    return bool(created and connected_at and created < connected_at.replace(microsecond=0))
+
+
+def _still_connected(gateway: StripeGateway, account_id: str) -> bool:
+    """Ask Stripe: an account we can still read is still connected."""
+    try:
+        gateway.retrieve_account(account_id)
+    except (StripeRequestError, StripeAuthenticationError):
+        return False
+    return True
 
 
 def _recorded_only(

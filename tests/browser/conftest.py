@@ -10,21 +10,16 @@ machine and fails them in CI (``CONNECT_OPS_REQUIRE_BROWSER=1``), where a skip w
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.settings import PROJECT_ROOT, Settings
-from server.app import create_app
-from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET, make_settings
+from tests.factories import make_settings
+from tests.support.servers import HOST, free_port, running_companion
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,39 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerThread:
-    """uvicorn serving an app in a daemon thread; ``stop()`` asks it to exit and waits."""
-
-    def __init__(self, app: FastAPI, port: int) -> None:
-        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning",
-                                lifespan="on", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.url = f"http://{HOST}:{port}"
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}",
-                                       daemon=True)
-
-    def start(self, timeout: float = 15.0) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the companion service did not start on {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -136,17 +98,7 @@ def companion(
     session_factory: sessionmaker[Session],
 ) -> Iterator[str]:
     """The companion service on the test database, with the emulator pointed back at it."""
-    backend = service_settings.backend_url
     emulator_server.reset()  # type: ignore[attr-defined]
-    emulator_server.configure(  # type: ignore[attr-defined]
-        backend_url=backend,
-        webhook_url=f"{backend}/api/v1/stripe/webhooks", webhook_secret=TEST_WEBHOOK_SECRET,
-        connect_webhook_url=f"{backend}/api/v1/stripe/connect-webhooks",
-        connect_webhook_secret=TEST_CONNECT_WEBHOOK_SECRET,
-    )
-    app = create_app(service_settings, session_factory=session_factory)
-    server = ServerThread(app, companion_port).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with running_companion(emulator_server, service_settings, companion_port,
+                           session_factory) as url:
+        yield url

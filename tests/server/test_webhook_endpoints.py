@@ -117,7 +117,9 @@ def test_live_event_on_test_deployment_is_ignored_and_recorded(client, session_f
     assert row.status == "ignored" and "live-mode event" in (row.error or "")
 
 
-def test_deauthorized_event_disconnects_freelancer(client, session_factory) -> None:
+def test_deauthorization_is_confirmed_with_stripe_before_detaching(client, session_factory):
+    # Stripe is unreachable here: the event cannot be confirmed, so nothing is detached and
+    # the delivery fails (Stripe retries). The confirmed path runs in test_connect_api.py.
     with session_factory.begin() as session:
         freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
         freelancer.stripe_account_id = "acct_gone"
@@ -128,11 +130,11 @@ def test_deauthorized_event_disconnects_freelancer(client, session_factory) -> N
                  created=int(time.time()) + 1,
                  data={"object": {"id": "ca_x", "object": "application"}})
     payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
-    assert client.post(CONNECT, content=payload, headers=headers).status_code == 200
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
     with session_factory() as session:
         freelancer = session.get(Freelancer, freelancer_id)
-        assert freelancer is not None
-        assert freelancer.stripe_account_id is None and freelancer.disconnected_at is not None
+        assert freelancer is not None and freelancer.stripe_account_id == "acct_gone"
+        assert session.scalars(select(WebhookEvent.status)).one() == "failed"
 
 
 def test_stale_deauthorization_does_not_undo_a_reconnect(client, session_factory) -> None:

@@ -1,0 +1,241 @@
+"""The freelancer API and webhooks end to end: a live companion service, the emulator
+delivering signed webhooks to it, and the unmodified SDK behind the gateway."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from lib.freelancers import create_freelancer
+from lib.models import WebhookEvent
+from lib.roles import Role
+from lib.stripe_gateway import StripeGateway
+from lib.tokens import issue_token
+from tests.conftest import requires_postgresql
+from tests.factories import TEST_JWT_SECRET, make_settings
+from tests.support.servers import free_port, running_companion
+from tests.support.stripe_pages import consent
+
+API = "/api/v1/freelancer"
+
+
+@pytest.fixture
+def live(emulator, session_factory) -> Iterator[dict]:
+    port = free_port()
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url,
+                             backend_url=f"http://127.0.0.1:{port}")
+    with running_companion(emulator, settings, port, session_factory) as url:
+        with httpx.Client(base_url=url, timeout=20, follow_redirects=False) as http:
+            yield {"url": url, "http": http, "settings": settings, "emulator": emulator,
+                   "gateway": StripeGateway(settings), "session_factory": session_factory}
+
+
+def _freelancer(live: dict, email: str = "ada@example.com") -> tuple[int, dict]:
+    with live["session_factory"].begin() as session:
+        freelancer_id = create_freelancer(session, name="Ada Lovelace", email=email).id
+    token = issue_token(secret=TEST_JWT_SECRET, subject=str(freelancer_id), role=Role.FREELANCER)
+    return freelancer_id, {"Authorization": f"Bearer {token}"}
+
+
+def _status(live: dict, headers: dict, refresh: bool = False) -> dict:
+    response = live["http"].get(f"{API}/stripe-connect-status",
+                                params={"refresh": "true"} if refresh else None, headers=headers)
+    assert response.status_code == 200
+    return response.json()["data"]
+
+
+def _connect(live: dict, headers: dict, **consent_options) -> httpx.Response:
+    response = live["http"].get(f"{API}/stripe-connect-url", headers=headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True and body["message"] == "Stripe Connect URL generated"
+    assert body["data"]["expiresIn"] == 3600
+    redirect = consent(body["data"]["connectUrl"], **consent_options)
+    return live["http"].get(f"{API}/stripe-connect-callback", params=redirect)
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_guide_flow_connect_status_disconnect(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    assert _status(live, headers) == {"isConnected": False, "status": "NOT_CONNECTED",
+                                      "verified": False, "accountId": None,
+                                      "accountDetails": None}
+    callback = _connect(live, headers)
+    assert callback.status_code == 302
+    location = urlsplit(callback.headers["location"])
+    assert location.path == "/freelancer/stripe/success"
+    account_id = parse_qs(location.query)["accountId"][0]
+    status = _status(live, headers)
+    assert status["isConnected"] and status["status"] == "ACTIVE" and status["verified"]
+    assert status["accountDetails"] == {
+        "id": account_id, "chargesEnabled": True, "payoutsEnabled": True,
+        "detailsSubmitted": True, "requirementsCurrentlyDue": [], "requirementsPastDue": [],
+        "currentDeadline": None, "disabledReason": None}
+    response = live["http"].delete(f"{API}/stripe-connect", headers=headers)
+    assert response.status_code == 200
+    assert response.json() == {"success": True,
+                               "message": "Stripe account disconnected successfully"}
+    assert _status(live, headers)["status"] == "NOT_CONNECTED"
+    assert live["http"].delete(f"{API}/stripe-connect", headers=headers).status_code == 409
+
+
+def test_callback_errors_redirect_with_reason_only_to_own_pages(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    cases = {
+        (): "missing_parameters",
+        (("state", "forged"), ("code", "ac_1")): "invalid_state",
+        (("state", "x"), ("error", "access_denied")): "invalid_state",
+    }
+    for params, reason in cases.items():
+        response = live["http"].get(f"{API}/stripe-connect-callback", params=dict(params))
+        assert response.status_code == 302
+        assert response.headers["location"] == f"/freelancer/stripe/error?reason={reason}"
+    denied = _connect(live, headers, decision="deny")
+    assert denied.headers["location"] == "/freelancer/stripe/error?reason=access_denied"
+
+
+def test_frontend_url_is_the_only_redirect_target(emulator, session_factory) -> None:
+    port = free_port()
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url,
+                             backend_url=f"http://127.0.0.1:{port}",
+                             frontend_url="https://app.example.com")
+    with running_companion(emulator, settings, port, session_factory) as url:
+        response = httpx.get(f"{url}{API}/stripe-connect-callback",
+                             params={"state": "s", "code": "c",
+                                     "redirect_uri": "https://evil.example",
+                                     "next": "https://evil.example"})
+    assert response.status_code == 302
+    assert response.headers["location"] == (
+        "https://app.example.com/freelancer/stripe/error?reason=invalid_state")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer nope"}, 401), ({"Authorization": "Basic x"}, 401)],
+)
+def test_api_needs_a_freelancer_token(live, headers, status) -> None:
+    response = live["http"].get(f"{API}/stripe-connect-status", headers=headers)
+    assert response.status_code == status
+    assert response.json()["success"] is False
+
+
+def test_admin_token_is_forbidden_on_freelancer_api(live) -> None:
+    token = issue_token(secret=TEST_JWT_SECRET, subject="alice", role=Role.ADMIN)
+    response = live["http"].get(f"{API}/stripe-connect-status",
+                                headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+
+
+def test_unknown_freelancer_is_404(live) -> None:
+    token = issue_token(secret=TEST_JWT_SECRET, subject="9999", role=Role.FREELANCER)
+    response = live["http"].get(f"{API}/stripe-connect-status",
+                                headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 404
+
+
+def test_onboarding_method_returns_an_account_link(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    response = live["http"].get(f"{API}/stripe-connect-url", params={"method": "onboarding"},
+                                headers=headers)
+    assert response.status_code == 200
+    url = response.json()["data"]["connectUrl"]
+    assert url.startswith(live["emulator"].base_url + "/_emulator/onboarding/")
+    assert 0 < response.json()["data"]["expiresIn"] <= 300
+
+
+def test_webhooks_move_the_mirror_restricted_then_disabled(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    account_id = parse_qs(urlsplit(_connect(live, headers).headers["location"]).query)[
+        "accountId"][0]
+    emulator = live["emulator"]
+    deadline = int(time.time()) + 5 * 86_400
+    emulator.set_account(account_id, requirements={
+        "currently_due": ["individual.verification.document"],
+        "eventually_due": ["individual.verification.document"], "current_deadline": deadline})
+    assert emulator.flush_webhooks()
+    _wait_for(lambda: _status(live, headers)["status"] == "RESTRICTED")
+    assert _status(live, headers)["accountDetails"]["currentDeadline"] == deadline
+    emulator.set_account(account_id, payouts_enabled=False, requirements={
+        "past_due": ["individual.verification.document"],
+        "disabled_reason": "requirements.past_due"})
+    assert emulator.flush_webhooks()
+    _wait_for(lambda: _status(live, headers)["status"] == "DISABLED")
+
+
+def test_deauthorized_at_stripe_shows_not_connected(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    account_id = parse_qs(urlsplit(_connect(live, headers).headers["location"]).query)[
+        "accountId"][0]
+    live["gateway"].oauth_deauthorize(account_id)  # the freelancer revokes us at Stripe
+    assert live["emulator"].flush_webhooks()
+    _wait_for(lambda: _status(live, headers)["status"] == "NOT_CONNECTED")
+
+
+def test_duplicate_and_out_of_order_webhooks_processed_once(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    account_id = parse_qs(urlsplit(_connect(live, headers).headers["location"]).query)[
+        "accountId"][0]
+    emulator = live["emulator"]
+    assert emulator.flush_webhooks()
+    emulator.inject_fault("duplicate", count=2)
+    emulator.set_account(account_id, requirements={"currently_due": ["external_account"]})
+    assert emulator.flush_webhooks()
+    emulator.inject_fault("out_of_order", count=2)
+    emulator.set_account(account_id, requirements={"currently_due": []})
+    emulator.set_account(account_id, requirements={
+        "currently_due": ["individual.id_number"], "eventually_due": ["individual.id_number"]})
+    assert emulator.flush_webhooks()
+    deliveries = [d for d in emulator.deliveries() if d.get("ok")]
+    ids = [d["event_id"] for d in deliveries]
+    assert len(ids) > len(set(ids))  # duplicates really were delivered
+    factory = live["session_factory"]
+    with factory() as session:
+        rows = session.scalars(select(WebhookEvent).where(
+            WebhookEvent.type == "account.updated")).all()
+    assert {r.status for r in rows} == {"processed"}
+    assert all(r.attempts == 1 for r in rows)
+    # Whatever the order, the mirror shows Stripe's latest state.
+    status = _status(live, headers)
+    assert status["accountDetails"]["requirementsCurrentlyDue"] == ["individual.id_number"]
+    assert status["status"] == "RESTRICTED"
+
+
+@requires_postgresql()
+def test_twenty_concurrent_callbacks_exchange_once(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    response = live["http"].get(f"{API}/stripe-connect-url", headers=headers)
+    redirect = consent(response.json()["data"]["connectUrl"])
+    barrier = threading.Barrier(20)
+
+    def hit(_: int) -> str:
+        with httpx.Client(base_url=live["url"], timeout=30) as http:
+            barrier.wait()
+            answer = http.get(f"{API}/stripe-connect-callback", params=redirect)
+        return answer.headers["location"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        locations = list(pool.map(hit, range(20)))
+    successes = [loc for loc in locations if "/stripe/success" in loc]
+    assert len(successes) == 1
+    assert locations.count("/freelancer/stripe/error?reason=invalid_state") == 19
+    account_id = parse_qs(urlsplit(successes[0]).query)["accountId"][0]
+    # Exchanged once: the connection was not revoked by a second exchange.
+    connection = live["emulator"].state(full=True)["state"]["connections"][account_id]
+    assert connection["active"] is True
+    assert _status(live, headers, refresh=True)["status"] == "ACTIVE"

@@ -1,0 +1,71 @@
+"""Real HTTP servers for tests: uvicorn in a daemon thread on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+
+from lib.settings import Settings
+from server.app import create_app
+from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerThread:
+    """uvicorn serving an app in a daemon thread; ``stop()`` asks it to exit and waits."""
+
+    def __init__(self, app: object, port: int) -> None:
+        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning",  # type: ignore[arg-type]
+                                lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.url = f"http://{HOST}:{port}"
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}",
+                                       daemon=True)
+
+    def start(self, timeout: float = 15.0) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@contextmanager
+def running_companion(
+    emulator: object, settings: Settings, port: int, session_factory: sessionmaker[Session],
+) -> Iterator[str]:
+    """The companion service on ``port``, with the emulator's webhooks and redirects pointed at it."""
+    backend = settings.backend_url
+    emulator.configure(  # type: ignore[attr-defined]
+        backend_url=backend,
+        webhook_url=f"{backend}/api/v1/stripe/webhooks", webhook_secret=TEST_WEBHOOK_SECRET,
+        connect_webhook_url=f"{backend}/api/v1/stripe/connect-webhooks",
+        connect_webhook_secret=TEST_CONNECT_WEBHOOK_SECRET,
+    )
+    server = ServerThread(create_app(settings, session_factory=session_factory), port).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        # Leave the shared emulator delivering nowhere once this service is gone.
+        emulator.configure(webhook_url=None, connect_webhook_url=None)  # type: ignore[attr-defined]
