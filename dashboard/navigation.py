@@ -21,10 +21,26 @@ class PageSpec:
     needs: frozenset[Action]
 
 
-#: In menu order.
+#: In menu order. Hiding is a convenience: every action on a page is also checked in lib/.
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("home.py", "Home", ":material/home:",
-             frozenset({Action.VIEW_OVERVIEW, Action.VIEW_ACCOUNTS})),
+    PageSpec("overview.py", "Overview", ":material/dashboard:",
+             frozenset({Action.VIEW_OVERVIEW})),
+    PageSpec("accounts.py", "Accounts", ":material/group:", frozenset({Action.VIEW_ACCOUNTS})),
+    PageSpec("requirements.py", "Requirements due", ":material/assignment_late:",
+             frozenset({Action.VIEW_REQUIREMENTS})),
+    PageSpec("metrics.py", "Connection metrics", ":material/monitoring:",
+             frozenset({Action.VIEW_METRICS})),
+    PageSpec("onboarding_links.py", "Onboarding links", ":material/link:",
+             frozenset({Action.GENERATE_LINK})),
+    PageSpec("payouts.py", "Payouts", ":material/payments:", frozenset({Action.VIEW_PAYOUTS})),
+    PageSpec("approvals.py", "Approvals", ":material/approval:",
+             frozenset({Action.APPROVE_PAYOUT})),
+    PageSpec("reconciliation.py", "Reconciliation", ":material/balance:",
+             frozenset({Action.RECONCILE})),
+    PageSpec("webhooks.py", "Webhooks and sync", ":material/sync:",
+             frozenset({Action.VIEW_WEBHOOKS})),
+    PageSpec("audit_log.py", "Audit log", ":material/history:",
+             frozenset({Action.VIEW_AUDIT_LOG})),
 )
 
 

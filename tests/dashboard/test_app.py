@@ -34,7 +34,7 @@ def test_demo_admin_logs_in_through_the_form(app) -> None:
     assert not at.exception
     assert at.session_state["authentication_status"] is True
     assert at.session_state["roles"] == ["admin"]
-    assert any("Welcome" in m.value for m in at.markdown)
+    assert any("Signed in as" in m.value for m in at.sidebar.markdown)
 
 
 def test_banner_says_emulator(app) -> None:
@@ -68,3 +68,17 @@ def test_demo_users_refused_with_live_key(app, monkeypatch) -> None:
     assert not at.exception
     assert any("demo users file" in e.value for e in at.error)
     assert not at.text_input
+
+
+def test_each_role_is_offered_exactly_its_pages() -> None:
+    from dashboard.navigation import PAGES
+    from lib.roles import Operator
+
+    def titles(role: str) -> list[str]:
+        operator = Operator.from_role_names("x", [role])
+        return [p.title for p in PAGES if any(operator.can(a) for a in p.needs)]
+
+    assert titles("manager") == ["Overview", "Connection metrics"]
+    assert titles("finance") == ["Accounts", "Requirements due", "Payouts", "Approvals",
+                                 "Reconciliation", "Audit log"]
+    assert titles("admin") == [p.title for p in PAGES]
