@@ -38,6 +38,7 @@ from lib.errors import (
 )
 from lib.freelancers import find_by_account
 from lib.models import WebhookEvent, WebhookStatus
+from lib.payouts.webhooks import apply_transfer_event
 from lib.roles import Action, Operator, authorize
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
@@ -244,6 +245,13 @@ def _still_connected(gateway: StripeGateway, account_id: str) -> bool:
     return True
 
 
+def _transfer_event(
+    session_factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
+) -> str | None:
+    # The payout engine owns the ledger; this module only routes the event to it.
+    return apply_transfer_event(session_factory, gateway=gateway, event=event)
+
+
 def _recorded_only(
     _session_factory: sessionmaker[Session], _gateway: StripeGateway, _event: dict[str, Any]
 ) -> str | None:
@@ -256,9 +264,9 @@ HANDLERS: dict[str, Handler] = {
     "capability.updated": _refresh_account,
     "account.application.authorized": _refresh_account,
     "account.application.deauthorized": _deauthorized,
-    "transfer.created": _recorded_only,
-    "transfer.updated": _recorded_only,
-    "transfer.reversed": _recorded_only,
+    "transfer.created": _transfer_event,
+    "transfer.updated": _transfer_event,
+    "transfer.reversed": _transfer_event,
     "payout.paid": _recorded_only,
     "payout.failed": _recorded_only,
     "payout.created": _recorded_only,
