@@ -25,7 +25,7 @@ from lib.stripe_gateway import StripeGateway
 from server import pages
 from server.app_context import ServiceContext
 from server.responses import domain_error_handler, validation_error_handler
-from server.routes import freelancer, webhooks
+from server.routes import admin, freelancer, webhooks
 from server.security import SecurityHeadersMiddleware
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def create_app(
     app.add_exception_handler(ConnectOpsError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(freelancer.router)
+    app.include_router(admin.router)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
     app.state.context = ServiceContext(

@@ -1,0 +1,135 @@
+"""POST /api/v1/admin/payouts: the guide's admin endpoint on the payout engine."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from lib.accounts import upsert_account
+from lib.freelancers import create_freelancer
+from lib.models import Payout
+from lib.roles import Role
+from lib.stripe_gateway import StripeGateway
+from lib.tokens import issue_token
+from server.app import create_app
+from tests.factories import TEST_JWT_SECRET, make_settings
+
+URL = "/api/v1/admin/payouts"
+
+
+def bearer(role: Role, subject: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(secret=TEST_JWT_SECRET, subject=subject, role=role)}"}
+
+
+@pytest.fixture
+def world(emulator, session_factory):
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url,
+                             payout_approval_threshold_minor=100_000)
+    gateway = StripeGateway(settings)
+    account = gateway.create_express_account(email="p@example.com", country="US", metadata={},
+                                             idempotency_key="acct-admin-api")
+    emulator.set_account(account.id, onboarding="complete")
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Paula", email="p@example.com")
+        freelancer.stripe_account_id = account.id
+        upsert_account(session, account=gateway.retrieve_account(account.id).data)
+        freelancer_id = freelancer.id
+    with TestClient(create_app(settings, session_factory=session_factory)) as client:
+        yield client, freelancer_id
+
+
+def count(session_factory) -> int:
+    with session_factory() as session:
+        return session.scalar(select(func.count()).select_from(Payout))
+
+
+def test_guide_example_pays_exactly(world, emulator, session_factory) -> None:
+    client, freelancer_id = world
+    body = (f'{{"freelancerId": {freelancer_id}, "amount": 100.50, "currency": "usd", '
+            '"payoutType": "MANUAL", "description": "Payment for completed work"}')
+    response = client.post(URL, content=body, headers={**bearer(Role.ADMIN),
+                                                       "Content-Type": "application/json",
+                                                       "Idempotency-Key": "req-1"})
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["status"] == "paid" and data["amountMinor"] == 10050
+    assert data["stripeTransferId"].startswith("tr_")
+    assert data["amountDisplay"] == "$100.50 USD"
+    # A retry with the same key returns the same row; nothing is paid twice.
+    again = client.post(URL, content=body, headers={**bearer(Role.ADMIN),
+                                                    "Content-Type": "application/json",
+                                                    "Idempotency-Key": "req-1"})
+    assert again.status_code == 200 and again.json()["data"]["payoutId"] == data["payoutId"]
+    assert count(session_factory) == 1
+    assert emulator.state()["counts"]["transfers"] == 1
+
+
+def test_over_threshold_waits_for_approval(world, emulator) -> None:
+    client, freelancer_id = world
+    response = client.post(URL, json={"freelancerId": freelancer_id, "amount": "2500",
+                                      "currency": "usd"}, headers=bearer(Role.ADMIN))
+    assert response.status_code == 202
+    assert response.json()["data"]["status"] == "pending_approval"
+    assert emulator.state()["counts"]["transfers"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('{"freelancerId": 1, "amount": 1.005, "currency": "usd"}', "decimal"),
+        ('{"freelancerId": 1, "amount": -5, "currency": "usd"}', "positive"),
+        ('{"freelancerId": 1, "amount": 1e3, "currency": "usd"}', "exponent"),
+        ('{"freelancerId": 1, "amount": 5, "currency": "zzz"}', "ZZZ"),
+        ('{"freelancerId": 1, "amount": 5}', "currency is required"),
+        ('{"freelancerId": true, "amount": 5, "currency": "usd"}', "freelancerId"),
+        ('{"freelancerId": 1, "amount": 5, "currency": "usd", "extra": 1}', "Unknown field"),
+        ('[1, 2]', "JSON object"),
+        ('not json', "JSON object"),
+        ('{"freelancerId": 1, "amount": 5, "currency": "usd", "payoutType": "X"}', "MANUAL"),
+    ],
+)
+def test_bad_bodies_are_422_and_write_nothing(world, session_factory, body, fragment) -> None:
+    client, _freelancer_id = world
+    response = client.post(URL, content=body, headers={**bearer(Role.ADMIN),
+                                                       "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["success"] is False
+    assert fragment in response.json()["message"]
+    assert count(session_factory) == 0
+
+
+@pytest.mark.parametrize(("role", "status"), [(Role.FINANCE, 403), (Role.MANAGER, 403),
+                                              (Role.FREELANCER, 403)])
+def test_only_admins_request(world, session_factory, role, status) -> None:
+    client, freelancer_id = world
+    response = client.post(URL, json={"freelancerId": freelancer_id, "amount": "5",
+                                      "currency": "usd"}, headers=bearer(role, subject="7"))
+    assert response.status_code == status
+    assert count(session_factory) == 0
+
+
+def test_no_token_is_401(world) -> None:
+    client, freelancer_id = world
+    response = client.post(URL, json={"freelancerId": freelancer_id, "amount": "5",
+                                      "currency": "usd"})
+    assert response.status_code == 401
+
+
+def test_insufficient_balance_is_failed_with_reason(world, emulator) -> None:
+    client, freelancer_id = world
+    emulator.set_balance(100, currency="usd")
+    response = client.post(URL, json={"freelancerId": freelancer_id, "amount": "50",
+                                      "currency": "usd"}, headers=bearer(Role.ADMIN))
+    assert response.status_code == 409
+    checks = {c["name"]: c["ok"] for c in response.json()["data"]["checks"]}
+    assert checks["balance_available"] is False
+    assert emulator.state()["counts"]["transfers"] == 0
+
+
+def test_unknown_freelancer_is_404(world) -> None:
+    client, _ = world
+    response = client.post(URL, json={"freelancerId": 999, "amount": "5", "currency": "usd"},
+                           headers=bearer(Role.ADMIN))
+    assert response.status_code == 404
