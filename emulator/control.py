@@ -141,6 +141,24 @@ async def advance_clock(request: Request) -> Response:
     return JSONResponse({"now": now})
 
 
+async def set_clock(request: Request) -> Response:
+    """POST /_emulator/clock/set {"offset": n}: put emulator time at wall clock + n seconds.
+
+    Unlike ``advance``, ``n`` may be negative: demo seeding uses it to create objects in the
+    past (a payout history), then sets the offset back to 0.
+    """
+    body = await _json(request)
+    try:
+        offset = float(body.get("offset", 0))
+    except (TypeError, ValueError):
+        raise ControlError("offset must be a number of seconds") from None
+    store = _rt(request).store
+    with store.transaction():
+        store.state["clock_offset"] = offset
+        store.mark_dirty()
+    return JSONResponse({"now": store.now(), "offset": offset})
+
+
 async def get_clock(request: Request) -> Response:
     """GET /_emulator/clock."""
     store = _rt(request).store
@@ -318,6 +336,7 @@ ROUTES = [
     Route("/_emulator/config", _guard(set_config), methods=["POST"]),
     Route("/_emulator/clock", _guard(get_clock), methods=["GET"]),
     Route("/_emulator/clock/advance", _guard(advance_clock), methods=["POST"]),
+    Route("/_emulator/clock/set", _guard(set_clock), methods=["POST"]),
     Route("/_emulator/balance", _guard(set_balance), methods=["POST"]),
     Route("/_emulator/accounts/{account}", _guard(set_account), methods=["POST"]),
     Route("/_emulator/faults", _guard(add_fault), methods=["POST"]),

@@ -94,6 +94,10 @@ class EmulatorHandle:
         """Move emulator time forward; returns the new emulator now."""
         return int(self._post("/_emulator/clock/advance", {"seconds": seconds})["now"])
 
+    def set_clock_offset(self, offset: float) -> int:
+        """Emulator time = wall clock + ``offset`` seconds (may be negative)."""
+        return int(self._post("/_emulator/clock/set", {"offset": offset})["now"])
+
     def fail_payout(self, payout_id: str, failure_code: str = "account_closed") -> dict[str, Any]:
         """Fail a payout now (payout.failed)."""
         return self._post(f"/_emulator/payouts/{payout_id}/fail", {"failure_code": failure_code})
