@@ -115,7 +115,11 @@ class Freelancer(Base):
         lazy="raise",
     )
 
-    __table_args__ = (Index("ix_freelancers_connected_at", "connected_at"),)
+    __table_args__ = (
+        Index("ix_freelancers_connected_at", "connected_at"),
+        #: The Accounts page pages through freelancers by name.
+        Index("ix_freelancers_name", "name"),
+    )
 
 
 class ConnectedAccount(Base):
