@@ -82,6 +82,8 @@ def demo_environment() -> dict[str, str]:
             "EMULATOR_WEBHOOK_URL": f"{backend}/api/v1/stripe/webhooks",
             "EMULATOR_CONNECT_WEBHOOK_URL": f"{backend}/api/v1/stripe/connect-webhooks",
             "EMULATOR_STATE_FILE": str(DATA / "emulator-state.json"),
+            "EMULATOR_INITIAL_BALANCE": "usd:5000000,eur:3000000,gbp:2000000,cad:2000000,"
+                                        "aud:2000000,jpy:50000000",
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
@@ -125,6 +127,9 @@ class Processes:
         return process
 
     def stop(self) -> None:
+        # A second Ctrl-C (or SIGTERM) must not interrupt the clean-up and orphan a child.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for _name, process in reversed(self.children):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -139,6 +144,7 @@ class Processes:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     busy = [p for p in (EMULATOR_PORT, SERVER_PORT, DASHBOARD_PORT) if not _port_free(p)]
     if busy:
         sys.stderr.write(f"demo: port(s) {busy} already in use on {HOST}; stop what uses them "
@@ -184,6 +190,12 @@ def main() -> int:
         ]
         if link:
             banner.append(f"  a freelancer's payment-settings page: {link}")
+        for role, subject in (("freelancer", "1"), ("admin", "admin")):
+            token = subprocess.run(
+                [PYTHON, "-m", "server.tokens", role, subject, "--minutes", "120"], cwd=ROOT,
+                env=env, capture_output=True, text=True, check=False).stdout.strip()
+            if token:
+                banner.append(f"  {role} API token (2 h, for the README's curl examples): {token}")
         banner.append("")
         sys.stdout.write("\n".join(banner) + "\n")
         sys.stdout.flush()

@@ -15,14 +15,21 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from lib.accounts import upsert_account
+from emulator.page_driver import consent
+from lib.accounts import get_account, upsert_account
+from lib.connect_flow import create_oauth_link, handle_oauth_callback
 from lib.connection_attempts import FailureReason
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.errors import ConfigurationError, ConnectOpsError
 from lib.freelancers import create_freelancer
-from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer
+from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer, Payout
+from lib.payouts.approval import approve_payout
+from lib.payouts.execution import execute_payout
+from lib.payouts.ledger import request_payout
+from lib.roles import Operator, Role
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
 
@@ -60,6 +67,9 @@ class Emulator:
                                   headers={"Authorization": f"Bearer {api_key}"})
         response.raise_for_status()
 
+    def set_clock_offset(self, seconds: float) -> None:
+        self.http.post("/_emulator/clock/set", json={"offset": seconds}).raise_for_status()
+
     def account_count(self) -> int:
         response = self.http.get("/_emulator/state")
         response.raise_for_status()
@@ -67,13 +77,7 @@ class Emulator:
 
 
 def _complete(emulator: Emulator, account_id: str) -> None:
-    emulator.set_account(
-        account_id, details_submitted=True, charges_enabled=True, payouts_enabled=True,
-        capabilities={"transfers": "active"},
-        requirements={"currently_due": [], "eventually_due": [], "past_due": [],
-                      "pending_verification": [], "disabled_reason": None,
-                      "current_deadline": None},
-    )
+    emulator.set_account(account_id, onboarding="complete")
 
 
 def _apply_state(emulator: Emulator, settings: Settings, account_id: str, state: str,
@@ -137,6 +141,82 @@ def _attempts(rng: random.Random, freelancer: Freelancer, connected: bool) -> li
     return rows
 
 
+ADMIN = Operator(username="admin", roles=frozenset({Role.ADMIN}))
+FINANCE = Operator(username="finance", roles=frozenset({Role.FINANCE}))
+
+
+def _connect_through_oauth(factory: sessionmaker[Session], gateway: StripeGateway,
+                           settings: Settings, freelancer_id: int) -> None:
+    """The real OAuth dance against the emulator's consent page (a new Standard account)."""
+    with factory.begin() as session:
+        link = create_oauth_link(session, gateway=gateway, settings=settings, operator=ADMIN,
+                                 freelancer_id=freelancer_id)
+    result = handle_oauth_callback(factory, gateway=gateway, params=consent(link.url))
+    if not result.success:
+        raise ConnectOpsError(f"demo OAuth connection failed: {result.reason}")
+
+
+def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
+                     emulator: Emulator, settings: Settings, *, freelancer_id: int, email: str,
+                     country: str, state: str, index: int) -> None:
+    account = gateway.create_express_account(
+        email=email, country=country, metadata={"freelancer_id": str(freelancer_id)},
+        idempotency_key=f"connectops-demo-seed-{freelancer_id}",
+    )
+    _apply_state(emulator, settings, account.id, state, index)
+    fetched_at = utcnow()
+    current = gateway.retrieve_account(account.id).data
+    with factory.begin() as session:
+        upsert_account(session, account=current, fetched_at=fetched_at)
+        freelancer = session.get(Freelancer, freelancer_id)
+        assert freelancer is not None
+        freelancer.stripe_account_id = account.id
+        freelancer.connection_method = ConnectionMethod.ACCOUNT_LINK.value
+
+
+def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emulator: Emulator,
+                    settings: Settings, payees: list[int], rng: random.Random) -> int:
+    """About 90 days of payouts, made in the past on the emulator's clock, ledger to match."""
+    made = 0
+    try:
+        for number in range(len(payees) * 3):
+            freelancer_id = payees[number % len(payees)]
+            offset = -rng.randint(1, 88) * DAY - rng.randint(0, DAY)
+            emulator.set_clock_offset(offset)
+            with factory() as session:
+                freelancer = session.get(Freelancer, freelancer_id)
+                assert freelancer is not None and freelancer.stripe_account_id
+                mirror = get_account(session, stripe_id=freelancer.stripe_account_id)
+                currency = (mirror.default_currency if mirror else None) or "usd"
+            big = number % 9 == 4
+            amount = str(rng.randint(1100, 2400) if big else rng.randint(40, 900))
+            if currency == "jpy":
+                amount += "00"
+            with factory.begin() as session:
+                payout = request_payout(
+                    session, operator=ADMIN, freelancer_id=freelancer_id, amount=amount,
+                    currency=currency, description=f"Invoice {1000 + number}",
+                    client_request_token=f"demo-seed-{number}", settings=settings)
+                payout_id = payout.id
+                if payout.status == "pending_approval" and number % 2 == 0:
+                    approve_payout(session, operator=FINANCE, payout_id=payout_id)
+            with factory() as session:
+                status = session.get(Payout, payout_id).status  # type: ignore[union-attr]
+            if status == "pending":
+                execute_payout(factory, gateway=gateway, payout_id=payout_id, operator=ADMIN)
+            moment = utcnow() + timedelta(seconds=offset)
+            with factory.begin() as session:
+                session.execute(
+                    update(Payout).where(Payout.id == payout_id).values(
+                        created_at=moment, submitted_at=moment if status == "pending" else None,
+                        completed_at=moment + timedelta(seconds=2) if status == "pending"
+                        else None, updated_at=moment + timedelta(seconds=2)))
+            made += 1
+    finally:
+        emulator.set_clock_offset(0)
+    return made
+
+
 def seed(settings: Settings) -> bool:
     """Seed once; False when the database already has freelancers."""
     engine = make_engine(settings.database_url)
@@ -146,46 +226,44 @@ def seed(settings: Settings) -> bool:
     emulator = Emulator(settings.stripe_api_base)
     with factory() as session:
         if session.scalar(select(func.count()).select_from(Freelancer)):
-            if emulator.account_count() == 0:
-                logger.warning("the database is seeded but the emulator has no accounts: "
+            if emulator.account_count() <= 3:
+                logger.warning("the database is seeded but the emulator has no accounts of it: "
                                "run `make demo-reset` for a fresh demo")
             return False
     rng = random.Random(20261128)
     states = [state for count, state in PLAN for _ in range(count)]
-    created = 0
+    payees: list[int] = []
     for index, state in enumerate(states):
         name = f"{FIRST[index % len(FIRST)]} {LAST[(index * 7) % len(LAST)]}"
         email = f"{name.lower().replace(' ', '.').replace('-', '')}.{index}@freelancers.example"
         country = COUNTRIES[index % len(COUNTRIES)]
         with factory.begin() as session:
-            freelancer = create_freelancer(session, name=name, email=email, country=country)
-            freelancer_id = freelancer.id
-        if state != "not_connected":
-            account = gateway.create_express_account(
-                email=email, country=country, metadata={"freelancer_id": str(freelancer_id)},
-                idempotency_key=f"connectops-demo-seed-{freelancer_id}",
-            )
-            _apply_state(emulator, settings, account.id, state, index)
-            fetched_at = utcnow()
-            current = gateway.retrieve_account(account.id).data
-            with factory.begin() as session:
-                upsert_account(session, account=current, fetched_at=fetched_at)
-                freelancer = session.get(Freelancer, freelancer_id)
-                assert freelancer is not None
-                freelancer.stripe_account_id = account.id
-                freelancer.connection_method = ConnectionMethod.ACCOUNT_LINK.value
-            created += 1
+            freelancer_id = create_freelancer(session, name=name, email=email,
+                                              country=country).id
+        oauth = state == "active" and index % 4 == 3
+        if oauth:
+            _connect_through_oauth(factory, gateway, settings, freelancer_id)
+        elif state != "not_connected":
+            _connect_express(factory, gateway, emulator, settings, freelancer_id=freelancer_id,
+                             email=email, country=country, state=state, index=index)
+        if state == "active":
+            payees.append(freelancer_id)
         with factory.begin() as session:
             freelancer = session.get(Freelancer, freelancer_id)
             assert freelancer is not None
-            session.add_all(_attempts(rng, freelancer, connected=state != "not_connected"))
-    logger.info("seeded %d freelancers, %d Stripe accounts", len(states), created)
+            history = _attempts(rng, freelancer, connected=state != "not_connected" and not oauth)
+            session.add_all(history)
+    made = _payout_history(factory, gateway, emulator, settings, payees, rng)
+    logger.info("seeded %d freelancers (%d payable) and %d payouts", len(states), len(payees),
+                made)
     engine.dispose()
     return True
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="seed: %(message)s")
+    for noisy in ("stripe", "httpx", "httpcore", "lib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings().require("STRIPE_SECRET_KEY", "STRIPE_API_BASE")
     except ConfigurationError as exc:

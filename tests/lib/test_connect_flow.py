@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
+from emulator.page_driver import consent, onboard
 from lib.account_status import ConnectionStatus
 from lib.connect_flow import (
     attempt_from_signed,
@@ -28,7 +29,6 @@ from lib.roles import Operator, Role
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from tests.factories import make_settings
-from tests.support.stripe_pages import consent, onboard
 
 ADMIN = Operator.from_role_names("alice", ["admin"])
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from emulator.page_driver import consent
 from lib.freelancers import create_freelancer
 from lib.models import WebhookEvent
 from lib.roles import Role
@@ -21,7 +22,6 @@ from lib.tokens import issue_token
 from tests.conftest import requires_postgresql
 from tests.factories import TEST_JWT_SECRET, make_settings
 from tests.support.servers import free_port, running_companion
-from tests.support.stripe_pages import consent
 
 API = "/api/v1/freelancer"
 
