@@ -1,0 +1,143 @@
+"""Connection metrics on planted attempts: exact numbers, day and week buckets, both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from lib.connection_metrics import (
+    DateRange,
+    Grain,
+    failure_reasons_series,
+    funnel,
+    success_rate_series,
+    time_to_connect,
+)
+from lib.errors import PermissionDeniedError, ValidationError
+from lib.roles import Operator
+from tests.factories_dashboard import add_attempt, add_freelancer, add_payout
+
+MANAGER = Operator.from_role_names("max", ["manager"])
+FINANCE = Operator.from_role_names("fin", ["finance"])
+# Wednesday 2026-11-04 and Thursday 2026-11-05 (ISO week of Monday 11-02), Monday 11-09.
+WED = datetime(2026, 11, 4, 10, 0, tzinfo=UTC)
+THU = datetime(2026, 11, 5, 23, 30, tzinfo=UTC)
+MON = datetime(2026, 11, 9, 0, 15, tzinfo=UTC)
+PERIOD = DateRange(date(2026, 11, 1), date(2026, 11, 30))
+
+
+@pytest.fixture
+def planted(session_factory) -> None:
+    with session_factory.begin() as session:
+        paid = add_freelancer(session, state="active", now=WED)        # connected, verified, paid
+        verified = add_freelancer(session, state="active", now=WED)    # connected, verified
+        due = add_freelancer(session, state="restricted", now=WED)     # connected, not verified
+        denied = add_freelancer(session, state="not_connected", now=WED)
+        gone = add_freelancer(session, state="not_connected", now=WED)
+        outside = add_freelancer(session, state="active", now=WED)
+        add_payout(session, freelancer=paid, status="paid", created_at=THU)
+        add_payout(session, freelancer=verified, status="failed", created_at=THU)
+        minute = timedelta(minutes=1)
+        for freelancer_id, started, outcome, method, reason, took, returned in [
+            (paid.id, WED, "failed", "oauth", "access_denied", minute, False),
+            (paid.id, WED + timedelta(hours=1), "succeeded", "oauth", None, 3 * minute, False),
+            (verified.id, THU, "succeeded", "account_link", None, 20 * minute, True),
+            (due.id, MON, "succeeded", "account_link", None, timedelta(hours=30), True),
+            (denied.id, THU, "failed", "oauth", "invalid_state", minute, False),
+            (denied.id, MON, "failed", "oauth", "access_denied", minute, False),
+            (gone.id, MON, "abandoned", "account_link", "abandoned", None, False),
+            (gone.id, MON + timedelta(hours=2), "pending", "account_link", None, None, False),
+            (outside.id, datetime(2026, 10, 31, 23, 59, tzinfo=UTC), "succeeded", "oauth",
+             None, minute, False),
+        ]:
+            add_attempt(session, freelancer_id=freelancer_id, started_at=started,
+                        outcome=outcome, method=method, reason=reason, took=took,
+                        returned=returned)
+
+
+def test_success_rate_by_day_and_method(session_factory, planted) -> None:
+    with session_factory() as session:
+        points = success_rate_series(session, operator=MANAGER, period=PERIOD)
+    assert [(p.bucket, p.method, p.attempts, p.succeeded, p.failed, p.abandoned, p.pending)
+            for p in points] == [
+        (date(2026, 11, 4), "oauth", 2, 1, 1, 0, 0),
+        (date(2026, 11, 5), "account_link", 1, 1, 0, 0, 0),
+        (date(2026, 11, 5), "oauth", 1, 0, 1, 0, 0),
+        (date(2026, 11, 9), "account_link", 3, 1, 0, 1, 1),
+        (date(2026, 11, 9), "oauth", 1, 0, 1, 0, 0),
+    ]
+    assert [p.success_rate for p in points] == [50.0, 100.0, 0.0, 50.0, 0.0]
+
+
+def test_success_rate_by_week(session_factory, planted) -> None:
+    with session_factory() as session:
+        points = success_rate_series(session, operator=MANAGER, period=PERIOD,
+                                     grain=Grain.WEEK)
+    assert [(p.bucket, p.method, p.attempts, p.succeeded) for p in points] == [
+        (date(2026, 11, 2), "account_link", 1, 1),
+        (date(2026, 11, 2), "oauth", 3, 1),
+        (date(2026, 11, 9), "account_link", 3, 1),
+        (date(2026, 11, 9), "oauth", 1, 0),
+    ]
+
+
+def test_funnel(session_factory, planted) -> None:
+    with session_factory() as session:
+        stages = funnel(session, operator=MANAGER, period=PERIOD)
+    assert [(s.stage, s.freelancers) for s in stages] == [
+        ("Links issued", 5), ("Returned", 4), ("Connected", 3), ("Verified", 2),
+        ("First payout", 1)]
+    assert [s.share_of_issued for s in stages] == [100.0, 80.0, 60.0, 40.0, 20.0]
+
+
+def test_failure_reasons_by_day_and_week(session_factory, planted) -> None:
+    with session_factory() as session:
+        daily = failure_reasons_series(session, operator=MANAGER, period=PERIOD)
+        weekly = failure_reasons_series(session, operator=MANAGER, period=PERIOD,
+                                        grain=Grain.WEEK)
+    assert [(p.bucket, p.reason, p.attempts) for p in daily] == [
+        (date(2026, 11, 4), "access_denied", 1),
+        (date(2026, 11, 5), "invalid_state", 1),
+        (date(2026, 11, 9), "abandoned", 1),
+        (date(2026, 11, 9), "access_denied", 1),
+    ]
+    assert [(p.bucket, p.reason, p.attempts) for p in weekly] == [
+        (date(2026, 11, 2), "access_denied", 1),
+        (date(2026, 11, 2), "invalid_state", 1),
+        (date(2026, 11, 9), "abandoned", 1),
+        (date(2026, 11, 9), "access_denied", 1),
+    ]
+
+
+def test_time_to_connect(session_factory, planted) -> None:
+    with session_factory() as session:
+        buckets = time_to_connect(session, operator=MANAGER, period=PERIOD)
+    assert [(b.bucket, b.attempts) for b in buckets] == [
+        ("< 5 min", 1), ("5–15 min", 0), ("15–60 min", 1), ("1–6 h", 0), ("6–24 h", 0),
+        ("1–7 days", 1), ("> 7 days", 0)]
+
+
+def test_empty_database_gives_empty_series(session_factory) -> None:
+    with session_factory() as session:
+        assert success_rate_series(session, operator=MANAGER, period=PERIOD) == []
+        assert failure_reasons_series(session, operator=MANAGER, period=PERIOD) == []
+        assert [s.freelancers for s in funnel(session, operator=MANAGER, period=PERIOD)] == [
+            0, 0, 0, 0, 0]
+        assert sum(b.attempts for b in time_to_connect(
+            session, operator=MANAGER, period=PERIOD)) == 0
+
+
+def test_finance_may_not_read_metrics(session_factory) -> None:
+    with session_factory() as session, pytest.raises(PermissionDeniedError):
+        funnel(session, operator=FINANCE, period=PERIOD)
+
+
+def test_ranges_are_checked() -> None:
+    with pytest.raises(ValidationError):
+        DateRange(date(2026, 11, 2), date(2026, 11, 1))
+    with pytest.raises(ValidationError):
+        DateRange(date(2020, 1, 1), date(2026, 1, 1))
+    period = DateRange.last_days(90, today=date(2026, 11, 28))
+    assert (period.first, period.last) == (date(2026, 8, 31), date(2026, 11, 28))
+    assert period.end == datetime(2026, 11, 29, tzinfo=UTC)
