@@ -1,0 +1,191 @@
+"""The Payouts page: preflight, confirm, exactly one payout per form; bulk; ledger; roles."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib.errors import PermissionDeniedError
+from lib.models import Payout, PayoutStatus
+from lib.payouts import list_payouts, request_payout
+from tests.dashboard import emulator_env
+from tests.dashboard.emulator_env import (
+    OPERATORS,
+    errors,
+    open_page,
+    payout_count,
+    run_page_script,
+    texts,
+)
+
+stripe_env, world = emulator_env.stripe_env, emulator_env.world  # fixtures
+
+
+def fill_and_check(at: AppTest, amount: str, description: str = "Invoice 7") -> AppTest:
+    at.text_input(key="payouts_amount").input(amount)
+    at.text_input(key="payouts_description").input(description)
+    at.button(key="FormSubmitter:payouts_form-Check payout").click()
+    return at.run()
+
+
+def only_payout(world) -> Payout:
+    with world.session_factory() as session:
+        rows = list(session.query(Payout))
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_admin_sees_the_form_on_an_empty_database(app, stripe_env) -> None:
+    at = open_page(app, "payouts.py", "admin")
+    assert not at.exception
+    assert "No freelancer matches" in texts(at)
+    assert "No payouts match these filters." in texts(at)
+
+
+def test_one_payout_preflight_confirm_and_result(app, world) -> None:
+    world.freelancer(name="Paula Payee")
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "25.00")
+    assert not at.exception, at.exception
+    checks = at.dataframe[0].value
+    assert set(checks["check"]) >= {"connected", "transfers_capability", "balance_available"}
+    assert list(checks[""]) == ["✓"] * len(checks)
+    submit = at.button(key="payouts_submit")
+    assert not submit.disabled
+    at = submit.click().run()
+    assert not at.exception, at.exception
+    payout = only_payout(world)
+    assert payout.status == PayoutStatus.PAID and payout.amount_minor == 2500
+    assert payout.client_request_token == at.session_state["payouts_token"]
+    assert payout.stripe_transfer_id in [c.value for c in at.code]
+    assert "paid to Paula Payee" in texts(at)
+    assert world.transfers() == 1
+
+
+def test_a_second_click_or_a_rerun_never_makes_a_second_payout(app, world) -> None:
+    world.freelancer()
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "40")
+    at = at.button(key="payouts_submit").click().run()
+    draft = at.session_state["payouts_draft"]
+    at.run()  # a plain rerun
+    # The second click of a double click arrives with the confirm step still on screen.
+    at.session_state["payouts_stage"] = "confirm"
+    at.session_state["payouts_draft"] = draft
+    at.run()
+    at = at.button(key="payouts_submit").click().run()
+    assert not at.exception, at.exception
+    at.run()
+    assert payout_count(world.session_factory) == 1
+    assert world.transfers() == 1
+    assert only_payout(world).status == PayoutStatus.PAID
+
+
+def test_the_submit_is_disabled_while_a_request_is_in_flight(app, world) -> None:
+    world.freelancer()
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "10")
+    at.session_state["payouts_in_flight"] = True
+    at.run()
+    assert at.button(key="payouts_submit").disabled
+    assert at.button(key="payouts_back").disabled
+
+
+def test_amount_over_the_threshold_waits_for_approval(app, world) -> None:
+    world.freelancer()
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "1,500.00")
+    assert "approval threshold" in texts(at)
+    at = at.button(key="payouts_submit").click().run()
+    assert not at.exception
+    assert only_payout(world).status == PayoutStatus.PENDING_APPROVAL
+    assert "waits on the Approvals page" in texts(at)
+    assert world.transfers() == 0
+
+
+def test_a_bad_amount_is_one_clear_message(app, world) -> None:
+    world.freelancer()
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "12,5")
+    assert not at.exception
+    assert any("misplaced ','" in e for e in errors(at))
+    assert payout_count(world.session_factory) == 0
+
+
+def test_failing_checks_keep_the_submit_disabled(app, world) -> None:
+    world.freelancer(name="Nico Notconnected", connected=False)
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "10")
+    assert "✗" in list(at.dataframe[0].value[""])
+    assert at.button(key="payouts_submit").disabled
+
+
+def test_preselects_the_freelancer_from_the_accounts_page(app, world) -> None:
+    world.freelancer(name="Ada First")
+    second = world.freelancer(name="Zed Second")
+    at = open_page(app, "payouts.py", "admin", payouts_freelancer_id=second)
+    assert at.selectbox(key="payouts_freelancer").value == second
+
+
+def test_unknown_outcome_is_retried_with_the_same_key(app, world) -> None:
+    world.freelancer()
+    world.emulator.inject_fault("commit_then_drop", path="/v1/transfers", method="POST")
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "30")
+    at = at.button(key="payouts_submit").click().run()
+    assert only_payout(world).status == PayoutStatus.UNKNOWN
+    assert "retry it from the ledger" in texts(at)
+    at = at.button(key="payouts_retry").click().run()
+    assert not at.exception, at.exception
+    assert only_payout(world).status == PayoutStatus.PAID
+    assert world.transfers() == 1
+
+
+def test_bulk_preview_then_confirm(app, world) -> None:
+    world.freelancer(email="bulk1@example.com")
+    csv = (b"freelancer_email,amount,currency,description\n"
+           b"bulk1@example.com,12.00,usd,Week 1\nnobody@example.com,5,usd,Week 1\n")
+    at = open_page(app, "payouts.py", "admin")
+    at.file_uploader(key="payouts_bulk_file").set_value(("pay.csv", csv, "text/csv"))
+    at.run()
+    assert not at.exception, at.exception
+    preview = at.dataframe[0].value
+    assert list(preview["ok"]) == [True, False]
+    assert payout_count(world.session_factory) == 0
+    at = at.button(key="payouts_bulk_confirm").click().run()
+    assert not at.exception, at.exception
+    assert payout_count(world.session_factory) == 1
+    assert "Bulk payout finished" in texts(at)
+    at = at.button(key="payouts_bulk_confirm").click().run()  # confirming again is a no-op
+    assert not at.exception, at.exception
+    assert payout_count(world.session_factory) == 1
+    assert world.transfers() == 1
+
+
+def test_ledger_with_data_filters_and_export(app, world) -> None:
+    world.freelancer()
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "25")
+    at.button(key="payouts_submit").click().run()
+    at = open_page(app, "payouts.py", "finance")
+    assert not at.exception, at.exception
+    assert "payouts_amount" not in [t.key for t in at.text_input]
+    ledger = at.dataframe[0].value
+    assert list(ledger["status"]) == ["paid"]
+    at.selectbox(key="payouts_ledger_status").set_value("failed").run()
+    assert "No payouts match these filters." in texts(at)
+    at.selectbox(key="payouts_ledger_status").set_value("any").run()
+    at = at.button(key="payouts_ledger_export_prepare").click().run()
+    assert not at.exception
+    assert at.get("download_button")
+
+
+def test_manager_is_refused(app, stripe_env) -> None:
+    at = app(as_user="manager").run()
+    with pytest.raises(ValueError):
+        at.switch_page("../pages/payouts.py")
+    at = run_page_script("payouts.py", "manager")
+    assert not at.exception
+    assert errors(at) == ["manager (manager) may not view payouts."]
+
+
+def test_finance_cannot_request_a_payout_in_lib(world) -> None:
+    fid = world.freelancer()
+    with world.session_factory() as session, pytest.raises(PermissionDeniedError):
+        request_payout(session, operator=OPERATORS["finance"], freelancer_id=fid, amount="5",
+                       currency="usd", description="", client_request_token="t",
+                       settings=world.settings)
+    with world.session_factory() as session, pytest.raises(PermissionDeniedError):
+        list_payouts(session, operator=OPERATORS["manager"])
