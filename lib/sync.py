@@ -4,7 +4,9 @@ Safe while webhooks arrive: every upsert carries the time its page was fetched a
 refuses older data. Rate limits (429, including ``lock_timeout``) back off and retry the same
 page; other Stripe errors stop the run with what was done so far reported.
 
-``python -m lib.sync`` runs a full sync (for a scheduler); ``--account acct_…`` refreshes one.
+``python -m lib.sync`` runs a full sync (for a scheduler) and marks connection attempts pending
+for over a day as abandoned (so the success-rate metrics count them); ``--account acct_…``
+refreshes one account.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.accounts import upsert_account
+from lib.connection_attempts import abandon_stale_attempts
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.errors import ConfigurationError, ConnectOpsError, StripeRateLimitError
 from lib.logging_setup import configure_logging
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                                                       "…" if more else ""),
             )
             logger.info("sync done: %s", report)
+            with factory.begin() as session:
+                abandoned = abandon_stale_attempts(session)
+            logger.info("%d connection attempts marked abandoned", abandoned)
     except ConnectOpsError as exc:
         sys.stderr.write(f"connect-ops sync: {exc}\n")
         return 1

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from lib.connect_flow import (
@@ -29,6 +29,9 @@ from server.security import bearer_claims
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/freelancer", tags=["freelancer"])
+
+#: Longer than any real state or code; cut so an absurd value costs nothing downstream.
+_MAX_PARAM = 1024
 
 Claims = Annotated[TokenClaims, Depends(bearer_claims)]
 Context = Annotated[ServiceContext, Depends(context_of)]
@@ -90,11 +93,14 @@ def get_connect_url(
 )
 def oauth_callback(
     context: Context,
-    state: Annotated[str | None, Query(max_length=512)] = None,
-    code: Annotated[str | None, Query(max_length=512)] = None,
-    error: Annotated[str | None, Query(max_length=512)] = None,
+    state: str | None = None,
+    code: str | None = None,
+    error: str | None = None,
 ) -> RedirectResponse:
-    params = {k: v for k, v in {"state": state, "code": code, "error": error}.items() if v}
+    # No length limits here: a browser must always be redirected to a page, never shown JSON.
+    # Overlong values are refused by lib (an unknown state; a code Stripe will not accept).
+    params = {k: v[:_MAX_PARAM] for k, v in {"state": state, "code": code, "error": error}.items()
+              if v}
     result = handle_oauth_callback(context.session_factory, gateway=context.gateway,
                                    params=params)
     if not result.success:
@@ -136,7 +142,7 @@ def delete_connection(claims: Claims, context: Context) -> JSONResponse:
     response_class=RedirectResponse, status_code=302,
 )
 def onboarding_return(
-    context: Context, attempt: Annotated[str | None, Query(max_length=200)] = None,
+    context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
     attempt_id = attempt_from_signed(context.settings, attempt)
     if attempt_id is None:
@@ -161,7 +167,7 @@ def onboarding_return(
     description="Mints a fresh onboarding link and redirects to it.",
 )
 def onboarding_refresh(
-    context: Context, attempt: Annotated[str | None, Query(max_length=200)] = None,
+    context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
     attempt_id = attempt_from_signed(context.settings, attempt)
     if attempt_id is None:

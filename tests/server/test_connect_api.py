@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from emulator.page_driver import consent
+from emulator.page_driver import consent, onboard
 from lib.freelancers import create_freelancer
 from lib.models import WebhookEvent
 from lib.roles import Role
@@ -239,3 +239,41 @@ def test_twenty_concurrent_callbacks_exchange_once(live) -> None:
     connection = live["emulator"].state(full=True)["state"]["connections"][account_id]
     assert connection["active"] is True
     assert _status(live, headers, refresh=True)["status"] == "ACTIVE"
+
+
+def test_onboarding_return_and_refresh_endpoints(live) -> None:
+    _freelancer_id, headers = _freelancer(live)
+    response = live["http"].get(f"{API}/stripe-connect-url", params={"method": "onboarding"},
+                                headers=headers)
+    link = response.json()["data"]["connectUrl"]
+    returned_to = onboard(link, action="complete")
+    back = live["http"].get(returned_to.removeprefix(live["url"]))
+    assert back.status_code == 302
+    assert back.headers["location"].startswith("/freelancer/stripe/success?accountId=acct_")
+    assert _status(live, headers)["status"] == "ACTIVE"
+    # The used link now sends the browser to refresh_url, which mints a fresh link at Stripe.
+    refresh_url = onboard(link)
+    assert "/stripe-connect-refresh?attempt=" in refresh_url
+    fresh = live["http"].get(refresh_url.removeprefix(live["url"]))
+    assert fresh.status_code == 302
+    assert fresh.headers["location"].startswith(live["emulator"].base_url + "/_emulator/onboarding/")
+    assert fresh.headers["location"] != link
+
+
+@pytest.mark.parametrize("path", ["stripe-connect-return", "stripe-connect-refresh"])
+@pytest.mark.parametrize("attempt", [None, "1", "1.deadbeef", "x" * 300])
+def test_onboarding_endpoints_refuse_unsigned_attempts(live, path, attempt) -> None:
+    params = {"attempt": attempt} if attempt is not None else None
+    response = live["http"].get(f"{API}/{path}", params=params)
+    assert response.status_code == 302
+    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+
+
+def test_absurd_callback_parameters_still_redirect(live) -> None:
+    response = live["http"].get(f"{API}/stripe-connect-callback",
+                                params={"state": "s" * 5000, "code": "c" * 5000})
+    assert response.status_code == 302
+    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+    response = live["http"].get(f"{API}/stripe-connect-callback?state=%FF%FE&code=%00")
+    assert response.status_code == 302
+    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
