@@ -1,0 +1,238 @@
+"""The Requirements due page: every connected account with something to provide, by deadline.
+
+"Something" is anything currently due, past due, eventually due or pending verification (the
+promoted counts, so the filter is plain SQL). Rows come a page at a time sorted by deadline
+(none last); the requirement codes are read from the mirror's JSON for that page only.
+
+Counts per requirement type are computed in SQL by expanding the JSON lists (``json_each`` on
+SQLite, ``jsonb_array_elements_text`` on PostgreSQL) and counting *distinct accounts* per plain
+label, so codes sharing a label (the three date-of-birth fields) count an account once.
+
+Why the export carries a remediation text and not a link
+    An onboarding link is single use and lives about five minutes, so links generated for a
+    thousand rows would be dead before finance sent the first. The export names, per account,
+    what to do: for accounts the platform onboards (Express/Custom) "generate an onboarding link
+    on the Onboarding links page", for Standard accounts (connected through OAuth, the
+    freelancer owns the dashboard) "ask the freelancer to update their Stripe Dashboard", and
+    it says when nothing can be done (rejected) or nothing needs doing yet (in review).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, distinct, func, literal, or_, select, true
+from sqlalchemy.orm import Session
+
+from lib.account_status import ConnectionStatus, requirement_label
+from lib.db import utcnow
+from lib.errors import ValidationError
+from lib.models import ConnectedAccount, ConnectionMethod, Freelancer
+from lib.roles import Action, Operator, authorize
+
+MAX_PAGE = 500
+MAX_EXPORT = 100_000
+EXPORT_CHUNK = 2_000
+
+#: (key in ``requirements``, how the page names it), most urgent first.
+CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("past_due", "Past due"),
+    ("currently_due", "Currently due"),
+    ("eventually_due", "Eventually due"),
+    ("pending_verification", "Pending verification"),
+)
+
+REMEDY_LINK = ("Generate an onboarding link on the Onboarding links page and send it to the "
+               "freelancer at once (a link works once, for about 5 minutes).")
+REMEDY_DASHBOARD = ("Ask the freelancer to update their details in their own Stripe Dashboard "
+                    "(a Standard account: we cannot send them an onboarding link).")
+REMEDY_REJECTED = ("Rejected by Stripe: nothing the freelancer can submit. Contact Stripe "
+                   "support if this is a mistake.")
+REMEDY_WAIT = "Nothing to do now: Stripe is verifying what was submitted."
+NOT_URGENT = "Not urgent (due later): "
+
+
+def remediation(*, account_type: str | None, connection_method: str | None, status: str,
+                due_now: bool, eventually_due: bool) -> str:
+    """What finance should do about an account's requirements, in one sentence."""
+    if status == ConnectionStatus.REJECTED.value:
+        return REMEDY_REJECTED
+    if not due_now and not eventually_due:
+        return REMEDY_WAIT
+    standard = account_type == "standard" or (
+        account_type is None and connection_method == ConnectionMethod.OAUTH.value)
+    remedy = REMEDY_DASHBOARD if standard else REMEDY_LINK
+    return remedy if due_now else NOT_URGENT + remedy
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementDueRow:
+    freelancer_id: int
+    name: str
+    email: str
+    stripe_account_id: str
+    account_type: str | None
+    status: str
+    deadline: datetime | None
+    disabled_reason: str | None
+    codes: dict[str, list[str]] = field(default_factory=dict)
+    remediation: str = ""
+
+    def labels(self, category: str) -> list[str]:
+        """Plain words, each with its code: ``Identity document (individual.verification…)``."""
+        return [f"{requirement_label(c)} ({c})" for c in self.codes.get(category, [])]
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "freelancer_id": self.freelancer_id, "name": self.name, "email": self.email,
+            "stripe_account_id": self.stripe_account_id, "account_type": self.account_type,
+            "status": self.status, "deadline": self.deadline,
+            **{key: "; ".join(self.labels(key)) for key, _ in CATEGORIES},
+            "remediation": self.remediation,
+        }
+
+
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "freelancer_id", "name", "email", "stripe_account_id", "account_type", "status",
+    "deadline", *(key for key, _ in CATEGORIES), "remediation",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementsPage:
+    rows: list[RequirementDueRow]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementCount:
+    category: str
+    label: str
+    accounts: int
+
+
+def _something_due() -> ColumnElement[bool]:
+    return or_(ConnectedAccount.currently_due_count > 0, ConnectedAccount.past_due_count > 0,
+               ConnectedAccount.eventually_due_count > 0,
+               ConnectedAccount.pending_verification_count > 0)
+
+
+def _scope(statement: Select[Any], within_days: int | None, now: datetime) -> Select[Any]:
+    statement = statement.where(_something_due())
+    if within_days is not None:
+        if within_days < 0:
+            raise ValidationError("The number of days must not be negative.")
+        # Overdue deadlines are "within N days" too: they are the most urgent of all.
+        statement = statement.where(
+            ConnectedAccount.current_deadline < now + timedelta(days=within_days))
+    return statement
+
+
+def _joined(*columns: Any) -> Select[Any]:
+    return select(*columns).select_from(ConnectedAccount).join(
+        Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
+
+
+def _row_select() -> Select[Any]:
+    return _joined(
+        Freelancer.id, Freelancer.name, Freelancer.email, Freelancer.connection_method,
+        ConnectedAccount.stripe_id, ConnectedAccount.type, ConnectedAccount.status,
+        ConnectedAccount.current_deadline, ConnectedAccount.disabled_reason,
+        ConnectedAccount.requirements,
+    ).order_by(ConnectedAccount.current_deadline.asc().nulls_last(), Freelancer.name,
+               Freelancer.id)
+
+
+def _to_row(values: Any) -> RequirementDueRow:
+    (fid, name, email, method, account_id, kind, status, deadline, reason, requirements) = values
+    requirements = requirements or {}
+    codes = {key: [str(c) for c in requirements.get(key) or []] for key, _ in CATEGORIES}
+    return RequirementDueRow(
+        freelancer_id=int(fid), name=name, email=email, stripe_account_id=account_id,
+        account_type=kind, status=status, deadline=deadline, disabled_reason=reason,
+        codes=codes,
+        remediation=remediation(
+            account_type=kind, connection_method=method, status=status,
+            due_now=bool(codes["currently_due"] or codes["past_due"]),
+            eventually_due=bool(codes["eventually_due"])),
+    )
+
+
+def list_requirements_due(
+    session: Session, *, operator: Operator, within_days: int | None = None,
+    limit: int = 50, offset: int = 0, now: datetime | None = None,
+) -> RequirementsPage:
+    """One page of accounts with something to provide, soonest deadline first."""
+    authorize(operator, Action.VIEW_REQUIREMENTS)
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    moment = now or utcnow()
+    total = session.scalar(_scope(_joined(func.count(ConnectedAccount.id)), within_days,
+                                  moment)) or 0
+    rows = session.execute(_scope(_row_select(), within_days, moment).limit(limit)
+                           .offset(offset))
+    return RequirementsPage([_to_row(r) for r in rows], int(total), limit, offset)
+
+
+def iter_export_rows(
+    session: Session, *, operator: Operator, within_days: int | None = None,
+    now: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every row of the filtered list as export dicts (account, labels, remediation)."""
+    authorize(operator, Action.EXPORT)
+    statement = _scope(_row_select(), within_days, now or utcnow()).limit(MAX_EXPORT)
+    for values in session.execute(statement.execution_options(yield_per=EXPORT_CHUNK)):
+        yield _to_row(values).export()
+
+
+def _codes_source(session: Session, key: str) -> Select[Any]:
+    """(account id, category, code) for every code in ``requirements[key]``."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = ConnectedAccount.requirements.op("->")(literal(key))
+        array = case((func.jsonb_typeof(value) == "array", value),
+                     else_=func.jsonb_build_array())
+        elements = func.jsonb_array_elements_text(array).table_valued("value").lateral()
+    else:
+        elements = func.json_each(ConnectedAccount.requirements, f"$.{key}").table_valued(
+            "value")
+    return (
+        select(ConnectedAccount.id.label("account_id"), literal(key).label("category"),
+               elements.c.value.label("code"))
+        .select_from(ConnectedAccount)
+        .join(Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
+        .join(elements, true())
+    )
+
+
+def requirement_counts(
+    session: Session, *, operator: Operator, within_days: int | None = None,
+    now: datetime | None = None,
+) -> list[RequirementCount]:
+    """Accounts asked for each requirement (plain label), per category; two small queries."""
+    authorize(operator, Action.VIEW_REQUIREMENTS)
+    moment = now or utcnow()
+    parts = [_scope(_codes_source(session, key), within_days, moment) for key, _ in CATEGORIES]
+    codes = parts[0].union_all(*parts[1:]).subquery()
+    found = [str(c) for c in session.scalars(select(codes.c.code).distinct()) if c is not None]
+    if not found:
+        return []
+    labelled = select(
+        codes.c.category,
+        case({code: requirement_label(code) for code in found}, value=codes.c.code)
+        .label("label"),
+        codes.c.account_id,
+    ).subquery()
+    names = dict(CATEGORIES)
+    rows = session.execute(
+        select(labelled.c.category, labelled.c.label,
+               func.count(distinct(labelled.c.account_id)))
+        .group_by(labelled.c.category, labelled.c.label)
+    )
+    rank = {name: index for index, (_, name) in enumerate(CATEGORIES)}
+    result = [RequirementCount(names[str(c)], str(label), int(n)) for c, label, n in rows]
+    return sorted(result, key=lambda r: (rank[r.category], -r.accounts, r.label))
