@@ -1,5 +1,78 @@
-"""Placeholder while the page is built (issue 6)."""
+"""Reconciliation: Stripe's transfers for a period against the ledger; unknowns settled.
+
+The run itself is ``lib.payouts.reconciliation.reconcile``: it settles what it can prove (an
+``unknown`` row whose transfer exists with the same amount, currency and destination) and
+reports every disagreement. The page commits those settlements with their audit entries in one
+transaction, keeps the report in the session (so downloading it does not run it again) and
+exports it through ``lib.exports``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
 
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard.context import get_context
+from dashboard.page_kit import csv_download, date_range, require, show_error
+from lib.errors import ConnectOpsError
+from lib.payouts import ReconciliationItem, reconcile
+from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID
+from lib.roles import Action
+
+operator = require(Action.RECONCILE)
+context = get_context()
+state = st.session_state
+COLUMNS = [f.name for f in fields(ReconciliationItem)]
+
+st.title("Reconciliation")
+st.caption("Compares Stripe's transfers created in the period with the payouts ledger. Payouts "
+           "with an unknown outcome are looked up whatever their date and settled when Stripe "
+           "has their transfer; everything else that disagrees is listed for a person.")
+
+since, until = date_range("Period", key="reconciliation_dates", days=7)
+if st.button("Run reconciliation", key="reconciliation_run", type="primary",
+             disabled=since is None or until is None):
+    assert since is not None and until is not None
+    try:
+        with st.spinner("Reading Stripe's transfers…"), \
+                context.session_factory.begin() as session:
+            report = reconcile(session, gateway=context.gateway, operator=operator,
+                               since=since, until=until)
+            state["reconciliation_report"] = {
+                "period": f"{since:%Y-%m-%d} to {until:%Y-%m-%d} (exclusive)",
+                "summary": report.summary(), "rows": report.rows(),
+            }
+    except ConnectOpsError as exc:
+        show_error(exc)
+
+report_state = state.get("reconciliation_report")
+if not report_state:
+    st.info("Choose a period and run the reconciliation.")
+    st.stop()
+
+rows = report_state["rows"]
+summary = report_state["summary"]
+mismatches = [r for r in rows if r["kind"] in MISMATCH_KINDS]
+resolved = [r for r in rows if r["kind"] == RESOLVED_PAID]
+other = [r for r in rows if r["kind"] not in MISMATCH_KINDS and r["kind"] != RESOLVED_PAID]
+
+st.subheader(f"Period {report_state['period']}")
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Stripe transfers", summary.get("transfers_seen", 0))
+c2.metric("Ledger rows checked", summary.get("ledger_rows_checked", 0))
+c3.metric("Matched", summary.get("matched", 0))
+c4.metric("Mismatches", len(mismatches))
+c5.metric("Unknowns resolved", len(resolved))
+
+if mismatches:
+    st.error(f"{len(mismatches)} mismatch(es) need a person.")
+else:
+    st.success("No mismatches: the ledger and Stripe agree for this period.")
+for title, chosen in (("Mismatches", mismatches), ("Unknown payouts resolved as paid", resolved),
+                      ("Still open (retry with the same key, or in flight)", other)):
+    if chosen:
+        st.markdown(f"**{title}**")
+        st.dataframe(chosen, hide_index=True, width="stretch", column_order=COLUMNS)
+csv_download("Download the report (CSV)", rows, COLUMNS, file_name="reconciliation.csv",
+             key="reconciliation_download")

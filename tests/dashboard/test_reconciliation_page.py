@@ -1,0 +1,91 @@
+"""The Reconciliation page: run for a period, unknowns resolved, mismatches listed, export."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from lib.db import utcnow
+from lib.errors import PermissionDeniedError
+from lib.freelancers import get_freelancer
+from lib.models import Payout, PayoutStatus
+from lib.payouts import execute_payout, reconcile, request_payout
+from tests.dashboard import emulator_env
+from tests.dashboard.emulator_env import (
+    OPERATORS,
+    errors,
+    open_page,
+    run_page_script,
+    texts,
+)
+
+stripe_env, world = emulator_env.stripe_env, emulator_env.world  # fixtures
+
+
+def unknown_payout(world) -> int:
+    """A payout whose transfer was made but whose answer was lost."""
+    fid = world.freelancer()
+    with world.session_factory.begin() as session:
+        payout_id = request_payout(session, operator=OPERATORS["admin"], freelancer_id=fid,
+                                   amount="42.00", currency="usd", description="Lost answer",
+                                   client_request_token=None, settings=world.settings).id
+    world.emulator.inject_fault("commit_then_drop", path="/v1/transfers", method="POST")
+    payout = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                            operator=OPERATORS["admin"])
+    assert payout.status == PayoutStatus.UNKNOWN
+    return payout_id
+
+
+def stray_transfer(world) -> str:
+    """A transfer at Stripe that no ledger row knows."""
+    fid = world.freelancer(name="Stray Target")
+    with world.session_factory() as session:
+        account = get_freelancer(session, freelancer_id=fid).stripe_account_id
+    return world.gateway.create_transfer(amount_minor=700, currency="usd", destination=account,
+                                         idempotency_key="stray-transfer-1").id
+
+
+@pytest.mark.parametrize("role", ["admin", "finance"])
+def test_empty_database_then_an_empty_run(app, stripe_env, role: str) -> None:
+    at = open_page(app, "reconciliation.py", role)
+    assert not at.exception, at.exception
+    assert "Choose a period and run the reconciliation." in texts(at)
+    at = at.button(key="reconciliation_run").click().run()
+    assert not at.exception, at.exception
+    assert "No mismatches" in texts(at)
+    assert [m.value for m in at.metric][:3] == ["0", "0", "0"]
+
+
+def test_unknown_is_resolved_and_a_stray_transfer_is_a_mismatch(app, world) -> None:
+    payout_id = unknown_payout(world)
+    transfer_id = stray_transfer(world)
+    at = open_page(app, "reconciliation.py", "finance")
+    at = at.button(key="reconciliation_run").click().run()
+    assert not at.exception, at.exception
+    with world.session_factory() as session:
+        assert session.get(Payout, payout_id).status == PayoutStatus.PAID
+    mismatches, resolved = at.dataframe[0].value, at.dataframe[1].value
+    assert list(mismatches["kind"]) == ["missing_ledger"]
+    assert list(mismatches["stripe_transfer_id"]) == [transfer_id]
+    assert list(resolved["payout_id"]) == [payout_id]
+    assert "1 mismatch(es) need a person." in errors(at)
+    assert at.get("download_button")
+    # Running again finds the row already paid: nothing left to resolve.
+    at = at.button(key="reconciliation_run").click().run()
+    assert "Unknown payouts resolved as paid" not in texts(at)
+
+
+def test_manager_is_refused(app, stripe_env) -> None:
+    at = app(as_user="manager").run()
+    with pytest.raises(ValueError):
+        at.switch_page("../pages/reconciliation.py")
+    at = run_page_script("reconciliation.py", "manager")
+    assert not at.exception
+    assert errors(at) == ["manager (manager) may not reconcile."]
+
+
+def test_lib_refuses_the_manager(world) -> None:
+    with world.session_factory() as session, pytest.raises(PermissionDeniedError):
+        reconcile(session, gateway=world.gateway, operator=OPERATORS["manager"],
+                  since=utcnow() - timedelta(days=1))
