@@ -1,5 +1,109 @@
-"""Placeholder while the page is built (issue 6)."""
+"""Webhooks and sync: what Stripe has told us lately, what failed, replays, and a full sync.
+
+Replaying and syncing are admin actions checked again in ``lib`` (``REPLAY_WEBHOOK``,
+``SYNC_ACCOUNTS``). The sync reports progress through its callback after each page of accounts;
+Stripe does not say how many accounts there are, so the bar fills as pages arrive and is full
+when the last page is in.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard.context import get_context
+from dashboard.page_kit import csv_download, pager, require, show_error
+from lib.errors import ConnectOpsError
+from lib.roles import Action
+from lib.sync import sync_all_accounts
+from lib.webhook_queries import failed_events, last_events_per_type
+from lib.webhooks import replay_event
+
+operator = require(Action.VIEW_WEBHOOKS)
+context = get_context()
+state = st.session_state
+TYPE_COLUMNS = ["type", "received", "failed", "last_received_at", "last_status",
+                "last_event_id", "last_account"]
+FAILED_COLUMNS = ["stripe_event_id", "type", "received_at", "attempts", "error", "account",
+                  "endpoint"]
+SYNC_PAGE = 100
+
+st.title("Webhooks and sync")
+if state.get("webhooks_flash"):
+    kind, text = state.pop("webhooks_flash")
+    (st.success if kind == "ok" else st.error)(text)
+
+
+def events_by_type() -> None:
+    st.subheader("Last events received, per type")
+    with context.session_factory() as session:
+        types = last_events_per_type(session, operator=operator)
+    if not types:
+        st.info("No webhook events received yet.")
+        return
+    rows = [t.to_dict() for t in types]
+    st.dataframe(rows, hide_index=True, width="stretch", column_order=TYPE_COLUMNS)
+    csv_download("Download (CSV)", rows, TYPE_COLUMNS, file_name="webhook-event-types.csv",
+                 key="webhooks_types_download")
+
+
+def failures() -> None:
+    st.subheader("Failed events")
+    with context.session_factory() as session:
+        total = failed_events(session, operator=operator, limit=1).total
+        offset = pager(total, key="webhooks_failed_page") if total else 0
+        page = failed_events(session, operator=operator, offset=offset)
+    if not page.rows:
+        st.success("No failed events.")
+        return
+    rows = [r.to_dict() for r in page.rows]
+    st.dataframe(rows, hide_index=True, width="stretch", column_order=FAILED_COLUMNS)
+    csv_download("Download failures (CSV)", rows, FAILED_COLUMNS,
+                 file_name="webhook-failures.csv", key="webhooks_failed_download")
+    if not operator.can(Action.REPLAY_WEBHOOK):
+        return
+    ids = [r.stripe_event_id for r in page.rows]
+    chosen = st.selectbox("Event to replay", ids, key="webhooks_replay_id")
+    if st.button("Replay event", key="webhooks_replay") and chosen:
+        try:
+            status = replay_event(context.session_factory, gateway=context.gateway,
+                                  operator=operator, event_id=chosen)
+        except ConnectOpsError as exc:
+            show_error(exc)
+            return
+        state["webhooks_flash"] = ("ok", f"Event {chosen} replayed: "
+                                   f"{status.value if status else 'already being processed'}.")
+        st.rerun()
+
+
+def sync() -> None:
+    st.subheader("Sync all accounts from Stripe")
+    st.caption("Re-reads every connected account from Stripe into the local mirror. Safe while "
+               "webhooks arrive: older data never overwrites newer.")
+    if not operator.can(Action.SYNC_ACCOUNTS):
+        return
+    if not st.button("Sync all accounts from Stripe", key="webhooks_sync"):
+        return
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(done: int, more: bool) -> None:
+        fraction = 1.0 if not more else done / (done + SYNC_PAGE)
+        bar.progress(fraction, text=f"{done} account(s) synced" + ("…" if more else "."))
+
+    try:
+        report = sync_all_accounts(context.session_factory, gateway=context.gateway,
+                                   operator=operator, progress=progress, page_size=SYNC_PAGE)
+    except ConnectOpsError as exc:
+        show_error(exc)
+        return
+    bar.progress(1.0, text="Done.")
+    st.success(f"Synced {report.synced} account(s) in {report.pages} page(s) and "
+               f"{report.seconds:.1f} s; {report.skipped_stale} skipped (newer data already "
+               f"here); rate limited {report.rate_limited} time(s).")
+
+
+try:
+    events_by_type()
+    failures()
+except ConnectOpsError as exc:
+    show_error(exc)
+sync()

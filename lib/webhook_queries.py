@@ -1,0 +1,103 @@
+"""Reading stored webhook events for the dashboard: the last event per type, and failures.
+
+The aggregation is SQL (one GROUP BY per question), so the page stays fast however many events
+Stripe has sent. A failure's ``error`` is what processing recorded on the row (already free of
+secrets: it is a domain error message, never a payload).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from lib.errors import ValidationError
+from lib.models import WebhookEvent, WebhookStatus
+from lib.roles import Action, Operator, authorize
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EventTypeRow:
+    """One event type: how many arrived, how many failed, and the latest one."""
+
+    type: str
+    received: int
+    failed: int
+    last_received_at: datetime | None
+    last_event_id: str
+    last_status: str
+    last_account: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEventRow:
+    stripe_event_id: str
+    type: str
+    endpoint: str
+    account: str | None
+    received_at: datetime
+    attempts: int
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPage:
+    rows: list[FailedEventRow]
+    total: int
+
+
+def last_events_per_type(session: Session, *, operator: Operator) -> list[EventTypeRow]:
+    """Per event type: counts and the most recently received event, newest type first."""
+    authorize(operator, Action.VIEW_WEBHOOKS)
+    failed = case((WebhookEvent.status == WebhookStatus.FAILED.value, 1), else_=0)
+    per_type = (
+        select(WebhookEvent.type.label("type"), func.count().label("received"),
+               func.sum(failed).label("failed"), func.max(WebhookEvent.id).label("last_id"))
+        .group_by(WebhookEvent.type)
+        .subquery()
+    )
+    statement = (
+        select(per_type.c.type, per_type.c.received, per_type.c.failed, WebhookEvent)
+        .join(WebhookEvent, WebhookEvent.id == per_type.c.last_id)
+        .order_by(WebhookEvent.received_at.desc(), per_type.c.type)
+    )
+    return [
+        EventTypeRow(type=t, received=int(n), failed=int(f or 0),
+                     last_received_at=event.received_at, last_event_id=event.stripe_event_id,
+                     last_status=event.status, last_account=event.account)
+        for t, n, f, event in session.execute(statement)
+    ]
+
+
+def failed_events(
+    session: Session, *, operator: Operator, limit: int = 50, offset: int = 0
+) -> FailedPage:
+    """Events whose processing failed, newest first, with the recorded error."""
+    authorize(operator, Action.VIEW_WEBHOOKS)
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    where = WebhookEvent.status == WebhookStatus.FAILED.value
+    total = session.scalar(select(func.count()).select_from(WebhookEvent).where(where)) or 0
+    events = session.scalars(
+        select(WebhookEvent).where(where)
+        .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
+        .limit(limit).offset(offset)
+    )
+    rows = [
+        FailedEventRow(stripe_event_id=e.stripe_event_id, type=e.type, endpoint=e.endpoint,
+                       account=e.account, received_at=e.received_at, attempts=e.attempts,
+                       error=e.error)
+        for e in events
+    ]
+    return FailedPage(rows=rows, total=int(total))
