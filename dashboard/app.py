@@ -17,7 +17,12 @@ if _ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 from streamlit_authenticator.utilities import LoginError  # noqa: E402
 
-from dashboard.auth import current_operator, get_authenticator  # noqa: E402
+from dashboard.auth import (  # noqa: E402
+    audit_logout,
+    current_operator,
+    get_authenticator,
+    login_form,
+)
 from dashboard.context import get_context  # noqa: E402
 from dashboard.navigation import pages_for  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
@@ -31,13 +36,12 @@ def login_page() -> None:
     st.title("Connect Ops")
     st.caption("Operations desk for the marketplace's Stripe Connect payouts.")
     try:
-        authenticator.login(location="main", key="login_form")
+        authenticator.login(location="unrendered")  # re-login from a valid cookie only
     except LoginError as exc:
         st.error(str(exc))
-    if st.session_state.get("authentication_status") is False:
-        st.error("Username or password is incorrect.")
-    elif st.session_state.get("authentication_status"):
+    if st.session_state.get("authentication_status"):
         st.rerun()
+    login_form(context, authenticator)  # throttled and audited (dashboard.auth)
 
 
 mode_banner(context.settings)
@@ -49,7 +53,10 @@ else:
     with st.sidebar:
         st.write(f"Signed in as **{st.session_state.get('name') or operator.username}**")
         st.caption(f"Role: {operator.role_label}")
-        authenticator.logout(button_name="Log out", location="sidebar", key="logout_button")
+        authenticator.logout(button_name="Log out", location="sidebar", key="logout_button",
+                             callback=audit_logout(context))
+    if not st.session_state.get("authentication_status"):
+        st.rerun()  # logged out just now: straight back to the login page
     if not pages:
         st.warning("Your account has no role that opens any page. Ask an admin.")
         st.stop()

@@ -1,14 +1,29 @@
-"""Login with streamlit-authenticator; roles come from the users file, enforcement from lib."""
+"""Login with streamlit-authenticator; roles come from the users file, enforcement from lib.
+
+The login form is ours (same labels and button as the library's) so the failed-login throttle
+can run *before* the password is checked: a locked username or client gets the lockout message
+and bcrypt is never consulted. The password check itself is streamlit-authenticator's
+(``authentication_controller.login``), which also fills the session state; its cookie controller
+sets the re-login cookie. Every attempt, success, lockout and logout is audited
+(``lib.login_throttle``), and the throttle counts those audit rows, so it holds across replicas.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import streamlit as st
 import streamlit_authenticator as stauth
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
+from lib import login_throttle
 from lib.errors import ConfigurationError
 from lib.operator_accounts import load_credentials
 from lib.roles import Operator
+
+logger = logging.getLogger(__name__)
 
 
 def get_authenticator(context: AppContext) -> stauth.Authenticate:
@@ -39,3 +54,69 @@ def current_operator() -> Operator | None:
     if not username:
         return None
     return Operator.from_role_names(str(username), st.session_state.get("roles"))
+
+
+def _client() -> str | None:
+    """The address Streamlit saw (not a spoofable header); None in tests and some proxies."""
+    try:
+        return st.context.ip_address
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def login_form(context: AppContext, authenticator: stauth.Authenticate) -> None:
+    """The login form, throttled and audited; on success the session is signed in."""
+    with st.form("login_form"):
+        st.subheader("Login")
+        username = st.text_input("Username", key="login_username", autocomplete="username")
+        password = st.text_input("Password", type="password", key="login_password",
+                                 autocomplete="current-password")
+        submitted = st.form_submit_button("Login")
+    if not submitted:
+        return
+    if not username.strip() or not password:
+        st.error("Enter your username and password.")
+        return
+    client = _client()
+    factory = context.session_factory
+    with factory.begin() as session:
+        decision = login_throttle.check_login_allowed(session, username=username, client=client)
+        if not decision.allowed:
+            login_throttle.record_login_locked(session, username=username, client=client,
+                                               decision=decision)
+    if not decision.allowed:
+        logger.warning("login locked for %r", login_throttle.normalise_username(username))
+        st.error(decision.message)
+        return
+    ok = authenticator.authentication_controller.login(username.strip(), password)
+    with factory.begin() as session:
+        if ok:
+            operator = current_operator()
+            login_throttle.record_login_ok(
+                session, username=username, client=client,
+                role_label=operator.role_label if operator else None)
+        else:
+            login_throttle.record_login_failed(session, username=username, client=client)
+    if not ok:
+        st.session_state["authentication_status"] = False
+        st.error("Username or password is incorrect.")
+        return
+    authenticator.cookie_controller.set_cookie()
+    st.rerun()
+
+
+def audit_logout(context: AppContext) -> Any:
+    """A logout callback for streamlit-authenticator that records who logged out."""
+
+    def callback(details: dict[str, Any]) -> None:
+        username = str(details.get("username") or "")
+        if not username:
+            return
+        try:
+            with context.session_factory.begin() as session:
+                login_throttle.record_logout(session, username=username, client=_client())
+        except SQLAlchemyError:
+            # Logging out must work even when the database does not: the session still ends.
+            logger.exception("could not audit the logout of %s", username)
+
+    return callback
