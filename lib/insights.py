@@ -1,7 +1,7 @@
 """The Overview page's KPIs and alerts, each a handful of aggregate queries.
 
 Every figure is one ``COUNT``/``SUM(CASE …)`` over an indexed table, so the Overview costs the
-same six queries at 100 or 100,000 accounts. Only the freelancer's *current* account counts
+same five queries at 100 or 100,000 accounts. Only the freelancer's *current* account counts
 (``freelancers.stripe_account_id``): mirrors of disconnected accounts stay in the table but are
 not "connected accounts" any more.
 

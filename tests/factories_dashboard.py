@@ -155,3 +155,81 @@ def seed_many(session_factory: sessionmaker[Session], count: int,
             if state == "active":
                 add_payout(session, freelancer=freelancer, amount_minor=1_000 + index,
                            created_at=moment - timedelta(days=index % 20))
+
+
+# ---- AppTest helpers for the four read pages ---------------------------------------------------
+
+ROLES = ("admin", "finance", "manager")
+
+
+def open_page(app: Any, page: str, user: str) -> Any:
+    """Log ``user`` in (session pre-set) and open ``pages/<page>`` through the router.
+
+    AppTest resolves ``switch_page`` paths from the main script's folder (``dashboard/``).
+    A page the role may not open is not registered, so ``switch_page`` raises ValueError.
+    """
+    at = app(as_user=user).run()
+    assert not at.exception, at.exception
+    at.switch_page(f"../pages/{page}")
+    return at.run()
+
+
+def run_page_directly(page: str, user: str) -> Any:
+    """Run a page file without the router, with ``user``'s session (a page reached another way)."""
+    from streamlit.testing.v1 import AppTest
+
+    from lib.settings import PROJECT_ROOT
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / page), default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = user
+    at.session_state["roles"] = [user]
+    return at.run()
+
+
+def page_text(at: Any) -> str:
+    """Everything a person reads on the page, as one string."""
+    parts: list[str] = []
+    for kind in ("title", "subheader", "markdown", "caption", "error", "warning", "info",
+                 "success", "code", "metric"):
+        for element in at.get(kind):
+            parts.append(str(getattr(element, "label", "")) + " " + str(element.value))
+    return "\n".join(parts)
+
+
+class QueryCounter:
+    """Counts SQL statements any engine runs while active (issue 7: no N+1 on a page)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements.append(statement)
+
+    def __enter__(self) -> QueryCounter:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.remove(Engine, "before_cursor_execute", self._record)
+
+
+def queries_to_render(app: Any, page: str, user: str, *, setup: Any = None) -> list[str]:
+    """Statements run by one script run of ``page`` with cold caches (after ``setup(at)``)."""
+    import streamlit as st
+
+    at = open_page(app, page, user)
+    if setup is not None:
+        at = setup(at)
+    assert not at.exception, at.exception
+    st.cache_data.clear()
+    with QueryCounter() as counter:
+        at.run()
+    assert not at.exception, at.exception
+    return counter.statements

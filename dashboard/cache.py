@@ -1,0 +1,80 @@
+"""Short-lived caches around lib reads: the one place the dashboard caches data.
+
+Each wrapper is keyed by *all* its arguments, the operator included, so the lib call (and its
+role check) runs for every distinct operator and filter set; nothing per-user leaks to another
+user and nothing secret is cached. The session factory is passed as ``_factory`` (not hashed:
+one process talks to one database). TTLs are short because admins act on the same data:
+after an action the page clears the affected caches (:func:`clear_account_reads`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from lib import account_queries, connection_metrics, insights, requirements_queries
+from lib.account_queries import AccountFilter, AccountPage
+from lib.connection_metrics import DateRange, Grain
+from lib.requirements_queries import RequirementCount, RequirementsPage
+from lib.roles import Operator
+
+Factory = sessionmaker[Session]
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=64)
+def overview_kpis(_factory: Factory, operator: Operator) -> insights.OverviewKpis:
+    with _factory() as session:
+        return insights.overview_kpis(session, operator=operator)
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=256)
+def account_page(_factory: Factory, operator: Operator, filters: AccountFilter, limit: int,
+                 offset: int) -> AccountPage:
+    with _factory() as session:
+        return account_queries.list_accounts(session, operator=operator, filters=filters,
+                                             limit=limit, offset=offset)
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=16)
+def country_options(_factory: Factory, operator: Operator) -> list[str]:
+    with _factory() as session:
+        return account_queries.country_options(session, operator=operator)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=128)
+def requirements_page(_factory: Factory, operator: Operator, within_days: int | None,
+                      limit: int, offset: int) -> RequirementsPage:
+    with _factory() as session:
+        return requirements_queries.list_requirements_due(
+            session, operator=operator, within_days=within_days, limit=limit, offset=offset)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=64)
+def requirement_counts(_factory: Factory, operator: Operator,
+                       within_days: int | None) -> list[RequirementCount]:
+    with _factory() as session:
+        return requirements_queries.requirement_counts(session, operator=operator,
+                                                       within_days=within_days)
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=64)
+def metrics(_factory: Factory, operator: Operator, period: DateRange,
+            grain: Grain) -> dict[str, list[object]]:
+    """Every series of the Connection metrics page for one range and grain."""
+    with _factory() as session:
+        return {
+            "rates": list(connection_metrics.success_rate_series(
+                session, operator=operator, period=period, grain=grain)),
+            "funnel": list(connection_metrics.funnel(session, operator=operator, period=period)),
+            "reasons": list(connection_metrics.failure_reasons_series(
+                session, operator=operator, period=period, grain=grain)),
+            "durations": list(connection_metrics.time_to_connect(
+                session, operator=operator, period=period)),
+        }
+
+
+def clear_account_reads() -> None:
+    """After an action on an account: the next run reads the new state."""
+    for cached in (overview_kpis, account_page, country_options, requirements_page,
+                   requirement_counts):
+        cached.clear()

@@ -1,0 +1,132 @@
+"""Shared rendering for the Overview, Accounts, Requirements and Metrics pages.
+
+The page gate, lib errors as one message, status badges, KPI tiles, a pager, and the two ways a
+table becomes a CSV: in memory for small tables (chart data) and deferred for big exports (the
+query runs only when the button is clicked, in Streamlit's download thread). Every CSV goes
+through ``lib.exports`` (formula-injection safe).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.auth import current_operator
+from lib.errors import ConnectOpsError, PermissionDeniedError
+from lib.exports import rows_to_csv
+from lib.roles import Action, Operator, authorize
+
+PAGE_SIZE = 50
+
+#: status -> (badge colour, words a person reads, table marker)
+_STATUS_LOOK = {
+    "ACTIVE": ("green", "Active", "🟢"),
+    "RESTRICTED": ("orange", "Restricted", "🟠"),
+    "PENDING": ("blue", "Pending", "🔵"),
+    "DISABLED": ("red", "Disabled", "🔴"),
+    "REJECTED": ("violet", "Rejected", "⛔"),
+    "NOT_CONNECTED": ("gray", "Not connected", "⚪"),
+}
+
+
+def require_page(action: Action) -> Operator:
+    """The signed-in operator when their role allows ``action``; otherwise refuse and stop.
+
+    Pages call this first, so a page reached without the router still refuses.
+    """
+    try:
+        return authorize(current_operator(), action)
+    except PermissionDeniedError as exc:
+        st.error(exc.message, icon=":material/block:")
+        st.stop()
+        raise  # unreachable: st.stop() ends the run
+
+
+def show_lib_error(exc: ConnectOpsError) -> None:
+    """A domain error as one clear message, never a traceback."""
+    st.error(exc.message, icon=":material/error:")
+
+
+def status_label(status: str) -> str:
+    return _STATUS_LOOK.get(status, ("gray", status.title(), "⚪"))[1]
+
+
+def status_cell(status: str) -> str:
+    """A status for a table cell: a coloured marker and plain words."""
+    _, label, marker = _STATUS_LOOK.get(status, ("gray", status.title(), "⚪"))
+    return f"{marker} {label}"
+
+
+def status_badge(status: str) -> None:
+    """A coloured badge for one account's status."""
+    colour, label, _ = _STATUS_LOOK.get(status, ("gray", status.title(), "⚪"))
+    st.badge(label, color=colour)  # type: ignore[arg-type]
+
+
+def kpi_tile(label: str, value: str, *, delta: str | float | None = None,
+             help: str | None = None, inverse: bool = False) -> None:
+    """One KPI with its delta (``inverse``: a rise is bad, e.g. past-due accounts)."""
+    st.metric(label, value, delta=delta, help=help, border=True,
+              delta_color="inverse" if inverse else "normal")
+
+
+def when(moment: datetime | None) -> str:
+    """A timestamp for tables: UTC, minutes, no microseconds."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def page_offset(key: str, *, filters: object, page_size: int = PAGE_SIZE) -> int:
+    """The offset for the page number kept under ``key``; back to page 1 when filters change.
+
+    Read before the query (the pager widget itself is drawn under the table, once the total
+    is known).
+    """
+    state = st.session_state
+    fingerprint = repr(filters)
+    if state.get(f"{key}_filters") != fingerprint:
+        state[f"{key}_filters"] = fingerprint
+        state[key] = 1
+    return (int(state.get(key) or 1) - 1) * page_size
+
+
+def pager(total: int, *, key: str, page_size: int = PAGE_SIZE) -> None:
+    """The page number input under a table (see :func:`page_offset`)."""
+    pages = max(1, math.ceil(total / page_size))
+    if int(st.session_state.get(key) or 1) > pages:
+        st.session_state[key] = pages
+    if pages == 1:
+        st.caption(f"{total:,} row{'s' if total != 1 else ''}")
+        return
+    left, right = st.columns([1, 3])
+    number = left.number_input("Page", min_value=1, max_value=pages, step=1, key=key)
+    right.caption(f"Page {number} of {pages:,} · {total:,} rows")
+
+
+def table_with_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, key: str,
+                   file_name: str, column_config: Mapping[str, Any] | None = None) -> None:
+    """A small in-memory table and, below it, its CSV (the same rows and columns)."""
+    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
+    st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_table",
+                 column_config=dict(column_config or {}))
+    st.download_button("Download CSV", data=rows_to_csv(rows, columns), file_name=file_name,
+                       mime="text/csv", key=f"{key}_csv", on_click="ignore",
+                       icon=":material/download:")
+
+
+def deferred_csv(label: str, rows: Callable[[], Iterable[Mapping[str, Any]]],
+                 columns: Sequence[str], *, key: str, file_name: str) -> None:
+    """A download of a possibly large result, queried only when the button is clicked.
+
+    ``rows`` must open its own database session: Streamlit calls it from another thread.
+    """
+
+    def build() -> bytes:
+        return rows_to_csv(rows(), columns)
+
+    st.download_button(label, data=build, file_name=file_name, mime="text/csv", key=key,
+                       on_click="ignore", icon=":material/download:")

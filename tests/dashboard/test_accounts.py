@@ -1,0 +1,204 @@
+"""Accounts page: roles, empty and seeded data, filters by key, detail, admin actions against the
+emulator, lib refusing the wrong role."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from sqlalchemy import select
+
+from lib.accounts import upsert_account
+from lib.errors import PermissionDeniedError
+from lib.freelancers import create_freelancer
+from lib.models import ConnectedAccount, ConnectionAttempt, Freelancer
+from lib.roles import Operator
+from lib.stripe_gateway import StripeGateway
+from lib.sync import refresh_account
+from tests.factories import TEST_JWT_SECRET, make_settings
+from tests.factories_dashboard import (
+    add_freelancer,
+    open_page,
+    page_text,
+    queries_to_render,
+    run_page_directly,
+    seed_many,
+)
+
+
+@pytest.mark.parametrize("user", ["admin", "finance"])
+def test_allowed_roles_on_an_empty_database(app, user) -> None:
+    at = open_page(app, "accounts.py", user)
+    assert not at.exception
+    assert "No freelancers yet" in page_text(at)
+
+
+@pytest.mark.parametrize("user", ["admin", "finance"])
+def test_allowed_roles_on_seeded_data(app, session_factory, user) -> None:
+    seed_many(session_factory, 140)
+    at = open_page(app, "accounts.py", user)
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 50                                 # one page, not 140 rows
+    assert at.number_input(key="accounts_page").value == 1
+    assert "Page 1 of 3 · 140 rows" in page_text(at)
+    assert at.get("download_button")                        # export of the filtered set
+
+    at.number_input(key="accounts_page").set_value(3).run()
+    assert len(at.dataframe[0].value) == 40
+
+    at.multiselect(key="accounts_status_filter").select("DISABLED").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["Status"]) == {"🔴 Disabled"} and len(table) == 20
+    assert "20 rows" in page_text(at)                       # back to page 1 of the new set
+
+    at.selectbox(key="accounts_due_filter").set_value("past_due").run()
+    at.text_input(key="accounts_search").input("no such person").run()
+    assert not at.exception and "No freelancer matches" in page_text(at)
+
+
+def test_manager_cannot_open_it(app) -> None:
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        open_page(app, "accounts.py", "manager")
+
+
+def test_manager_running_the_script_anyway_is_refused(dashboard_env) -> None:
+    at = run_page_directly("accounts.py", "manager")
+    assert not at.exception
+    assert [e.value for e in at.error] == ["manager (manager) may not view accounts."]
+    assert not at.dataframe
+
+
+def test_detail_in_plain_words_and_no_actions_for_finance(app, session_factory) -> None:
+    with session_factory.begin() as session:
+        freelancer = add_freelancer(session, state="disabled", name="Dora Due")
+        fid = freelancer.id
+    at = open_page(app, "accounts.py", "finance")
+    at.selectbox(key="accounts_detail_freelancer").select(fid).run()
+    assert not at.exception
+    text = page_text(at)
+    assert "Dora Due" in text and "Required information is past due" in text
+    requirements = at.dataframe[1].value
+    assert list(requirements["What"]) == ["Bank account or debit card for payouts"]
+    assert list(requirements["Stripe code"]) == ["external_account"]
+    assert not at.main.button                               # no admin actions for finance
+
+
+def test_lib_refuses_finance_an_admin_action(session_factory) -> None:
+    finance = Operator.from_role_names("fin", ["finance"])
+    settings = make_settings(stripe_api_base="http://127.0.0.1:9",
+                             stripe_connect_base="http://127.0.0.1:9")
+    with pytest.raises(PermissionDeniedError):
+        refresh_account(session_factory, gateway=StripeGateway(settings), operator=finance,
+                        account_id="acct_anything")
+
+
+# ---- admin actions against the emulator --------------------------------------------------------
+
+
+@pytest.fixture
+def live(dashboard_env, emulator, monkeypatch, session_factory):  # type: ignore[no-untyped-def]
+    """The dashboard talking to the emulator, and one connected freelancer with a stale mirror."""
+    for name, value in {"STRIPE_API_BASE": emulator.base_url,
+                        "STRIPE_CONNECT_BASE": emulator.base_url,
+                        "JWT_SECRET": TEST_JWT_SECRET, "BACKEND_URL": "http://127.0.0.1:8000",
+                        "STRIPE_MAX_NETWORK_RETRIES": "0"}.items():
+        monkeypatch.setenv(name, value)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url)
+    gateway = StripeGateway(settings)
+    created = gateway.create_express_account(email="ola@example.com", country="US",
+                                             metadata={}, idempotency_key="test-ola")
+    stale = gateway.retrieve_account(created.id).data          # onboarding not finished
+    emulator.set_account(created.id, onboarding="complete")
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Ola Onboarded", email="ola@example.com",
+                                       country="US")
+        freelancer.stripe_account_id = created.id
+        freelancer.connection_method = "account_link"
+        upsert_account(session, account=stale)
+        session.flush()
+        return freelancer.id, created.id
+
+
+def _admin_detail(app, freelancer_id):  # type: ignore[no-untyped-def]
+    at = open_page(app, "accounts.py", "admin")
+    return at.selectbox(key="accounts_detail_freelancer").select(freelancer_id).run()
+
+
+def test_refresh_updates_the_mirror(app, session_factory, live) -> None:
+    freelancer_id, account_id = live
+    at = _admin_detail(app, freelancer_id)
+    assert ":red-badge[Disabled]" in page_text(at)             # a new account, nothing given
+    at.button(key="accounts_refresh").click().run()
+    assert not at.exception and not at.error
+    assert f"Refreshed {account_id} from Stripe." in page_text(at)
+    assert ":green-badge[Active]" in page_text(at)
+    with session_factory() as session:
+        mirror = session.scalars(select(ConnectedAccount).where(
+            ConnectedAccount.stripe_id == account_id)).one()
+    assert mirror.status == "ACTIVE" and mirror.payouts_enabled
+
+
+def test_onboarding_link_is_shown(app, session_factory, live) -> None:
+    freelancer_id, _ = live
+    at = _admin_detail(app, freelancer_id)
+    at.button(key="accounts_onboarding_link").click().run()
+    assert not at.exception and not at.error
+    assert "/_emulator/onboarding/" in at.code[0].value
+    assert "single use" in at.success[0].value
+    with session_factory() as session:
+        attempts = session.scalars(select(ConnectionAttempt)).all()
+    assert [a.method for a in attempts] == ["account_link"]
+
+
+def test_disconnect_needs_confirmation(app, session_factory, live) -> None:
+    freelancer_id, account_id = live
+    at = _admin_detail(app, freelancer_id)
+    at.button(key="accounts_disconnect").click().run()
+    assert any("Payouts to this freelancer stop" in w.value for w in at.warning)
+    with session_factory() as session:
+        assert session.get(Freelancer, freelancer_id).stripe_account_id == account_id
+
+    at.button(key="accounts_disconnect_cancel").click().run()
+    assert not any("Payouts to this freelancer stop" in w.value for w in at.warning)
+
+    at.button(key="accounts_disconnect").click().run()
+    at.button(key="accounts_disconnect_confirm").click().run()
+    assert not at.exception
+    assert "Ola Onboarded is disconnected." in page_text(at)
+    with session_factory() as session:
+        assert session.get(Freelancer, freelancer_id).stripe_account_id is None
+
+
+def test_send_payout_preselects_the_freelancer(app, live) -> None:
+    freelancer_id, _ = live
+    at = _admin_detail(app, freelancer_id)
+    at.button(key="accounts_send_payout").click().run()
+    assert at.session_state["payouts_freelancer_id"] == freelancer_id
+
+
+def test_stripe_down_is_one_clear_error(app, session_factory) -> None:
+    # The default test env points Stripe at a closed port.
+    with session_factory.begin() as session:
+        fid = add_freelancer(session, state="active", name="Ann Active").id
+    at = _admin_detail(app, fid)
+    at.button(key="accounts_refresh").click().run()
+    assert not at.exception
+    assert len(at.error) == 1
+
+
+def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
+    """Issue 7: one page of the table and one detail cost the same queries at 50 and 500."""
+
+    def with_detail(at):  # type: ignore[no-untyped-def]
+        first = at.selectbox(key="accounts_detail_freelancer").options[0]
+        return at.selectbox(key="accounts_detail_freelancer").set_value(first).run()
+
+    seed_many(session_factory, 50)
+    small = queries_to_render(app, "accounts.py", "admin", setup=with_detail)
+    seed_many(session_factory, 450)
+    large = queries_to_render(app, "accounts.py", "admin", setup=with_detail)
+    assert 7 <= len(small) == len(large) <= 12, large
