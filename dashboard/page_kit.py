@@ -7,6 +7,7 @@ stepping on each other. Every CSV goes through ``lib.exports`` (formula-injectio
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -34,6 +35,14 @@ def require(action: Action) -> Operator:
 def show_error(exc: ConnectOpsError) -> None:
     """A lib error as one clear message (never a traceback)."""
     st.error(exc.message, icon=":material/error:")
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """User text (a name, a description) made inert inside Streamlit markdown."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def mark(ok: bool) -> str:

@@ -12,7 +12,7 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import require, show_error
+from dashboard.page_kit import plain, require, show_error
 from lib.connect_flow import ConnectLink, create_oauth_link, create_onboarding_link
 from lib.db import utcnow
 from lib.errors import ConnectOpsError, NotFoundError
@@ -49,7 +49,7 @@ def add_freelancer() -> None:
     except ConnectOpsError as exc:
         show_error(exc)
         return
-    state["onboarding_links_flash"] = f"Added {shown}: now choose how they connect."
+    state["onboarding_links_flash"] = f"Added {plain(shown)}: now choose how they connect."
     st.rerun()
 
 

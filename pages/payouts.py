@@ -23,6 +23,7 @@ from dashboard.page_kit import (
     date_range,
     mark,
     pager,
+    plain,
     prepared_csv,
     require,
     show_error,
@@ -85,6 +86,7 @@ def _back_to_form() -> None:
 
 
 def _freelancer_options(search: str) -> dict[int, str]:
+    """Picker labels (plain text in a selectbox); the names are kept in ``payouts_names``."""
     preselected = state.get("payouts_freelancer_id")
     with context.session_factory() as session:
         found = search_freelancers(session, text=search, limit=50)
@@ -93,11 +95,12 @@ def _freelancer_options(search: str) -> dict[int, str]:
                 found.insert(0, get_freelancer(session, freelancer_id=int(preselected)))
             except (NotFoundError, ValueError, TypeError):
                 pass
+        state.setdefault("payouts_names", {}).update({f.id: f.name for f in found})
         return {f.id: f"{f.name} · {f.email} · {f.stripe_account_id or 'not connected'}"
                 for f in found}
 
 
-def _check(freelancer_id: int, label: str, amount: str, currency: str,
+def _check(freelancer_id: int, name: str, amount: str, currency: str,
            description: str) -> None:
     """Parse and preflight; on success move to the confirm step."""
     try:
@@ -109,7 +112,7 @@ def _check(freelancer_id: int, label: str, amount: str, currency: str,
         show_error(exc)
         return
     state["payouts_draft"] = {
-        "freelancer_id": freelancer_id, "freelancer": label, "amount": amount.strip(),
+        "freelancer_id": freelancer_id, "freelancer": name, "amount": amount.strip(),
         "currency": money.currency, "description": description.strip(),
         "shown": format_money(money), "ok": result.ok,
         "approval": needs_approval(context.settings, money), "checks": result.to_rows(),
@@ -154,12 +157,12 @@ def _send(draft: dict[str, Any]) -> None:
 def _show_result(result: dict[str, Any]) -> None:
     status, ident = result["status"], f"Payout #{result['id']}"
     if status == PayoutStatus.PAID:
-        st.success(f"{ident}: {result['shown']} paid to {result['freelancer']}.",
+        st.success(f"{ident}: {plain(result['shown'])} paid to {plain(result['freelancer'])}.",
                    icon=":material/check_circle:")
         st.write("Stripe transfer id:")
         st.code(result["transfer"], language=None)
     elif status == PayoutStatus.PENDING_APPROVAL:
-        st.info(f"{ident} for {result['shown']} is at or above the approval threshold: it now "
+        st.info(f"{ident} for {plain(result['shown'])} is at or above the approval threshold: it now "
                 "waits on the Approvals page for a second operator. Nothing was sent yet.",
                 icon=":material/approval:")
     elif status == PayoutStatus.UNKNOWN:
@@ -203,13 +206,14 @@ def single_payout() -> None:
                                     placeholder="Invoice 2024-117")
         checked = st.form_submit_button("Check payout", type="primary")
     if checked and freelancer_id is not None:
-        _check(int(freelancer_id), options[freelancer_id], amount, currency, description)
+        _check(int(freelancer_id), state["payouts_names"][freelancer_id], amount, currency,
+               description)
 
 
 def confirm_step(draft: dict[str, Any]) -> None:
-    st.subheader(f"Pay {draft['shown']} to {draft['freelancer']}")
+    st.subheader(f"Pay {plain(draft['shown'])} to {plain(draft['freelancer'])}")
     if draft["description"]:
-        st.caption(f"Description: {draft['description']}")
+        st.caption(f"Description: {plain(draft['description'])}")
     st.dataframe(
         [{"": mark(c["ok"]), "check": c["check"], "result": c["message"]}
          for c in draft["checks"]],

@@ -189,3 +189,11 @@ def test_finance_cannot_request_a_payout_in_lib(world) -> None:
                        settings=world.settings)
     with world.session_factory() as session, pytest.raises(PermissionDeniedError):
         list_payouts(session, operator=OPERATORS["manager"])
+
+
+def test_a_freelancer_name_is_shown_as_text_not_markup(app, world) -> None:
+    world.freelancer(name="Eve *bold* [click](http://evil.example)")
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "5", "Fee $1 and $2 :red[x]")
+    heading = at.subheader[0].value
+    assert r"Eve \*bold\* \[click\]\(http\:" in heading
+    assert any(r"\$1 and \$2 \:red\[x\]" in c.value for c in at.caption)
