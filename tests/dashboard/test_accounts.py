@@ -202,3 +202,50 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     seed_many(session_factory, 450)
     large = queries_to_render(app, "accounts.py", "admin", setup=with_detail)
     assert 7 <= len(small) == len(large) <= 12, large
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch):  # type: ignore[no-untyped-def]
+    """Deferred download callables by file id (AppTest's runtime exists only during a run)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    registered: dict[str, object] = {}
+    original = MediaFileManager.add_deferred
+
+    def add_deferred(self, data_callable, *args, **kwargs):  # type: ignore[no-untyped-def]
+        file_id = original(self, data_callable, *args, **kwargs)
+        registered[file_id] = data_callable
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    return registered
+
+
+def _clicked_csv(at, registered, key: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Run the download button's callable, as a click in the browser would."""
+    import csv
+    import io
+
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
+    data = registered[button.proto.deferred_file_id]()
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def test_csv_is_exactly_what_the_filters_show_on_every_page(
+    app, session_factory, deferred_downloads
+) -> None:
+    seed_many(session_factory, 840)                          # 120 disabled, 30 of them in US
+    at = open_page(app, "accounts.py", "finance")
+    at.multiselect(key="accounts_status_filter").select("DISABLED").run()
+    first = list(at.dataframe[0].value["Freelancer"])
+    at.number_input(key="accounts_page").set_value(3).run()
+    third = list(at.dataframe[0].value["Freelancer"])
+    exported = _clicked_csv(at, deferred_downloads, "accounts_export")
+    assert len(exported) == 120 and {r["status"] for r in exported} == {"DISABLED"}
+    names = [r["name"] for r in exported]
+    assert names[:50] == first and names[100:] == third      # every page, in table order
+
+    at.selectbox(key="accounts_country_filter").set_value("US").run()
+    exported = _clicked_csv(at, deferred_downloads, "accounts_export")
+    assert list(at.dataframe[0].value["Freelancer"]) == [r["name"] for r in exported]
+    assert len(exported) == 30 and {r["country"] for r in exported} == {"US"}
