@@ -102,7 +102,7 @@ def show_link() -> None:
         return
     remaining = int((last["expires_at"] - utcnow()).total_seconds())
     st.success("Link ready: copy it and send it to the freelancer.")
-    st.code(last["url"], language=None)
+    st.code(last["url"], language=None, wrap_lines=True)
     if remaining > 0:
         st.caption(f"Single use; expires in {remaining // 60} min {remaining % 60} s "
                    f"({last['expires_at']:%H:%M:%S} UTC).")

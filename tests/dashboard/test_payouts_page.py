@@ -42,6 +42,13 @@ def test_admin_sees_the_form_on_an_empty_database(app, stripe_env) -> None:
     assert "No payouts match these filters." in texts(at)
 
 
+def test_finance_sees_the_ledger_without_a_form_on_an_empty_database(app, stripe_env) -> None:
+    at = open_page(app, "payouts.py", "finance")
+    assert not at.exception
+    assert "No payouts match these filters." in texts(at)
+    assert not at.tabs and "payouts_amount" not in [t.key for t in at.text_input]
+
+
 def test_one_payout_preflight_confirm_and_result(app, world) -> None:
     world.freelancer(name="Paula Payee")
     at = fill_and_check(open_page(app, "payouts.py", "admin"), "25.00")
