@@ -277,6 +277,7 @@ def _process_click(database_url: str, base_url: str, freelancer_id: int,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 50 interpreters start on 2 cores: slow when the machine is busy
 @requires_postgresql()
 def test_fifty_processes_submitting_one_request_on_postgresql(world, database_url):
     world.emu.set_balance(100_000, "usd")
