@@ -23,15 +23,16 @@ from lib.roles import Action, Operator, authorize
 
 PAGE_SIZE = 50
 
-#: status -> (badge colour, words a person reads, table marker)
+#: status -> (badge colour, words a person reads, table text colour)
 _STATUS_LOOK = {
-    "ACTIVE": ("green", "Active", "🟢"),
-    "RESTRICTED": ("orange", "Restricted", "🟠"),
-    "PENDING": ("blue", "Pending", "🔵"),
-    "DISABLED": ("red", "Disabled", "🔴"),
-    "REJECTED": ("violet", "Rejected", "⛔"),
-    "NOT_CONNECTED": ("gray", "Not connected", "⚪"),
+    "ACTIVE": ("green", "Active", "#067647"),
+    "RESTRICTED": ("orange", "Restricted", "#b54708"),
+    "PENDING": ("blue", "Pending", "#175cd3"),
+    "DISABLED": ("red", "Disabled", "#b42318"),
+    "REJECTED": ("violet", "Rejected", "#6941c6"),
+    "NOT_CONNECTED": ("gray", "Not connected", "#475467"),
 }
+_LOOK_BY_LABEL = {label: colour for _, label, colour in _STATUS_LOOK.values()}
 
 
 def require_page(action: Action) -> Operator:
@@ -53,18 +54,26 @@ def show_lib_error(exc: ConnectOpsError) -> None:
 
 
 def status_label(status: str) -> str:
-    return _STATUS_LOOK.get(status, ("gray", status.title(), "⚪"))[1]
+    return _STATUS_LOOK.get(status, ("gray", status.title(), ""))[1]
 
 
 def status_cell(status: str) -> str:
-    """A status for a table cell: a coloured marker and plain words."""
-    _, label, marker = _STATUS_LOOK.get(status, ("gray", status.title(), "⚪"))
-    return f"{marker} {label}"
+    """A status for a table cell, in plain words (coloured by :func:`styled_status`)."""
+    return status_label(status)
+
+
+def styled_status(frame: pd.DataFrame, column: str = "Status") -> Any:
+    """The frame with its status column in the badge colours (no emoji: fonts vary)."""
+    def colour(value: object) -> str:
+        found = _LOOK_BY_LABEL.get(str(value))
+        return f"color: {found}; font-weight: 600" if found else ""
+
+    return frame.style.map(colour, subset=[column])
 
 
 def status_badge(status: str) -> None:
     """A coloured badge for one account's status."""
-    colour, label, _ = _STATUS_LOOK.get(status, ("gray", status.title(), "⚪"))
+    colour, label, _ = _STATUS_LOOK.get(status, ("gray", status.title(), ""))
     st.badge(label, color=colour)  # type: ignore[arg-type]
 
 

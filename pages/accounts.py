@@ -26,6 +26,7 @@ from dashboard.widgets import (
     status_badge,
     status_cell,
     status_label,
+    styled_status,
     when,
 )
 from lib.account_queries import (
@@ -98,7 +99,7 @@ else:
         "Due": r.requirements_due, "Past due": r.past_due, "Deadline": when(r.deadline),
         "Last synced": when(r.last_synced),
     } for r in page.rows])
-    st.dataframe(frame, hide_index=True, width="stretch", key="accounts_table",
+    st.dataframe(styled_status(frame), hide_index=True, width="stretch", key="accounts_table",
                  column_config={
                      "Charges": st.column_config.CheckboxColumn("Charges", width="small"),
                      "Payouts": st.column_config.CheckboxColumn("Payouts", width="small"),
@@ -114,7 +115,7 @@ if page.total and operator.can(Action.EXPORT):
             yield from iter_export_rows(session, operator=operator, filters=filters)
 
     shown = min(page.total, MAX_EXPORT)
-    deferred_csv(f"Download CSV ({shown:,} rows)", _export_rows, EXPORT_COLUMNS,
+    deferred_csv(f"Download CSV ({shown:,} row{'s' if shown != 1 else ''})", _export_rows, EXPORT_COLUMNS,
                  key="accounts_export", file_name="accounts.csv")
     if page.total > MAX_EXPORT:
         st.caption(f"The CSV holds the first {MAX_EXPORT:,} rows; narrow the filters for more.")

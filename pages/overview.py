@@ -25,7 +25,11 @@ except ConnectOpsError as exc:
     show_lib_error(exc)
     st.stop()
 
-st.caption(f"As of {kpis.as_of:%Y-%m-%d %H:%M} UTC · refreshed at most every minute")
+as_of, refresh = st.columns([4, 1])
+as_of.caption(f"As of {kpis.as_of:%Y-%m-%d %H:%M:%S} UTC · cached for up to a minute")
+if refresh.button("Refresh now", key="overview_refresh", icon=":material/refresh:"):
+    cache.overview_kpis.clear()
+    st.rerun()
 
 for alert in alerts_for(kpis):
     (st.error if alert.level == "error" else st.warning)(alert.message, icon=":material/warning:")

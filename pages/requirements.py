@@ -23,6 +23,7 @@ from dashboard.widgets import (
     require_page,
     show_lib_error,
     status_cell,
+    styled_status,
     table_with_csv,
     when,
 )
@@ -84,7 +85,7 @@ table = pd.DataFrame([{
     **{name: "; ".join(r.labels(key)) for key, name in CATEGORIES},
     "What to do": r.remediation,
 } for r in page.rows])
-st.dataframe(table, hide_index=True, width="stretch", key="requirements_table")
+st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
 pager(page.total, key="requirements_page")
 
 if operator.can(Action.EXPORT):

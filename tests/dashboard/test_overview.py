@@ -54,3 +54,14 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     seed_many(session_factory, 450)
     large = queries_to_render(app, "overview.py", "admin")
     assert 5 <= len(small) == len(large) <= 10, large
+
+
+def test_refresh_now_reads_new_data(app, session_factory) -> None:
+    at = open_page(app, "overview.py", "admin")
+    assert {m.label: m.value for m in at.metric}["Connected accounts"] == "0"
+    seed_many(session_factory, 7)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Connected accounts"] == "0"   # cached
+    at.button(key="overview_refresh").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Connected accounts"] == "6"
