@@ -23,6 +23,7 @@ from dashboard.auth import (  # noqa: E402
     get_authenticator,
     login_form,
 )
+from dashboard.cache import invalidate_after_changes  # noqa: E402
 from dashboard.context import get_context  # noqa: E402
 from dashboard.navigation import pages_for  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
@@ -60,4 +61,5 @@ else:
     if not pages:
         st.warning("Your account has no role that opens any page. Ask an admin.")
         st.stop()
+    invalidate_after_changes(context.session_factory)
     st.navigation(pages).run()

@@ -9,12 +9,16 @@ after an action the page clears the affected caches (:func:`clear_account_reads`
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import account_queries, connection_metrics, insights, requirements_queries
 from lib.account_queries import AccountFilter, AccountPage
 from lib.connection_metrics import DateRange, Grain
+from lib.models import AuditLog, WebhookEvent
 from lib.requirements_queries import RequirementCount, RequirementsPage
 from lib.roles import Operator
 
@@ -79,3 +83,26 @@ def clear_account_reads() -> None:
     for cached in (overview_kpis, account_page, country_options, requirements_page,
                    requirement_counts):
         cached.clear()
+
+
+_LAST_CHANGE: dict[str, tuple[int, int]] = {}
+_LAST_CHANGE_LOCK = threading.Lock()
+
+
+def invalidate_after_changes(factory: Factory) -> None:
+    """Drop every cached read when anything was done since the last run (cheap: two MAX()).
+
+    Every action writes the audit log and every webhook lands in ``webhook_events``, so a new
+    row in either means cached figures may be stale: an operator sees the result of their own
+    action at once, and the TTLs only bound how long *nothing* is re-read.
+    """
+    with factory() as session:
+        marker = (
+            int(session.scalar(select(func.coalesce(func.max(AuditLog.id), 0))) or 0),
+            int(session.scalar(select(func.coalesce(func.max(WebhookEvent.id), 0))) or 0),
+        )
+    with _LAST_CHANGE_LOCK:
+        previous = _LAST_CHANGE.get("marker")
+        _LAST_CHANGE["marker"] = marker
+    if previous is not None and previous != marker:
+        st.cache_data.clear()
