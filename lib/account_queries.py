@@ -28,6 +28,7 @@ from lib.account_status import ConnectionStatus, disabled_reason_label, requirem
 from lib.errors import NotFoundError, ValidationError
 from lib.models import ConnectedAccount, ConnectionAttempt, Freelancer, Payout
 from lib.money import minor_to_display
+from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -210,8 +211,7 @@ def list_accounts(
 ) -> AccountPage:
     """One page of freelancers with their account state, by name, plus the filtered total."""
     authorize(operator, Action.VIEW_ACCOUNTS)
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or AccountFilter()
     count = select(func.count(Freelancer.id)).select_from(Freelancer)
     if _needs_mirror(chosen):

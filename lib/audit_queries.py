@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from lib.errors import ValidationError
 from lib.models import AuditLog
+from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -102,8 +103,7 @@ def list_audit(
 ) -> AuditPage:
     """One page of audit entries, newest first, with the total for the filters."""
     authorize(operator, Action.VIEW_AUDIT_LOG)
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or AuditFilter()
     total = session.scalar(_where(select(func.count()).select_from(AuditLog), chosen)) or 0
     entries = session.scalars(

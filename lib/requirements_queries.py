@@ -31,6 +31,7 @@ from lib.account_status import ConnectionStatus, requirement_label
 from lib.db import utcnow
 from lib.errors import ValidationError
 from lib.models import ConnectedAccount, ConnectionMethod, Freelancer
+from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -169,8 +170,7 @@ def list_requirements_due(
 ) -> RequirementsPage:
     """One page of accounts with something to provide, soonest deadline first."""
     authorize(operator, Action.VIEW_REQUIREMENTS)
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    check_page(limit, offset, maximum=MAX_PAGE)
     moment = now or utcnow()
     total = session.scalar(_scope(_joined(func.count(ConnectedAccount.id)), within_days,
                                   moment)) or 0

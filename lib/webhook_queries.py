@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from lib.errors import ValidationError
 from lib.models import WebhookEvent, WebhookStatus
+from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -85,8 +85,7 @@ def failed_events(
 ) -> FailedPage:
     """Events whose processing failed, newest first, with the recorded error."""
     authorize(operator, Action.VIEW_WEBHOOKS)
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    check_page(limit, offset, maximum=MAX_PAGE)
     where = WebhookEvent.status == WebhookStatus.FAILED.value
     total = session.scalar(select(func.count()).select_from(WebhookEvent).where(where)) or 0
     events = session.scalars(

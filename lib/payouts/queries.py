@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from lib.errors import ValidationError
 from lib.models import Freelancer, Payout, PayoutStatus
 from lib.money import minor_to_display, normalise_currency
+from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -121,8 +122,7 @@ def list_payouts(
 ) -> PayoutPage:
     """One page of the ledger, newest first, with the total count for the filters."""
     authorize(operator, Action.VIEW_PAYOUTS)
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise ValidationError(f"Page size must be 1..{MAX_PAGE} and the offset not negative.")
+    check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or PayoutFilter()
     total = session.scalar(_where(select(func.count()).select_from(Payout), chosen)) or 0
     statement = _where(_joined(), chosen).order_by(
