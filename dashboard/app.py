@@ -18,15 +18,19 @@ import streamlit as st  # noqa: E402
 from streamlit_authenticator.utilities import LoginError  # noqa: E402
 
 from dashboard.auth import (  # noqa: E402
+    apply_pending_cookie,
     audit_logout,
+    cookie_honoured,
     current_operator,
     get_authenticator,
     login_form,
+    session_revoked,
 )
 from dashboard.cache import invalidate_after_changes  # noqa: E402
 from dashboard.context import get_context  # noqa: E402
 from dashboard.navigation import pages_for  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
+from lib.db import utcnow  # noqa: E402
 
 st.set_page_config(page_title="Connect Ops", page_icon=":material/payments:", layout="wide")
 context = get_context()
@@ -36,11 +40,16 @@ authenticator = get_authenticator(context)
 def login_page() -> None:
     st.title("Connect Ops")
     st.caption("Operations desk for the marketplace's Stripe Connect payouts.")
-    try:
-        authenticator.login(location="unrendered")  # re-login from a valid cookie only
-    except LoginError as exc:
-        st.error(str(exc))
+    apply_pending_cookie(authenticator)  # a logout's cookie deletion, in a run that completes
+    if cookie_honoured(context, authenticator):
+        try:
+            authenticator.login(location="unrendered")  # re-login from a valid cookie only
+        except LoginError as exc:
+            st.error(str(exc))
+    else:
+        authenticator.cookie_controller.delete_cookie()  # issued before a logout: revoked
     if st.session_state.get("authentication_status"):
+        st.session_state["_auth_signed_in_at"] = utcnow()
         st.rerun()
     login_form(context, authenticator)  # throttled and audited (dashboard.auth)
 
@@ -50,8 +59,13 @@ operator = current_operator()
 if operator is None:
     st.navigation([st.Page(login_page, title="Log in", icon=":material/login:")]).run()
 else:
+    if session_revoked(context, operator):
+        # Logged out in another tab or browser: this session ends too.
+        authenticator.authentication_controller.logout()
+        st.rerun()
     pages = pages_for(operator)
     with st.sidebar:
+        apply_pending_cookie(authenticator)  # the login's cookie, in a run that completes
         st.write(f"Signed in as **{st.session_state.get('name') or operator.username}**")
         st.caption(f"Role: {operator.role_label}")
         authenticator.logout(button_name="Log out", location="sidebar", key="logout_button",

@@ -11,6 +11,7 @@ sets the re-login cookie. Every attempt, success, lockout and logout is audited
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
@@ -19,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
 from lib import login_throttle
+from lib.db import utcnow
 from lib.errors import ConfigurationError
 from lib.operator_accounts import load_credentials
 from lib.roles import Operator
@@ -101,8 +103,42 @@ def login_form(context: AppContext, authenticator: stauth.Authenticate) -> None:
         st.session_state["authentication_status"] = False
         st.error("Username or password is incorrect.")
         return
-    authenticator.cookie_controller.set_cookie()
+    st.session_state["_auth_signed_in_at"] = utcnow()
+    # The cookie is written by a browser component: render it in the next (complete) run, not
+    # in this one that st.rerun() cuts short before the browser may have run it.
+    st.session_state["_auth_cookie"] = "set"
     st.rerun()
+
+
+def apply_pending_cookie(authenticator: stauth.Authenticate) -> None:
+    """Write or delete the re-login cookie decided by the previous run (login or logout)."""
+    pending = st.session_state.pop("_auth_cookie", None)
+    if pending == "set":
+        authenticator.cookie_controller.set_cookie()
+    elif pending == "delete":
+        authenticator.cookie_controller.delete_cookie()
+
+
+def cookie_honoured(context: AppContext, authenticator: stauth.Authenticate) -> bool:
+    """False when the browser's re-login cookie predates its user's last logout."""
+    token = authenticator.cookie_controller.get_cookie()
+    if not token or not isinstance(token, dict) or "username" not in token:
+        return True  # nothing to re-login with: the library does nothing either
+    days = context.settings.auth_cookie_expiry_days
+    issued = datetime.fromtimestamp(float(token["exp_date"]), tz=UTC) - timedelta(days=days)
+    with context.session_factory() as session:
+        logged_out = login_throttle.last_logout(session, username=str(token["username"]))
+    return logged_out is None or issued > logged_out
+
+
+def session_revoked(context: AppContext, operator: Operator) -> bool:
+    """True when this user logged out somewhere after this session signed in."""
+    started = st.session_state.get("_auth_signed_in_at")
+    if started is None:
+        return False
+    with context.session_factory() as session:
+        logged_out = login_throttle.last_logout(session, username=operator.username)
+    return logged_out is not None and logged_out >= started
 
 
 def audit_logout(context: AppContext) -> Any:
@@ -110,6 +146,8 @@ def audit_logout(context: AppContext) -> Any:
 
     def callback(details: dict[str, Any]) -> None:
         username = str(details.get("username") or "")
+        st.session_state["_auth_cookie"] = "delete"
+        st.session_state.pop("_auth_signed_in_at", None)
         if not username:
             return
         try:

@@ -156,3 +156,15 @@ def record_logout(session: Session, *, username: str, client: str | None) -> Non
     """Audit a logout."""
     audit.record(session, actor=normalise_username(username), action=LOGOUT, result="ok",
                  target=client_target(client))
+
+
+def last_logout(session: Session, *, username: str) -> datetime | None:
+    """When ``username`` last logged out anywhere (None: never).
+
+    A logout ends every session of that user: cookies issued and sessions started before it
+    are no longer honoured ("log out everywhere"), whatever a browser kept.
+    """
+    return session.scalar(
+        select(func.max(AuditLog.occurred_at)).where(
+            AuditLog.actor == normalise_username(username), AuditLog.action == LOGOUT)
+    )

@@ -152,6 +152,9 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
         shoot(page, screenshot, f"{n:02d}-{title.lower().replace(' ', '-')}", rendered=wait)
         assert page.get_by_test_id("stException").count() == 0, title
     log_out(page)
+    # A reload is a new Streamlit session: the old cookie must not sign the admin back in.
+    page.reload()
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible()
     screenshot("14-logged-out")
 
     # The manager sees only Overview and Connection metrics.

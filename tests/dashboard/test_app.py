@@ -82,3 +82,21 @@ def test_each_role_is_offered_exactly_its_pages() -> None:
     assert titles("finance") == ["Accounts", "Requirements due", "Payouts", "Approvals",
                                  "Reconciliation", "Audit log"]
     assert titles("admin") == [p.title for p in PAGES]
+
+
+def test_logout_elsewhere_ends_this_session(app, session_factory) -> None:
+    from datetime import timedelta
+
+    from lib.db import utcnow
+    from lib.login_throttle import record_logout
+
+    at = app(as_user="admin")
+    at.session_state["_auth_signed_in_at"] = utcnow() - timedelta(minutes=5)
+    at.run()
+    assert any("Signed in as" in m.value for m in at.sidebar.markdown)
+    with session_factory.begin() as session:
+        record_logout(session, username="admin", client=None)
+    at.run()
+    assert not at.exception
+    assert not at.session_state["authentication_status"]
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
