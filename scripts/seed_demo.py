@@ -70,6 +70,11 @@ class Emulator:
     def set_clock_offset(self, seconds: float) -> None:
         self.http.post("/_emulator/clock/set", json={"offset": seconds}).raise_for_status()
 
+    def top_up(self, currency: str, amount_minor: int) -> None:
+        response = self.http.post("/_emulator/balance", json={
+            "amount": amount_minor, "currency": currency, "mode": "add"})
+        response.raise_for_status()
+
     def account_count(self) -> int:
         response = self.http.get("/_emulator/state")
         response.raise_for_status()
@@ -231,6 +236,8 @@ def seed(settings: Settings) -> bool:
                                "run `make demo-reset` for a fresh demo")
             return False
     rng = random.Random(20261128)
+    for currency in ("usd", "eur", "gbp", "cad", "aud"):
+        emulator.top_up(currency, 2_000_000)  # the payout history must find funds
     states = [state for count, state in PLAN for _ in range(count)]
     payees: list[int] = []
     for index, state in enumerate(states):
