@@ -2,7 +2,9 @@
 
 Pure functions of the mirrored account dict (Stripe's own shape), so the same answer comes from
 the dashboard, the API and the tests. The order of the checks is the product's contract:
-REJECTED, DISABLED, PENDING, RESTRICTED, ACTIVE; NOT_CONNECTED when there is no account.
+REJECTED, DISABLED, PENDING, RESTRICTED, ACTIVE; NOT_CONNECTED when there is no account — with
+one refinement: an account whose details were never submitted is PENDING before it can be
+DISABLED (see ``derive_status``).
 """
 
 from __future__ import annotations
@@ -74,11 +76,16 @@ def derive_status(account: Mapping[str, Any] | None) -> ConnectionStatus:
 
     if reason.startswith("rejected."):
         return ConnectionStatus.REJECTED
+    if not account.get("details_submitted"):
+        # Onboarding not finished. Stripe marks a new account's requirements past due at once
+        # (disabled_reason requirements.past_due), so without this the freelancer who simply
+        # has not finished the form would read as DISABLED: they are PENDING, and the fix is
+        # the same onboarding link either way.
+        return ConnectionStatus.PENDING
     if blocked and (past_due or reason in BLOCKING_REASONS):
         return ConnectionStatus.DISABLED
     if (
-        not account.get("details_submitted")
-        or _list(requirements, "pending_verification")
+        _list(requirements, "pending_verification")
         or reason in REVIEW_REASONS
         or transfers == "pending"
     ):

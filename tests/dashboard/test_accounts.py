@@ -131,7 +131,7 @@ def _admin_detail(app, freelancer_id):  # type: ignore[no-untyped-def]
 def test_refresh_updates_the_mirror(app, session_factory, live) -> None:
     freelancer_id, account_id = live
     at = _admin_detail(app, freelancer_id)
-    assert ":red-badge[Disabled]" in page_text(at)             # a new account, nothing given
+    assert ":blue-badge[Pending]" in page_text(at)             # a new account, nothing given
     at.button(key="accounts_refresh").click().run()
     assert not at.exception and not at.error
     assert f"Refreshed {account_id} from Stripe." in page_text(at)

@@ -55,6 +55,13 @@ def account(**overrides) -> dict:
          ConnectionStatus.PENDING),
         (account(requirements={"pending_verification": ["individual.verification.document"]}),
          ConnectionStatus.PENDING),
+        # A brand-new Express account: Stripe marks its requirements past due at once.
+        (account(details_submitted=False, payouts_enabled=False, charges_enabled=False,
+                 capabilities={"transfers": "inactive"},
+                 requirements={"currently_due": ["external_account"],
+                               "past_due": ["external_account"],
+                               "disabled_reason": "requirements.past_due"}),
+         ConnectionStatus.PENDING),
         (account(payouts_enabled=False, requirements={"disabled_reason": "under_review"}),
          ConnectionStatus.PENDING),
         (account(capabilities={"transfers": "pending"}), ConnectionStatus.PENDING),

@@ -344,7 +344,7 @@ def test_unfinished_express_account_offers_finish_onboarding_with_plain_requirem
     page = client.get(SETTINGS_PATH)
 
     assert page.status_code == 200
-    assert 'data-testid="status">DISABLED<' in page.text
+    assert 'data-testid="status">PENDING<' in page.text  # never submitted: onboarding pending
     assert 'data-testid="verified">Pending<' in page.text
     assert "Finish onboarding" in page.text
     assert "Bank account or debit card for payouts" in page.text
