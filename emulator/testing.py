@@ -127,15 +127,22 @@ def _wait_until_up(base_url: str, thread: threading.Thread, timeout: float = 10.
 
 @contextmanager
 def running_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandle]:
-    """Start an emulator on a free loopback port in a thread; stop it on exit."""
+    """Start an emulator on a free loopback port in a thread (the config's port is ignored)."""
     cfg = config or EmulatorConfig(host="127.0.0.1", port=0)
-    port = cfg.port or free_port()
+    # Bind first and hand uvicorn the socket: asking for a free port and binding it later
+    # races with every other process on the machine picking ports the same way.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Always a fresh port: a config's default (12111) may be a running demo's.
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
     cfg = cfg.replace(host="127.0.0.1", port=port)
     app = create_app(cfg)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
     )
-    thread = threading.Thread(target=server.run, name="emulator-uvicorn", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="emulator-uvicorn", daemon=True)
     thread.start()
     base_url = f"http://127.0.0.1:{port}"
     handle = EmulatorHandle(base_url, cfg)
@@ -146,6 +153,7 @@ def running_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorH
         handle.close()
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
 def stripe_client(

@@ -33,8 +33,12 @@ class ServerThread:
                                 lifespan="on", access_log=False)
         self.server = uvicorn.Server(config)
         self.url = f"http://{HOST}:{port}"
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}",
-                                       daemon=True)
+        # Hold the port from now on (another process could take it before uvicorn binds).
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, port))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name=f"uvicorn-{port}", daemon=True)
 
     def start(self, timeout: float = 15.0) -> ServerThread:
         self.thread.start()
@@ -48,6 +52,7 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.sock.close()
 
 
 @contextmanager
