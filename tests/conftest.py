@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,18 @@ from lib.settings import normalise_database_url
 
 _SETTING_PREFIXES = ("STRIPE_", "EMULATOR_", "AUTH_", "PAYOUT_")
 _SETTING_NAMES = {"DATABASE_URL", "JWT_SECRET", "FRONTEND_URL", "BACKEND_URL", "LOG_LEVEL"}
+
+
+#: Streamlit's script runner (AppTest) replaces sys.modules["__main__"] with the page it ran and
+#: leaves it there; a later multiprocessing "spawn" child would then re-run that page as its
+#: main module and die, and the pool would hang replacing workers. Put the real one back.
+_REAL_MAIN = sys.modules["__main__"]
+
+
+@pytest.fixture(autouse=True)
+def _real_main_module() -> Iterator[None]:
+    yield
+    sys.modules["__main__"] = _REAL_MAIN
 
 
 @pytest.fixture(autouse=True)
