@@ -250,10 +250,10 @@ async def _faulted(request: Request, rt: Runtime, request_id: str) -> Response |
     return None
 
 
-async def token(request: Request) -> Response:
-    """POST /oauth/token: exchange a code (single use, five minutes) for the account id."""
-    rt = _rt(request)
-    request_id = new_id("req", 14)
+async def _authenticated_params(
+    request: Request, rt: Any, request_id: str
+) -> dict[str, Any] | Response:
+    """Decode the form and check the secret key and armed faults, as both POST endpoints do."""
     try:
         params = decode_params((await request.body()).decode("utf-8", "replace"))
         _secret_key(request, params)
@@ -262,8 +262,16 @@ async def token(request: Request) -> Response:
     except StripeApiError as exc:
         return error_response(exc, request_id)
     refused = await _faulted(request, rt, request_id)
-    if refused is not None:
-        return refused
+    return refused if refused is not None else params
+
+
+async def token(request: Request) -> Response:
+    """POST /oauth/token: exchange a code (single use, five minutes) for the account id."""
+    rt = _rt(request)
+    request_id = new_id("req", 14)
+    params = await _authenticated_params(request, rt, request_id)
+    if isinstance(params, Response):
+        return params
     try:
         with rt.store.transaction():
             body = _exchange(rt.store, params, request_id)
@@ -325,16 +333,9 @@ async def deauthorize(request: Request) -> Response:
     """POST /oauth/deauthorize: disconnect an OAuth-connected account."""
     rt = _rt(request)
     request_id = new_id("req", 14)
-    try:
-        params = decode_params((await request.body()).decode("utf-8", "replace"))
-        _secret_key(request, params)
-    except WireError as exc:
-        return _oauth_json(OAuthError("invalid_request", exc.message).to_body(), 400, request_id)
-    except StripeApiError as exc:
-        return error_response(exc, request_id)
-    refused = await _faulted(request, rt, request_id)
-    if refused is not None:
-        return refused
+    params = await _authenticated_params(request, rt, request_id)
+    if isinstance(params, Response):
+        return params
     client_id = params.get("client_id")
     account_id = params.get("stripe_user_id")
     try:

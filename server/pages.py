@@ -181,6 +181,16 @@ def csrf_ok(page: PageSession, submitted: str) -> bool:
     return bool(submitted) and hmac.compare_digest(page.csrf_token, submitted)
 
 
+def form_session(request: Request, context: ServiceContext,
+                 csrf_token: str) -> PageSession | HTMLResponse:
+    """The signed-in session behind a POSTed form, or the page that refuses it."""
+    try:
+        page = current_session(request, context)
+    except (TokenError, PermissionDeniedError) as exc:
+        return sign_in_required(exc.message)
+    return page if csrf_ok(page, csrf_token) else csrf_refused()
+
+
 def csrf_refused() -> HTMLResponse:
     return problem_page(
         403, "This form has expired", "The form was not sent from your payment settings page, "
@@ -284,12 +294,9 @@ def login(context: Context, token: str = "") -> Response:
 @router.post("/freelancer/logout")
 def logout(request: Request, context: Context,
            csrf_token: Annotated[str, Form()] = "") -> Response:
-    try:
-        page = current_session(request, context)
-    except (TokenError, PermissionDeniedError) as exc:
-        return sign_in_required(exc.message)
-    if not csrf_ok(page, csrf_token):
-        return csrf_refused()
+    page = form_session(request, context, csrf_token)
+    if isinstance(page, Response):
+        return page
     response = problem_page(200, "Signed out", "You are signed out of your payment settings.",
                             hint="Use a new link from the platform to come back.", icon="✓",
                             tone="green")
@@ -314,12 +321,9 @@ def payment_settings(request: Request, context: Context, onboarding: str = "",
 def connect(request: Request, context: Context, method: Annotated[str, Form()] = "",
             csrf_token: Annotated[str, Form()] = "") -> Response:
     """Start OAuth or hosted onboarding; redirect only to the URL Stripe gave ``lib``."""
-    try:
-        page = current_session(request, context)
-    except (TokenError, PermissionDeniedError) as exc:
-        return sign_in_required(exc.message)
-    if not csrf_ok(page, csrf_token):
-        return csrf_refused()
+    page = form_session(request, context, csrf_token)
+    if isinstance(page, Response):
+        return page
     try:
         if method == "onboarding":
             link = create_onboarding_link(
@@ -361,12 +365,9 @@ def confirm_disconnect(request: Request, context: Context) -> Response:
 @router.post("/freelancer/disconnect")
 def do_disconnect(request: Request, context: Context,
                   csrf_token: Annotated[str, Form()] = "") -> Response:
-    try:
-        page = current_session(request, context)
-    except (TokenError, PermissionDeniedError) as exc:
-        return sign_in_required(exc.message)
-    if not csrf_ok(page, csrf_token):
-        return csrf_refused()
+    page = form_session(request, context, csrf_token)
+    if isinstance(page, Response):
+        return page
     try:
         account_id = disconnect(context.session_factory, gateway=context.gateway,
                                 operator=page.operator, freelancer_id=page.freelancer_id)
