@@ -1,0 +1,141 @@
+"""What every benchmark shares: where its databases live and how it prints its figures.
+
+A benchmark never asserts a time. It measures a figure and a floor (or a target) in the same
+run and prints both with their ratio, so a shared, noisy machine moves both together.
+Each run also appends its figures as JSON lines to ``bench/results/latest.jsonl`` so
+``bench/RESULTS.md`` can be written from what was actually measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from lib.settings import PROJECT_ROOT, normalise_database_url
+
+BENCH_DATA = PROJECT_ROOT / "data" / "bench"
+RESULTS_FILE = PROJECT_ROOT / "bench" / "results" / "latest.jsonl"
+POSTGRES_BENCH_DATABASE = "connect_ops_bench"
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure beside its target.
+
+    ``ratio`` is figure/floor (or figure/target); ``higher_is_better`` says which way the
+    target points, so ``met`` reads the same for "≤ 3× the floor" and "≥ 50 % of the floor".
+    """
+
+    benchmark: str
+    name: str
+    value: float
+    unit: str
+    target: str
+    ratio: float | None = None
+    limit: float | None = None
+    higher_is_better: bool = False
+    backend: str = "sqlite"
+    details: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool | None:
+        if self.ratio is None or self.limit is None:
+            return None
+        return self.ratio >= self.limit if self.higher_is_better else self.ratio <= self.limit
+
+
+def median_seconds(run: Callable[[], object], *, repeat: int, warmup: int = 1) -> float:
+    """The median wall time of ``run`` over ``repeat`` calls after ``warmup`` unmeasured ones."""
+    for _ in range(warmup):
+        run()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def report(figures: list[Figure]) -> None:
+    """Print the figures as a table on stdout and append them to the results file."""
+    out = sys.stdout
+    for f in figures:
+        ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
+        verdict = {True: "met", False: "NOT MET", None: ""}[f.met]
+        out.write(
+            f"{f.benchmark:<10} {f.backend:<10} {f.name:<42} {f.value:>12.3f} {f.unit:<10} "
+            f"ratio {ratio:>7}  target {f.target:<28} {verdict}\n"
+        )
+    out.flush()
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    with RESULTS_FILE.open("a", encoding="utf-8") as handle:
+        for f in figures:
+            row = asdict(f) | {"met": f.met, "at": stamp, "machine": machine_summary()}
+            handle.write(json.dumps(row, default=str) + "\n")
+
+
+def machine_summary() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def backends() -> list[str]:
+    """SQLite always; PostgreSQL too when ``TEST_DATABASE_URL`` names a server."""
+    return ["sqlite", "postgresql"] if os.environ.get("TEST_DATABASE_URL") else ["sqlite"]
+
+
+def database_url(backend: str, name: str) -> str:
+    """A benchmark's own database: a file under data/bench, or a database on the PG server.
+
+    Never the test database itself: a benchmark's data would otherwise leak into tests.
+    """
+    if backend == "sqlite":
+        BENCH_DATA.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{BENCH_DATA / f'{name}.db'}"
+    server = os.environ.get("TEST_DATABASE_URL")
+    if not server:
+        raise SystemExit("PostgreSQL benchmarks need TEST_DATABASE_URL (a server to use).")
+    url = make_url(normalise_database_url(server))
+    return url.set(database=f"{POSTGRES_BENCH_DATABASE}_{name}").render_as_string(
+        hide_password=False
+    )
+
+
+@contextmanager
+def fresh_database(backend: str, name: str) -> Iterator[str]:
+    """An empty, migrated database for one benchmark; yields its URL (kept afterwards)."""
+    from lib.db import make_engine
+    from lib.migrate import upgrade
+
+    url = database_url(backend, name)
+    if backend == "sqlite":
+        path = Path(make_url(url).database or "")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    else:
+        admin = create_engine(
+            make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
+        database = make_url(url).database
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        admin.dispose()
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    yield url
