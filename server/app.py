@@ -11,11 +11,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.db import make_engine, make_session_factory
@@ -24,7 +25,7 @@ from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from server import pages
 from server.app_context import ServiceContext
-from server.responses import domain_error_handler, validation_error_handler
+from server.responses import domain_error_handler, fail, validation_error_handler
 from server.routes import admin, freelancer, webhooks
 from server.security import SecurityHeadersMiddleware
 
@@ -38,6 +39,33 @@ REQUIRED_SETTINGS = (
     "STRIPE_CONNECT_WEBHOOK_SECRET",
     "JWT_SECRET",
 )
+
+#: What a lost database raises (server down, connection cut, pool exhausted, a SQLite file that
+#: cannot be opened): temporary, so 503 and "try again", never a bare 500 or a driver message.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The service cannot reach its database right now. Please try again in a moment."
+)
+RETRY_AFTER_SECONDS = "5"
+
+
+async def database_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """503 for a database outage: a page for browsers (the OAuth callback), JSON for clients."""
+    # Only the error's class is logged: driver messages carry host names and SQL.
+    cause = getattr(exc, "orig", None) or exc
+    logger.error("database unreachable during %s %s (%s)", request.method, request.url.path,
+                 cause.__class__.__name__)
+    if "text/html" in request.headers.get("accept", ""):
+        # A browser (the OAuth callback, the freelancer pages) gets a page it can reload once
+        # the database is back; a callback refused here spent no state (that needs a commit).
+        response: Response = pages.problem_page(
+            503, "Please try again in a moment", DATABASE_UNAVAILABLE_MESSAGE,
+            hint="Reload this page in a few seconds.",
+        )
+    else:
+        response = fail(503, DATABASE_UNAVAILABLE_MESSAGE, "database_unavailable")
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
 
 
 def create_app(
@@ -70,6 +98,8 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_exception_handler(ConnectOpsError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, database_unavailable_handler)
     app.include_router(freelancer.router)
     app.include_router(admin.router)
     app.include_router(webhooks.router)
