@@ -126,25 +126,48 @@ class Processes:
     def companion(self, *, database_url: str, emulator_url: str, backend_url: str | None = None,
                   name: str = "companion", **extra_env: str) -> Companion:
         """Start ``python -m server`` on a free port and wait until ``/healthz`` answers 200."""
-        for _attempt in range(3):
-            port = free_port()
-            url = f"http://{HOST}:{port}"
-            log_path = self.workdir / f"{name}-{port}.log"
-            self.logs.append(log_path)
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(  # a fixed argv, no shell
-                    [sys.executable, "-m", "server", "--host", HOST, "--port", str(port)],
-                    cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                    env=process_env(database_url=database_url, emulator_url=emulator_url,
-                                    backend_url=backend_url or url, **extra_env),
-                )
-            companion = Companion(name, url, process, log_path)
-            self.started.append(companion)
-            if self._wait_healthy(companion):
-                return companion
-            if "address already in use" not in companion.log_text():
-                break
-        raise RuntimeError(f"{name} did not start:\n{companion.log_text()[-3000:]}")
+        [companion] = self.companions(1, database_url=database_url, emulator_url=emulator_url,
+                                      backend_url=backend_url, name=name, **extra_env)
+        return companion
+
+    def companions(self, count: int, *, database_url: str, emulator_url: str,
+                   backend_url: str | None = None, name: str = "companion",
+                   **extra_env: str) -> list[Companion]:
+        """Start ``count`` companions at once (replicas when they share ``backend_url``)."""
+        ready: list[Companion] = []
+        pending = [f"{name}-{n + 1}" if count > 1 else name for n in range(count)]
+        for _round in range(3):  # a port taken between choosing and binding: choose again
+            spawned = [self._spawn(label, database_url=database_url, emulator_url=emulator_url,
+                                   backend_url=backend_url, **extra_env) for label in pending]
+            pending = []
+            for companion in spawned:
+                if self._wait_healthy(companion):
+                    ready.append(companion)
+                elif "address already in use" in companion.log_text():
+                    pending.append(companion.name)
+                else:
+                    raise RuntimeError(f"{companion.name} did not start:\n"
+                                       f"{companion.log_text()[-3000:]}")
+            if not pending:
+                return ready
+        raise RuntimeError(f"no free port for {pending}")
+
+    def _spawn(self, name: str, *, database_url: str, emulator_url: str,
+               backend_url: str | None, **extra_env: str) -> Companion:
+        port = free_port()
+        url = f"http://{HOST}:{port}"
+        log_path = self.workdir / f"{name}-{port}.log"
+        self.logs.append(log_path)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # a fixed argv, no shell
+                [sys.executable, "-m", "server", "--host", HOST, "--port", str(port)],
+                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                env=process_env(database_url=database_url, emulator_url=emulator_url,
+                                backend_url=backend_url or url, **extra_env),
+            )
+        companion = Companion(name, url, process, log_path)
+        self.started.append(companion)
+        return companion
 
     def _wait_healthy(self, companion: Companion) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -174,20 +197,20 @@ class Processes:
         self.logs.append(log_path)
         return result
 
-    def worker(self, code: str, *, database_url: str, emulator_url: str,
-               name: str = "worker") -> subprocess.Popen[bytes]:
-        """Start ``python -c CODE`` (a payout worker calling lib's own entry point)."""
+    def worker(self, code: str, *args: str, database_url: str, emulator_url: str,
+               name: str = "worker") -> tuple[subprocess.Popen[bytes], Path]:
+        """Start ``python -c CODE ARGS`` (a payout worker calling lib's own entry point)."""
         log_path = self.workdir / f"{name}-{len(self.logs)}.log"
         self.logs.append(log_path)
         with log_path.open("wb") as log:
             process = subprocess.Popen(  # a fixed argv, no shell
-                [sys.executable, "-c", code], cwd=self.workdir, stdout=log,
+                [sys.executable, "-c", code, *args], cwd=self.workdir, stdout=log,
                 stderr=subprocess.STDOUT,
                 env=process_env(database_url=database_url, emulator_url=emulator_url,
                                 backend_url="http://127.0.0.1:9"),
             )
         self.workers.append(process)
-        return process
+        return process, log_path
 
     def stop_all(self) -> None:
         for companion in self.started:
