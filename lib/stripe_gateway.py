@@ -113,8 +113,11 @@ def translate_errors(action: str) -> Iterator[None]:
             **_error_fields(exc),
         ) from None
     except stripe.RateLimitError as exc:
+        fields = _error_fields(exc)
+        reason = ("another request is using the same Stripe object"
+                  if fields["stripe_code"] == "lock_timeout" else "Stripe is rate limiting us")
         raise errors.StripeRateLimitError(
-            f"{action}: Stripe is rate limiting us; try again shortly", **_error_fields(exc)
+            f"{action}: {reason}; try again shortly", **fields
         ) from None
     except (stripe.InvalidRequestError, stripe.CardError) as exc:
         raise errors.StripeRequestError(f"{action}: {_message(exc)}", **_error_fields(exc)) from None
@@ -124,8 +127,14 @@ def translate_errors(action: str) -> Iterator[None]:
             **_error_fields(exc),
         ) from None
     except stripe.APIError as exc:
+        fields = _error_fields(exc)
+        # The SDK files every 409 under APIError; idempotency_key_in_use is not an outage but
+        # an earlier attempt with the same key that Stripe has not finished.
+        reason = ("Stripe is still processing an earlier attempt of this request"
+                  if fields["stripe_code"] == "idempotency_key_in_use"
+                  else "Stripe had an internal error")
         raise errors.StripeUnavailableError(
-            f"{action}: Stripe had an internal error; the outcome is unknown", **_error_fields(exc)
+            f"{action}: {reason}; the outcome is unknown", **fields
         ) from None
     except stripe.StripeError as exc:
         raise errors.StripeGatewayError(f"{action}: {_message(exc)}", **_error_fields(exc)) from None
