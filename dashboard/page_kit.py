@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.auth import current_operator
+from dashboard.context import get_context
 from lib.errors import ConnectOpsError, PermissionDeniedError
 from lib.exports import rows_to_csv
 from lib.roles import Action, Operator, authorize
@@ -25,7 +26,8 @@ PAGE_SIZE = 50
 def require(action: Action) -> Operator:
     """The signed-in operator if their role allows ``action``; else a refusal and a stop."""
     try:
-        return authorize(current_operator(), action)
+        return authorize(current_operator(), action,
+                         session=get_context().session_factory)
     except PermissionDeniedError as exc:
         st.error(exc.message)
         st.stop()

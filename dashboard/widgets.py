@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.auth import current_operator
+from dashboard.context import get_context
 from lib.errors import ConnectOpsError, PermissionDeniedError
 from lib.exports import rows_to_csv
 from lib.roles import Action, Operator, authorize
@@ -41,7 +42,8 @@ def require_page(action: Action) -> Operator:
     Pages call this first, so a page reached without the router still refuses.
     """
     try:
-        return authorize(current_operator(), action)
+        return authorize(current_operator(), action,
+                         session=get_context().session_factory)
     except PermissionDeniedError as exc:
         st.error(exc.message, icon=":material/block:")
         st.stop()

@@ -210,7 +210,7 @@ def list_accounts(
     limit: int = 50, offset: int = 0,
 ) -> AccountPage:
     """One page of freelancers with their account state, by name, plus the filtered total."""
-    authorize(operator, Action.VIEW_ACCOUNTS)
+    authorize(operator, Action.VIEW_ACCOUNTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or AccountFilter()
     count = select(func.count(Freelancer.id)).select_from(Freelancer)
@@ -226,7 +226,7 @@ def iter_export_rows(
     session: Session, *, operator: Operator, filters: AccountFilter | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every row the filters show (all pages, same order), streamed, at most MAX_EXPORT."""
-    authorize(operator, Action.EXPORT)
+    authorize(operator, Action.EXPORT, session=session)
     statement = _ordered(_where(_list_select(), filters or AccountFilter())).limit(MAX_EXPORT)
     result = session.execute(statement.execution_options(yield_per=EXPORT_CHUNK))
     for values in result:
@@ -242,7 +242,7 @@ def export_rows(
 
 def country_options(session: Session, *, operator: Operator) -> list[str]:
     """Countries present among accounts and freelancers (for the filter's choices)."""
-    authorize(operator, Action.VIEW_ACCOUNTS)
+    authorize(operator, Action.VIEW_ACCOUNTS, session=session)
     mirrored = select(ConnectedAccount.country).where(ConnectedAccount.country.is_not(None))
     declared = select(Freelancer.country).where(Freelancer.country.is_not(None))
     union = mirrored.union(declared).subquery()
@@ -345,7 +345,7 @@ def _capabilities(raw: dict[str, Any] | None) -> dict[str, str]:
 
 def account_detail(session: Session, *, operator: Operator, freelancer_id: int) -> AccountDetail:
     """A freelancer, the current account's requirements and capabilities, and their history."""
-    authorize(operator, Action.VIEW_ACCOUNTS)
+    authorize(operator, Action.VIEW_ACCOUNTS, session=session)
     found = session.execute(
         select(Freelancer, ConnectedAccount)
         .outerjoin(ConnectedAccount, _ON_ACCOUNT)

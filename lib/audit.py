@@ -4,6 +4,9 @@
 the action it describes. ``record_now`` commits at once in its own transaction: for refusals and
 failures whose caller is about to roll back (a refused action must still leave a trace).
 On SQLite call it before the caller has flushed any write (one writer at a time).
+``record_refusal`` is what ``lib.roles.authorize`` uses for every refused action: its own
+transaction too, deferred to the end of the caller's transaction when the caller already holds
+SQLite's write lock.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from lib.logging_setup import mask_secrets
 from lib.models import AuditLog
@@ -70,3 +75,77 @@ def record_now(session_factory: sessionmaker[Session], **fields: Any) -> None:
     """Commit an audit entry in its own transaction (survives the caller's rollback)."""
     with session_factory.begin() as session:
         record(session, **fields)
+
+
+#: ``result`` of every refusal written by :func:`record_refusal`.
+REFUSED = "refused:permission_denied"
+
+
+def refusal_action(action: str) -> str:
+    """The audit ``action`` of a refused role action (``"export"`` -> ``"authorize.export"``)."""
+    return f"authorize.{action}"
+
+
+def _holds_sqlite_write_lock(session: Session) -> bool:
+    """True when the caller's session has begun writing on SQLite (it holds the write lock).
+
+    pysqlite opens a transaction only before the first INSERT/UPDATE/DELETE, so an open one on
+    the driver connection means this connection holds the lock: a second writer would wait the
+    whole ``busy_timeout`` for a lock that is only released when the caller ends.
+    """
+    if session.get_bind().dialect.name != "sqlite" or not session.in_transaction():
+        return False
+    driver = session.connection().connection.driver_connection
+    return bool(getattr(driver, "in_transaction", False))
+
+
+def _write_refusal(target: Session | sessionmaker[Session], fields: dict[str, Any]) -> None:
+    """Commit the entry on its own; a failure is logged, never raised over the refusal."""
+    try:
+        if isinstance(target, Session):
+            # The engine, never the caller's connection: sharing it would share (and be
+            # rolled back with) the caller's transaction.
+            with Session(bind=target.get_bind().engine) as own, own.begin():
+                record(own, **fields)
+        else:
+            record_now(target, **fields)
+    except SQLAlchemyError:
+        logger.exception("could not audit the refusal of %s to %s", fields["actor"],
+                         fields["action"])
+
+
+def record_refusal(
+    session: Session | sessionmaker[Session] | None, *, actor: Operator | str, action: str,
+    detail: str, target: str | None = None, input: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit a refused action so that the entry survives the caller's rollback.
+
+    With a factory the entry commits at once. With the caller's session it commits at once in
+    a second session on the same engine, unless the caller already writes on SQLite: then it
+    commits as soon as the caller's transaction ends (commit, rollback or close), when the lock
+    is free. ``None`` (no database at hand) only logs.
+    """
+    fields: dict[str, Any] = {"actor": actor, "action": action, "result": REFUSED,
+                              "target": target, "input": input, "detail": detail}
+    logger.warning("refused: %s", detail)
+    if session is None:
+        return
+    if isinstance(session, Session) and _holds_sqlite_write_lock(session):
+        _write_when_ended(session, fields)
+        return
+    _write_refusal(session, fields)
+
+
+def _write_when_ended(session: Session, fields: dict[str, Any]) -> None:
+    root = session.get_transaction()
+    written = False
+
+    def _after_end(_session: Session, transaction: SessionTransaction) -> None:
+        nonlocal written
+        # Savepoints end inside the caller's transaction; only the outermost releases the lock.
+        if written or transaction is not root:
+            return
+        written = True
+        _write_refusal(session, fields)
+
+    event.listen(session, "after_transaction_end", _after_end)

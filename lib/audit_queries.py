@@ -102,7 +102,7 @@ def list_audit(
     limit: int = 50, offset: int = 0,
 ) -> AuditPage:
     """One page of audit entries, newest first, with the total for the filters."""
-    authorize(operator, Action.VIEW_AUDIT_LOG)
+    authorize(operator, Action.VIEW_AUDIT_LOG, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or AuditFilter()
     total = session.scalar(_where(select(func.count()).select_from(AuditLog), chosen)) or 0
@@ -119,8 +119,8 @@ def export_audit(
     session: Session, *, operator: Operator, filters: AuditFilter | None = None
 ) -> list[dict[str, Any]]:
     """Every matching entry as a plain dict (oldest first), for ``lib.exports``."""
-    authorize(operator, Action.VIEW_AUDIT_LOG)
-    authorize(operator, Action.EXPORT)
+    authorize(operator, Action.VIEW_AUDIT_LOG, session=session)
+    authorize(operator, Action.EXPORT, session=session)
     entries = session.scalars(
         _where(select(AuditLog), filters or AuditFilter())
         .order_by(AuditLog.occurred_at, AuditLog.id).limit(MAX_EXPORT)
@@ -130,7 +130,7 @@ def export_audit(
 
 def distinct_values(session: Session, *, operator: Operator, column: str) -> list[str]:
     """The actions or results seen so far (for the filter pickers), sorted."""
-    authorize(operator, Action.VIEW_AUDIT_LOG)
+    authorize(operator, Action.VIEW_AUDIT_LOG, session=session)
     columns = {"action": AuditLog.action, "result": AuditLog.result}
     if column not in columns:
         raise ValidationError(f"Cannot list distinct values of {column!r}.")

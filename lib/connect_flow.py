@@ -60,14 +60,17 @@ class ConnectLink:
     attempt_id: int
 
 
-def _authorize_for(operator: Operator, freelancer_id: int, action: Action) -> None:
+def _authorize_for(
+    operator: Operator, freelancer_id: int, action: Action, *,
+    session: Session | sessionmaker[Session],
+) -> None:
     """Operators need ``action``; a freelancer may act only on their own connection."""
     if Role.FREELANCER in operator.roles:
-        authorize(operator, Action.MANAGE_OWN_CONNECTION)
+        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session)
         if operator.username != f"freelancer:{freelancer_id}":
             raise PermissionDeniedError("A freelancer can only manage their own connection.")
         return
-    authorize(operator, action)
+    authorize(operator, action, session=session)
 
 
 # ---- OAuth ------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def create_oauth_link(
     Older unused states of the same freelancer stay valid until they expire: two tabs must not
     invalidate each other.
     """
-    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK)
+    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK, session=session)
     freelancer = get_freelancer(session, freelancer_id=freelancer_id)
     attempt = start_attempt(
         session, freelancer_id=freelancer.id, method=ConnectionMethod.OAUTH,
@@ -234,7 +237,7 @@ def create_onboarding_link(
 ) -> ConnectLink:
     """A hosted onboarding link; creates the freelancer's Express account first if needed."""
     settings.require("JWT_SECRET")
-    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK)
+    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK, session=session_factory)
     with session_factory() as session:
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         account_id = freelancer.stripe_account_id
@@ -431,7 +434,7 @@ def disconnect(
     created cannot be (Stripe refuses), so they are detached locally. The mirror and the
     history stay; reconnecting later works with the same or another account.
     """
-    _authorize_for(operator, freelancer_id, Action.DISCONNECT)
+    _authorize_for(operator, freelancer_id, Action.DISCONNECT, session=session_factory)
     with session_factory() as session:
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         account_id, method = freelancer.stripe_account_id, freelancer.connection_method

@@ -156,7 +156,7 @@ def success_rate_series(
     session: Session, *, operator: Operator, period: DateRange, grain: Grain = Grain.DAY,
 ) -> list[RatePoint]:
     """Attempts and outcomes per bucket and method (``oauth`` / ``account_link``)."""
-    authorize(operator, Action.VIEW_METRICS)
+    authorize(operator, Action.VIEW_METRICS, session=session)
     outcome = _bucketed(session, grain, period).subquery()
     rows = session.execute(
         select(
@@ -185,7 +185,7 @@ class FunnelStage:
 
 def funnel(session: Session, *, operator: Operator, period: DateRange) -> list[FunnelStage]:
     """Distinct freelancers at each stage (see the module docstring), one query."""
-    authorize(operator, Action.VIEW_METRICS)
+    authorize(operator, Action.VIEW_METRICS, session=session)
     outcome = ConnectionAttempt.outcome
     came_back = or_(ConnectionAttempt.returned_at.is_not(None),
                     outcome.in_([AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value]))
@@ -247,7 +247,7 @@ def failure_reasons_series(
     session: Session, *, operator: Operator, period: DateRange, grain: Grain = Grain.DAY,
 ) -> list[ReasonPoint]:
     """Failed and abandoned attempts per bucket and reason."""
-    authorize(operator, Action.VIEW_METRICS)
+    authorize(operator, Action.VIEW_METRICS, session=session)
     failures = _bucketed(session, grain, period).where(
         ConnectionAttempt.outcome.in_([AttemptOutcome.FAILED.value,
                                        AttemptOutcome.ABANDONED.value])).subquery()
@@ -273,7 +273,7 @@ def time_to_connect(
     session: Session, *, operator: Operator, period: DateRange,
 ) -> list[DurationBucket]:
     """Succeeded attempts by how long they took from link to connection (every bucket listed)."""
-    authorize(operator, Action.VIEW_METRICS)
+    authorize(operator, Action.VIEW_METRICS, session=session)
     seconds = _seconds_between(ConnectionAttempt.started_at, ConnectionAttempt.finished_at,
                                _dialect(session))
     whens = [(seconds < limit, index) for index, (_, limit) in enumerate(DURATION_BUCKETS)

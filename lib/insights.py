@@ -186,7 +186,7 @@ def overview_kpis(
     session: Session, *, operator: Operator, now: datetime | None = None
 ) -> OverviewKpis:
     """Every KPI tile of the Overview, as of ``now`` (UTC)."""
-    authorize(operator, Action.VIEW_OVERVIEW)
+    authorize(operator, Action.VIEW_OVERVIEW, session=session)
     moment = now or utcnow()
     connected, recent, active, due, past_due, deadlines = _account_counts(session, moment)
     rate, previous = _success_rates(session, moment)

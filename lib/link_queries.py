@@ -62,7 +62,7 @@ def recent_links(
     now: datetime | None = None,
 ) -> list[LinkRow]:
     """The newest issued links (optionally of one freelancer), newest first."""
-    authorize(operator, Action.GENERATE_LINK)
+    authorize(operator, Action.GENERATE_LINK, session=session)
     if not 1 <= limit <= MAX_LINKS:
         raise ValidationError(f"Show 1 to {MAX_LINKS} links.")
     moment = now or utcnow()

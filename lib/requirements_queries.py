@@ -169,7 +169,7 @@ def list_requirements_due(
     limit: int = 50, offset: int = 0, now: datetime | None = None,
 ) -> RequirementsPage:
     """One page of accounts with something to provide, soonest deadline first."""
-    authorize(operator, Action.VIEW_REQUIREMENTS)
+    authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     moment = now or utcnow()
     total = session.scalar(_scope(_joined(func.count(ConnectedAccount.id)), within_days,
@@ -184,7 +184,7 @@ def iter_export_rows(
     now: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every row of the filtered list as export dicts (account, labels, remediation)."""
-    authorize(operator, Action.EXPORT)
+    authorize(operator, Action.EXPORT, session=session)
     statement = _scope(_row_select(), within_days, now or utcnow()).limit(MAX_EXPORT)
     for values in session.execute(statement.execution_options(yield_per=EXPORT_CHUNK)):
         yield _to_row(values).export()
@@ -214,7 +214,7 @@ def requirement_counts(
     now: datetime | None = None,
 ) -> list[RequirementCount]:
     """Accounts asked for each requirement (plain label), per category; two small queries."""
-    authorize(operator, Action.VIEW_REQUIREMENTS)
+    authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
     moment = now or utcnow()
     parts = [_scope(_codes_source(session, key), within_days, moment) for key, _ in CATEGORIES]
     codes = parts[0].union_all(*parts[1:]).subquery()

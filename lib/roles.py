@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from lib.errors import PermissionDeniedError
 
 
@@ -81,13 +83,40 @@ class Operator:
         return any(action in PERMISSIONS[role] for role in self.roles)
 
 
-def authorize(operator: Operator | None, action: Action) -> Operator:
-    """Return the operator if allowed, else raise ``PermissionDeniedError``."""
+def refuse(
+    operator: Operator | None, action: Action, message: str, *,
+    session: Session | sessionmaker[Session] | None, target: str | None = None,
+) -> PermissionDeniedError:
+    """Audit a refusal of ``action`` and return the error for the caller to raise.
+
+    The entry is written in its own transaction (see ``lib.audit.record_refusal``): the caller's
+    transaction is rolled back when the error propagates, and the refusal must still be seen.
+    """
+    # Imported here: lib.audit needs Operator from this module.
+    from lib import audit
+
+    signed_in = operator is not None and bool(operator.username)
+    actor: Operator | str = operator if signed_in and operator is not None else "anonymous"
+    roles = sorted(r.value for r in operator.roles) if operator is not None else []
+    audit.record_refusal(session, actor=actor, action=audit.refusal_action(action.value),
+                         detail=message, target=target,
+                         input={"action": action.value, "roles": roles})
+    return PermissionDeniedError(message)
+
+
+def authorize(
+    operator: Operator | None, action: Action, *, session: Session | sessionmaker[Session] | None,
+) -> Operator:
+    """Return the operator if allowed, else audit the refusal and raise ``PermissionDeniedError``.
+
+    ``session`` is the caller's session or factory; the refusal is committed on its own even
+    though the caller's transaction rolls back. ``None`` only when no database is at hand.
+    """
+    words = action.value.replace("_", " ")
     if operator is None or not operator.username:
-        raise PermissionDeniedError(f"You must be signed in to {action.value.replace('_', ' ')}.")
+        raise refuse(operator, action, f"You must be signed in to {words}.", session=session)
     if not operator.can(action):
-        raise PermissionDeniedError(
-            f"{operator.username} ({operator.role_label}) may not "
-            f"{action.value.replace('_', ' ')}."
-        )
+        raise refuse(operator, action,
+                     f"{operator.username} ({operator.role_label}) may not {words}.",
+                     session=session)
     return operator

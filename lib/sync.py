@@ -54,7 +54,7 @@ def sync_all_accounts(
     sleep: Callable[[float], None] = time.sleep,
 ) -> SyncReport:
     """Page through every connected account (``limit`` = ``page_size``) and upsert the mirror."""
-    authorize(operator, Action.SYNC_ACCOUNTS)
+    authorize(operator, Action.SYNC_ACCOUNTS, session=session_factory)
     started = time.monotonic()
     synced = stale = pages = limited = 0
     cursor: str | None = None
@@ -94,7 +94,7 @@ def refresh_account(
     account_id: str,
 ) -> bool:
     """Re-read one account from Stripe into the mirror."""
-    authorize(operator, Action.REFRESH_ACCOUNT)
+    authorize(operator, Action.REFRESH_ACCOUNT, session=session_factory)
     fetched_at = utcnow()
     result = gateway.retrieve_account(account_id)
     with session_factory.begin() as session:

@@ -59,7 +59,7 @@ class FailedPage:
 
 def last_events_per_type(session: Session, *, operator: Operator) -> list[EventTypeRow]:
     """Per event type: counts and the most recently received event, newest type first."""
-    authorize(operator, Action.VIEW_WEBHOOKS)
+    authorize(operator, Action.VIEW_WEBHOOKS, session=session)
     failed = case((WebhookEvent.status == WebhookStatus.FAILED.value, 1), else_=0)
     per_type = (
         select(WebhookEvent.type.label("type"), func.count().label("received"),
@@ -84,7 +84,7 @@ def failed_events(
     session: Session, *, operator: Operator, limit: int = 50, offset: int = 0
 ) -> FailedPage:
     """Events whose processing failed, newest first, with the recorded error."""
-    authorize(operator, Action.VIEW_WEBHOOKS)
+    authorize(operator, Action.VIEW_WEBHOOKS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     where = WebhookEvent.status == WebhookStatus.FAILED.value
     total = session.scalar(select(func.count()).select_from(WebhookEvent).where(where)) or 0

@@ -282,7 +282,7 @@ def replay_event(
     event_id: str,
 ) -> WebhookStatus | None:
     """Process a failed (or ignored-by-error) stored event again, from the dashboard."""
-    authorize(operator, Action.REPLAY_WEBHOOK)
+    authorize(operator, Action.REPLAY_WEBHOOK, session=session_factory)
     with session_factory.begin() as session:
         row = session.scalars(
             select(WebhookEvent).where(WebhookEvent.stripe_event_id == event_id)

@@ -365,7 +365,7 @@ def preview_bulk(
     settings: Settings,
 ) -> BulkPreview:
     """Validate every row and total the good ones against the balance; writes nothing."""
-    authorize(operator, Action.REQUEST_PAYOUT)
+    authorize(operator, Action.REQUEST_PAYOUT, session=session)
     rows = _build_rows(session, csv_bytes, settings)
     balance, error = _balance(gateway)
     return BulkPreview(fingerprint=fingerprint_of(csv_bytes), rows=rows,
@@ -386,7 +386,7 @@ def confirm_bulk(
 ) -> BulkResult:
     """Create and send a payout for every good row, once, however often this is called."""
     try:
-        authorize(operator, Action.REQUEST_PAYOUT)
+        authorize(operator, Action.REQUEST_PAYOUT, session=session_factory)
         fingerprint = fingerprint_of(csv_bytes)
         with session_factory() as session:
             rows = _build_rows(session, csv_bytes, settings)

@@ -83,13 +83,13 @@ class PreflightFailedError(ConflictError):
         self.result = result
 
 
-def authorize_execution(operator: Operator) -> Operator:
+def authorize_execution(operator: Operator, *, session: sessionmaker[Session]) -> Operator:
     """Requesters (admin) and approvers (finance) may send a ready payout."""
     if operator is not None and (
         operator.can(Action.REQUEST_PAYOUT) or operator.can(Action.APPROVE_PAYOUT)
     ):
         return operator
-    return authorize(operator, Action.REQUEST_PAYOUT)  # raises with the usual message
+    return authorize(operator, Action.REQUEST_PAYOUT, session=session)  # raises with the usual message
 
 
 def transfer_metadata(payout: Payout) -> dict[str, str]:
@@ -118,7 +118,7 @@ def execute_payout(
 ) -> Payout:
     """Send a ``pending`` (or retry an ``unknown``/stale) payout; return the row as it ends."""
     try:
-        authorize_execution(operator)
+        authorize_execution(operator, session=session_factory)
     except PermissionDeniedError as exc:
         audit.record_now(session_factory, actor=operator, action="payout.execute",
                          result=f"refused:{exc.code}", target=f"payout:{payout_id}",
@@ -307,7 +307,7 @@ def retry_unsettled(
     stale_after: timedelta = STALE_SUBMITTED_AFTER, limit: int = 100,
 ) -> list[Payout]:
     """Retry every ``unknown`` and stale ``submitted`` row with its own key (a sweeper)."""
-    authorize_execution(operator)
+    authorize_execution(operator, session=session_factory)
     cutoff = utcnow() - stale_after
     with session_factory() as session:
         ids = list(session.scalars(

@@ -216,7 +216,7 @@ def _request_payout(
     settings: Settings, payout_type: PayoutType | str, bulk_fingerprint: str | None,
     bulk_row: int | None, request_input: dict[str, Any],
 ) -> Payout:
-    authorize(operator, Action.REQUEST_PAYOUT)
+    authorize(operator, Action.REQUEST_PAYOUT, session=session)
     try:
         kind = PayoutType(payout_type)
     except ValueError:

@@ -121,7 +121,7 @@ def list_payouts(
     limit: int = 50, offset: int = 0,
 ) -> PayoutPage:
     """One page of the ledger, newest first, with the total count for the filters."""
-    authorize(operator, Action.VIEW_PAYOUTS)
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or PayoutFilter()
     total = session.scalar(_where(select(func.count()).select_from(Payout), chosen)) or 0
@@ -136,7 +136,7 @@ def totals_by_currency(
     session: Session, *, operator: Operator, filters: PayoutFilter | None = None
 ) -> list[CurrencyTotal]:
     """Count and sum per (currency, status) for the filters: never adds across currencies."""
-    authorize(operator, Action.VIEW_PAYOUTS)
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
     statement = _where(
         select(Payout.currency, Payout.status, func.count(), func.sum(Payout.amount_minor)),
         filters or PayoutFilter(),
@@ -152,7 +152,7 @@ def export_rows(
     session: Session, *, operator: Operator, filters: PayoutFilter | None = None
 ) -> list[dict[str, Any]]:
     """Every matching row as a plain dict (CSV/DataFrame ready), oldest first."""
-    authorize(operator, Action.EXPORT)
+    authorize(operator, Action.EXPORT, session=session)
     statement = _where(_joined(), filters or PayoutFilter()).order_by(
         Payout.created_at, Payout.id
     ).limit(MAX_EXPORT)

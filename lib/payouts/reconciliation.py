@@ -231,7 +231,7 @@ def reconcile(
     until: datetime | None = None, stale_after: timedelta = STALE_SUBMITTED_AFTER,
 ) -> ReconciliationReport:
     """Compare Stripe's transfers created in ``[since, until)`` with the ledger; settle unknowns."""
-    authorize(operator, Action.RECONCILE)
+    authorize(operator, Action.RECONCILE, session=session)
     now = utcnow()
     end = until or now
     if end <= since:

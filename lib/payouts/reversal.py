@@ -52,7 +52,7 @@ def reverse_payout(
 ) -> PayoutReversal:
     """Reverse ``amount`` (all that remains when None) of a paid payout's transfer."""
     try:
-        authorize(operator, Action.REVERSE_PAYOUT)
+        authorize(operator, Action.REVERSE_PAYOUT, session=session_factory)
         reversal = _reserve(session_factory, operator=operator, payout_id=payout_id,
                             amount=amount, reason=reason)
     except ConnectOpsError as exc:
@@ -68,7 +68,7 @@ def retry_reversal(
     reversal_id: int,
 ) -> PayoutReversal:
     """Send an ``unknown`` reversal again with its own key (Stripe replays it)."""
-    authorize(operator, Action.REVERSE_PAYOUT)
+    authorize(operator, Action.REVERSE_PAYOUT, session=session_factory)
     with session_factory() as session:
         reversal = session.get(PayoutReversal, reversal_id)
         if reversal is None:
