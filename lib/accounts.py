@@ -4,6 +4,9 @@ Every write carries the time the account was *fetched* from Stripe; a row is onl
 a fetch at least as recent (``synced_at``). The upsert is a single ``INSERT … ON CONFLICT DO
 UPDATE … WHERE`` on SQLite and PostgreSQL, so a webhook and a sync racing on one account settle
 in the database, not in Python.
+
+The requirement index (``lib.requirement_index``) follows every write in the same transaction;
+a write the ``synced_at`` guard refuses touches nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy.orm import Session
 from lib.account_status import deadline_of, derive_status, transfers_capability
 from lib.db import utcnow
 from lib.models import ConnectedAccount
+from lib.requirement_index import refresh_accounts
 
 _PROMOTED_UPDATE = (
     "livemode", "type", "country", "email", "default_currency", "charges_enabled",
@@ -80,7 +84,12 @@ def upsert_account(
         where=table.c.synced_at <= statement.excluded.synced_at,
     ).returning(table.c.id)
     # A skipped conflict returns no row (rowcount is unreliable with RETURNING on psycopg).
-    return session.execute(statement).first() is not None
+    written = session.execute(statement).first() is not None
+    if written:
+        # Core bypasses the ORM's flush hooks: keep the requirement index in this transaction
+        # (it writes only when the account's codes or deadline changed).
+        refresh_accounts(session=session, stripe_ids=[values["stripe_id"]])
+    return written
 
 
 def get_account(session: Session, *, stripe_id: str) -> ConnectedAccount | None:

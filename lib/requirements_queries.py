@@ -4,9 +4,11 @@
 promoted counts, so the filter is plain SQL). Rows come a page at a time sorted by deadline
 (none last); the requirement codes are read from the mirror's JSON for that page only.
 
-Counts per requirement type are computed in SQL by expanding the JSON lists (``json_each`` on
-SQLite, ``jsonb_array_elements_text`` on PostgreSQL) and counting *distinct accounts* per plain
-label, so codes sharing a label (the three date-of-birth fields) count an account once.
+Counts per requirement type are a GROUP BY over the requirement index (``requirement_codes``,
+one row per attached account, list and code, kept by ``lib.requirement_index``) instead of
+expanding every account's JSON lists on each load. A (list, code) pair names each account once,
+so its row count is a count of accounts; codes sharing a plain label (the three date-of-birth
+fields) are counted again as *distinct accounts* per label, so an account counts once.
 
 Why the export carries a remediation text and not a link
     An onboarding link is single use and lives about five minutes, so links generated for a
@@ -24,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, distinct, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, Select, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus, requirement_label
 from lib.db import utcnow
 from lib.errors import ValidationError
-from lib.models import ConnectedAccount, ConnectionMethod, Freelancer
+from lib.models import ConnectedAccount, ConnectionMethod, Freelancer, RequirementCode
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
@@ -123,14 +125,27 @@ def _something_due() -> ColumnElement[bool]:
                ConnectedAccount.pending_verification_count > 0)
 
 
+def _deadline_cutoff(within_days: int | None, now: datetime) -> datetime | None:
+    """Deadlines before this are "within N days" (overdue ones too: they are the most urgent)."""
+    if within_days is None:
+        return None
+    if within_days < 0:
+        raise ValidationError("The number of days must not be negative.")
+    return now + timedelta(days=within_days)
+
+
 def _scope(statement: Select[Any], within_days: int | None, now: datetime) -> Select[Any]:
     statement = statement.where(_something_due())
-    if within_days is not None:
-        if within_days < 0:
-            raise ValidationError("The number of days must not be negative.")
-        # Overdue deadlines are "within N days" too: they are the most urgent of all.
-        statement = statement.where(
-            ConnectedAccount.current_deadline < now + timedelta(days=within_days))
+    cutoff = _deadline_cutoff(within_days, now)
+    if cutoff is not None:
+        statement = statement.where(ConnectedAccount.current_deadline < cutoff)
+    return statement
+
+
+def _in_scope(statement: Select[Any], cutoff: datetime | None) -> Select[Any]:
+    """The index rows the page counts: every row is an attached account's due code."""
+    if cutoff is not None:
+        statement = statement.where(RequirementCode.deadline < cutoff)
     return statement
 
 
@@ -190,49 +205,41 @@ def iter_export_rows(
         yield _to_row(values).export()
 
 
-def _codes_source(session: Session, key: str) -> Select[Any]:
-    """(account id, category, code) for every code in ``requirements[key]``."""
-    if session.get_bind().dialect.name == "postgresql":
-        value = ConnectedAccount.requirements.op("->")(literal(key))
-        array = case((func.jsonb_typeof(value) == "array", value),
-                     else_=func.jsonb_build_array())
-        elements = func.jsonb_array_elements_text(array).table_valued("value").lateral()
-    else:
-        elements = func.json_each(ConnectedAccount.requirements, f"$.{key}").table_valued(
-            "value")
-    return (
-        select(ConnectedAccount.id.label("account_id"), literal(key).label("category"),
-               elements.c.value.label("code"))
-        .select_from(ConnectedAccount)
-        .join(Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
-        .join(elements, true())
-    )
-
-
 def requirement_counts(
     session: Session, *, operator: Operator, within_days: int | None = None,
     now: datetime | None = None,
 ) -> list[RequirementCount]:
-    """Accounts asked for each requirement (plain label), per category; two small queries."""
+    """Accounts asked for each requirement (plain label), per category, from the index."""
     authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
-    moment = now or utcnow()
-    parts = [_scope(_codes_source(session, key), within_days, moment) for key, _ in CATEGORIES]
-    codes = parts[0].union_all(*parts[1:]).subquery()
-    found = [str(c) for c in session.scalars(select(codes.c.code).distinct()) if c is not None]
-    if not found:
-        return []
-    labelled = select(
-        codes.c.category,
-        case({code: requirement_label(code) for code in found}, value=codes.c.code)
-        .label("label"),
-        codes.c.account_id,
-    ).subquery()
+    cutoff = _deadline_cutoff(within_days, now or utcnow())
+    per_code = session.execute(_in_scope(
+        select(RequirementCode.bucket, RequirementCode.code, func.count())
+        .group_by(RequirementCode.bucket, RequirementCode.code), cutoff)).all()
+    codes_by_label: dict[tuple[str, str], list[str]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for bucket, code, accounts in per_code:
+        key = (str(bucket), requirement_label(str(code)))
+        codes_by_label.setdefault(key, []).append(str(code))
+        counts[key] = int(accounts)         # one code per (account, bucket): a count of accounts
+    shared = {key for key, codes in codes_by_label.items() if len(codes) > 1}
+    if shared:
+        # Codes sharing a label (the three date-of-birth fields) count an account once.
+        shared_codes = sorted({code for key in shared for code in codes_by_label[key]})
+        labelled = _in_scope(select(
+            RequirementCode.bucket,
+            case({code: requirement_label(code) for code in shared_codes},
+                 value=RequirementCode.code).label("label"),
+            RequirementCode.account_id,
+        ).where(RequirementCode.code.in_(shared_codes)), cutoff).subquery()
+        for bucket, label, accounts in session.execute(
+            select(labelled.c.bucket, labelled.c.label,
+                   func.count(distinct(labelled.c.account_id)))
+            .group_by(labelled.c.bucket, labelled.c.label)
+        ):
+            if (bucket, label) in shared:
+                counts[(bucket, label)] = int(accounts)
     names = dict(CATEGORIES)
-    rows = session.execute(
-        select(labelled.c.category, labelled.c.label,
-               func.count(distinct(labelled.c.account_id)))
-        .group_by(labelled.c.category, labelled.c.label)
-    )
     rank = {name: index for index, (_, name) in enumerate(CATEGORIES)}
-    result = [RequirementCount(names[str(c)], str(label), int(n)) for c, label, n in rows]
+    result = [RequirementCount(names[bucket], label, accounts)
+              for (bucket, label), accounts in counts.items()]
     return sorted(result, key=lambda r: (rank[r.category], -r.accounts, r.label))
