@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,11 +233,8 @@ class Processes:
         return problems
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """Subprocesses for this test; all stopped at the end, their logs checked for secrets and
-    tracebacks (every failure must have been turned into a clear message)."""
-    workdir = tmp_path / "processes"
+@contextmanager
+def _processes_in(workdir: Path) -> Iterator[Processes]:
     workdir.mkdir()
     started = Processes(workdir)
     try:
@@ -245,6 +243,21 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         started.stop_all()
     problems = started.log_problems()
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Subprocesses for this test; all stopped at the end, their logs checked for secrets and
+    tracebacks (every failure must have been turned into a clear message)."""
+    with _processes_in(tmp_path / "processes") as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    """The same for processes a whole module shares (stateless services started once)."""
+    with _processes_in(tmp_path_factory.mktemp("module") / "processes") as started:
+        yield started
 
 
 @pytest.fixture

@@ -50,20 +50,35 @@ PAYOUTS = "/api/v1/admin/payouts"
 FREELANCER_API = "/api/v1/freelancer"
 
 
-@pytest.fixture
-def proxy(database_url: str) -> Iterator[TcpProxy]:
-    url = make_url(database_url)
+@pytest.fixture(scope="module")
+def _proxy(_pg_database: str) -> Iterator[TcpProxy]:
+    url = make_url(_pg_database)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as running:
         yield running
 
 
+@pytest.fixture(scope="module")
+def _companion(module_processes: Processes, _proxy: TcpProxy, _pg_database: str,
+               _shared_emulator: EmulatorHandle) -> Companion:
+    """``python -m server`` whose every database connection goes through the proxy (started
+    once for the module; each test leaves the link restored)."""
+    proxied = make_url(_pg_database).set(host="127.0.0.1", port=_proxy.port)
+    return module_processes.companion(database_url=proxied.render_as_string(hide_password=False),
+                                      emulator_url=_shared_emulator.base_url)
+
+
 @pytest.fixture
-def companion(processes: Processes, proxy: TcpProxy, database_url: str,
-              quiet_emulator: EmulatorHandle) -> Companion:
-    """``python -m server`` whose every database connection goes through the proxy."""
-    proxied = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
-    return processes.companion(database_url=proxied.render_as_string(hide_password=False),
-                               emulator_url=quiet_emulator.base_url)
+def proxy(_proxy: TcpProxy) -> Iterator[TcpProxy]:
+    yield _proxy
+    _proxy.restore()  # whatever the test did, the next one starts with a working link
+
+
+@pytest.fixture
+def companion(_companion: Companion, proxy: TcpProxy, quiet_emulator: EmulatorHandle,
+              session_factory: sessionmaker[Session]) -> Companion:
+    assert _companion.alive
+    wait_until(lambda: _companion.health().status_code == 200, what="the companion healthy")
+    return _companion
 
 
 def _assert_database_down(companion: Companion) -> None:

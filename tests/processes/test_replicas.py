@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -84,16 +83,27 @@ engine.dispose()
 """
 
 
-@pytest.fixture
-def replicas(processes: Processes, quiet_emulator: EmulatorHandle,
-             database_url: str) -> Iterator[tuple[Companion, Companion]]:
-    """Two replicas behind one public address (the load balancer nobody needs to run here)."""
+@pytest.fixture(scope="module")
+def _replica_pair(module_processes: Processes, _shared_emulator: EmulatorHandle,
+                  _pg_database: str) -> tuple[str, Companion, Companion]:
+    """Two replicas behind one public address (the load balancer nobody needs to run here).
+
+    Started once for the module: they are stateless, which is what this module tests.
+    """
     public = f"http://{HOST}:{free_port()}"
+    first, second = module_processes.companions(2, database_url=_pg_database,
+                                                emulator_url=_shared_emulator.base_url,
+                                                backend_url=public, name="replica")
+    return public, first, second
+
+
+@pytest.fixture
+def replicas(_replica_pair: tuple[str, Companion, Companion], quiet_emulator: EmulatorHandle,
+             session_factory: sessionmaker[Session]) -> tuple[Companion, Companion]:
+    public, first, second = _replica_pair
+    assert first.alive and second.alive
     quiet_emulator.configure(backend_url=public)  # the registered OAuth redirect URI
-    first, second = processes.companions(2, database_url=database_url,
-                                         emulator_url=quiet_emulator.base_url,
-                                         backend_url=public, name="replica")
-    yield first, second
+    return first, second
 
 
 def test_state_issued_by_one_replica_is_consumed_by_the_other_once(
