@@ -31,14 +31,13 @@ from lib.db import utcnow
 from lib.errors import (
     ConflictError,
     NotFoundError,
-    PermissionDeniedError,
     StripeGatewayError,
     StripeOAuthError,
 )
 from lib.freelancers import find_by_account, get_freelancer
 from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer
 from lib.oauth_states import STATE_LIFETIME, consume_state, issue_state
-from lib.roles import Action, Operator, Role, authorize
+from lib.roles import Action, Operator, Role, authorize, refuse
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from lib.tokens import sign_value, unsign_value
@@ -65,12 +64,15 @@ def _authorize_for(
     session: Session | sessionmaker[Session],
 ) -> None:
     """Operators need ``action``; a freelancer may act only on their own connection."""
+    target = f"freelancer:{freelancer_id}"
     if Role.FREELANCER in operator.roles:
-        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session)
-        if operator.username != f"freelancer:{freelancer_id}":
-            raise PermissionDeniedError("A freelancer can only manage their own connection.")
+        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
+        if operator.username != target:
+            raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
+                         "A freelancer can only manage their own connection.",
+                         session=session, target=target)
         return
-    authorize(operator, action, session=session)
+    authorize(operator, action, session=session, target=target)
 
 
 # ---- OAuth ------------------------------------------------------------------------------------

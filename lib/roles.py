@@ -1,7 +1,9 @@
 """Who may do what. Enforced here, in the domain, not only by hiding a page.
 
 Every action function in ``lib/`` takes the acting ``Operator`` and calls :func:`authorize`
-first, so a page reached another way (or a script) still cannot act beyond its role.
+first, so a page reached another way (or a script) still cannot act beyond its role. Every
+refusal is a clear ``PermissionDeniedError`` and one audit entry (``authorize.<action>``,
+``refused:permission_denied``) that outlives the caller's rollback.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ class Operator:
         return any(action in PERMISSIONS[role] for role in self.roles)
 
 
+class AuditedRefusal(PermissionDeniedError):
+    """A refusal already in the audit log: a caller's own refusal handler must not add another."""
+
+
 def refuse(
     operator: Operator | None, action: Action, message: str, *,
     session: Session | sessionmaker[Session] | None, target: str | None = None,
@@ -91,6 +97,7 @@ def refuse(
 
     The entry is written in its own transaction (see ``lib.audit.record_refusal``): the caller's
     transaction is rolled back when the error propagates, and the refusal must still be seen.
+    Without a session nothing is written and a plain ``PermissionDeniedError`` comes back.
     """
     # Imported here: lib.audit needs Operator from this module.
     from lib import audit
@@ -101,22 +108,25 @@ def refuse(
     audit.record_refusal(session, actor=actor, action=audit.refusal_action(action.value),
                          detail=message, target=target,
                          input={"action": action.value, "roles": roles})
-    return PermissionDeniedError(message)
+    return AuditedRefusal(message) if session is not None else PermissionDeniedError(message)
 
 
 def authorize(
     operator: Operator | None, action: Action, *, session: Session | sessionmaker[Session] | None,
+    target: str | None = None,
 ) -> Operator:
     """Return the operator if allowed, else audit the refusal and raise ``PermissionDeniedError``.
 
     ``session`` is the caller's session or factory; the refusal is committed on its own even
-    though the caller's transaction rolls back. ``None`` only when no database is at hand.
+    though the caller's transaction rolls back. ``None`` only when no database is at hand (or
+    the caller audits the refusal itself). ``target`` names what the refused action was for.
     """
     words = action.value.replace("_", " ")
     if operator is None or not operator.username:
-        raise refuse(operator, action, f"You must be signed in to {words}.", session=session)
+        raise refuse(operator, action, f"You must be signed in to {words}.", session=session,
+                     target=target)
     if not operator.can(action):
         raise refuse(operator, action,
                      f"{operator.username} ({operator.role_label}) may not {words}.",
-                     session=session)
+                     session=session, target=target)
     return operator

@@ -43,7 +43,7 @@ def approve_payout(
 
 
 def _approve(session: Session, *, operator: Operator, payout_id: int) -> Payout:
-    authorize(operator, Action.APPROVE_PAYOUT, session=session)
+    authorize(operator, Action.APPROVE_PAYOUT, session=session, target=f"payout:{payout_id}")
     payout = get_payout(session, payout_id=payout_id)
     if payout.requested_by == operator.username:
         raise PermissionDeniedError(
@@ -84,7 +84,7 @@ def reject_payout(
 
 
 def _reject(session: Session, *, operator: Operator, payout_id: int, reason: str) -> Payout:
-    authorize(operator, Action.REJECT_PAYOUT, session=session)
+    authorize(operator, Action.REJECT_PAYOUT, session=session, target=f"payout:{payout_id}")
     text = (reason or "").strip()
     if not text:
         raise ValidationError("A rejection needs a reason.")

@@ -42,7 +42,7 @@ from lib.money import Money, format_money
 from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import parse_money, request_payout
 from lib.payouts.preflight import PreflightResult, account_checks, available_in
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 
@@ -402,9 +402,11 @@ def confirm_bulk(
                 for t in short)
             raise ConflictError(f"Not enough available balance for this file: {detail}.")
     except ConnectOpsError as exc:
-        audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",
-                         result=f"refused:{exc.code}", detail=exc.message,
-                         input={"bytes": len(csv_bytes) if isinstance(csv_bytes, bytes) else 0})
+        if not isinstance(exc, AuditedRefusal):  # authorize already wrote that one
+            audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",
+                             result=f"refused:{exc.code}", detail=exc.message,
+                             input={"bytes": len(csv_bytes) if isinstance(csv_bytes, bytes)
+                                    else 0})
         raise
 
     audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",

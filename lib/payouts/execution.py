@@ -83,13 +83,16 @@ class PreflightFailedError(ConflictError):
         self.result = result
 
 
-def authorize_execution(operator: Operator, *, session: sessionmaker[Session]) -> Operator:
+def authorize_execution(
+    operator: Operator, *, session: sessionmaker[Session] | None
+) -> Operator:
     """Requesters (admin) and approvers (finance) may send a ready payout."""
     if operator is not None and (
         operator.can(Action.REQUEST_PAYOUT) or operator.can(Action.APPROVE_PAYOUT)
     ):
         return operator
-    return authorize(operator, Action.REQUEST_PAYOUT, session=session)  # raises with the usual message
+    # Raises with the usual message (and audits it when given a session).
+    return authorize(operator, Action.REQUEST_PAYOUT, session=session)
 
 
 def transfer_metadata(payout: Payout) -> dict[str, str]:
@@ -118,7 +121,8 @@ def execute_payout(
 ) -> Payout:
     """Send a ``pending`` (or retry an ``unknown``/stale) payout; return the row as it ends."""
     try:
-        authorize_execution(operator, session=session_factory)
+        # No session: the refusal is audited just below, as payout.execute with its target.
+        authorize_execution(operator, session=None)
     except PermissionDeniedError as exc:
         audit.record_now(session_factory, actor=operator, action="payout.execute",
                          result=f"refused:{exc.code}", target=f"payout:{payout_id}",

@@ -47,7 +47,7 @@ from lib import audit
 from lib.errors import ConflictError, ConnectOpsError, NotFoundError, ValidationError
 from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
 from lib.money import Money, normalise_currency, parse_amount, to_decimal
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def audit_refusal(
     exc: ConnectOpsError, target: str | None = None, input: Mapping[str, Any] | None = None,
 ) -> None:
     """Record a refusal in its own transaction when the caller gave a factory for it."""
-    if factory is None:
+    if factory is None or isinstance(exc, AuditedRefusal):  # authorize already wrote it
         return
     audit.record_now(
         factory, actor=operator if operator is not None else "anonymous", action=action,
@@ -216,7 +216,8 @@ def _request_payout(
     settings: Settings, payout_type: PayoutType | str, bulk_fingerprint: str | None,
     bulk_row: int | None, request_input: dict[str, Any],
 ) -> Payout:
-    authorize(operator, Action.REQUEST_PAYOUT, session=session)
+    authorize(operator, Action.REQUEST_PAYOUT, session=session,
+              target=f"freelancer:{freelancer_id}")
     try:
         kind = PayoutType(payout_type)
     except ValueError:

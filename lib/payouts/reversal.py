@@ -34,7 +34,7 @@ from lib.errors import (
 from lib.models import Payout, PayoutReversal, PayoutStatus
 from lib.money import Money, parse_amount
 from lib.payouts.ledger import KEY_PREFIX, get_payout, new_nonce
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -52,13 +52,15 @@ def reverse_payout(
 ) -> PayoutReversal:
     """Reverse ``amount`` (all that remains when None) of a paid payout's transfer."""
     try:
-        authorize(operator, Action.REVERSE_PAYOUT, session=session_factory)
+        authorize(operator, Action.REVERSE_PAYOUT, session=session_factory,
+                  target=f"payout:{payout_id}")
         reversal = _reserve(session_factory, operator=operator, payout_id=payout_id,
                             amount=amount, reason=reason)
     except ConnectOpsError as exc:
-        audit.record_now(session_factory, actor=operator, action="payout.reverse",
-                         result=f"refused:{exc.code}", target=f"payout:{payout_id}",
-                         detail=exc.message, input={"amount": str(amount), "reason": reason})
+        if not isinstance(exc, AuditedRefusal):  # authorize already wrote that one
+            audit.record_now(session_factory, actor=operator, action="payout.reverse",
+                             result=f"refused:{exc.code}", target=f"payout:{payout_id}",
+                             detail=exc.message, input={"amount": str(amount), "reason": reason})
         raise
     return _send(session_factory, gateway=gateway, operator=operator, reversal=reversal)
 

@@ -21,7 +21,7 @@ from lib.models import Payout, PayoutStatus, PayoutType
 from lib.money import Money, format_money
 from lib.payouts.execution import PreflightFailedError, execute_payout
 from lib.payouts.ledger import request_payout
-from lib.roles import Role
+from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims
 from server.app_context import ServiceContext, context_of
 from server.responses import Envelope, fail, ok
@@ -133,7 +133,9 @@ def _create_payout(
     raw: bytes, claims: TokenClaims, context: ServiceContext, idempotency_key: str | None,
 ) -> JSONResponse:
     if claims.role is Role.FREELANCER:
-        return fail(403, "This endpoint is for operators.", "permission_denied")
+        refusal = refuse(claims.operator(), Action.REQUEST_PAYOUT,
+                         "This endpoint is for operators.", session=context.session_factory)
+        return fail(403, refusal.message, refusal.code)
     body = _parse_body(raw)
     operator = claims.operator()
     with context.session_factory.begin() as session:
