@@ -8,8 +8,8 @@ Why a derived table
 
 What the table says
     An account has rows exactly when it is some freelancer's current account (the page lists no
-    other), one per string code in each of its lists :data:`BUCKETS` (:func:`codes_of`), each
-    carrying the account's ``current_deadline``.
+    other) and has something due: one per code in each of its lists :data:`BUCKETS`
+    (:func:`codes_of`), each carrying the account's ``current_deadline``.
 
 What keeps it true, in the transaction that changes the answer
     - ``lib.accounts.upsert_account`` writes through Core (no ORM events), so it calls
@@ -58,12 +58,17 @@ _PENDING = "requirement_index_pending"
 
 
 def codes_of(requirements: Mapping[str, Any] | None) -> set[tuple[str, str]]:
-    """(bucket, code) for every string code in the account's four lists."""
+    """(bucket, code) for every code in the account's four lists.
+
+    Every non-null element counts, as text (as the page shows it), so an account has rows
+    exactly when one of its promoted ``*_count`` columns (the lists' lengths) is positive
+    (Stripe's lists hold codes, never nulls).
+    """
     found: set[tuple[str, str]] = set()
     for bucket in BUCKETS:
         value = (requirements or {}).get(bucket)
         if isinstance(value, list):
-            found.update((bucket, code) for code in value if isinstance(code, str))
+            found.update((bucket, str(code)) for code in value if code is not None)
     return found
 
 

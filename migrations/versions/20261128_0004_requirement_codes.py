@@ -45,11 +45,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("requirement_codes", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_requirement_codes_bucket_code", ["bucket", "code", "account_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_requirement_codes_deadline",
-            ["deadline", "bucket", "code", "account_id"],
+            "ix_requirement_codes_bucket_code",
+            ["bucket", "code", "deadline", "account_id"],
             unique=False,
         )
     _backfill()
@@ -65,6 +62,5 @@ def _backfill() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("requirement_codes", schema=None) as batch_op:
-        batch_op.drop_index("ix_requirement_codes_deadline")
         batch_op.drop_index("ix_requirement_codes_bucket_code")
     op.drop_table("requirement_codes")
