@@ -40,6 +40,9 @@ from tests.factories import (
 #: The gateway's read timeout in the sweep, and how long a "delay" fault holds a request.
 READ_TIMEOUT = 0.8
 DELAY_SECONDS = 1.5
+#: Scenarios that retry while Stripe still holds the first attempt need a wider margin: the
+#: retry must arrive before the held request runs, even on a loaded machine.
+HELD_RETRY_DELAY_SECONDS = 3.0
 
 
 def sweep_settings(emulator: EmulatorHandle, **overrides: Any) -> Settings:
@@ -81,11 +84,11 @@ class Sweep:
 
     # ---- the emulator -----------------------------------------------------------------------
 
-    def arm(self, fault: str, path: str, method: str) -> None:
+    def arm(self, fault: str, path: str, method: str, *, delay: float = DELAY_SECONDS) -> None:
         spec: dict[str, Any] = {"method": method, "count": 1}
         if fault == "delay":
-            spec["seconds"] = DELAY_SECONDS
-            self.held_until = time.monotonic() + DELAY_SECONDS
+            spec["seconds"] = delay
+            self.held_until = time.monotonic() + delay
         self.emu.inject_fault(fault, path, **spec)
 
     def counts(self) -> dict[str, int]:

@@ -53,7 +53,7 @@ from lib.payouts.reversal import retry_reversal, reverse_payout
 from lib.roles import Operator, Role
 from lib.sync import SYSTEM_OPERATOR, sync_all_accounts
 from tests.factories import TEST_SECRET_KEY
-from tests.faults.conftest import Sweep
+from tests.faults.conftest import DELAY_SECONDS, HELD_RETRY_DELAY_SECONDS, Sweep
 
 ADMIN = Operator("alice", frozenset({Role.ADMIN}))
 FINANCE = Operator("fiona", frozenset({Role.FINANCE}))
@@ -95,6 +95,8 @@ class Scenario:
     #: The end state; must equal the fault-free run's.
     end: Callable[[Sweep, dict[str, Any]], dict[str, Any]]
     expected_end: dict[str, Any] = field(default_factory=dict)
+    #: How long a "delay" fault holds the request (longer where a retry races the held one).
+    delay: float = DELAY_SECONDS
 
 
 # ---- small helpers ------------------------------------------------------------------------------
@@ -795,7 +797,8 @@ SCENARIOS = [
              "freelancer API: GET stripe-connect-url?method=onboarding (no account yet)",
              "/v1/accounts", "POST", _express_setup, _ask_onboarding_link, _express_truthful,
              _retry_link, _onboarding_end,
-             {"attached": True, "accounts_created": 1, "pending_attempts": 1}),
+             {"attached": True, "accounts_created": 1, "pending_attempts": 1},
+             delay=HELD_RETRY_DELAY_SECONDS),
     Scenario("account_link", "create_account_link",
              "freelancer API: GET stripe-connect-url?method=onboarding (account exists)",
              "/v1/account_links", "POST", _link_setup, _ask_onboarding_link, _link_truthful,
@@ -847,7 +850,7 @@ SCENARIOS = [
     Scenario("payout_api", "create_transfer",
              "admin API: POST /api/v1/admin/payouts, retried with the same Idempotency-Key",
              "/v1/transfers", "POST", _transfer_setup, _post_payout, _unknown_never_failed,
-             _repost_payout, _paid_end, PAID_END),
+             _repost_payout, _paid_end, PAID_END, delay=HELD_RETRY_DELAY_SECONDS),
     Scenario("payout_reconciled", "create_transfer",
              "dashboard Payouts → Send, settled by reconciliation + retry_unsettled",
              "/v1/transfers", "POST", _payout_setup, _send_from_dashboard,
@@ -871,7 +874,8 @@ SCENARIOS = [
              "/v1/transfers/", "POST", _reversal_setup, _reverse, _reservation_kept,
              _retry_reversal, _reversal_end,
              {"payout": "reversed", "reversed_minor": AMOUNT, "reversals": ["succeeded"],
-              "stripe_reversals": 1, "platform_spent": 0}),
+              "stripe_reversals": 1, "platform_spent": 0},
+             delay=HELD_RETRY_DELAY_SECONDS),
     Scenario("oauth_exchange", "oauth_token",
              "browser: GET stripe-connect-callback (code exchange; never retried)",
              "/oauth/token", "POST", _consented, _callback, _exchange_truthful,
@@ -962,7 +966,7 @@ def test_stripe_fault_sweep(sweep: Sweep, cli_ready: None, capsys: pytest.Captur
     ctx = scenario.setup(sweep)
     ctx["capsys"] = capsys
     if fault != "none":
-        sweep.arm(fault, scenario.path, scenario.method)
+        sweep.arm(fault, scenario.path, scenario.method, delay=scenario.delay)
 
     outcome = scenario.act(sweep, ctx)
 
