@@ -276,8 +276,20 @@ def create_onboarding_link(
         )
         attempt_id = attempt.id
     refresh_url, return_url = _onboarding_urls(settings, attempt_id)
-    link = gateway.create_account_link(account_id=account_id, refresh_url=refresh_url,
-                                       return_url=return_url)
+    try:
+        link = gateway.create_account_link(account_id=account_id, refresh_url=refresh_url,
+                                           return_url=return_url)
+    except StripeGatewayError as exc:
+        # The freelancer never got this link: left pending it would later be counted as
+        # abandoned, or as succeeded once another link completes onboarding.
+        with session_factory.begin() as session:
+            finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED,
+                           reason=FailureReason.SERVER_ERROR)
+            audit.record(session, actor=operator, action="connect.onboarding_link",
+                         result=f"failed:{exc.code}", target=f"freelancer:{freelancer_id}",
+                         input={"account": account_id, "attempt_id": attempt_id},
+                         stripe_request_id=exc.request_id, detail=exc.message)
+        raise
     expires_at = link.data.get("expires_at")
     with session_factory.begin() as session:
         audit.record(session, actor=operator, action="connect.onboarding_link", result="issued",
