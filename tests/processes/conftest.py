@@ -330,6 +330,21 @@ def payout_rows(session_factory: sessionmaker[Session]) -> list[Payout]:
         return list(session.scalars(select(Payout).order_by(Payout.id)))
 
 
+def only_transfer(emulator: EmulatorHandle) -> dict[str, Any]:
+    """Stripe's one transfer; anything else is money moved twice (or not at all)."""
+    made = transfers(emulator)
+    assert len(made) == 1, (f"Stripe made {len(made)} transfers for one payout: "
+                            f"{[(t['id'], t['amount']) for t in made]}")
+    return made[0]
+
+
+def only_row(session_factory: sessionmaker[Session]) -> Payout:
+    """The ledger's one payout row."""
+    rows = payout_rows(session_factory)
+    assert len(rows) == 1, f"the ledger has {len(rows)} payout rows for one request"
+    return rows[0]
+
+
 def wait_until(predicate: Any, *, timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -36,6 +36,8 @@ from tests.processes.conftest import (
     Companion,
     Processes,
     admin_headers,
+    only_row,
+    only_transfer,
     payable_freelancer,
     payout_body,
     payout_rows,
@@ -98,8 +100,8 @@ def _replay_is_left_alone(companion: Companion, freelancer_id: int, *, transfers
 
 def _assert_paid_once(companion: Companion, emulator: EmulatorHandle,
                       session_factory: sessionmaker[Session], freelancer_id: int) -> str:
-    [transfer] = transfers(emulator)
-    [row] = payout_rows(session_factory)
+    transfer = only_transfer(emulator)
+    row = only_row(session_factory)
     assert row.status == "paid"
     assert row.stripe_transfer_id == transfer["id"]
     assert transfer["metadata"]["ledger_key"] == row.idempotency_key
@@ -134,7 +136,7 @@ def test_killed_while_blocked_in_the_stripe_call_pays_exactly_once_after_restart
                what="the payout row claimed")
     claimed_at = time.monotonic()
     _kill_mid_request(first, thread, outcome)
-    [row] = payout_rows(session_factory)
+    row = only_row(session_factory)
     assert row.status == "submitted" and row.stripe_transfer_id is None
 
     # Whatever Stripe does with a request whose caller vanished, let it finish doing it.
@@ -169,9 +171,9 @@ def test_killed_after_stripe_paid_settles_with_that_transfer_never_a_second(
     thread, outcome = _post_in_background(first, freelancer_id)
     wait_until(lambda: len(transfers(emulator)) == 1, what="Stripe executed the transfer")
     _kill_mid_request(first, thread, outcome)
-    [row] = payout_rows(session_factory)
+    row = only_row(session_factory)
     assert row.status == "submitted" and row.stripe_transfer_id is None
-    [paid_at_stripe] = transfers(emulator)
+    paid_at_stripe = only_transfer(emulator)
 
     second = processes.companion(database_url=database_url, emulator_url=emulator.base_url)
     _replay_is_left_alone(second, freelancer_id, transfers_now=1, emulator=emulator)

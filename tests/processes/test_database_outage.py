@@ -35,6 +35,8 @@ from tests.processes.conftest import (
     admin_headers,
     assert_clean_error,
     freelancer_headers,
+    only_row,
+    only_transfer,
     payable_freelancer,
     payout_body,
     payout_rows,
@@ -127,8 +129,8 @@ def test_payout_refused_while_the_database_is_down_then_paid_once(
         again = http.post(PAYOUTS, json=payout_body(freelancer_id), headers=headers)
     assert again.status_code == 200
     assert again.json()["data"]["payoutId"] == paid.json()["data"]["payoutId"]
-    [row] = payout_rows(session_factory)
-    [transfer] = transfers(quiet_emulator)
+    row = only_row(session_factory)
+    transfer = only_transfer(quiet_emulator)
     assert row.status == "paid" and row.stripe_transfer_id == transfer["id"]
     assert transfer["metadata"]["ledger_key"] == row.idempotency_key
 
@@ -161,8 +163,8 @@ def test_link_cut_while_stripe_executes_the_transfer_heals_through_the_webhook(
     _assert_unavailable(answer)
     _assert_database_down(companion)
     # Stripe did pay; the ledger still says "we may have sent this", never half of anything.
-    [transfer] = transfers(quiet_emulator)
-    [row] = payout_rows(session_factory)
+    transfer = only_transfer(quiet_emulator)
+    row = only_row(session_factory)
     assert row.status == "submitted" and row.stripe_transfer_id is None
     assert transfer["metadata"]["ledger_key"] == row.idempotency_key
 

@@ -41,9 +41,10 @@ from tests.processes.conftest import (
     Processes,
     admin_headers,
     freelancer_headers,
+    only_row,
+    only_transfer,
     payable_freelancer,
     payout_body,
-    payout_rows,
     transfers,
     wait_until,
 )
@@ -153,9 +154,10 @@ def _unknown_payout_with_a_transfer(emulator: EmulatorHandle,
     row = execute_payout(session_factory, gateway=StripeGateway(settings), payout_id=payout_id,
                          operator=ADMIN)
     assert row.status == "unknown"
-    [transfer] = transfers(emulator)
+    transfer = only_transfer(emulator)
     events = emulator.state(full=True)["state"]["events"]
-    [event_id] = [e["id"] for e in events.values() if e["type"] == "transfer.created"]
+    [event_id] = [e["id"] for e in events.values() if e["type"] == "transfer.created"
+                  and e["data"]["object"]["id"] == transfer["id"]]
     return payout_id, str(event_id)
 
 
@@ -190,8 +192,8 @@ def test_one_event_delivered_to_both_replicas_at_once_is_processed_once(
             AuditLog.action == "payout.settled_by_webhook")).all()
     assert stored.status == "processed" and stored.attempts == 1
     assert [a.target for a in settled] == [f"payout:{payout_id}"]
-    [row] = payout_rows(session_factory)
-    [transfer] = transfers(quiet_emulator)
+    row = only_row(session_factory)
+    transfer = only_transfer(quiet_emulator)
     assert row.status == "paid" and row.stripe_transfer_id == transfer["id"]
 
 
@@ -238,8 +240,8 @@ def test_one_payout_executed_by_both_replicas_and_two_workers_pays_once(
 
     statuses = {(a.status_code, a.json()["data"]["status"]) for a in answers}
     assert statuses <= {(200, "paid"), (202, "submitted")}, answers[0].text
-    [transfer] = transfers(emulator)
-    [row] = payout_rows(session_factory)
+    transfer = only_transfer(emulator)
+    row = only_row(session_factory)
     assert row.status == "paid" and row.stripe_transfer_id == transfer["id"]
     assert {a.json()["data"]["payoutId"] for a in answers} == {row.id}
     for _ready, process, log in workers:
