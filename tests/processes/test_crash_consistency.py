@@ -129,7 +129,7 @@ def test_killed_while_blocked_in_the_stripe_call_pays_exactly_once_after_restart
     emulator = quiet_emulator
     freelancer_id = payable_freelancer(emulator, session_factory)
     first = processes.companion(database_url=database_url, emulator_url=emulator.base_url)
-    hold = 2.0
+    hold = 3.0  # long enough to see the claim and kill, even on a busy machine
     emulator.inject_fault("delay", path="/v1/transfers", method="POST", seconds=hold)
     thread, outcome = _post_in_background(first, freelancer_id)
     wait_until(lambda: [r.status for r in payout_rows(session_factory)] == ["submitted"],

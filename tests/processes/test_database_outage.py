@@ -144,7 +144,7 @@ def test_link_cut_while_stripe_executes_the_transfer_heals_through_the_webhook(
     freelancer_id = payable_freelancer(quiet_emulator, session_factory)
     wire_webhooks(quiet_emulator, companion.url, webhook_max_attempts=10,
                   webhook_retry_delay=0.3)
-    quiet_emulator.inject_fault("delay", path="/v1/transfers", method="POST", seconds=2.0)
+    quiet_emulator.inject_fault("delay", path="/v1/transfers", method="POST", seconds=3.0)
     headers = admin_headers("invoice-outage-2")
     answers: list[httpx.Response] = []
 
@@ -230,3 +230,59 @@ def test_callback_while_the_database_is_down_spends_nothing_and_works_after(
     account_id = parse_qs(urlsplit(location).query)["accountId"][0]
     connection = quiet_emulator.state(full=True)["state"]["connections"][account_id]
     assert connection["active"] is True
+
+
+def test_link_cut_during_the_code_exchange_never_exchanges_twice(
+    companion: Companion, proxy: TcpProxy, quiet_emulator: EmulatorHandle,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Cut after the state is spent, while Stripe exchanges the code: Stripe connects the
+    account, the callback cannot record it. A reload must not exchange again (that would revoke
+    the connection); connecting again attaches the same account."""
+    quiet_emulator.configure(backend_url=companion.url)
+    with session_factory.begin() as session:
+        freelancer_id = create_freelancer(session, name="Ada Lovelace", email="ada@example.com").id
+    headers = freelancer_headers(freelancer_id)
+    browser = {"Accept": "text/html"}
+    with httpx.Client(base_url=companion.url, timeout=30, follow_redirects=False) as http:
+        link = http.get(f"{FREELANCER_API}/stripe-connect-url", headers=headers)
+        redirect = consent(link.json()["data"]["connectUrl"])
+    quiet_emulator.inject_fault("delay", path="/oauth/token", method="POST", seconds=3.0)
+    answers: list[httpx.Response] = []
+
+    def callback() -> None:
+        with httpx.Client(base_url=companion.url, timeout=30, follow_redirects=False) as http:
+            answers.append(http.get(f"{FREELANCER_API}/stripe-connect-callback",
+                                    params=redirect, headers=browser))
+
+    browser_tab = threading.Thread(target=callback)
+    browser_tab.start()
+
+    def state_spent() -> bool:
+        with session_factory() as session:
+            return session.scalars(select(OAuthState.consumed_at)).one() is not None
+
+    wait_until(state_spent, what="the state spent before the exchange")
+    proxy.cut()
+    browser_tab.join(timeout=30)
+    [down] = answers
+    assert down.status_code == 503 and down.headers["content-type"].startswith("text/html")
+    assert_clean_error(down)
+    connections = quiet_emulator.state(full=True)["state"]["connections"]
+    [account_id] = [acct for acct, c in connections.items() if c["active"]]  # Stripe connected
+
+    proxy.restore()
+    _assert_database_back(companion)
+    with httpx.Client(base_url=companion.url, timeout=30, follow_redirects=False) as http:
+        reload = http.get(f"{FREELANCER_API}/stripe-connect-callback", params=redirect,
+                          headers=browser)
+        assert reload.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+        assert quiet_emulator.state(full=True)["state"]["connections"][account_id]["active"]
+        # "Session expired. Please try again.": connecting again picks the same account.
+        again = http.get(f"{FREELANCER_API}/stripe-connect-url", headers=headers)
+        done = http.get(f"{FREELANCER_API}/stripe-connect-callback",
+                        params=consent(again.json()["data"]["connectUrl"], account=account_id))
+        assert done.headers["location"] == f"/freelancer/stripe/success?accountId={account_id}"
+        status = http.get(f"{FREELANCER_API}/stripe-connect-status", headers=headers)
+    assert status.json()["data"]["accountId"] == account_id
+    assert quiet_emulator.state(full=True)["state"]["connections"][account_id]["active"]
