@@ -1,10 +1,16 @@
 """Reading freelancers and their connected accounts for the Accounts page.
 
 Built for 100,000 accounts: filters are SQL ``WHERE`` clauses on indexed promoted columns, the
-list selects only the columns it shows (never the raw JSON), paging is server-side
-(``LIMIT``/``OFFSET`` over a stable ``ORDER BY name, id`` that the ``ix_freelancers_name`` index
-serves), and the count skips the join when no filter needs the mirror. A page therefore costs
-the same two queries whatever the table size. The export runs the very same ``WHERE`` clause
+list selects only the columns it shows (never the raw JSON), paging is server-side over a
+stable ``ORDER BY name, id`` that the ``ix_freelancers_name`` index serves, and the count skips
+the join when no filter needs the mirror. A page therefore costs the same two queries whatever
+the table size.
+
+Paging is by keyset: the next page is the rows *after* the last row shown (``name, id``), the
+previous one the rows *before* the first, the last page the rows from the end backwards, so the
+database seeks the index to the page instead of walking (and joining) every row before it with
+an OFFSET: page 1,000 costs what page 1 costs. ``id`` breaks ties between equal names, so no row
+is skipped or shown twice. An offset is still served for a page number typed in. The export runs the very same ``WHERE`` clause
 (so it is exactly what the filters show) over every page, streamed in chunks and capped at
 :data:`MAX_EXPORT` rows.
 
@@ -80,15 +86,36 @@ EXPORT_COLUMNS: tuple[str, ...] = tuple(AccountRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
+class AccountCursor:
+    """A row's place in the table's order (name, then id): where a keyset page starts or ends."""
+
+    name: str
+    freelancer_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class AccountPage:
     rows: list[AccountRow]
     total: int
     limit: int
     offset: int
+    has_next: bool = False
+    has_previous: bool = False
 
     @property
     def has_more(self) -> bool:
-        return self.offset + len(self.rows) < self.total
+        return self.has_next
+
+    @property
+    def first(self) -> AccountCursor | None:
+        """The first row's place: ``before=`` it is the previous page."""
+        return AccountCursor(self.rows[0].name, self.rows[0].freelancer_id) if self.rows else None
+
+    @property
+    def last(self) -> AccountCursor | None:
+        """The last row's place: ``after=`` it is the next page."""
+        return (AccountCursor(self.rows[-1].name, self.rows[-1].freelancer_id)
+                if self.rows else None)
 
 
 # ---- the one WHERE clause --------------------------------------------------------------------
@@ -202,24 +229,64 @@ def _ordered(statement: Select[Any]) -> Select[Any]:
     return statement.order_by(Freelancer.name, Freelancer.id)
 
 
+def _after(cursor: AccountCursor) -> ColumnElement[bool]:
+    # The plain range on name is what the index seeks to; the OR only breaks ties by id.
+    return and_(Freelancer.name >= cursor.name,
+                or_(Freelancer.name > cursor.name, Freelancer.id > cursor.freelancer_id))
+
+
+def _before(cursor: AccountCursor) -> ColumnElement[bool]:
+    return and_(Freelancer.name <= cursor.name,
+                or_(Freelancer.name < cursor.name, Freelancer.id < cursor.freelancer_id))
+
+
 # ---- public reads ----------------------------------------------------------------------------
 
 
 def list_accounts(
     session: Session, *, operator: Operator, filters: AccountFilter | None = None,
-    limit: int = 50, offset: int = 0,
+    limit: int = 50, offset: int = 0, after: AccountCursor | None = None,
+    before: AccountCursor | None = None, from_end: bool = False,
 ) -> AccountPage:
-    """One page of freelancers with their account state, by name, plus the filtered total."""
+    """One page of freelancers with their account state, by name, plus the filtered total.
+
+    The page is the ``limit`` rows ``after`` a row, ``before`` a row, at the end (``from_end``),
+    or ``offset`` rows in. The first three seek the name index, so any page costs what the first
+    costs; an offset walks (and joins) every row it skips, for a page number typed in.
+    """
     authorize(operator, Action.VIEW_ACCOUNTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
+    if sum((after is not None, before is not None, from_end, offset > 0)) > 1:
+        raise ValidationError("A page starts at one place: an offset, after or before a row, "
+                              "or the end.")
     chosen = filters or AccountFilter()
     count = select(func.count(Freelancer.id)).select_from(Freelancer)
     if _needs_mirror(chosen):
         count = count.outerjoin(ConnectedAccount, _ON_ACCOUNT)
     total = session.scalar(_where(count, chosen)) or 0
-    rows = session.execute(_ordered(_where(_list_select(), chosen)).limit(limit).offset(offset))
-    return AccountPage(rows=[_to_row(r) for r in rows], total=int(total), limit=limit,
-                       offset=offset)
+    statement = _where(_list_select(), chosen)
+    if after is not None:
+        statement = statement.where(_after(after))
+    if before is not None:
+        statement = statement.where(_before(before))
+    backwards = before is not None or from_end
+    if backwards:
+        statement = statement.order_by(Freelancer.name.desc(), Freelancer.id.desc())
+    else:
+        statement = _ordered(statement)
+    if offset:
+        statement = statement.offset(offset)
+    # One row more than shown says whether another page follows, without a second query.
+    fetched = session.execute(statement.limit(limit + 1)).all()
+    more = len(fetched) > limit
+    shown = fetched[:limit]
+    if backwards:
+        shown.reverse()
+        has_next, has_previous = before is not None, more
+    else:
+        has_next, has_previous = more, after is not None or offset > 0
+    return AccountPage(rows=[_to_row(r) for r in shown], total=int(total), limit=limit,
+                       offset=offset, has_next=has_next, has_previous=has_previous)
 
 
 def iter_export_rows(

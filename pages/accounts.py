@@ -2,13 +2,17 @@
 with a detail view and the admin actions (refresh, links, disconnect, send payout).
 
 The table shows one page (50 rows) of the filtered set; the CSV holds every row the filters
-select, queried only when the download is clicked. Actions call ``lib`` with the operator, so
+select, queried only when the download is clicked. First / Previous / Next / Last page by keyset
+(the rows after or before the ones shown), so a deep page costs what the first does; a page
+number typed into the pager is served by offset. Actions call ``lib`` with the operator, so
 the role check that matters is lib's; buttons are only hidden from roles that cannot use them.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, time
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -32,6 +36,7 @@ from dashboard.widgets import (
 from lib.account_queries import (
     EXPORT_COLUMNS,
     MAX_EXPORT,
+    AccountCursor,
     AccountDetail,
     AccountFilter,
     DueFilter,
@@ -78,9 +83,39 @@ filters = AccountFilter(
 )
 
 # ---- the page of rows ------------------------------------------------------------------------
+#: How the pager's buttons reached the page shown: (page number, filters, "after" | "before" |
+#: "end", cursor, rows). A page number typed in (or any other state) is served by offset.
+POSITION = "accounts_page_position"
+
+
+def _go(number: int, kind: str | None, cursor: AccountCursor | None, rows: int) -> None:
+    """A pager button: move to page ``number`` by keyset (``kind`` None: by offset)."""
+    state["accounts_page"] = number
+    state[POSITION] = (number, repr(filters), kind, cursor, rows) if kind else None
+
+
+def _keyset(number: int) -> dict[str, Any]:
+    """list_accounts' keyset arguments when a button led to page ``number`` under these filters."""
+    saved = state.get(POSITION)
+    if not saved or saved[0] != number or saved[1] != repr(filters):
+        return {}
+    _, _, kind, cursor, rows = saved
+    if kind == "end":
+        return {"from_end": True, "limit": rows}
+    return {kind: cursor}
+
+
 offset = page_offset("accounts_page", filters=filters)
+number = offset // PAGE_SIZE + 1
+keyset = _keyset(number)
 try:
-    page = cache.account_page(context.session_factory, operator, filters, PAGE_SIZE, offset)
+    page = cache.account_page(context.session_factory, operator, filters,
+                              keyset.pop("limit", PAGE_SIZE), 0 if keyset else offset, **keyset)
+    if keyset and not page.rows and page.total:
+        # The rows the cursor pointed at are gone (deleted, renamed): this page number by offset.
+        state[POSITION] = None
+        page = cache.account_page(context.session_factory, operator, filters, PAGE_SIZE,
+                                  offset)
 except ConnectOpsError as exc:
     show_lib_error(exc)
     st.stop()
@@ -105,6 +140,20 @@ else:
                      "Payouts": st.column_config.CheckboxColumn("Payouts", width="small"),
                  })
 pager(page.total, key="accounts_page")
+pages = max(1, math.ceil(page.total / PAGE_SIZE))
+if pages > 1:
+    first, previous, following, last = st.columns(4)
+    first.button("First", key="accounts_page_first", icon=":material/first_page:",
+                 disabled=number <= 1, on_click=_go, args=(1, None, None, PAGE_SIZE))
+    previous.button("Previous", key="accounts_page_previous", icon=":material/chevron_left:",
+                    disabled=not page.has_previous or number <= 1, on_click=_go,
+                    args=(number - 1, "before", page.first, PAGE_SIZE))
+    following.button("Next", key="accounts_page_next", icon=":material/chevron_right:",
+                     disabled=not page.has_next or number >= pages, on_click=_go,
+                     args=(number + 1, "after", page.last, PAGE_SIZE))
+    last.button("Last", key="accounts_page_last", icon=":material/last_page:",
+                disabled=number >= pages, on_click=_go,
+                args=(pages, "end", None, page.total - (pages - 1) * PAGE_SIZE))
 
 if page.total and operator.can(Action.EXPORT):
     factory = context.session_factory

@@ -7,6 +7,7 @@ import pytest
 import streamlit as st
 from sqlalchemy import select
 
+from lib.account_queries import AccountFilter, export_rows
 from lib.accounts import upsert_account
 from lib.errors import PermissionDeniedError
 from lib.freelancers import create_freelancer
@@ -16,6 +17,7 @@ from lib.stripe_gateway import StripeGateway
 from lib.sync import refresh_account
 from tests.factories import TEST_JWT_SECRET, make_settings
 from tests.factories_dashboard import (
+    QueryCounter,
     add_freelancer,
     open_page,
     page_text,
@@ -23,6 +25,8 @@ from tests.factories_dashboard import (
     run_page_directly,
     seed_many,
 )
+
+FINANCE = Operator.from_role_names("fin", ["finance"])
 
 
 @pytest.mark.parametrize("user", ["admin", "finance"])
@@ -202,6 +206,75 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     seed_many(session_factory, 450)
     large = queries_to_render(app, "accounts.py", "admin", setup=with_detail)
     assert 7 <= len(small) == len(large) <= 12, large
+
+
+def _list_statements(statements: list[str]) -> list[str]:
+    """The table's row query (the count and the detail are other statements)."""
+    return [s for s in statements if "FROM freelancers LEFT OUTER JOIN connected_accounts" in s
+            and "ORDER BY" in s]
+
+
+def test_pager_buttons_page_by_keyset_in_table_order(app, session_factory) -> None:
+    """Issue 7: Next/Previous/Last seek the index from the rows shown instead of skipping rows;
+    the rows are exactly the pages of the table's order, the page number and total stay right."""
+    seed_many(session_factory, 140)
+    with session_factory() as session:
+        order = [r["name"] for r in export_rows(session, operator=FINANCE)]
+    at = open_page(app, "accounts.py", "finance")
+    assert list(at.dataframe[0].value["Freelancer"]) == order[:50]
+    assert at.button(key="accounts_page_previous").disabled
+
+    with QueryCounter() as counter:
+        at.button(key="accounts_page_next").click().run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["Freelancer"]) == order[50:100]
+    assert at.number_input(key="accounts_page").value == 2
+    assert "Page 2 of 3 · 140 rows" in page_text(at)
+    listed = _list_statements(counter.statements)
+    # Seeks past the last row shown (SQLite always renders an OFFSET, here 0).
+    assert len(listed) == 1 and "freelancers.name >=" in listed[0]
+
+    at.button(key="accounts_page_next").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[100:]
+    assert at.button(key="accounts_page_next").disabled
+    at.button(key="accounts_page_previous").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[50:100]
+    at.button(key="accounts_page_first").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[:50]
+    assert at.number_input(key="accounts_page").value == 1
+    with QueryCounter() as counter:
+        at.button(key="accounts_page_last").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[100:]    # 40 rows, page 3
+    assert at.number_input(key="accounts_page").value == 3
+    assert "ORDER BY freelancers.name DESC" in _list_statements(counter.statements)[0]
+    at.button(key="accounts_page_previous").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[50:100]
+
+    # A page number typed in still works (by offset), and Next continues from it by keyset.
+    with QueryCounter() as counter:
+        at.number_input(key="accounts_page").set_value(3).run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[100:]
+    listed = _list_statements(counter.statements)
+    assert len(listed) == 1 and "freelancers.name >=" not in listed[0]     # by offset
+    assert "DESC" not in listed[0]
+    at.button(key="accounts_page_previous").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[50:100]
+
+
+def test_pager_buttons_keep_the_filters(app, session_factory) -> None:
+    seed_many(session_factory, 840)                          # 120 disabled
+    with session_factory() as session:
+        order = [r["name"] for r in export_rows(
+            session, operator=FINANCE, filters=AccountFilter(statuses=("DISABLED",)))]
+    at = open_page(app, "accounts.py", "finance")
+    at.button(key="accounts_page_next").click().run()       # page 2 of everyone
+    at.multiselect(key="accounts_status_filter").select("DISABLED").run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[:50]  # new filters: page 1
+    at.button(key="accounts_page_next").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[50:100]
+    assert "Page 2 of 3 · 120 rows" in page_text(at)
+    at.button(key="accounts_page_last").click().run()
+    assert list(at.dataframe[0].value["Freelancer"]) == order[100:]
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 
 from lib.account_queries import (
+    AccountCursor,
     AccountFilter,
+    AccountPage,
     DueFilter,
     account_detail,
     country_options,
@@ -175,3 +177,91 @@ def test_connected_but_not_mirrored_is_pending(session_factory) -> None:
         page = list_accounts(session, operator=ADMIN,
                              filters=AccountFilter(statuses=("PENDING",)))
     assert [(r.name, r.status) for r in page.rows] == [("Zed", "PENDING")]
+
+
+# ---- keyset paging (issue 7: page 1,000 costs what page 1 costs) -----------------------------
+
+
+def _walk_forward(session, filters: AccountFilter, limit: int) -> list[AccountPage]:
+    pages = [list_accounts(session, operator=ADMIN, filters=filters, limit=limit)]
+    while pages[-1].has_next:
+        pages.append(list_accounts(session, operator=ADMIN, filters=filters, limit=limit,
+                                   after=pages[-1].last))
+    return pages
+
+
+@pytest.fixture
+def crowd(session_factory, planted) -> None:
+    """Names that tie (the id decides their order) among the seven planted ones."""
+    with session_factory.begin() as session:
+        for index, state in enumerate(["active", "disabled", "not_connected"] * 4):
+            add_freelancer(session, state=state, name="B same name" if index % 2 else "Zoe",
+                           email=f"crowd{index}@example.com", now=NOW)
+
+
+@pytest.mark.parametrize("filters", [
+    AccountFilter(), AccountFilter(statuses=("DISABLED", "NOT_CONNECTED")),
+    AccountFilter(due=DueFilter.NOTHING_DUE), AccountFilter(country="US", search="e"),
+])
+def test_keyset_pages_are_the_offset_pages(session_factory, crowd, filters) -> None:
+    with session_factory() as session:
+        everything = [r["freelancer_id"] for r in export_rows(session, operator=ADMIN,
+                                                              filters=filters)]
+        forward = _walk_forward(session, filters, limit=3)
+        backward = [list_accounts(session, operator=ADMIN, filters=filters, limit=3,
+                                  from_end=True)]
+        while backward[-1].has_previous:
+            backward.append(list_accounts(session, operator=ADMIN, filters=filters, limit=3,
+                                          before=backward[-1].first))
+        by_offset = [list_accounts(session, operator=ADMIN, filters=filters, limit=3, offset=o)
+                     for o in range(0, len(everything), 3)]
+    assert len(everything) > 3
+    ids = [[r.freelancer_id for r in p.rows] for p in forward]
+    assert ids == [[r.freelancer_id for r in p.rows] for p in by_offset]
+    assert [i for page in ids for i in page] == everything          # each row once, in order
+    assert {p.total for p in forward} == {len(everything)}
+    assert [p.has_previous for p in forward] == [False] + [True] * (len(forward) - 1)
+    walked_back = [r.freelancer_id for p in reversed(backward) for r in p.rows]
+    assert walked_back == everything
+    assert not backward[0].has_next and backward[-1].rows[0].freelancer_id == everything[0]
+
+
+def test_keyset_ties_are_broken_by_id(session_factory, crowd) -> None:
+    with session_factory() as session:
+        tied = list_accounts(session, operator=ADMIN, filters=AccountFilter(search="same name"),
+                             limit=2)
+        rest = list_accounts(session, operator=ADMIN, filters=AccountFilter(search="same name"),
+                             limit=50, after=tied.last)
+    ids = [r.freelancer_id for r in tied.rows + rest.rows]
+    assert len(ids) == 6 and ids == sorted(ids) and tied.has_next and not rest.has_next
+
+
+def test_one_starting_place_only(session_factory, planted) -> None:
+    place = AccountCursor("A active", planted["active"])
+    with session_factory() as session:
+        with pytest.raises(ValidationError):
+            list_accounts(session, operator=ADMIN, after=place, before=place)
+        with pytest.raises(ValidationError):
+            list_accounts(session, operator=ADMIN, after=place, offset=3)
+        with pytest.raises(ValidationError):
+            list_accounts(session, operator=ADMIN, from_end=True, before=place)
+        with pytest.raises(PermissionDeniedError):
+            list_accounts(session, operator=MANAGER, after=place)
+
+
+def test_a_keyset_page_seeks_the_name_index(session_factory, planted, database_backend) -> None:
+    """The plan, not a timing: the next page starts at an index search, not a walk from row 1."""
+    if database_backend != "sqlite":
+        pytest.skip("SQLite plans without statistics, so its plan is the same at 7 and 100,000 "
+                    "rows; PostgreSQL picks by table size")
+    from sqlalchemy import text
+
+    from lib.account_queries import _after, _list_select, _ordered, _where
+
+    statement = _ordered(_where(_list_select(), AccountFilter()).where(
+        _after(AccountCursor("C", 3)))).limit(51)
+    with session_factory() as session:
+        sql = str(statement.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+        plan = " | ".join(row[-1] for row in session.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    assert "SEARCH freelancers USING INDEX ix_freelancers_name (name>?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
