@@ -99,7 +99,8 @@ def sign_value(value: str, *, secret: str, purpose: str) -> str:
 def unsign_value(signed: str, *, secret: str, purpose: str) -> str | None:
     """The value if its signature is ours, else None."""
     value, _, signature = (signed or "").rpartition(".")
-    if not value or not signature:
+    # compare_digest raises TypeError on non-ASCII text (a 500 on a tampered onboarding link).
+    if not value or not signature or not signature.isascii():
         return None
     expected = sign_value(value, secret=secret, purpose=purpose).rpartition(".")[2]
     return value if hmac.compare_digest(expected, signature) else None
