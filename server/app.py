@@ -27,6 +27,7 @@ from server import pages
 from server.app_context import ServiceContext
 from server.responses import domain_error_handler, fail, validation_error_handler
 from server.routes import admin, freelancer, webhooks
+from server.schemas import Health
 from server.security import SecurityHeadersMiddleware
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ def create_app(
         gateway=gateway or StripeGateway(settings),
     )
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
+    @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability",
+             response_model=Health,
+             responses={503: {"model": Health, "description": "The database is unreachable"}})
     def healthz() -> JSONResponse:
         context: ServiceContext = app.state.context
         try:

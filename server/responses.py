@@ -1,4 +1,7 @@
-"""The platform's response envelope ``{"success", "message", "data"}`` and error mapping."""
+"""The platform's response envelope ``{"success", "message", "data"}`` and error mapping.
+
+Its documented shapes are in ``server/schemas.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from lib import errors
 from lib.tokens import TokenError
-
-
-class Envelope(BaseModel):
-    success: bool
-    message: str
-    data: Any | None = None
 
 
 def ok(message: str, data: Any = None, status_code: int = 200) -> JSONResponse:

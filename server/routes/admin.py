@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -24,7 +25,16 @@ from lib.payouts.ledger import request_payout
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims
 from server.app_context import ServiceContext, context_of
-from server.responses import Envelope, fail, ok
+from server.responses import fail, ok
+from server.schemas import (
+    AUTH_ERRORS,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_ID,
+    STRIPE_ERRORS,
+    PayoutEnvelope,
+    PayoutErrorEnvelope,
+    documented,
+)
 from server.security import bearer_claims
 
 logger = logging.getLogger(__name__)
@@ -32,20 +42,27 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 MAX_BODY_BYTES = 16 * 1024
 _FIELDS = {"freelancerId", "amount", "currency", "payoutType", "description"}
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 PAYOUT_BODY_SCHEMA = {
     "type": "object",
     "required": ["freelancerId", "amount", "currency"],
     "additionalProperties": False,
     "properties": {
-        "freelancerId": {"type": ["integer", "string"], "description": "Freelancer id"},
+        "freelancerId": {"description": "Freelancer id", "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            {"type": "string", "pattern": "^[0-9]{1,10}$"}]},
         "amount": {"type": ["number", "string"],
                    "description": "Major units, e.g. 100.50 (parsed exactly, never as a float)"},
-        "currency": {"type": "string", "minLength": 3, "maxLength": 3, "example": "usd"},
-        "payoutType": {"type": "string", "enum": ["MANUAL", "BULK"], "default": "MANUAL"},
-        "description": {"type": "string", "maxLength": 500},
+        "currency": {"type": "string", "pattern": r"^\s*[A-Za-z]{3}\s*$", "example": "usd"},
+        # null is taken as "not given" (JSON clients send it for an empty optional field).
+        "payoutType": {"enum": ["MANUAL", "BULK", None], "default": "MANUAL"},
+        "description": {"type": ["string", "null"], "maxLength": 500},
     },
 }
+#: The guide's example request (the fuzz test's examples phase sends it as a real payout).
+PAYOUT_EXAMPLE = {"freelancerId": 1, "amount": 100.50, "currency": "usd", "payoutType": "MANUAL",
+                  "description": "Payment for completed work"}
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -64,8 +81,12 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
         if body.get(name) in (None, ""):
             raise ValidationError(f"{name} is required.")
     freelancer = body["freelancerId"]
-    if isinstance(freelancer, bool) or not (
-        isinstance(freelancer, int) or (isinstance(freelancer, str) and freelancer.isdigit())
+    # ASCII digits only ("²".isdigit() is true and int() then raised: a 500), and within the id
+    # column (a larger int overflowed SQLite's driver: another 500).
+    if isinstance(freelancer, str) and _DIGITS.fullmatch(freelancer):
+        freelancer = int(freelancer)
+    if isinstance(freelancer, bool) or not isinstance(freelancer, int) or not (
+        1 <= freelancer <= MAX_ID
     ):
         raise ValidationError("freelancerId must be a freelancer's numeric id.")
     amount = body["amount"]
@@ -77,7 +98,7 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     payout_type = body.get("payoutType") or PayoutType.MANUAL.value
     if payout_type not in {t.value for t in PayoutType}:
         raise ValidationError("payoutType must be MANUAL or BULK.")
-    return {"freelancer_id": int(freelancer), "amount": amount, "currency": body["currency"],
+    return {"freelancer_id": freelancer, "amount": amount, "currency": body["currency"],
             "payout_type": payout_type, "description": body.get("description") or ""}
 
 
@@ -111,19 +132,23 @@ _MESSAGES = {
 
 
 @router.post(
-    "/payouts", summary="Request (and send) a payout", response_model=Envelope,
+    "/payouts", summary="Request (and send) a payout", response_model=PayoutEnvelope,
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": PAYOUT_BODY_SCHEMA}}}},
-    responses={202: {"model": Envelope, "description": "Awaiting approval, or outcome unknown"},
-               401: {"model": Envelope}, 403: {"model": Envelope}, 404: {"model": Envelope},
-               409: {"model": Envelope, "description": "Preflight failed or token reused"},
-               422: {"model": Envelope, "description": "Invalid body or refused by Stripe"}},
+        "application/json": {"schema": PAYOUT_BODY_SCHEMA, "example": PAYOUT_EXAMPLE}}}},
+    responses={202: documented("Awaiting approval, or outcome unknown", PayoutEnvelope),
+               **AUTH_ERRORS,
+               403: documented("Only admins request payouts"),
+               404: documented("The freelancer does not exist"),
+               409: documented("Preflight failed or token reused", PayoutErrorEnvelope),
+               422: documented("Invalid body or refused by Stripe", PayoutErrorEnvelope),
+               **STRIPE_ERRORS},
 )
 async def create_payout(
     request: Request,
     claims: Annotated[TokenClaims, Depends(bearer_claims)],
     context: Annotated[ServiceContext, Depends(context_of)],
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=255,
+                                                  pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
 ) -> JSONResponse:
     raw = await request.body()
     return await run_in_threadpool(_create_payout, raw, claims, context, idempotency_key)

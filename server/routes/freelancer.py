@@ -22,9 +22,19 @@ from lib.connect_flow import (
 )
 from lib.connection_attempts import FailureReason
 from lib.errors import StripeGatewayError
-from lib.tokens import TokenClaims
+from lib.tokens import TokenClaims, TokenError
 from server.app_context import ServiceContext, context_of
-from server.responses import Envelope, ok
+from server.responses import ok
+from server.schemas import (
+    AUTH_ERRORS,
+    MAX_ID,
+    STRIPE_ERRORS,
+    VALIDATION_ERRORS,
+    ConnectionStatusEnvelope,
+    ConnectUrlEnvelope,
+    MessageEnvelope,
+    documented,
+)
 from server.security import bearer_claims
 
 logger = logging.getLogger(__name__)
@@ -36,15 +46,29 @@ _MAX_PARAM = 1024
 Claims = Annotated[TokenClaims, Depends(bearer_claims)]
 Context = Annotated[ServiceContext, Depends(context_of)]
 
-AUTH_ERRORS = {
-    401: {"model": Envelope, "description": "Missing, expired or invalid freelancer token"},
-    403: {"model": Envelope, "description": "The token is not a freelancer's"},
-    404: {"model": Envelope, "description": "The freelancer does not exist"},
+FREELANCER_ERRORS = {
+    **AUTH_ERRORS,
+    403: documented("The token is not a freelancer's"),
+    404: documented("The freelancer does not exist"),
+    **VALIDATION_ERRORS,
+    **STRIPE_ERRORS,
 }
-STRIPE_ERRORS = {
-    502: {"model": Envelope, "description": "Stripe refused the request"},
-    503: {"model": Envelope, "description": "Stripe did not answer; try again"},
+#: The browser-facing redirects: a lost database shows a page to a browser, JSON to others.
+REDIRECT_RESPONSES = {
+    **VALIDATION_ERRORS,
+    503: {**documented("The database is unreachable; reload in a moment"),
+          "content": {"text/html": {}}},
 }
+
+
+def freelancer_id_of(claims: TokenClaims) -> int:
+    """The token's freelancer id (403 for another role, 401 for an id nobody can have)."""
+    freelancer_id = claims.freelancer_id
+    # int() also reads non-ASCII digits and numbers past the id column, which overflowed
+    # SQLite's driver (a 500) for a correctly signed token with an absurd subject.
+    if not claims.subject.isascii() or not 1 <= freelancer_id <= MAX_ID:
+        raise TokenError("The token's subject is not a freelancer id.")
+    return freelancer_id
 
 
 def frontend_base(context: ServiceContext) -> str:
@@ -59,7 +83,8 @@ def error_redirect(context: ServiceContext, reason: FailureReason) -> RedirectRe
 
 @router.get(
     "/stripe-connect-url", summary="Generate a Stripe Connect URL",
-    response_model=Envelope, responses={**AUTH_ERRORS, **STRIPE_ERRORS, 409: {"model": Envelope}},
+    response_model=ConnectUrlEnvelope,
+    responses={**FREELANCER_ERRORS, 409: documented("Onboarding asked for an OAuth-connected account")},
     description="`method=oauth` (default): consent URL for an existing Standard account. "
     "`method=onboarding`: hosted onboarding link for a new Express account.",
 )
@@ -67,7 +92,7 @@ def get_connect_url(
     claims: Claims, context: Context,
     method: Literal["oauth", "onboarding"] = "oauth",
 ) -> JSONResponse:
-    freelancer_id = claims.freelancer_id
+    freelancer_id = freelancer_id_of(claims)
     if method == "onboarding":
         link = create_onboarding_link(
             context.session_factory, gateway=context.gateway, settings=context.settings,
@@ -85,7 +110,7 @@ def get_connect_url(
 
 @router.get(
     "/stripe-connect-callback", summary="OAuth redirect callback (Stripe calls this)",
-    response_class=RedirectResponse, status_code=302,
+    response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
     description="Public. Redirects to `/freelancer/stripe/success?accountId=…` or "
     "`/freelancer/stripe/error?reason=…` on FRONTEND_URL (or on this service when unset). "
     "Reasons: access_denied, missing_parameters, invalid_state, exchange_failed, server_error, "
@@ -111,12 +136,12 @@ def oauth_callback(
 
 
 @router.get(
-    "/stripe-connect-status", summary="Connection status", response_model=Envelope,
-    responses={**AUTH_ERRORS, **STRIPE_ERRORS},
+    "/stripe-connect-status", summary="Connection status",
+    response_model=ConnectionStatusEnvelope, responses=FREELANCER_ERRORS,
     description="From the local mirror; `refresh=true` re-reads the account from Stripe.",
 )
 def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONResponse:
-    freelancer_id = claims.freelancer_id
+    freelancer_id = freelancer_id_of(claims)
     if refresh:
         view = refresh_connection(context.session_factory, gateway=context.gateway,
                                   freelancer_id=freelancer_id)
@@ -127,19 +152,18 @@ def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONR
 
 
 @router.delete(
-    "/stripe-connect", summary="Disconnect the Stripe account", response_model=Envelope,
-    responses={**AUTH_ERRORS, **STRIPE_ERRORS, 409: {"model": Envelope,
-                                                      "description": "Not connected"}},
+    "/stripe-connect", summary="Disconnect the Stripe account", response_model=MessageEnvelope,
+    responses={**FREELANCER_ERRORS, 409: documented("Not connected")},
 )
 def delete_connection(claims: Claims, context: Context) -> JSONResponse:
     disconnect(context.session_factory, gateway=context.gateway, operator=claims.operator(),
-               freelancer_id=claims.freelancer_id)
+               freelancer_id=freelancer_id_of(claims))
     return ok("Stripe account disconnected successfully")
 
 
 @router.get(
     "/stripe-connect-return", summary="Return from hosted onboarding (Stripe redirects here)",
-    response_class=RedirectResponse, status_code=302,
+    response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
 )
 def onboarding_return(
     context: Context, attempt: str | None = None,
@@ -163,7 +187,7 @@ def onboarding_return(
 
 @router.get(
     "/stripe-connect-refresh", summary="Expired onboarding link (Stripe redirects here)",
-    response_class=RedirectResponse, status_code=302,
+    response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
     description="Mints a fresh onboarding link and redirects to it.",
 )
 def onboarding_refresh(

@@ -17,6 +17,13 @@ from lib.errors import ConnectOpsError, WebhookSignatureError
 from lib.stripe_gateway import verify_webhook
 from lib.webhooks import Endpoint, Intake, process_event, store_event
 from server.app_context import ServiceContext, context_of
+from server.schemas import (
+    DATABASE_ERRORS,
+    WebhookFailed,
+    WebhookReceived,
+    WebhookRefused,
+    documented,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/stripe", tags=["webhooks"])
@@ -26,8 +33,25 @@ Context = Annotated[ServiceContext, Depends(context_of)]
 MAX_BODY_BYTES = 512 * 1024
 
 _RESPONSES = {
-    400: {"description": "Missing/invalid signature, stale timestamp, malformed or oversized body"},
-    500: {"description": "Processing failed; recorded, Stripe will retry"},
+    400: documented("Missing/invalid signature, stale timestamp, malformed or oversized body",
+                    WebhookRefused),
+    500: documented("Processing failed; recorded, Stripe will retry", WebhookFailed),
+    **DATABASE_ERRORS,
+}
+#: The body is read raw (the signature covers its exact bytes), so FastAPI cannot infer it.
+_REQUEST = {
+    "parameters": [{
+        "name": "Stripe-Signature", "in": "header", "required": True,
+        "description": "`t=<unix time>,v1=<HMAC-SHA256 of \"{t}.{raw body}\">`",
+        "schema": {"type": "string"},
+    }],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["id", "object", "type"],
+        "description": "A Stripe event, at most 512 KiB",
+        "properties": {"id": {"type": "string"}, "object": {"const": "event"},
+                       "type": {"type": "string"}, "livemode": {"type": "boolean"},
+                       "account": {"type": "string"}, "data": {"type": "object"}},
+    }}}},
 }
 
 
@@ -72,13 +96,13 @@ def _store_and_process(context: ServiceContext, event: dict, endpoint: Endpoint)
 
 
 @router.post("/webhooks", summary="Platform events (signed with STRIPE_WEBHOOK_SECRET)",
-             responses=_RESPONSES)
+             response_model=WebhookReceived, responses=_RESPONSES, openapi_extra=_REQUEST)
 async def platform_webhook(request: Request, context: Context) -> JSONResponse:
     return await _receive(request, context, Endpoint.PLATFORM)
 
 
 @router.post("/connect-webhooks",
              summary="Connect events (signed with STRIPE_CONNECT_WEBHOOK_SECRET)",
-             responses=_RESPONSES)
+             response_model=WebhookReceived, responses=_RESPONSES, openapi_extra=_REQUEST)
 async def connect_webhook(request: Request, context: Context) -> JSONResponse:
     return await _receive(request, context, Endpoint.CONNECT)

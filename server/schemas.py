@@ -1,0 +1,178 @@
+"""The documented shape of every JSON response the service sends, for ``/openapi.json``.
+
+Handlers build their bodies by hand (the platform's envelope ``{"success", "message", "data"}``,
+kept exactly), so these models only describe them; nothing is serialised through them. They are
+closed (``additionalProperties: false``): a field added to a response without being documented
+here fails the schemathesis run in ``tests/server/test_openapi_fuzz.py``, as does a status code
+missing from a route's ``responses``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lib.account_status import ConnectionStatus
+from lib.models import PayoutStatus, PayoutType
+
+#: Ids are PostgreSQL ``integer`` columns; a larger number can name nothing (and overflowed
+#: SQLite's driver with a 500 before it was refused).
+MAX_ID = 2**31 - 1
+#: Printable ASCII: the key is stored (PostgreSQL text refuses NUL) and replayed to Stripe.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+class ErrorEnvelope(_Closed):
+    """Every refusal of the freelancer and admin API."""
+
+    success: Literal[False]
+    message: str = Field(description="A sentence for a person")
+    code: str | None = Field(None, description="Stable machine-readable reason, when there is one")
+
+
+def documented(description: str, model: type[BaseModel] = ErrorEnvelope) -> dict[str, Any]:
+    """One entry of a route's ``responses=``."""
+    return {"model": model, "description": description}
+
+
+#: What any route can answer whatever it does: the database is down (with ``Retry-After``).
+DATABASE_ERRORS = {503: documented("The database or Stripe is unreachable; try again")}
+#: Routes behind ``Authorization: Bearer``.
+AUTH_ERRORS = {
+    401: documented("Missing, expired or invalid bearer token"),
+    403: documented("The token's role may not use this endpoint"),
+}
+#: Routes with query, header or body parameters (FastAPI's own 422 has another shape).
+VALIDATION_ERRORS = {422: documented("A parameter or the body is invalid")}
+#: Routes that call Stripe: refused (502) or unanswered (503).
+STRIPE_ERRORS = {502: documented("Stripe refused the request"), **DATABASE_ERRORS}
+
+
+# ---- freelancer API ----------------------------------------------------------------------------
+
+
+class ConnectUrl(_Closed):
+    connectUrl: str = Field(description="Stripe's consent page or hosted onboarding link")
+    expiresIn: int = Field(description="Seconds the link stays valid")
+    method: Literal["oauth", "onboarding"]
+
+
+class ConnectUrlEnvelope(_Closed):
+    success: Literal[True]
+    message: str
+    data: ConnectUrl
+
+
+class AccountDetails(_Closed):
+    id: str
+    chargesEnabled: bool
+    payoutsEnabled: bool
+    detailsSubmitted: bool
+    requirementsCurrentlyDue: list[str]
+    requirementsPastDue: list[str]
+    currentDeadline: int | None = Field(description="Unix time Stripe's deadline falls due")
+    disabledReason: str | None
+
+
+class ConnectionStatusData(_Closed):
+    isConnected: bool
+    status: ConnectionStatus
+    verified: bool
+    accountId: str | None
+    accountDetails: AccountDetails | None
+
+
+class ConnectionStatusEnvelope(_Closed):
+    success: Literal[True]
+    message: str
+    data: ConnectionStatusData
+
+
+class MessageEnvelope(_Closed):
+    success: Literal[True]
+    message: str
+
+
+# ---- admin payouts -----------------------------------------------------------------------------
+
+
+class PayoutErrorDetail(_Closed):
+    code: str
+    message: str | None
+
+
+class PayoutView(_Closed):
+    payoutId: int
+    status: PayoutStatus
+    freelancerId: int
+    amountMinor: int = Field(description="Integer minor units, as Stripe counts them")
+    amountDisplay: str = Field(examples=["$100.50 USD"])
+    currency: str
+    payoutType: PayoutType
+    description: str
+    stripeTransferId: str | None
+    requestedBy: str
+    error: PayoutErrorDetail | None
+    createdAt: str = Field(description="ISO 8601")
+
+
+class PayoutEnvelope(_Closed):
+    success: Literal[True]
+    message: str
+    data: PayoutView
+
+
+class PreflightCheck(_Closed):
+    name: str
+    ok: bool
+    message: str
+
+
+class PreflightFailure(_Closed):
+    payoutId: int
+    checks: list[PreflightCheck]
+
+
+class PayoutErrorEnvelope(_Closed):
+    """A refusal; ``data`` is the ledger row when Stripe refused, the checks when preflight did."""
+
+    success: Literal[False]
+    message: str
+    code: str | None = None
+    data: PayoutView | PreflightFailure | None = None
+
+
+# ---- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookReceived(_Closed):
+    received: Literal[True]
+    duplicate: bool = Field(description="The event id was stored before: nothing done again")
+    ignored: bool = Field(description="Stored but not for this deployment (e.g. livemode)")
+
+
+class WebhookRefused(_Closed):
+    received: Literal[False]
+    error: str
+
+
+class WebhookFailed(_Closed):
+    received: Literal[True]
+    processed: Literal[False]
+    error: str = Field(description="The error code recorded on the stored event")
+
+
+# ---- operations --------------------------------------------------------------------------------
+
+
+class Health(_Closed):
+    status: Literal["ok", "error"]
+    database: Literal["ok", "unreachable"]

@@ -1,0 +1,164 @@
+"""Schemathesis fuzzes the companion service against its own ``/openapi.json``.
+
+Every operation gets generated input (valid and invalid: the examples, coverage and fuzzing
+phases) three times: anonymously, with a freelancer's token and with an admin's, so the
+authenticated paths run and not only their 401s. The freelancer is connected to an active
+emulator account and the platform has a balance, so status refreshes, disconnects and payouts
+really reach the emulator. Checks: no 5xx, and every response conforms to the documented
+schema (status code documented, content type, body). Webhook endpoints only ever see unsigned
+or garbage input here, which must be a 400; without a token every authenticated operation
+must be a 401.
+
+Bounded and reproducible: at most 50 fuzzed examples per operation, a derandomised run, no
+shrinking (a failure is reported as generated, with its curl command) and no example
+database, so CI and a laptop run the same cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from sqlalchemy.orm import sessionmaker
+
+from lib.accounts import upsert_account
+from lib.freelancers import create_freelancer
+from lib.roles import Role
+from lib.stripe_gateway import StripeGateway
+from lib.tokens import issue_token
+from server.app import create_app
+from tests.factories import TEST_JWT_SECRET, make_settings
+
+MAX_EXAMPLES = 50
+ADMIN = "fuzz-admin"
+
+#: "Schema-valid request rejected" (positive_data_acceptance) expects 2xx, 3xx, 401, 403, 404,
+#: 409 or 429. Two operations refuse some schema-valid requests by design, for reasons JSON
+#: Schema cannot state: a webhook without Stripe's HMAC (the fuzzer cannot sign) and a payout
+#: whose amount breaks its currency's rules (decimals per currency, minimums, the cap).
+_ACCEPTED = ["2xx", "3xx", 401, 403, 404, 409, 429]
+CONFIG = schemathesis.Config.from_dict({
+    "generation": {
+        "mode": "all",
+        "max-examples": MAX_EXAMPLES,
+        "deterministic": True,
+        "no-shrink": True,
+        "database": "none",
+    },
+    "operations": [
+        {"include-tag": "webhooks",
+         "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 400]}}},
+        {"include-path": "/api/v1/admin/payouts",
+         "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 422]}}},
+    ],
+})
+
+#: The role each authenticated operation is for; the other identities must be refused.
+ROLE_OF_PATH = {
+    "/api/v1/freelancer/stripe-connect-url": "freelancer",
+    "/api/v1/freelancer/stripe-connect-status": "freelancer",
+    "/api/v1/freelancer/stripe-connect": "freelancer",
+    "/api/v1/admin/payouts": "admin",
+}
+
+
+@pytest.fixture(params=["anonymous", "freelancer", "admin"])
+def identity(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def world(emulator, session_factory) -> Iterator[dict]:
+    """The service on a migrated test database, a connected freelancer and the two tokens."""
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url)
+    gateway = StripeGateway(settings)
+    account = gateway.create_express_account(email="fuzz@example.com", country="US",
+                                             metadata={}, idempotency_key="acct-fuzz")
+    emulator.set_account(account.id, onboarding="complete")
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Fuzz Freelancer", email="fuzz@example.com")
+        freelancer.stripe_account_id = account.id
+        upsert_account(session, account=gateway.retrieve_account(account.id).data)
+        freelancer_id = freelancer.id
+    # The payout example in the OpenAPI document (the guide's request) pays freelancer 1.
+    assert freelancer_id == 1
+    tokens = {
+        "freelancer": issue_token(secret=TEST_JWT_SECRET, subject=str(freelancer_id),
+                                  role=Role.FREELANCER),
+        "admin": issue_token(secret=TEST_JWT_SECRET, subject=ADMIN, role=Role.ADMIN),
+    }
+    app = create_app(settings, session_factory=session_factory)
+    # The fuzzed document is the one this very app serves.
+    assert app.openapi() == DOCUMENT_APP.openapi()
+    with TestClient(app):  # runs the app's lifespan around the whole run
+        yield {"app": app, "tokens": tokens, "seen": []}
+
+
+def _document_app() -> FastAPI:
+    """The service as any deployment builds it; only its OpenAPI document is read from it."""
+    return create_app(make_settings(), session_factory=sessionmaker())
+
+
+DOCUMENT_APP = _document_app()
+# schemathesis.pytest.from_fixture would load the schema from the per-test app, but its lazy
+# loader sets pytest's private Node._nodeid, which pytest 9.2 no longer has. So the document
+# is loaded once here and every case is sent to the per-test app (``app=`` below).
+schema = schemathesis.openapi.from_asgi("/openapi.json", DOCUMENT_APP, config=CONFIG)
+# Two excludes rather than include + exclude: the loaded schema already carries a match-all
+# include filter, and includes are OR-ed, so an include would select every operation.
+authenticated = schema.exclude(lambda ctx: ctx.operation.path not in ROLE_OF_PATH)
+public = schema.exclude(lambda ctx: ctx.operation.path in ROLE_OF_PATH)
+
+
+def _probes_another_method(case: schemathesis.Case) -> bool:
+    """schemathesis also sends undeclared methods; its own check wants their 405."""
+    return case.method.upper() != case.operation.method.upper()
+
+
+@pytest.fixture
+def served_its_role(world: dict, identity: str) -> Iterator[None]:
+    """After the run: the operation's own role got a success, not only refusals (a broken
+    token or world would otherwise leave a fuzz run that only ever sees 401s and 403s)."""
+    yield
+    mine = [status for path, status in world["seen"] if ROLE_OF_PATH[path] == identity]
+    if mine:
+        assert any(200 <= status < 300 for status in mine), f"no success in {sorted(set(mine))}"
+
+
+@authenticated.parametrize()
+# One world per operation and identity on purpose: state built by earlier examples (a
+# disconnect, a payout) is what later ones must cope with.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+def test_authenticated_operations(
+    case: schemathesis.Case, world: dict, identity: str, served_its_role: None,
+) -> None:
+    token = world["tokens"].get(identity)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = case.call_and_validate(headers=headers, app=world["app"])
+    if _probes_another_method(case):
+        return
+    world["seen"].append((case.operation.path, response.status_code))
+    if identity == "anonymous":
+        assert response.status_code == 401, response.text
+    elif identity != ROLE_OF_PATH[case.operation.path]:
+        # Another role's token: refused (or its input refused first), never served.
+        assert response.status_code in (403, 422), response.text
+
+
+@public.parametrize()
+# Stripe and browsers call these without a token. (The parameter also gives each operation its
+# own test id: without one, pytest 9.2 names every operation's test alike.)
+@pytest.mark.parametrize("identity", ["anonymous"])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+def test_public_operations(case: schemathesis.Case, world: dict, identity: str) -> None:
+    response = case.call_and_validate(app=world["app"])
+    if _probes_another_method(case):
+        return
+    if "webhooks" in (case.operation.tags or ()):
+        # Nothing here carries a valid Stripe signature: refused before the database is touched.
+        assert response.status_code == 400, response.text
