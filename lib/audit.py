@@ -42,14 +42,15 @@ def _clean(value: Any) -> Any:
 
 
 def _entry(
-    *, actor: Operator | str, action: str, result: str, target: str | None,
+    *, actor: Operator | str | None, action: str, result: str, target: str | None,
     input: Mapping[str, Any] | None, detail: str | None, idempotency_key: str | None,
     stripe_request_id: str | None,
 ) -> AuditLog:
-    if isinstance(actor, Operator):
+    if isinstance(actor, Operator) and actor.username:
         name, role = actor.username, actor.role_label
     else:
-        name, role = actor, None
+        # None (or a nameless operator) is someone not signed in: still an entry, never a crash.
+        name, role = actor if isinstance(actor, str) and actor else "anonymous", None
     return AuditLog(
         actor=name[:200], actor_role=role, action=action, target=target, result=result,
         input=_clean(dict(input or {})), detail=mask_secrets(detail)[:2000] if detail else None,
@@ -58,7 +59,7 @@ def _entry(
 
 
 def record(
-    session: Session, *, actor: Operator | str, action: str, result: str,
+    session: Session, *, actor: Operator | str | None, action: str, result: str,
     target: str | None = None, input: Mapping[str, Any] | None = None,
     detail: str | None = None, idempotency_key: str | None = None,
     stripe_request_id: str | None = None,
@@ -87,14 +88,17 @@ def refusal_action(action: str) -> str:
 
 
 def _holds_sqlite_write_lock(session: Session) -> bool:
-    """True when the caller's session has begun writing on SQLite (it holds the write lock).
+    """True when the caller's session may hold SQLite's write lock (it has begun writing).
 
     pysqlite opens a transaction only before the first INSERT/UPDATE/DELETE, so an open one on
     the driver connection means this connection holds the lock: a second writer would wait the
-    whole ``busy_timeout`` for a lock that is only released when the caller ends.
+    whole ``busy_timeout`` for a lock that is only released when the caller ends. pysqlite does
+    not see a transaction a SAVEPOINT opened, so an open savepoint counts as writing too.
     """
     if session.get_bind().dialect.name != "sqlite" or not session.in_transaction():
         return False
+    if session.in_nested_transaction():
+        return True
     driver = session.connection().connection.driver_connection
     return bool(getattr(driver, "in_transaction", False))
 

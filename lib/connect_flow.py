@@ -65,7 +65,7 @@ def _authorize_for(
 ) -> None:
     """Operators need ``action``; a freelancer may act only on their own connection."""
     target = f"freelancer:{freelancer_id}"
-    if Role.FREELANCER in operator.roles:
+    if operator is not None and Role.FREELANCER in operator.roles:
         authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
         if operator.username != target:
             raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
