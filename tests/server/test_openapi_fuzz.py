@@ -121,10 +121,13 @@ def _probes_another_method(case: schemathesis.Case) -> bool:
 
 
 @pytest.fixture
-def served_its_role(world: dict, identity: str) -> Iterator[None]:
+def served_its_role(world: dict, identity: str, request: pytest.FixtureRequest) -> Iterator[None]:
     """After the run: the operation's own role got a success, not only refusals (a broken
     token or world would otherwise leave a fuzz run that only ever sees 401s and 403s)."""
+    failed_before = request.session.testsfailed
     yield
+    if request.session.testsfailed > failed_before:
+        return  # the run stopped at its failure; that failure is the report
     mine = [status for path, status in world["seen"] if ROLE_OF_PATH[path] == identity]
     if mine:
         assert any(200 <= status < 300 for status in mine), f"no success in {sorted(set(mine))}"
@@ -162,3 +165,58 @@ def test_public_operations(case: schemathesis.Case, world: dict, identity: str) 
     if "webhooks" in (case.operation.tags or ()):
         # Nothing here carries a valid Stripe signature: refused before the database is touched.
         assert response.status_code == 400, response.text
+
+
+# ---- what the fuzz run found, pinned ---------------------------------------------------------
+# Generated input finds these only when the derandomised stream happens to draw them (any edit
+# to a test function reshuffles it), so each 500 it found is also a fixed case here.
+
+
+@pytest.fixture
+def client(session_factory) -> Iterator[TestClient]:
+    app = create_app(make_settings(stripe_api_base="http://127.0.0.1:9",
+                                   stripe_connect_base="http://127.0.0.1:9"),
+                     session_factory=session_factory)
+    with TestClient(app, follow_redirects=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", ["stripe-connect-return", "stripe-connect-refresh"])
+@pytest.mark.parametrize("attempt", ["1.±¥", "±¥.!Ýº\x03èç", "1." + "é" * 2000, "."])
+def test_tampered_onboarding_link_redirects_to_invalid_state(client, path, attempt) -> None:
+    response = client.get(f"/api/v1/freelancer/{path}", params={"attempt": attempt})
+    assert response.status_code == 302
+    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+
+
+@pytest.mark.parametrize("freelancer_id", ["²", "٣", "99999999999999999999999", 2**31, 2**70, 0])
+def test_absurd_freelancer_id_is_refused_not_a_500(client, freelancer_id) -> None:
+    admin = issue_token(secret=TEST_JWT_SECRET, subject=ADMIN, role=Role.ADMIN)
+    response = client.post("/api/v1/admin/payouts",
+                           json={"freelancerId": freelancer_id, "amount": "5", "currency": "usd"},
+                           headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 422
+    assert response.json() == {"success": False, "code": "validation_error",
+                               "message": "freelancerId must be a freelancer's numeric id."}
+
+
+@pytest.mark.parametrize("subject", ["99999999999999999999999", str(2**31), "٣"])
+@pytest.mark.parametrize(("method", "path"), [("GET", "stripe-connect-url"),
+                                              ("GET", "stripe-connect-status"),
+                                              ("DELETE", "stripe-connect")])
+def test_freelancer_token_naming_no_possible_id_is_401(client, subject, method, path) -> None:
+    token = issue_token(secret=TEST_JWT_SECRET, subject=subject, role=Role.FREELANCER)
+    response = client.request(method, f"/api/v1/freelancer/{path}",
+                              headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["message"] == "The token's subject is not a freelancer id."
+
+
+def test_idempotency_key_must_be_printable_ascii(client) -> None:
+    admin = issue_token(secret=TEST_JWT_SECRET, subject=ADMIN, role=Role.ADMIN)
+    response = client.post("/api/v1/admin/payouts",
+                           json={"freelancerId": 1, "amount": "5", "currency": "usd"},
+                           headers={"Authorization": f"Bearer {admin}",
+                                    "Idempotency-Key": "key\tnine"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
