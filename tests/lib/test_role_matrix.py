@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import streamlit as st
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
 
 from emulator.testing import EmulatorHandle
 from lib import account_queries, audit_queries, connection_metrics, requirements_queries
@@ -33,6 +35,7 @@ from lib.freelancers import create_freelancer
 from lib.insights import overview_kpis
 from lib.link_queries import recent_links
 from lib.models import AuditLog, Base, Freelancer, Payout, PayoutReversal, WebhookEvent
+from lib.operator_accounts import DEMO_AUTH_PATH
 from lib.payouts import queries as payout_queries
 from lib.payouts.approval import approve_payout, reject_payout
 from lib.payouts.bulk import confirm_bulk, preview_bulk
@@ -41,14 +44,14 @@ from lib.payouts.ledger import request_payout
 from lib.payouts.reconciliation import reconcile
 from lib.payouts.reversal import retry_reversal, reverse_payout
 from lib.roles import Action, Operator, Role
-from lib.settings import Settings
+from lib.settings import PROJECT_ROOT, Settings
 from lib.stripe_gateway import StripeGateway
 from lib.sync import refresh_account, sync_all_accounts
 from lib.tokens import issue_token
 from lib.webhook_queries import failed_events, last_events_per_type
 from lib.webhooks import replay_event
 from server.app import create_app
-from tests.factories import TEST_JWT_SECRET, make_settings
+from tests.factories import TEST_CLIENT_ID, TEST_JWT_SECRET, TEST_SECRET_KEY, make_settings
 
 ROLES = ("admin", "finance", "manager", "none", "anonymous", "freelancer")
 
@@ -604,3 +607,33 @@ def test_a_failing_audit_write_never_hides_the_refusal(
     finally:
         engine.dispose()
     assert "could not audit the refusal of" in caplog.text
+
+
+@pytest.mark.parametrize(("page", "action"), [("payouts.py", Action.VIEW_PAYOUTS),   # page_kit
+                                              ("accounts.py", Action.VIEW_ACCOUNTS)])  # widgets
+def test_a_page_refused_by_its_gate_is_audited(
+    page: str, action: Action, database_url: str, session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A page file run directly (reached without the router) by a manager refuses and audits."""
+    monkeypatch.chdir(tmp_path)  # no developer .env is read from here
+    for name, value in {"DATABASE_URL": database_url, "STRIPE_SECRET_KEY": TEST_SECRET_KEY,
+                        "STRIPE_CONNECT_CLIENT_ID": TEST_CLIENT_ID,
+                        "STRIPE_API_BASE": "http://127.0.0.1:9",
+                        "STRIPE_CONNECT_BASE": "http://127.0.0.1:9",
+                        "AUTH_CONFIG_PATH": str(DEMO_AUTH_PATH),
+                        "AUTH_COOKIE_KEY": "cookie-key-for-tests-only-0123456789"}.items():
+        monkeypatch.setenv(name, value)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / page), default_timeout=30)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = "mia"
+    at.session_state["roles"] = ["manager"]
+    at.run()
+    st.cache_resource.clear()  # the page's engine points at this test's database only
+    assert not at.exception
+    message = f"mia (manager) may not {action.value.replace('_', ' ')}."
+    assert [e.value for e in at.error] == [message]
+    [entry] = _audit_after(session_factory, 0)
+    assert (entry.actor, entry.actor_role, entry.action, entry.result, entry.detail) == (
+        "mia", "manager", f"authorize.{action.value}", REFUSED, message)
