@@ -50,7 +50,7 @@ from lib.errors import (
 )
 from lib.freelancers import get_freelancer
 from lib.models import ConnectionMethod
-from lib.roles import Operator, Role
+from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
 from server.app_context import ServiceContext, context_of
 from server.responses import status_for
@@ -159,10 +159,11 @@ def csrf_token_for(session_token: str, *, secret: str) -> str:
     return sign_value(digest, secret=secret, purpose=_CSRF_PURPOSE)
 
 
-def _freelancer_claims(token: str, *, secret: str) -> TokenClaims:
+def _freelancer_claims(token: str, *, context: ServiceContext, secret: str) -> TokenClaims:
     claims = verify_token(token, secret=secret)
     if claims.role is not Role.FREELANCER:
-        raise PermissionDeniedError("This link is not a freelancer's.")
+        raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
+                     "This link is not a freelancer's.", session=context.session_factory)
     return claims
 
 
@@ -172,7 +173,7 @@ def current_session(request: Request, context: ServiceContext) -> PageSession:
     if not token:
         raise TokenError("You are not signed in, or your session has ended.")
     secret = _secret(context)
-    claims = _freelancer_claims(token, secret=secret)
+    claims = _freelancer_claims(token, context=context, secret=secret)
     return PageSession(freelancer_id=claims.freelancer_id,
                        csrf_token=csrf_token_for(token, secret=secret))
 
@@ -273,7 +274,7 @@ def login(context: Context, token: str = "") -> Response:
     """Trade a signed link's token for a session cookie, then leave the token behind (303)."""
     secret = _secret(context)
     try:
-        claims = _freelancer_claims(token, secret=secret)
+        claims = _freelancer_claims(token, context=context, secret=secret)
         with context.session_factory() as session:
             get_freelancer(session, freelancer_id=claims.freelancer_id)
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:

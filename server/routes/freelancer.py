@@ -22,6 +22,7 @@ from lib.connect_flow import (
 )
 from lib.connection_attempts import FailureReason
 from lib.errors import StripeGatewayError
+from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims, TokenError
 from server.app_context import ServiceContext, context_of
 from server.responses import ok
@@ -61,8 +62,11 @@ REDIRECT_RESPONSES = {
 }
 
 
-def freelancer_id_of(claims: TokenClaims) -> int:
-    """The token's freelancer id (403 for another role, 401 for an id nobody can have)."""
+def freelancer_id_of(claims: TokenClaims, context: ServiceContext) -> int:
+    """The token's freelancer id (403, audited, for another role; 401 for an impossible id)."""
+    if claims.role is not Role.FREELANCER:
+        raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
+                     "This endpoint is for freelancers.", session=context.session_factory)
     freelancer_id = claims.freelancer_id
     # int() also reads non-ASCII digits and numbers past the id column, which overflowed
     # SQLite's driver (a 500) for a correctly signed token with an absurd subject.
@@ -92,7 +96,7 @@ def get_connect_url(
     claims: Claims, context: Context,
     method: Literal["oauth", "onboarding"] = "oauth",
 ) -> JSONResponse:
-    freelancer_id = freelancer_id_of(claims)
+    freelancer_id = freelancer_id_of(claims, context)
     if method == "onboarding":
         link = create_onboarding_link(
             context.session_factory, gateway=context.gateway, settings=context.settings,
@@ -141,7 +145,7 @@ def oauth_callback(
     description="From the local mirror; `refresh=true` re-reads the account from Stripe.",
 )
 def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONResponse:
-    freelancer_id = freelancer_id_of(claims)
+    freelancer_id = freelancer_id_of(claims, context)
     if refresh:
         view = refresh_connection(context.session_factory, gateway=context.gateway,
                                   freelancer_id=freelancer_id)
@@ -157,7 +161,7 @@ def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONR
 )
 def delete_connection(claims: Claims, context: Context) -> JSONResponse:
     disconnect(context.session_factory, gateway=context.gateway, operator=claims.operator(),
-               freelancer_id=freelancer_id_of(claims))
+               freelancer_id=freelancer_id_of(claims, context))
     return ok("Stripe account disconnected successfully")
 
 

@@ -637,3 +637,24 @@ def test_a_page_refused_by_its_gate_is_audited(
     [entry] = _audit_after(session_factory, 0)
     assert (entry.actor, entry.actor_role, entry.action, entry.result, entry.detail) == (
         "mia", "manager", f"authorize.{action.value}", REFUSED, message)
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.FINANCE])
+def test_the_freelancer_side_refuses_and_audits_an_operator_token(
+    world: World, session_factory: sessionmaker[Session], role: Role,
+) -> None:
+    token = issue_token(secret=TEST_JWT_SECRET, subject="alice", role=role)
+    with TestClient(create_app(world.settings, session_factory=session_factory)) as client:
+        api = client.get("/api/v1/freelancer/stripe-connect-status",
+                         headers={"Authorization": f"Bearer {token}"})
+        assert api.status_code == 403
+        assert api.json()["message"] == "This endpoint is for freelancers."
+        page = client.get(f"/freelancer/login?token={token}", follow_redirects=False)
+        assert page.status_code == 401 and "set-cookie" not in page.headers
+    entries = _audit_after(session_factory, 0)
+    assert [(e.actor, e.actor_role, e.action, e.result, e.detail) for e in entries] == [
+        ("alice", role.value, "authorize.manage_own_connection", REFUSED,
+         "This endpoint is for freelancers."),
+        ("alice", role.value, "authorize.manage_own_connection", REFUSED,
+         "This link is not a freelancer's."),
+    ]
