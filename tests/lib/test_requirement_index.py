@@ -342,7 +342,7 @@ def test_concurrent_upserts_and_attach_leave_the_index_true(session_factory) -> 
     def upserts(worker: int) -> None:
         try:
             barrier.wait()
-            for step in range(15):
+            for step in range(40):
                 with session_factory.begin() as session:
                     upsert_account(session, account=_due(f"w{worker}", f"s{step % 3}"),
                                    fetched_at=utcnow())
@@ -352,7 +352,7 @@ def test_concurrent_upserts_and_attach_leave_the_index_true(session_factory) -> 
     def toggles(_worker: int) -> None:
         try:
             barrier.wait()
-            for step in range(15):
+            for step in range(40):
                 with session_factory.begin() as session:
                     freelancer = session.get(Freelancer, owner)
                     freelancer.stripe_account_id = None if step % 2 else "acct_1"
