@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import statistics
 import sys
 import time
@@ -139,3 +140,119 @@ def fresh_database(backend: str, name: str) -> Iterator[str]:
     finally:
         engine.dispose()
     yield url
+
+
+# ---- service benchmarks: the processes they start (companion, sync, payouts, webhooks) -------
+
+#: Fake keys for the local emulator, built at run time so no committed literal looks like a key.
+BENCH_SECRET_KEY = "sk_" + "test_" + "bench_connectops"
+BENCH_CLIENT_ID = "ca_emulator_connectops"
+BENCH_WEBHOOK_SECRET = "whsec_" + "bench_platform"
+BENCH_CONNECT_WEBHOOK_SECRET = "whsec_" + "bench_connect"
+#: Random per run: children receive it through their environment.
+BENCH_JWT_SECRET = secrets.token_urlsafe(32)
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now on the loopback interface."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_environment(database_url: str, stripe_base: str | None = None,
+                      **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's child process: bench keys, never the machine's .env."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STRIPE_", "EMULATOR_", "PAYOUT_"))}
+    env.update({
+        "STRIPE_SECRET_KEY": BENCH_SECRET_KEY, "STRIPE_CONNECT_CLIENT_ID": BENCH_CLIENT_ID,
+        "STRIPE_WEBHOOK_SECRET": BENCH_WEBHOOK_SECRET,
+        "STRIPE_CONNECT_WEBHOOK_SECRET": BENCH_CONNECT_WEBHOOK_SECRET,
+        "JWT_SECRET": BENCH_JWT_SECRET, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING",
+        "STRIPE_MAX_NETWORK_RETRIES": "0", "PYTHONPATH": str(PROJECT_ROOT),
+    })
+    if stripe_base:
+        env["STRIPE_API_BASE"] = env["STRIPE_CONNECT_BASE"] = stripe_base
+    env.update(extra)
+    return env
+
+
+def bench_settings(database_url: str, stripe_base: str | None = None, **overrides: object):  # type: ignore[no-untyped-def]
+    """Settings for an in-process benchmark, from the same values its children get."""
+    from lib.settings import Settings
+
+    values: dict[str, object] = {
+        "stripe_secret_key": BENCH_SECRET_KEY, "stripe_connect_client_id": BENCH_CLIENT_ID,
+        "stripe_webhook_secret": BENCH_WEBHOOK_SECRET,
+        "stripe_connect_webhook_secret": BENCH_CONNECT_WEBHOOK_SECRET,
+        "jwt_secret": BENCH_JWT_SECRET, "database_url": database_url,
+        "stripe_max_network_retries": 0, "log_level": "WARNING",
+    }
+    if stripe_base:
+        values["stripe_api_base"] = values["stripe_connect_base"] = stripe_base
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextmanager
+def child_process(args: list[str], *, env: dict[str, str], ready_url: str,
+                  timeout: float = 60.0) -> Iterator[None]:
+    """Run ``args`` (a server) in its own process group until the block ends; wait until
+    ``ready_url`` answers. Its own process keeps it off the benchmark's GIL and core."""
+    import signal
+    import subprocess
+
+    import httpx
+
+    process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"bench: {args[2]} exited with code {process.returncode}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: {ready_url} did not answer within {timeout:.0f}s")
+            time.sleep(0.1)
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def emulator_process(**env_extra: str) -> Iterator[object]:
+    """A Stripe emulator in its own process on a free loopback port; yields its handle."""
+    from emulator.config import EmulatorConfig
+    from emulator.testing import EmulatorHandle
+
+    port = free_port()
+    env = bench_environment("sqlite://", **env_extra)
+    args = [sys.executable, "-m", "emulator", "--host", LOOPBACK, "--port", str(port),
+            "--log-level", "warning"]
+    base = f"http://{LOOPBACK}:{port}"
+    with child_process(args, env=env, ready_url=f"{base}/_emulator/health"):
+        handle = EmulatorHandle(base, EmulatorConfig(host=LOOPBACK, port=port))
+        try:
+            yield handle
+        finally:
+            handle.close()
+
+
+def chosen_backends(choice: str) -> list[str]:
+    """``--backend sqlite|postgresql|all`` → the backends to run (``all`` = :func:`backends`)."""
+    return backends() if choice == "all" else [choice]
