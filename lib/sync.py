@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
-from lib.accounts import upsert_account
+from lib.accounts import upsert_account, upsert_accounts
 from lib.connection_attempts import abandon_stale_attempts
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.errors import ConfigurationError, ConnectOpsError, StripeRateLimitError
@@ -72,11 +72,9 @@ def sync_all_accounts(
         backoff = 1.0
         pages += 1
         with session_factory.begin() as session:
-            for account in accounts:
-                if upsert_account(session, account=account, fetched_at=fetched_at):
-                    synced += 1
-                else:
-                    stale += 1
+            written = upsert_accounts(session, accounts=accounts, fetched_at=fetched_at)
+        synced += written
+        stale += len(accounts) - written
         if progress is not None:
             progress(synced + stale, has_more)
         if not has_more or not accounts:
