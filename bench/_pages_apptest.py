@@ -1,0 +1,138 @@
+"""Timing one dashboard page's script run with AppTest, cold and warm, and the framework floor.
+
+A page run is what a logged-in user's browser asks the server for: the router
+(``dashboard/app.py``: login check, sidebar, navigation) and then the page, through
+``st.navigation``. *Cold* clears ``st.cache_data`` before each run — every cached lib read is
+then redone, which is what a user meets whenever a cache entry expires (TTLs are 30 s to
+5 minutes). ``st.cache_resource`` (settings, engine, gateway) is kept: it has no expiry, a
+running server builds it once. *Warm* runs again with the caches as the previous run left them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from streamlit.testing.v1 import AppTest
+
+from dashboard.navigation import PAGES, PageSpec
+from lib.roles import Operator, Role
+from lib.settings import PROJECT_ROOT
+
+APP = str(PROJECT_ROOT / "dashboard" / "app.py")
+FLOOR_SCRIPT = "import streamlit as st\n\nst.title('Floor')\n"
+TIMEOUT = 300.0
+#: The demo users (``.streamlit/auth.example.yaml``), most powerful first.
+USERS = ("admin", "finance", "manager")
+
+
+class PageFailed(RuntimeError):
+    """A page raised instead of rendering: its timing would mean nothing."""
+
+
+@dataclass(slots=True)
+class PageTiming:
+    """Median seconds of the cold and warm runs, and what one cold run did."""
+
+    cold: float
+    warm: float
+    cold_samples: list[float] = field(default_factory=list)
+    warm_samples: list[float] = field(default_factory=list)
+    queries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def user_for(spec: PageSpec) -> str:
+    """The first demo user whose role may open the page."""
+    for name in USERS:
+        if any(Operator(username=name, roles=frozenset({Role(name)})).can(action)
+               for action in spec.needs):
+            return name
+    raise ValueError(f"no demo user may open {spec.file}")
+
+
+class _QueryCount:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _record(self, *_args: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> _QueryCount:
+        event.listen(Engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self._record)
+
+
+def _checked(at: AppTest, what: str) -> AppTest:
+    if at.exception:
+        raise PageFailed(f"{what}: {at.exception[0].value}")
+    return at
+
+
+def logged_in_page(spec: PageSpec) -> AppTest:
+    """An AppTest logged in as a user who may see ``spec``, switched to that page and run once."""
+    user = user_for(spec)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = user
+    at.session_state["name"] = user.title()
+    at.session_state["roles"] = [user]
+    _checked(at.run(), f"{user} logging in")
+    # AppTest resolves page paths from the main script's folder (dashboard/).
+    at.switch_page(f"../pages/{spec.file}")
+    return _checked(at.run(), spec.file)
+
+
+def _time_runs(at: AppTest, what: str, *, repeat: int, cold: bool) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        if cold:
+            st.cache_data.clear()
+        started = time.perf_counter()
+        at.run()
+        samples.append(time.perf_counter() - started)
+        _checked(at, what)
+    return samples
+
+
+def time_page(spec: PageSpec, *, repeat: int) -> PageTiming:
+    """Cold and warm medians of ``repeat`` runs each (after the unmeasured first run)."""
+    at = logged_in_page(spec)
+    st.cache_data.clear()
+    with _QueryCount() as counted:
+        _checked(at.run(), spec.file)
+    cold = _time_runs(at, spec.file, repeat=repeat, cold=True)
+    at.run()  # fill the caches once more, then measure them
+    warm = _time_runs(at, spec.file, repeat=repeat, cold=False)
+    return PageTiming(cold=statistics.median(cold), warm=statistics.median(warm),
+                      cold_samples=cold, warm_samples=warm, queries=counted.count,
+                      errors=[str(e.value) for e in at.error])
+
+
+def floor_samples(*, repeat: int) -> list[float]:
+    """Script runs of a page that only imports streamlit and writes a title."""
+    at = AppTest.from_string(FLOOR_SCRIPT, default_timeout=TIMEOUT)
+    _checked(at.run(), "the floor page")
+    return _time_runs(at, "the floor page", repeat=repeat, cold=True)
+
+
+def time_all_pages(*, repeat: int, progress: Callable[[str], None]) -> dict[str, PageTiming]:
+    """Every page of ``dashboard.navigation.PAGES`` against the configured database."""
+    st.cache_resource.clear()  # a new DATABASE_URL: build the engine again
+    st.cache_data.clear()
+    timings: dict[str, PageTiming] = {}
+    for spec in PAGES:
+        timing = time_page(spec, repeat=repeat)
+        progress(f"  {spec.title:<22} cold {timing.cold * 1000:8.1f} ms   "
+                 f"warm {timing.warm * 1000:8.1f} ms   {timing.queries:3d} queries")
+        timings[spec.file] = timing
+    return timings

@@ -1,0 +1,151 @@
+"""Benchmark 1 (issue 7): every dashboard page at 1,000 and 100,000 accounts, against the floor.
+
+``python -m bench.pages [--backend sqlite|postgresql|all] [--small 1000] [--large 100000]
+[--repeat 5]``
+
+For each page of ``dashboard.navigation.PAGES``: the median AppTest script run, logged in as a
+user who may see it, default filters, cold (``st.cache_data`` cleared before each run, what a
+user meets whenever a cache entry expires) and warm. The floor is the run of a page that only
+imports streamlit and writes a title, measured before and after the pages in the same process.
+Targets: page@large ≤ 3× the floor, page@large ≤ 1.5× page@small (cold). Then the Streamlit
+server's peak RSS while a real browser logs in and opens every page at the large size
+(target ≤ 300 MB).
+
+The databases come from ``bench.generate`` (10 attempts and 2 payouts per account, the demo's
+state mix over two years) and are reused while their recorded sizes, seed and migration head
+still match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from streamlit import logger as streamlit_logger
+
+from bench._pages_apptest import PageFailed, PageTiming, floor_samples, time_all_pages
+from bench._pages_env import dashboard_environment
+from bench._pages_memory import MemoryRunFailed, peak_memory
+from bench.common import Figure, backends, report
+from bench.generate import Sizes, ensure_database
+from dashboard.navigation import PAGES
+
+logger = logging.getLogger("bench.pages")
+
+BENCHMARK = "pages"
+FLOOR_LIMIT = 3.0
+GROWTH_LIMIT = 1.5
+RSS_LIMIT_MB = 300.0
+
+
+def short(count: int) -> str:
+    """1000 -> '1k', 100000 -> '100k', 20 -> '20'."""
+    return f"{count // 1000}k" if count >= 1000 and count % 1000 == 0 else str(count)
+
+
+def database_name(accounts: int) -> str:
+    return f"accounts_{accounts}"
+
+
+def page_figures(backend: str, floor: float, small: int, large: int,
+                 at_small: dict[str, PageTiming],
+                 at_large: dict[str, PageTiming]) -> list[Figure]:
+    """Per page: cold@large/floor, cold@large/cold@small (targets), warm@large/floor (info)."""
+    figures = []
+    s, b = short(small), short(large)
+    for spec in PAGES:
+        lo, hi = at_small[spec.file], at_large[spec.file]
+        details: dict[str, object] = {
+            "page": spec.file, "floor_ms": round(floor * 1000, 2),
+            f"cold_{s}_ms": round(lo.cold * 1000, 2), f"cold_{b}_ms": round(hi.cold * 1000, 2),
+            f"warm_{s}_ms": round(lo.warm * 1000, 2), f"warm_{b}_ms": round(hi.warm * 1000, 2),
+            f"queries_{s}": lo.queries, f"queries_{b}": hi.queries,
+            f"cold_samples_{b}_ms": [round(x * 1000, 1) for x in hi.cold_samples],
+        }
+        if hi.errors:
+            details["errors_shown"] = hi.errors
+        figures += [
+            Figure(BENCHMARK, f"{spec.title} @{b} cold / floor", hi.cold * 1000, "ms",
+                   f"<= {FLOOR_LIMIT:g}x floor", ratio=hi.cold / floor, limit=FLOOR_LIMIT,
+                   backend=backend, details=details),
+            Figure(BENCHMARK, f"{spec.title} @{b} / @{s} cold", hi.cold * 1000, "ms",
+                   f"<= {GROWTH_LIMIT:g}x page @{s}", ratio=hi.cold / lo.cold,
+                   limit=GROWTH_LIMIT, backend=backend, details=details),
+            Figure(BENCHMARK, f"{spec.title} @{b} warm / floor", hi.warm * 1000, "ms",
+                   "(warm: cached reads, info)", ratio=hi.warm / floor, backend=backend,
+                   details=details),
+        ]
+    return figures
+
+
+def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
+                memory: bool) -> list[Figure]:
+    """Every figure of this benchmark on one backend."""
+    urls = {size: ensure_database(backend, database_name(size), Sizes.scaled(size), seed=seed)
+            for size in (small, large)}
+    timings: dict[int, dict[str, PageTiming]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as workdir:
+        floors = floor_samples(repeat=repeat)
+        for size in (small, large):
+            logger.info("%s, %s accounts:", backend, f"{size:,}")
+            with dashboard_environment(urls[size], Path(workdir)):
+                timings[size] = time_all_pages(repeat=repeat, progress=logger.info)
+        floors += floor_samples(repeat=repeat)
+    floor = statistics.median(floors)
+    logger.info("%s floor (empty page): %.1f ms", backend, floor * 1000)
+    figures = [Figure(BENCHMARK, "empty page (framework floor)", floor * 1000, "ms",
+                      "the floor", backend=backend,
+                      details={"samples_ms": [round(x * 1000, 2) for x in floors]})]
+    figures += page_figures(backend, floor, small, large, timings[small], timings[large])
+    if memory:
+        logger.info("%s, server memory at %s accounts (browser visit of every page):",
+                    backend, f"{large:,}")
+        result = peak_memory(urls[large], progress=logger.info)
+        figures.append(Figure(
+            BENCHMARK, f"server peak RSS @{short(large)}", result.peak_rss_mb, "MB",
+            f"<= {RSS_LIMIT_MB:g} MB", ratio=result.peak_rss_mb / RSS_LIMIT_MB, limit=1.0,
+            backend=backend, details={"rss_after_login_mb": round(result.rss_after_login_mb, 1),
+                                      "pages_visited": result.pages_visited}))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pages",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default="all",
+                        help="all = SQLite, and PostgreSQL when TEST_DATABASE_URL is set")
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the browser run that measures the server's peak memory")
+    args = parser.parse_args(argv)
+    if not 0 < args.small < args.large or args.repeat < 1:
+        parser.error("need 0 < --small < --large and --repeat >= 1")
+    logging.basicConfig(level=logging.INFO, format="pages: %(message)s", stream=sys.stderr)
+    for noisy in ("lib", "alembic", "bench.generate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # AppTest outside a server warns on every cache clear ("No runtime found"): not news here.
+    streamlit_logger.set_log_level("error")
+    chosen = backends() if args.backend == "all" else [args.backend]
+    figures: list[Figure] = []
+    try:
+        for backend in chosen:
+            figures += run_backend(backend, small=args.small, large=args.large,
+                                   repeat=args.repeat, seed=args.seed, memory=args.memory)
+    except (PageFailed, MemoryRunFailed) as exc:
+        if figures:
+            report(figures)
+        sys.stderr.write(f"pages: {exc}\n")
+        return 1
+    report(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""bench.generate at tiny sizes: the asked counts, the demo's state mix, reuse of a database."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import bench.common
+from bench.generate import Sizes, ensure_database, generate, matches, read_marker
+from lib.account_status import ConnectionStatus
+from lib.db import make_engine
+from lib.models import (
+    AttemptOutcome,
+    AuditLog,
+    ConnectedAccount,
+    ConnectionAttempt,
+    Freelancer,
+    Payout,
+    PayoutReversal,
+    PayoutStatus,
+    RequirementCode,
+    WebhookEvent,
+    WebhookStatus,
+)
+from lib.requirement_index import codes_of
+
+SIZES = Sizes(accounts=240, attempts=1_500, payouts=300, webhook_events=120, audit_entries=200)
+
+
+def _count(session: Session, model: type) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_generates_the_asked_counts_with_the_demo_state_mix(engine, session_factory) -> None:
+    counts = generate(engine, SIZES, seed=11)
+
+    with session_factory() as session:
+        assert _count(session, Freelancer) == counts["freelancers"] == 240
+        assert _count(session, ConnectionAttempt) == 1_500
+        assert _count(session, Payout) == 300
+        assert _count(session, WebhookEvent) == 120
+        assert _count(session, AuditLog) == 200
+        statuses = Counter(session.scalars(
+            select(ConnectedAccount.status).join(
+                Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)))
+        not_connected = session.scalar(select(func.count()).select_from(Freelancer).where(
+            Freelancer.stripe_account_id.is_(None)))
+        stale = session.scalar(select(func.count()).select_from(Freelancer).where(
+            Freelancer.disconnected_at.is_not(None)))
+        outcomes = Counter(session.scalars(select(ConnectionAttempt.outcome)))
+        reasons = set(session.scalars(select(ConnectionAttempt.failure_reason).where(
+            ConnectionAttempt.outcome == AttemptOutcome.FAILED.value)))
+        payouts = Counter(session.scalars(select(Payout.status)))
+        events = Counter(session.scalars(select(WebhookEvent.status)))
+        deadlines = list(session.scalars(select(ConnectedAccount.current_deadline).where(
+            ConnectedAccount.status == ConnectionStatus.RESTRICTED.value,
+            ConnectedAccount.current_deadline.is_not(None))))
+        attached = session.execute(
+            select(ConnectedAccount.requirements).join(
+                Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)).all()
+        index_rows = _count(session, RequirementCode)
+        reversals = _count(session, PayoutReversal)
+        succeeded_with_account = session.scalar(
+            select(func.count()).select_from(ConnectionAttempt).join(
+                Freelancer, Freelancer.id == ConnectionAttempt.freelancer_id).where(
+                ConnectionAttempt.outcome == AttemptOutcome.SUCCEEDED.value,
+                ConnectionAttempt.stripe_account_id == Freelancer.stripe_account_id))
+
+    # Every account state of the demo, ACTIVE the largest (16 of 48 there), 12 of 48 unconnected.
+    assert set(statuses) == {s.value for s in ConnectionStatus} - {"NOT_CONNECTED"}
+    assert statuses.most_common(1)[0][0] == ConnectionStatus.ACTIVE.value
+    assert 0.20 <= statuses[ConnectionStatus.ACTIVE.value] / 240 <= 0.50
+    assert 0.12 <= not_connected / 240 <= 0.40
+    assert 0 < stale < not_connected
+    assert deadlines, "restricted accounts have deadlines"
+    # Each connected freelancer's last attempt succeeded with their account; every outcome,
+    # every failure reason, every ledger state and webhook status occurs.
+    assert succeeded_with_account == sum(statuses.values())
+    assert set(outcomes) == {o.value for o in AttemptOutcome}
+    assert reasons == {"access_denied", "invalid_state", "exchange_failed", "server_error",
+                       "missing_parameters", "account_already_connected"}
+    assert set(payouts) == {s.value for s in PayoutStatus}
+    assert payouts.most_common(1)[0][0] == PayoutStatus.PAID.value
+    assert reversals == payouts[PayoutStatus.REVERSED.value]
+    assert set(events) == {s.value for s in WebhookStatus}
+    # The requirement index was rebuilt from the attached accounts.
+    assert index_rows == sum(len(codes_of(r)) for (r,) in attached) > 0
+
+
+def test_ids_continue_after_the_generated_rows(engine, session_factory) -> None:
+    """PostgreSQL sequences are moved past the ids the generator chose (the app inserts later)."""
+    generate(engine, Sizes.scaled(20), seed=1)
+    with session_factory.begin() as session:
+        entry = AuditLog(actor="admin", action="auth.login", result="ok")
+        session.add(entry)
+        session.flush()
+        assert entry.id == Sizes.scaled(20).audit_entries + 1
+
+
+@pytest.fixture
+def bench_location(monkeypatch: pytest.MonkeyPatch, tmp_path, database_backend):
+    """Benchmark databases under tmp_path (SQLite) or with a name of this test's own (PG)."""
+    import uuid
+
+    monkeypatch.setattr(bench.common, "BENCH_DATA", tmp_path / "bench")
+    prefix = f"connect_ops_benchtest_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(bench.common, "POSTGRES_BENCH_DATABASE", prefix)
+    yield database_backend
+    if database_backend == "postgresql":
+        _drop_databases(prefix)
+
+
+def _drop_databases(prefix: str) -> None:
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from lib.settings import normalise_database_url
+
+    server = make_url(normalise_database_url(os.environ["TEST_DATABASE_URL"]))
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                             {"p": f"{prefix}%"}).scalars().all()
+        for name in names:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_an_existing_database_is_reused_until_its_record_differs(bench_location) -> None:
+    backend = bench_location
+    sizes = Sizes.scaled(12)
+    url = ensure_database(backend, "reuse", sizes, seed=5)
+    engine = make_engine(url)
+    try:
+        first = read_marker(engine)
+        assert first is not None
+        assert first["sizes"]["accounts"] == 12 and first["seed"] == 5
+        assert first["alembic_head"] and first["counts"]["freelancers"] == 12
+        assert matches(engine, sizes, 5)
+        assert not matches(engine, sizes, 6)
+        assert not matches(engine, Sizes.scaled(13), 5)
+    finally:
+        engine.dispose()
+
+    assert ensure_database(backend, "reuse", sizes, seed=5) == url
+    engine = make_engine(url)
+    try:
+        assert read_marker(engine) == first        # reused: not generated again
+    finally:
+        engine.dispose()
+
+    ensure_database(backend, "reuse", sizes, seed=6)
+    engine = make_engine(url)
+    try:
+        again = read_marker(engine)
+        assert again is not None and again["seed"] == 6
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Freelancer)).scalar() == 12
+    finally:
+        engine.dispose()

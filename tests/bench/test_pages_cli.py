@@ -1,0 +1,51 @@
+"""bench.pages at tiny sizes: every page is timed cold and warm and printed against the floor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import bench.common
+from bench import pages
+from dashboard.navigation import PAGES
+
+
+@pytest.fixture
+def bench_location(monkeypatch: pytest.MonkeyPatch, tmp_path, database_backend):
+    import uuid
+
+    from tests.bench.test_generate import _drop_databases
+
+    monkeypatch.setattr(bench.common, "BENCH_DATA", tmp_path / "bench")
+    monkeypatch.setattr(bench.common, "RESULTS_FILE", tmp_path / "results.jsonl")
+    prefix = f"connect_ops_benchtest_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(bench.common, "POSTGRES_BENCH_DATABASE", prefix)
+    yield database_backend
+    if database_backend == "postgresql":
+        _drop_databases(prefix)
+
+
+@pytest.mark.slow
+def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, capsys) -> None:
+    code = pages.main(["--backend", bench_location, "--small", "8", "--large", "16",
+                       "--repeat", "1", "--no-memory"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert any("empty page (framework floor)" in line for line in lines)
+    for spec in PAGES:
+        floor_line = next(line for line in lines if f"{spec.title} @16 cold / floor" in line)
+        growth_line = next(line for line in lines if f"{spec.title} @16 / @8 cold" in line)
+        assert "ratio" in floor_line and "<= 3x floor" in floor_line
+        assert "<= 1.5x page @8" in growth_line
+        assert any(f"{spec.title} @16 warm / floor" in line for line in lines)
+    recorded = [json.loads(line) for line in
+                (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(recorded) == 1 + 3 * len(PAGES)
+    timed = [r for r in recorded if r["name"] != "empty page (framework floor)"]
+    assert all(r["value"] > 0 and r["ratio"] > 0 and r["backend"] == bench_location
+               for r in timed)
+    # A cold run redoes the page's reads: every page queried the database.
+    assert all(r["details"]["queries_16"] > 0 for r in timed)
