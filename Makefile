@@ -12,7 +12,7 @@ demo-reset:
 	rm -f data/connect_ops.db data/connect_ops.db-wal data/connect_ops.db-shm data/emulator-state.json data/demo.env
 	@echo "Demo data removed; the next make demo seeds afresh."
 
-.PHONY: demo demo-reset test test-sqlite test-postgres lint install clean
+.PHONY: demo demo-reset test test-sqlite test-postgres lint install clean bench
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
@@ -47,6 +47,9 @@ test-postgres: $(DEV_STAMP)
 	fi
 
 test: lint test-sqlite test-postgres
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
