@@ -32,6 +32,7 @@ Reusing a database
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import json
 import logging
@@ -82,7 +83,8 @@ logger = logging.getLogger("bench.generate")
 BATCH = 5_000
 SPAN = timedelta(days=730)
 DAY = timedelta(days=1)
-MARKER_VERSION = 1
+#: Bumped whenever the generator makes different rows from the same sizes and seed.
+MARKER_VERSION = 2
 #: The payout approval threshold's default (lib.settings): rows at or above it were approved.
 APPROVAL_THRESHOLD_MINOR = 100_000
 
@@ -135,6 +137,7 @@ FAILURES: tuple[tuple[int, FailureReason], ...] = (
 #: Outcomes of the attempts beyond each connected freelancer's final, successful one.
 HISTORY_OUTCOMES: tuple[tuple[int, AttemptOutcome], ...] = (
     (35, AttemptOutcome.SUCCEEDED), (35, AttemptOutcome.FAILED), (30, AttemptOutcome.ABANDONED),
+    (0.01, AttemptOutcome.PENDING),
 )
 #: Ledger states by weight; the in-flight ones are recent (they do not linger for months).
 PAYOUT_STATES: tuple[tuple[float, PayoutStatus], ...] = (
@@ -311,9 +314,11 @@ def _people(rng: random.Random, count: int, now: datetime,
     plan: list[_Freelancer] = []
     freelancers: list[dict[str, Any]] = []
     accounts: list[dict[str, Any]] = []
+    # Ids follow sign-up time, as an autoincrement id does.
+    sign_ups = sorted(_moment(rng, now - SPAN, now - timedelta(hours=1)) for _ in range(count))
     for number in range(1, count + 1):
         state = pick_state(rng, number)
-        created = _moment(rng, now - SPAN, now - timedelta(hours=1))
+        created = sign_ups[number - 1]
         country = rng.choice(COUNTRIES)
         name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
         email = f"{name.lower().replace(' ', '.').replace('-', '')}.{number}@freelancers.example"
@@ -380,17 +385,22 @@ def _attempts(rng: random.Random, plan: list[_Freelancer], count: int,
                "finished_at": person.connected_at, "outcome": AttemptOutcome.SUCCEEDED.value,
                "failure_reason": None}
     history = failures = 0
+    signed_up = [p.created_at for p in plan]  # sorted: ids follow sign-up time
     while number < count:
         number += 1
         history += 1
-        person = plan[rng.randrange(len(plan))]
-        started = _moment(rng, person.created_at, now)
+        # The attempt's time follows the marketplace's growth; then someone signed up by then.
+        started = _moment(rng, now - SPAN, now)
+        person = plan[rng.randrange(max(1, bisect.bisect_right(signed_up, started)))]
+        started = max(started, person.created_at)
         method = rng.choice([ConnectionMethod.ACCOUNT_LINK.value] * 3
                             + [ConnectionMethod.OAUTH.value])
         link = method == ConnectionMethod.ACCOUNT_LINK.value
         outcome: AttemptOutcome = pick_outcome(rng, history)
-        if now - started < timedelta(minutes=30) and rng.random() < 0.5:
-            outcome = AttemptOutcome.PENDING  # issued just now, not back yet
+        if outcome is AttemptOutcome.PENDING:  # issued just now, not back yet
+            started = now - timedelta(minutes=rng.uniform(0.5, 25))
+        elif now - started < timedelta(minutes=30) and rng.random() < 0.5:
+            outcome = AttemptOutcome.PENDING
         reason: str | None = None
         finished: datetime | None = None
         returned: datetime | None = None
@@ -435,14 +445,22 @@ def _payouts(rng: random.Random, plan: list[_Freelancer], count: int, now: datet
     payouts: list[dict[str, Any]] = []
     reversals: list[dict[str, Any]] = []
     bulk: tuple[str, int] | None = None
+    payees.sort(key=lambda p: p.connected_at or now)
+    connected.sort(key=lambda p: p.connected_at or now)
+    payee_since = [p.connected_at or now for p in payees]
+    connected_since = [p.connected_at or now for p in connected]
     for number in range(1, count + 1):
-        person = rng.choice(payees) if rng.random() < 0.85 else rng.choice(connected)
-        assert person.connected_at is not None
         status: PayoutStatus = pick_state(rng, number)
         if status in IN_FLIGHT:
             created = now - timedelta(seconds=rng.uniform(60, 3 * DAY.total_seconds()))
         else:
-            created = _moment(rng, person.connected_at, now - timedelta(hours=1))
+            created = _moment(rng, now - SPAN, now - timedelta(hours=1))
+        # Someone connected by then: the ledger grows with the marketplace.
+        people, since = (payees, payee_since) if rng.random() < 0.85 else (
+            connected, connected_since)
+        person = people[rng.randrange(max(1, bisect.bisect_right(since, created)))]
+        assert person.connected_at is not None
+        created = max(created, person.connected_at + timedelta(minutes=1))
         amount = _amount(rng, status)
         if bulk is None and rng.random() < 0.004:
             bulk = (hashlib.sha256(f"{seed}-{number}".encode()).hexdigest(), 0)
