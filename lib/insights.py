@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus
@@ -133,21 +134,37 @@ def _account_counts(session: Session, now: datetime) -> tuple[int, int, int, int
     return total, recent, active, due, past_due, deadlines
 
 
+_DECIDED = (AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value,
+            AttemptOutcome.ABANDONED.value)
+
+
+def _outcomes_between(window: int, start: datetime, end: datetime) -> Select[Any]:
+    """Decided attempts per outcome started in [start, end), tagged with ``window``.
+
+    Outcome first, then the range: each count is a range of the (outcome, started_at) index,
+    read without evaluating an expression per attempt (200,000 of them in 60 days at scale).
+    """
+    return (
+        select(literal_column(str(int(window))).label("window"), ConnectionAttempt.outcome,
+               func.count())
+        .where(ConnectionAttempt.outcome.in_(_DECIDED), ConnectionAttempt.started_at >= start,
+               ConnectionAttempt.started_at < end)
+        .group_by(ConnectionAttempt.outcome)
+    )
+
+
 def _success_rates(session: Session, now: datetime) -> tuple[Rate, Rate]:
-    decided = ConnectionAttempt.outcome.in_([
-        AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value,
-        AttemptOutcome.ABANDONED.value])
-    succeeded = ConnectionAttempt.outcome == AttemptOutcome.SUCCEEDED.value
-    recent = ConnectionAttempt.started_at >= now - WINDOW
-    row = session.execute(
-        select(
-            _sum_when(and_(recent, succeeded)), _sum_when(and_(recent, decided)),
-            _sum_when(and_(~recent, succeeded)), _sum_when(and_(~recent, decided)),
-        ).where(ConnectionAttempt.started_at >= now - 2 * WINDOW,
-                ConnectionAttempt.started_at < now)
-    ).one()
-    s1, d1, s0, d0 = (int(v or 0) for v in row)
-    return Rate(s1, d1), Rate(s0, d0)
+    counts = {(1, outcome): 0 for outcome in _DECIDED} | {(0, o): 0 for o in _DECIDED}
+    rows = session.execute(union_all(_outcomes_between(1, now - WINDOW, now),
+                                     _outcomes_between(0, now - 2 * WINDOW, now - WINDOW)))
+    for window, outcome, count in rows:
+        counts[(int(window), str(outcome))] = int(count)
+
+    def rate(window: int) -> Rate:
+        return Rate(counts[(window, AttemptOutcome.SUCCEEDED.value)],
+                    sum(counts[(window, outcome)] for outcome in _DECIDED))
+
+    return rate(1), rate(0)
 
 
 def _month_start(moment: datetime) -> datetime:
