@@ -20,14 +20,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
+from streamlit import config as streamlit_config
 from streamlit import logger as streamlit_logger
 
-from bench._pages_apptest import PageFailed, PageTiming, floor_samples, time_all_pages
+from bench._pages_apptest import (
+    PageFailed,
+    PageTiming,
+    floor_samples,
+    server_like_script_cache,
+    time_all_pages,
+)
 from bench._pages_env import dashboard_environment
 from bench._pages_memory import MemoryRunFailed, peak_memory
 from bench.common import Figure, backends, report
@@ -88,7 +96,8 @@ def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
     urls = {size: ensure_database(backend, database_name(size), Sizes.scaled(size), seed=seed)
             for size in (small, large)}
     timings: dict[int, dict[str, PageTiming]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-pages-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as workdir, \
+            server_like_script_cache():
         floors = floor_samples(repeat=repeat)
         for size in (small, large):
             logger.info("%s, %s accounts:", backend, f"{size:,}")
@@ -128,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.small < args.large or args.repeat < 1:
         parser.error("need 0 < --small < --large and --repeat >= 1")
     logging.basicConfig(level=logging.INFO, format="pages: %(message)s", stream=sys.stderr)
+    # The dashboard's context sets the root level from LOG_LEVEL: keep this one's progress.
+    logger.setLevel(logging.INFO)
     for noisy in ("lib", "alembic", "bench.generate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # AppTest outside a server warns on every cache clear ("No runtime found"): not news here.
+    os.environ["STREAMLIT_LOGGER_LEVEL"] = "error"
+    streamlit_config.get_config_options(force_reparse=True)
     streamlit_logger.set_log_level("error")
     chosen = backends() if args.backend == "all" else [args.backend]
     figures: list[Figure] = []
