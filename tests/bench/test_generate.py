@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import bench.common
 from bench.generate import Sizes, ensure_database, generate, matches, read_marker
 from lib.account_status import ConnectionStatus
 from lib.db import make_engine
@@ -98,37 +96,6 @@ def test_ids_continue_after_the_generated_rows(engine, session_factory) -> None:
         session.add(entry)
         session.flush()
         assert entry.id == Sizes.scaled(20).audit_entries + 1
-
-
-@pytest.fixture
-def bench_location(monkeypatch: pytest.MonkeyPatch, tmp_path, database_backend):
-    """Benchmark databases under tmp_path (SQLite) or with a name of this test's own (PG)."""
-    import uuid
-
-    monkeypatch.setattr(bench.common, "BENCH_DATA", tmp_path / "bench")
-    prefix = f"connect_ops_benchtest_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(bench.common, "POSTGRES_BENCH_DATABASE", prefix)
-    yield database_backend
-    if database_backend == "postgresql":
-        _drop_databases(prefix)
-
-
-def _drop_databases(prefix: str) -> None:
-    import os
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from lib.settings import normalise_database_url
-
-    server = make_url(normalise_database_url(os.environ["TEST_DATABASE_URL"]))
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
-                             {"p": f"{prefix}%"}).scalars().all()
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_an_existing_database_is_reused_until_its_record_differs(bench_location) -> None:

@@ -6,24 +6,8 @@ import json
 
 import pytest
 
-import bench.common
 from bench import pages
 from dashboard.navigation import PAGES
-
-
-@pytest.fixture
-def bench_location(monkeypatch: pytest.MonkeyPatch, tmp_path, database_backend):
-    import uuid
-
-    from tests.bench.test_generate import _drop_databases
-
-    monkeypatch.setattr(bench.common, "BENCH_DATA", tmp_path / "bench")
-    monkeypatch.setattr(bench.common, "RESULTS_FILE", tmp_path / "results.jsonl")
-    prefix = f"connect_ops_benchtest_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(bench.common, "POSTGRES_BENCH_DATABASE", prefix)
-    yield database_backend
-    if database_backend == "postgresql":
-        _drop_databases(prefix)
 
 
 @pytest.mark.slow
