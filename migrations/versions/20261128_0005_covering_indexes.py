@@ -7,10 +7,12 @@ in a date range. These indexes hold every column those aggregates read, so the r
 from the index alone (SQLite "COVERING INDEX", PostgreSQL index-only scans):
 
 - connection_attempts (started_at, outcome, method, failure_reason, freelancer_id, returned_at,
-  finished_at) replaces (started_at); (outcome, started_at) replaces (outcome), so a count of one
-  outcome over a range is a range count;
+  finished_at) replaces (started_at); (outcome, started_at, method, failure_reason, finished_at)
+  replaces (outcome), so a count of one outcome over a range is a range count and the failure
+  reasons and times to connect are read from the index;
 - payouts (status, created_at, currency, amount_minor) and (created_at, currency, status,
-  amount_minor) replace (status) and (created_at);
+  amount_minor) replace (status) and (created_at); (freelancer_id, status) replaces
+  (freelancer_id): "was this freelancer paid" is one seek;
 - webhook_events (type, status, id) replaces (type);
 - audit_log (result) is new: the Result filter's choices.
 
@@ -36,11 +38,12 @@ CHANGES: tuple[tuple[str, str, list[str], list[str]], ...] = (
      ["started_at", "outcome", "method", "failure_reason", "freelancer_id", "returned_at",
       "finished_at"]),
     ("connection_attempts", "ix_connection_attempts_outcome", ["outcome"],
-     ["outcome", "started_at"]),
+     ["outcome", "started_at", "method", "failure_reason", "finished_at"]),
     ("payouts", "ix_payouts_status", ["status"],
      ["status", "created_at", "currency", "amount_minor"]),
     ("payouts", "ix_payouts_created_at", ["created_at"],
      ["created_at", "currency", "status", "amount_minor"]),
+    ("payouts", "ix_payouts_freelancer_id", ["freelancer_id"], ["freelancer_id", "status"]),
     ("webhook_events", "ix_webhook_events_type", ["type"], ["type", "status", "id"]),
     ("audit_log", "ix_audit_log_result", [], ["result"]),
 )
