@@ -84,7 +84,7 @@ BATCH = 5_000
 SPAN = timedelta(days=730)
 DAY = timedelta(days=1)
 #: Bumped whenever the generator makes different rows from the same sizes and seed.
-MARKER_VERSION = 2
+MARKER_VERSION = 3
 #: The payout approval threshold's default (lib.settings): rows at or above it were approved.
 APPROVAL_THRESHOLD_MINOR = 100_000
 
@@ -147,6 +147,14 @@ PAYOUT_STATES: tuple[tuple[float, PayoutStatus], ...] = (
 )
 IN_FLIGHT = {PayoutStatus.PENDING_APPROVAL, PayoutStatus.PENDING, PayoutStatus.SUBMITTED,
              PayoutStatus.UNKNOWN}
+#: Payouts of the last RECENT days may still be in flight; older ones have settled (a backlog
+#: of approvals is days of payouts, not a share of two years' ledger).
+RECENT = timedelta(days=3)
+RECENT_STATES: tuple[tuple[float, PayoutStatus], ...] = (
+    (80.0, PayoutStatus.PAID), (3.0, PayoutStatus.FAILED), (1.5, PayoutStatus.REJECTED),
+    (10.0, PayoutStatus.PENDING_APPROVAL), (3.0, PayoutStatus.PENDING),
+    (2.0, PayoutStatus.SUBMITTED), (0.5, PayoutStatus.UNKNOWN),
+)
 PAYOUT_ERRORS = [("balance_insufficient", "Insufficient funds in the platform balance."),
                  ("account_invalid", "The destination account cannot receive transfers."),
                  ("transfers_not_allowed", "Transfers are not enabled for this account.")]
@@ -442,6 +450,8 @@ def _payouts(rng: random.Random, plan: list[_Freelancer], count: int, now: datet
     if not connected:
         return [], []
     pick_state = _Picker(PAYOUT_STATES)
+    pick_settled = _Picker([(w, s) for w, s in PAYOUT_STATES if s not in IN_FLIGHT])
+    pick_recent = _Picker(RECENT_STATES)
     payouts: list[dict[str, Any]] = []
     reversals: list[dict[str, Any]] = []
     bulk: tuple[str, int] | None = None
@@ -450,11 +460,15 @@ def _payouts(rng: random.Random, plan: list[_Freelancer], count: int, now: datet
     payee_since = [p.connected_at or now for p in payees]
     connected_since = [p.connected_at or now for p in connected]
     for number in range(1, count + 1):
-        status: PayoutStatus = pick_state(rng, number)
-        if status in IN_FLIGHT:
-            created = now - timedelta(seconds=rng.uniform(60, 3 * DAY.total_seconds()))
+        created = _moment(rng, now - SPAN, now - timedelta(minutes=1))
+        if number <= len(PAYOUT_STATES):  # every state once, even in a tiny database
+            status: PayoutStatus = pick_state(rng, number)
+            if status in IN_FLIGHT:
+                created = now - timedelta(seconds=rng.uniform(60, RECENT.total_seconds()))
+        elif now - created < RECENT:
+            status = pick_recent(rng)
         else:
-            created = _moment(rng, now - SPAN, now - timedelta(hours=1))
+            status = pick_settled(rng)
         # Someone connected by then: the ledger grows with the marketplace.
         people, since = (payees, payee_since) if rng.random() < 0.85 else (
             connected, connected_since)
