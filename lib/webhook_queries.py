@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from lib.models import WebhookEvent, WebhookStatus
 from lib.paging import check_page
@@ -60,11 +60,26 @@ class FailedPage:
 def last_events_per_type(session: Session, *, operator: Operator) -> list[EventTypeRow]:
     """Per event type: counts and the most recently received event, newest type first."""
     authorize(operator, Action.VIEW_WEBHOOKS, session=session)
-    failed = case((WebhookEvent.status == WebhookStatus.FAILED.value, 1), else_=0)
+    # The types by a loose index scan (one seek per type), then per type three reads of the
+    # (type, status, id) index: a range count, the failed range count and the last id. Counting
+    # ranges of the index costs a third of grouping 200,000 (type, status) entries.
+    kind = WebhookEvent.type
+    seed = select(func.min(kind).label("type")).cte("event_types", recursive=True)
+    following = select(func.min(kind)).where(kind > seed.c.type).scalar_subquery()
+    types = seed.union_all(select(following).where(seed.c.type.is_not(None)))
+    inner = aliased(WebhookEvent)
+    of_type = inner.type == types.c.type
     per_type = (
-        select(WebhookEvent.type.label("type"), func.count().label("received"),
-               func.sum(failed).label("failed"), func.max(WebhookEvent.id).label("last_id"))
-        .group_by(WebhookEvent.type)
+        select(
+            types.c.type.label("type"),
+            select(func.count()).select_from(inner).where(of_type).scalar_subquery()
+            .label("received"),
+            select(func.count()).select_from(inner)
+            .where(of_type, inner.status == WebhookStatus.FAILED.value).scalar_subquery()
+            .label("failed"),
+            select(func.max(inner.id)).where(of_type).scalar_subquery().label("last_id"),
+        )
+        .where(types.c.type.is_not(None))
         .subquery()
     )
     statement = (
