@@ -20,7 +20,7 @@ Why bulk Core-style inserts
     assigned here, so attempts and payouts reference freelancers without reading them back; on
     PostgreSQL the sequences are moved past them afterwards (the dashboard writes audit entries).
     SQLite loads in one transaction (one fsync); PostgreSQL commits each batch (no hour-long
-    transaction holding the WAL) and is ANALYZEd at the end, as autovacuum would soon do.
+    transaction holding the WAL) and is VACUUM ANALYZEd at the end, as autovacuum would soon do.
 
 Reusing a database
     What was generated (sizes, seed, alembic head, when) is recorded: for SQLite in a JSON
@@ -686,8 +686,10 @@ def generate(engine: Engine, sizes: Sizes, *, seed: int = 7,
         session.commit()
     with engine.connect() as connection:
         if postgres:
-            # What autovacuum does soon after a load; plans are then those of a live database.
-            connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+            # What autovacuum does soon after a load (PostgreSQL 13+ vacuums insert-only tables
+            # too): statistics for the planner and the visibility map index-only scans need.
+            connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("VACUUM ANALYZE"))
         else:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     logger.info("generated in %.1f s: %s", time.perf_counter() - started, counts)
