@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lib.tokens import TokenClaims, TokenError, verify_token
 
@@ -20,18 +19,49 @@ _DOCS_CSP = (
 )
 
 
-class SecurityHeadersMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
-        is_docs = request.url.path in ("/docs", "/redoc")
-        headers.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else CONTENT_SECURITY_POLICY)
-        if request.url.path.startswith(("/api/", "/freelancer")):
-            headers["Cache-Control"] = "no-store"
-        return response
+_BASELINE = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+_PAGE_HEADERS = (*_BASELINE, (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+_DOCS_HEADERS = (*_BASELINE, (b"content-security-policy", _DOCS_CSP.encode()))
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response the app sends, whatever produced it.
+
+    A pure ASGI middleware: it edits the ``http.response.start`` message on its way out, so
+    a response costs one list scan. (Starlette's ``BaseHTTPMiddleware`` ran every request in
+    a task group with memory streams in between: most of a small endpoint's time.) A header
+    the response already set is kept, except ``Cache-Control`` on the API and the freelancer
+    pages, which is always ``no-store``: nothing there may sit in a shared cache.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        defaults = _DOCS_HEADERS if path in ("/docs", "/redoc") else _PAGE_HEADERS
+        no_store = path.startswith(("/api/", "/freelancer"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(name, value) for name, value in message.get("headers", ())
+                           if not (no_store and name.lower() == b"cache-control")]
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in defaults if header[0] not in present]
+                if no_store:
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def bearer_claims(request: Request) -> TokenClaims:
