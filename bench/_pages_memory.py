@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
 from bench._pages_env import DEMO_PASSWORD, process_env
 from dashboard.navigation import PAGES
 from lib.settings import PROJECT_ROOT
+from scripts.processes import ServerNotHealthy, wait_until_healthy
 
 APP = PROJECT_ROOT / "dashboard" / "app.py"
 HOST = "127.0.0.1"
@@ -59,18 +59,11 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MemoryRunFailed(f"streamlit exited ({process.returncode}):\n"
-                                  f"{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise MemoryRunFailed(f"streamlit did not answer {url}/_stcore/health in {START_TIMEOUT}s")
+    try:
+        wait_until_healthy(f"{url}/_stcore/health", process=process, timeout=START_TIMEOUT,
+                           name="streamlit", log=log)
+    except ServerNotHealthy as exc:
+        raise MemoryRunFailed(str(exc)) from exc
 
 
 def _settle(page: Page) -> None:

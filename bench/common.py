@@ -206,23 +206,17 @@ def child_process(args: list[str], *, env: dict[str, str], ready_url: str,
     import signal
     import subprocess
 
-    import httpx
+    from scripts.processes import ServerNotHealthy, wait_until_healthy
 
     process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"bench: {args[2]} exited with code {process.returncode}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: {ready_url} did not answer within {timeout:.0f}s")
-            time.sleep(0.1)
+        try:
+            wait_until_healthy(ready_url, process=process, timeout=timeout,
+                               ok_statuses=range(100, 500), poll_interval=0.1,
+                               request_timeout=2.0, name=args[2])
+        except ServerNotHealthy as exc:
+            raise SystemExit(f"bench: {exc}") from exc
         yield
     finally:
         if process.poll() is None:

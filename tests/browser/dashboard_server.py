@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from lib.operator_accounts import DEMO_AUTH_PATH
 from lib.settings import PROJECT_ROOT
+from scripts.processes import wait_until_healthy
 from tests.factories import TEST_CLIENT_ID, TEST_JWT_SECRET, TEST_SECRET_KEY
 from tests.support.servers import HOST, free_port
 
@@ -64,7 +62,8 @@ def running_dashboard(*, database_url: str, emulator_url: str, backend_url: str,
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        _wait_healthy(url, process, workdir / "streamlit.log")
+        wait_until_healthy(f"{url}/_stcore/health", process=process, timeout=START_TIMEOUT,
+                           name="streamlit", log=workdir / "streamlit.log")
         yield url
     finally:
         process.terminate()
@@ -74,18 +73,3 @@ def running_dashboard(*, database_url: str, emulator_url: str, backend_url: str,
             process.kill()
             process.wait(timeout=10)
         log.close()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited ({process.returncode}):\n"
-                               f"{log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"streamlit did not answer {url}/_stcore/health in {START_TIMEOUT}s")
