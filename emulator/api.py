@@ -26,7 +26,7 @@ from emulator.errors import StripeApiError, invalid_api_key, mask_key, unrecogni
 from emulator.faults import fault_error
 from emulator.idempotency import SavedResponse, fingerprint, record_key
 from emulator.resources import ROUTES
-from emulator.resources.common import Ctx, expand
+from emulator.resources.common import Ctx, RenderedBody, expand
 from emulator.runtime import Runtime
 from emulator.store import new_id
 from emulator.validation import InvalidRequest, match_template, validate_params
@@ -216,8 +216,12 @@ def _execute(runtime: Runtime, prepared: _Prepared) -> SavedResponse:
     try:
         with runtime.store.transaction():
             body = handler(ctx, prepared.params, prepared.path_params)
-            body = expand(ctx, json.loads(json.dumps(body)), prepared.params)
-            text = render(body)
+            if isinstance(body, RenderedBody):
+                text = body.text
+            else:
+                # A copy: expand[] must not write into the stored objects.
+                body = expand(ctx, json.loads(json.dumps(body)), prepared.params)
+                text = render(body)
         return SavedResponse(200, text, ctx.request_id)
     except StripeApiError as exc:
         return SavedResponse(exc.http_status, render(exc.to_body(ctx.request_id)), ctx.request_id)

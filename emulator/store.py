@@ -4,6 +4,12 @@ Every mutation runs inside `Store.transaction()`: the lock is held while handler
 write, the state file is rewritten atomically (temp file + rename) when the transaction
 changed anything, and the events it recorded are handed to the webhook dispatcher only
 after the lock is released, so a slow endpoint never stalls the API.
+
+Reads that are expensive to derive (the connected accounts in list order, each account's
+indented JSON) are cached per *generation*: every change to the state (`mark_dirty`,
+`queue_event`, and the end of a transaction that changed anything) starts a new generation and
+so drops them all. Handlers already mark every change for persistence, so the cache needs no
+invalidation of its own; a list after a change costs what it cost without the cache.
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ class Store:
         self._new_events: list[dict[str, Any]] = []
         self._depth = 0
         self._dirty = False
+        self._generation = 0
+        self._derived: dict[str, Any] = {}
+        self._derived_generation = 0
         self.state: dict[str, Any] = self._load() or fresh_state(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -129,19 +138,34 @@ class Store:
                 if self._depth == 0:
                     if self._dirty:
                         self._dirty = False
+                        # A change made after the last mark_dirty of this transaction.
+                        self._generation += 1
                         self._save()
                     events, self._new_events = self._new_events, []
         if events and self._event_sink is not None:
             self._event_sink(events)
 
     def mark_dirty(self) -> None:
-        """Note that the state changed, so the transaction saves it."""
+        """Note that the state changed, so the transaction saves it (and caches are dropped)."""
         self._dirty = True
+        self._generation += 1
 
     def queue_event(self, event: dict[str, Any]) -> None:
         """Hand an event to the dispatcher when the current transaction ends."""
         self._new_events.append(event)
-        self._dirty = True
+        self.mark_dirty()
+
+    # -- derived data, cached until the state changes ----------------------------------------
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()``'s value, kept until the state next changes (call inside a transaction)."""
+        if self._derived_generation != self._generation:
+            self._derived = {}
+            self._derived_generation = self._generation
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = build()
+            return value
 
     def reset(self) -> None:
         """Forget everything: a brand-new platform with the configured balance."""

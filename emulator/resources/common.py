@@ -5,7 +5,8 @@ list pagination and `expand[]`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,14 @@ class Ctx:
         )
 
 
-Handler = Callable[[Ctx, dict[str, Any], dict[str, str]], dict[str, Any]]
+@dataclass(frozen=True, slots=True)
+class RenderedBody:
+    """A response body already written as Stripe's JSON text (no copy, expand or render)."""
+
+    text: str
+
+
+Handler = Callable[[Ctx, dict[str, Any], dict[str, str]], "dict[str, Any] | RenderedBody"]
 
 
 def skeleton(resource: str) -> dict[str, Any]:
@@ -130,13 +138,14 @@ def _created_filter(params: dict[str, Any]) -> Callable[[int], bool]:
     return lambda c: all(checks[k](c, v) for k, v in bounds.items() if k in checks)
 
 
-def paginate(items: Iterable[dict[str, Any]], params: dict[str, Any], url: str) -> dict[str, Any]:
-    """A Stripe list envelope over `items` (oldest first in storage, newest first out)."""
-    newest_first = [i for i in reversed(list(items))]
-    keep = _created_filter(params)
-    newest_first = [i for i in newest_first if keep(int(i.get("created", 0)))]
+def page_window(
+    ids: Sequence[str], position: Mapping[str, int], params: dict[str, Any]
+) -> tuple[Sequence[str], bool]:
+    """The ids of one list page and ``has_more``: ``ids`` newest first, ``position`` its index.
+
+    A cursor is a seek in ``position``, not a scan, so paging through N objects costs O(N).
+    """
     limit = int(params.get("limit") or 10)  # validation already bounds it to 1..100
-    ids = [i["id"] for i in newest_first]
     after, before = params.get("starting_after"), params.get("ending_before")
     if after and before:
         raise invalid_request(
@@ -144,23 +153,52 @@ def paginate(items: Iterable[dict[str, Any]], params: dict[str, Any], url: str) 
             "ending_before",
         )
     if after:
-        if after not in ids:
+        if after not in position:
             raise resource_missing("object", str(after), "starting_after")
-        window = newest_first[ids.index(after) + 1 :]
-        page, more = window[:limit], len(window) > limit
-    elif before:
-        if before not in ids:
+        start = position[after] + 1
+        return ids[start : start + limit], len(ids) - start > limit
+    if before:
+        if before not in position:
             raise resource_missing("object", str(before), "ending_before")
-        window = newest_first[: ids.index(before)]
-        page, more = window[-limit:], len(window) > limit
-    else:
-        page, more = newest_first[:limit], len(newest_first) > limit
+        end = position[before]
+        return ids[max(end - limit, 0) : end], end > limit
+    return ids[:limit], len(ids) > limit
+
+
+def paginate(items: Iterable[dict[str, Any]], params: dict[str, Any], url: str) -> dict[str, Any]:
+    """A Stripe list envelope over `items` (oldest first in storage, newest first out).
+
+    The page's objects are the stored ones: the API layer copies the body before `expand[]`.
+    """
+    keep = _created_filter(params)
+    newest_first = [i for i in reversed(list(items)) if keep(int(i.get("created", 0)))]
+    ids = [i["id"] for i in newest_first]
+    position = {object_id: n for n, object_id in enumerate(ids)}
+    page, more = page_window(ids, position, params)
     return {
         "object": "list",
-        "data": [copy.deepcopy(p) for p in page],
+        "data": [newest_first[position[object_id]] for object_id in page],
         "has_more": more,
         "url": url,
     }
+
+
+#: A list item's JSON sits two levels deep in the envelope (Stripe indents by two spaces).
+_ITEM_INDENT = "\n    "
+
+
+def rendered_item(obj: dict[str, Any]) -> str:
+    """``obj`` as Stripe's indented JSON, indented to sit in a list envelope's ``data``."""
+    return json.dumps(obj, indent=2).replace("\n", _ITEM_INDENT)
+
+
+def render_list(items: Sequence[str], has_more: bool, url: str) -> RenderedBody:
+    """The list envelope around items from `rendered_item`: the bytes `render` would write."""
+    data = "[\n    " + ",\n    ".join(items) + "\n  ]" if items else "[]"
+    return RenderedBody(
+        '{\n  "object": "list",\n  "data": ' + data + ',\n  "has_more": '
+        + ("true" if has_more else "false") + ',\n  "url": ' + json.dumps(url) + "\n}"
+    )
 
 
 _EXPANDABLE_PREFIXES = {
