@@ -179,7 +179,9 @@ def current_session(request: Request, context: ServiceContext) -> PageSession:
 
 
 def csrf_ok(page: PageSession, submitted: str) -> bool:
-    return bool(submitted) and hmac.compare_digest(page.csrf_token, submitted)
+    """True when the form's token is this session's (constant time, any text compares)."""
+    # Bytes: compare_digest raises TypeError for a str that is not ASCII (a 500 for "é").
+    return bool(submitted) and hmac.compare_digest(page.csrf_token.encode(), submitted.encode())
 
 
 def form_session(request: Request, context: ServiceContext,

@@ -219,6 +219,24 @@ def test_post_without_or_with_a_wrong_csrf_token_is_refused(
     assert client.get(SETTINGS_PATH).status_code == 200  # still signed in
 
 
+@pytest.mark.parametrize("path", ["/freelancer/connect", "/freelancer/disconnect",
+                                  "/freelancer/logout"])
+@pytest.mark.parametrize("forged", ["é", "токен", "\u00ff" * 64, "0" * 40 + "✓"])
+def test_non_ascii_csrf_token_is_refused_not_a_500(
+    client: TestClient, settings: Settings, session_factory: sessionmaker[Session],
+    freelancer_id: int, path: str, forged: str,
+) -> None:
+    # Issue 8: compare_digest on str raises TypeError for non-ASCII text (a 500 page).
+    sign_in(client, settings, freelancer_id)
+
+    response = client.post(path, data={"method": "oauth", "csrf_token": forged})
+
+    assert response.status_code == 403
+    assert "Nothing was changed" in response.text
+    assert attempts(session_factory) == 0
+    assert client.get(SETTINGS_PATH).status_code == 200  # still signed in
+
+
 def test_csrf_token_of_another_session_is_refused(
     client: TestClient, settings: Settings, session_factory: sessionmaker[Session],
     freelancer_id: int,
