@@ -20,5 +20,7 @@ class ServiceContext:
     gateway: StripeGateway
 
 
-def context_of(request: Request) -> ServiceContext:
+async def context_of(request: Request) -> ServiceContext:
+    """The app's context. ``async`` because it never blocks: FastAPI runs a plain ``def``
+    dependency in the threadpool, a thread hop per request for an attribute read."""
     return request.app.state.context
