@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lib.db import make_engine, make_session_factory
 from lib.errors import ConnectOpsError
@@ -69,6 +71,36 @@ async def database_unavailable_handler(request: Request, exc: Exception) -> Resp
     return response
 
 
+#: The freelancer's pages: a browser there gets a page for the router's own errors, not JSON.
+_PAGE_PREFIX = "/freelancer"
+_PAGE_ERRORS = {
+    404: ("Page not found", "There is no page at this address."),
+    405: ("This page cannot do that", "The page does not accept this kind of request."),
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """The router's own 404/405 (and any other HTTPException) in the service's envelope.
+
+    Starlette raises them before any handler runs; FastAPI's default body ``{"detail": …}``
+    is not the ``{"success", "message", "code"}`` envelope API clients parse. Headers the
+    exception carries (``Allow`` on a 405) are kept.
+    """
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    if request.url.path.startswith(_PAGE_PREFIX):
+        title, message = _PAGE_ERRORS.get(status, (phrase, "This request cannot be served."))
+        response: Response = pages.problem_page(
+            status, title, message, link=(pages.SETTINGS_PATH, "Go to payment settings"))
+    else:
+        message = exc.detail if isinstance(exc.detail, str) and exc.detail else phrase
+        response = fail(status, message, phrase.lower().replace(" ", "_").replace("-", "_"))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 _HEALTHY = {"status": "ok", "database": "ok"}
 _UNREACHABLE = {"status": "error", "database": "unreachable"}
 
@@ -115,6 +147,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(ConnectOpsError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     for kind in DATABASE_UNAVAILABLE:
