@@ -56,5 +56,5 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     small = queries_to_render(app, "metrics.py", "manager")
     seed_many(session_factory, 450)
     large = queries_to_render(app, "metrics.py", "manager")
-    # 4 for the charts, 2 for the router's "anything changed?" check (dashboard.cache).
-    assert len(small) == len(large) == 6, large
+    # 4 for the charts, 1 for the router's "anything changed?" check (dashboard.cache).
+    assert len(small) == len(large) == 5, large
