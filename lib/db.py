@@ -2,15 +2,47 @@
 
 Data functions in ``lib/`` take a session as a keyword-only argument and never commit; the caller
 frames the transaction with ``with session_factory.begin() as session:``.
+
+SQLite transactions are SQLAlchemy's, not pysqlite's. pysqlite's legacy mode emits ``BEGIN`` only
+before INSERT/UPDATE/DELETE: the SELECTs of one transaction were not one snapshot, DDL committed
+at once, and a SAVEPOINT that was the first write opened SQLite's own transaction, which its
+RELEASE committed, out of reach of the outer rollback. So the driver is left in autocommit and
+the engine's "begin" event emits ``BEGIN`` itself (SQLAlchemy's documented recipe for pysqlite;
+on the driver connection, so statement counters and echo see only the application's SQL).
+
+Which ``BEGIN``: in WAL mode a deferred transaction that has read and then writes fails at once
+with "database is locked" when another connection committed in between (``busy_timeout`` does
+not help for that upgrade). ``session_factory.begin()`` frames the read-then-write transactions
+(claim a payout, consume a state), so it begins ``IMMEDIATE``: the write lock is taken up front
+and a second writer waits for it. A plain ``session_factory()`` session never commits (the
+reads of the pages and the API), so it begins deferred and never blocks a writer; so do
+``engine.connect()`` and ``engine.begin()`` unless given :func:`write_engine`'s engine.
+
+One thread, two writers: a refused action is audited in its own transaction, opened while the
+caller's ``begin()`` transaction is still open in the same thread. That caller holds the write
+lock, so the audit would wait for it forever. When the caller has written nothing yet (no row
+changed, no savepoint open) its transaction is ended at the driver to let the nested one commit,
+and begins IMMEDIATE again before its next statement: its reads before and after the nested
+commit are two snapshots, as every read was under pysqlite's legacy mode. A caller that has
+written cannot give the lock away; the nested transaction then fails at once instead of
+waiting out ``busy_timeout``.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -47,6 +79,79 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+#: Execution option naming how a SQLite transaction begins: "DEFERRED" (the default) or
+#: "IMMEDIATE" (takes the write lock at BEGIN). PostgreSQL ignores it.
+SQLITE_BEGIN = "connect_ops_sqlite_begin"
+_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+#: Per connection (its pool record's ``info``): total_changes when its transaction began, and
+#: whether it gave its write lock to a nested transaction of the same thread.
+_CHANGES_AT_BEGIN = "connect_ops_changes_at_begin"
+_YIELDED = "connect_ops_yielded_write_lock"
+
+
+class _ThreadWriters(threading.local):
+    """This thread's open IMMEDIATE transactions (the connections that hold a write lock).
+
+    Weak references: a connection forgotten without commit or rollback is never kept alive here.
+    """
+
+    def __init__(self) -> None:
+        self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+_writers = _ThreadWriters()
+
+
+def _driver(connection: Connection) -> sqlite3.Connection:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
+def _execute_on_driver(connection: Connection, statement: str) -> None:
+    """Run a transaction statement on the driver, its errors wrapped as SQLAlchemy's are."""
+    try:
+        _driver(connection).execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
+
+
+def _database(connection: Connection) -> str | None:
+    name = connection.engine.url.database
+    return None if not name or name == ":memory:" else os.path.abspath(name)
+
+
+def _began(connection: Connection, mode: str) -> None:
+    connection.info[_CHANGES_AT_BEGIN] = _driver(connection).total_changes
+    connection.info[_YIELDED] = False
+    if mode != "DEFERRED":
+        _writers.connections.add(connection)
+
+
+def _free_this_threads_write_lock(connection: Connection) -> None:
+    """Before a write transaction: end this thread's open one on the same file, if it only read."""
+    database = _database(connection)
+    if database is None:
+        return
+    for outer in list(_writers.connections):
+        if outer.closed or not outer.in_transaction():
+            _writers.connections.discard(outer)
+            continue
+        if outer.info.get(_YIELDED) or _database(outer) != database:
+            continue
+        driver = _driver(outer)
+        if outer.in_nested_transaction() or driver.total_changes != outer.info.get(
+                _CHANGES_AT_BEGIN):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", (), sqlite3.OperationalError(
+                    "database is locked by this thread's own open transaction, which has "
+                    "written: a second one would wait for it forever"))
+        _execute_on_driver(outer, "COMMIT")  # it only read: nothing is lost
+        outer.info[_YIELDED] = True
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -57,6 +162,39 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        # Autocommit at the driver: pysqlite emits no BEGIN of its own; _begin below does.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        if mode not in _BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN} must be one of {sorted(_BEGIN_MODES)}, not {mode!r}")
+        if mode != "DEFERRED":
+            _free_this_threads_write_lock(connection)
+        _execute_on_driver(connection, f"BEGIN {mode}")
+        _began(connection, mode)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _resume(connection: Connection, *_args: object) -> None:
+        if connection.info.get(_YIELDED):  # its lock went to a nested transaction, now ended
+            _free_this_threads_write_lock(connection)
+            _execute_on_driver(connection, "BEGIN IMMEDIATE")
+            connection.info[_CHANGES_AT_BEGIN] = _driver(connection).total_changes
+            connection.info[_YIELDED] = False
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _ending(connection: Connection) -> None:
+        # Its info flags are reset when it next begins; a yielded one has nothing to end.
+        _writers.connections.discard(connection)
+
+
+def write_engine(engine: Engine) -> Engine:
+    """``engine`` for transactions that write: on SQLite they begin IMMEDIATE (see the module)."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
 
 
 def make_engine(database_url: str, *, echo: bool = False) -> Engine:
@@ -71,9 +209,27 @@ def make_engine(database_url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+class SessionFactory(sessionmaker[Session]):
+    """A sessionmaker whose ``begin()`` transactions take SQLite's write lock up front.
+
+    ``factory()`` sessions (reads) use the engine as given; ``factory.begin()`` binds the
+    session to :func:`write_engine`, so on SQLite its transaction begins IMMEDIATE.
+    """
+
+    def __init__(self, engine: Engine, **kw: Any) -> None:
+        super().__init__(bind=engine, **kw)
+        self.write_bind = write_engine(engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:  # type: ignore[override]
+        """A new session in a transaction that commits at the end, or rolls back on error."""
+        with self(bind=self.write_bind) as session, session.begin():
+            yield session
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
     """A session factory whose objects stay readable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    return SessionFactory(engine, expire_on_commit=False)
 
 
 def is_postgresql(engine: Engine) -> bool:
