@@ -1,5 +1,5 @@
 """Connection metrics: how well freelancers get connected, for a date range (last 90 days by
-default). Four charts (altair), each with its table and CSV below it.
+default). Four charts (Vega-Lite specs), each with its table and CSV below it.
 
 The CSVs here are aggregates already on screen (no freelancer appears in them), so anyone who
 may open the page may download them; account-level exports need ``Action.EXPORT``.
@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from dashboard import cache
 from dashboard.context import get_context
-from dashboard.widgets import require_page, show_lib_error, table_with_csv
+from dashboard.widgets import channel, chart, require_page, show_lib_error, table_with_csv
 from lib.connection_metrics import DateRange, Grain
 from lib.errors import ConnectOpsError
 from lib.roles import Action
@@ -56,14 +55,12 @@ bucket_title = "Week of" if grain is Grain.WEEK else "Day"
 st.subheader("Success rate")
 rates = [{**asdict(p), "bucket": p.bucket.isoformat(), "method": METHOD_NAMES.get(p.method, p.method),
           "decided": p.decided, "success_rate": p.success_rate} for p in data["rates"]]
-chart = alt.Chart(pd.DataFrame(rates)).mark_line(point=True).encode(
-    x=alt.X("bucket:T", title=bucket_title),
-    y=alt.Y("success_rate:Q", title="Success rate (%)", scale=alt.Scale(domain=[0, 100])),
-    color=alt.Color("method:N", title="Method"),
-    tooltip=["bucket", "method", "attempts", "succeeded", "failed", "abandoned", "pending",
-             "success_rate"],
-)
-st.altair_chart(chart, width="stretch")
+chart(pd.DataFrame(rates), {"type": "line", "point": True}, key="metrics_rates_chart",
+      x=channel("bucket", "temporal", bucket_title),
+      y=channel("success_rate", "quantitative", "Success rate (%)", scale={"domain": [0, 100]}),
+      color=channel("method", "nominal", "Method"),
+      tooltip=["bucket", "method", "attempts", "succeeded", "failed", "abandoned", "pending",
+               "success_rate"])
 table_with_csv(rates, ["bucket", "method", "attempts", "succeeded", "failed", "abandoned",
                        "pending", "success_rate"],
                key="metrics_rates", file_name=f"success-rate-by-{grain.value}.csv")
@@ -74,12 +71,10 @@ st.caption("Success rate = succeeded ÷ (succeeded + failed + abandoned); pendin
 st.subheader("Funnel")
 stages = [asdict(s) for s in data["funnel"]]
 order = [s["stage"] for s in stages]
-chart = alt.Chart(pd.DataFrame(stages)).mark_bar().encode(
-    y=alt.Y("stage:N", sort=order, title=None),
-    x=alt.X("freelancers:Q", title="Freelancers"),
-    tooltip=["stage", "freelancers", "share_of_issued"],
-)
-st.altair_chart(chart, width="stretch")
+chart(pd.DataFrame(stages), "bar", key="metrics_funnel_chart",
+      y=channel("stage", "nominal", None, sort=order),
+      x=channel("freelancers", "quantitative", "Freelancers"),
+      tooltip=["stage", "freelancers", "share_of_issued"])
 table_with_csv(stages, ["stage", "freelancers", "share_of_issued"], key="metrics_funnel",
                file_name="connection-funnel.csv")
 st.caption("Distinct freelancers with a link issued in the range; each stage is part of the "
@@ -89,13 +84,11 @@ st.caption("Distinct freelancers with a link issued in the range; each stage is 
 st.subheader("Failure reasons")
 reasons = [{**asdict(p), "bucket": p.bucket.isoformat()} for p in data["reasons"]]
 if reasons:
-    chart = alt.Chart(pd.DataFrame(reasons)).mark_bar().encode(
-        x=alt.X("bucket:T", title=bucket_title),
-        y=alt.Y("attempts:Q", title="Attempts", stack="zero"),
-        color=alt.Color("reason:N", title="Reason"),
-        tooltip=["bucket", "reason", "attempts"],
-    )
-    st.altair_chart(chart, width="stretch")
+    chart(pd.DataFrame(reasons), "bar", key="metrics_reasons_chart",
+          x=channel("bucket", "temporal", bucket_title),
+          y=channel("attempts", "quantitative", "Attempts", stack="zero"),
+          color=channel("reason", "nominal", "Reason"),
+          tooltip=["bucket", "reason", "attempts"])
     table_with_csv(reasons, ["bucket", "reason", "attempts"], key="metrics_reasons",
                    file_name=f"failure-reasons-by-{grain.value}.csv")
 else:
@@ -104,11 +97,10 @@ else:
 # ---- time to connect -------------------------------------------------------------------------
 st.subheader("Time to connect")
 durations = [asdict(b) for b in data["durations"]]
-chart = alt.Chart(pd.DataFrame(durations)).mark_bar().encode(
-    x=alt.X("bucket:N", sort=[d["bucket"] for d in durations], title="From link to connected"),
-    y=alt.Y("attempts:Q", title="Succeeded attempts"),
-    tooltip=["bucket", "attempts"],
-)
-st.altair_chart(chart, width="stretch")
+chart(pd.DataFrame(durations), "bar", key="metrics_durations_chart",
+      x=channel("bucket", "nominal", "From link to connected",
+                sort=[d["bucket"] for d in durations]),
+      y=channel("attempts", "quantitative", "Succeeded attempts"),
+      tooltip=["bucket", "attempts"])
 table_with_csv(durations, ["bucket", "attempts"], key="metrics_durations",
                file_name="time-to-connect.csv")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -17,6 +16,8 @@ from dashboard import cache
 from dashboard.context import get_context
 from dashboard.widgets import (
     PAGE_SIZE,
+    channel,
+    chart,
     deferred_csv,
     page_offset,
     pager,
@@ -64,15 +65,13 @@ st.subheader("What Stripe is asking for")
 count_rows = [asdict(c) for c in counts]
 if count_rows:
     frame = pd.DataFrame(count_rows)
-    chart = alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
-        x=alt.X("accounts:Q", title="Accounts"),
-        color=alt.Color("category:N", title="When",
-                        sort=[name for _, name in CATEGORIES]),
-        yOffset=alt.YOffset("category:N", sort=[name for _, name in CATEGORIES]),
-        tooltip=["category", "label", "accounts"],
-    )
-    st.altair_chart(chart, width="stretch")
+    urgency = [name for _, name in CATEGORIES]
+    chart(frame, "bar", key="requirements_counts_chart",
+          y=channel("label", "nominal", None, sort="-x", axis={"labelLimit": 320}),
+          x=channel("accounts", "quantitative", "Accounts"),
+          color=channel("category", "nominal", "When", sort=urgency),
+          yOffset=channel("category", "nominal", sort=urgency),
+          tooltip=["category", "label", "accounts"])
     table_with_csv(count_rows, ["category", "label", "accounts"], key="requirements_counts",
                    file_name="requirements-by-type.csv")
 
