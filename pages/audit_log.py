@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, date_range, pager, prepared_csv, require, show_error
+from dashboard.page_kit import PAGE_SIZE, date_range, prepared_csv, require, show_error
+from dashboard.widgets import page_offset, pager
 from lib.audit_queries import COLUMNS, AuditFilter, distinct_values, export_audit, list_audit
 from lib.errors import ConnectOpsError
 from lib.exports import rows_to_csv
@@ -37,15 +38,24 @@ filters = AuditFilter(actor=actor.strip() or None, action=None if action == ANY 
                       result=None if result == ANY else result, occurred_from=start,
                       occurred_to=end)
 
+# The page number is read before the query and its input drawn after (once the total is known),
+# so the filtered log is counted once per run instead of once for the pager and again for the page.
+offset = page_offset("audit_log_page", filters=filters)
 try:
     with context.session_factory() as session:
-        total = list_audit(session, operator=operator, filters=filters, limit=1).total
-        offset = pager(total, key="audit_log_page") if total > PAGE_SIZE else 0
         page = list_audit(session, operator=operator, filters=filters, limit=PAGE_SIZE,
                           offset=offset)
+        if offset and not page.rows and page.total:
+            # The log behind the page number shrank (the date window moved on): its last page.
+            offset = (page.total - 1) // PAGE_SIZE * PAGE_SIZE
+            page = list_audit(session, operator=operator, filters=filters, limit=PAGE_SIZE,
+                              offset=offset)
 except ConnectOpsError as exc:
     show_error(exc)
     st.stop()
+total = page.total
+if total > PAGE_SIZE:
+    pager(total, key="audit_log_page")
 
 if not page.rows:
     st.info("No audit entries match these filters.")

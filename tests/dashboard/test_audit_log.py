@@ -56,3 +56,12 @@ def test_manager_is_refused(app, dashboard_env) -> None:
     at = run_page_script("audit_log.py", "manager")
     assert not at.exception
     assert errors(at) == ["manager (manager) may not view audit log."]
+
+
+def test_the_log_is_counted_once_per_run(app, dashboard_env, entries) -> None:
+    """Issue 7: the pager and the page share one count of the filtered log (millions of rows)."""
+    from tests.factories_dashboard import queries_to_render
+
+    statements = queries_to_render(app, "audit_log.py", "finance")
+    counts = [s for s in statements if "count(" in s.lower() and "audit_log" in s]
+    assert len(counts) == 1, statements
