@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
+from http.client import responses as HTTP_PHRASES
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -88,7 +88,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     """
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    phrase = HTTP_PHRASES.get(status, "Error")
     if request.url.path.startswith(_PAGE_PREFIX):
         title, message = _PAGE_ERRORS.get(status, (phrase, "This request cannot be served."))
         response: Response = pages.problem_page(
