@@ -11,7 +11,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import csv_download, pager, require, show_error
+from dashboard.page_kit import PAGE_SIZE, csv_download, require, show_error
+from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError
 from lib.roles import Action
 from lib.sync import sync_all_accounts
@@ -48,10 +49,19 @@ def events_by_type() -> None:
 
 def failures() -> None:
     st.subheader("Failed events")
+    # The page number is read before the query and its input drawn once the total is known: one
+    # count and one page of the failures per run instead of two of each.
+    offset = page_offset("webhooks_failed_page", filters=None)
     with context.session_factory() as session:
-        total = failed_events(session, operator=operator, limit=1).total
-        offset = pager(total, key="webhooks_failed_page") if total else 0
-        page = failed_events(session, operator=operator, offset=offset)
+        page = failed_events(session, operator=operator, limit=PAGE_SIZE, offset=offset)
+        if offset and not page.rows and page.total:
+            # Failures were replayed away since the page number was chosen: the last page.
+            offset = (page.total - 1) // PAGE_SIZE * PAGE_SIZE
+            page = failed_events(session, operator=operator, limit=PAGE_SIZE, offset=offset)
+    if page.total > PAGE_SIZE:
+        pager(page.total, key="webhooks_failed_page")
+    elif page.total:
+        st.caption(f"{page.total} row{'s' if page.total != 1 else ''}")
     if not page.rows:
         st.success("No failed events.")
         return

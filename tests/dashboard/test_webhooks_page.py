@@ -86,3 +86,20 @@ def test_lib_refuses_replay_and_sync(world, role: str) -> None:
     with pytest.raises(PermissionDeniedError):
         sync_all_accounts(world.session_factory, gateway=world.gateway,
                           operator=OPERATORS[role])
+
+
+def test_failures_are_counted_and_paged_once_per_run(app, world) -> None:
+    """Issue 7: one count and one page of the failures per run, with the pager under them."""
+    from tests.factories_dashboard import QueryCounter
+
+    for n in range(55):
+        store(world, f"evt_bad{n}", "account.updated", WebhookStatus.FAILED, error="boom")
+    at = open_page(app, "webhooks.py", "admin")
+    assert not at.exception, at.exception
+    assert len(at.dataframe[1].value) == 50 and "Page 1 of 2 · 55 rows" in texts(at)
+    with QueryCounter() as counter:
+        at.number_input(key="webhooks_failed_page").set_value(2).run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe[1].value) == 5
+    failures = [s for s in counter.statements if "webhook_events.status =" in s]
+    assert len(failures) == 2, counter.statements   # the count and the page, once each
