@@ -149,7 +149,7 @@ async def handle_api(request: Request) -> Response:
         template, path_params = matched
         faults = runtime.faults.take(method, path, template)
         for fault in faults:
-            refusal = fault_error(fault.kind)
+            refusal = fault_error(fault.kind, fault)
             if refusal is not None:
                 return error_response(refusal, request_id, echo)
         account = _check_account_header(runtime, request.headers.get("stripe-account"), api_key)

@@ -6,6 +6,10 @@ rate_limit), `lock_timeout` (429 code lock_timeout with `Stripe-Should-Retry: tr
 `commit_then_drop` (execute and save the result, then close the connection with no
 response). A fault matches on method (optional) and on `path`: a Stripe template such as
 `/v1/transfers/{transfer}` matches that template, anything else is a path prefix.
+
+The two 429 kinds take optional retry hints, the headers Stripe's client libraries honour:
+`retry_after` (seconds, sent as `Retry-After`) and `should_retry` (sent as
+`Stripe-Should-Retry`, overriding lock_timeout's default `true`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from emulator.errors import StripeApiError
 from emulator.store import random_token
 
 KINDS = ("delay", "http_500", "rate_limit", "lock_timeout", "commit_then_drop")
+RATE_LIMITS = ("rate_limit", "lock_timeout")
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Fault:
     count: int = 1
     seconds: float = 0.0
     phase: str = "before"
+    retry_after: int | None = None
+    should_retry: bool | None = None
     id: str = field(default_factory=lambda: "fault_" + random_token(10))
 
     def matches(self, method: str, path: str, template: str | None) -> bool:
@@ -55,6 +62,14 @@ def make_fault(spec: dict[str, Any]) -> Fault:
     seconds = float(spec.get("seconds", 0))
     if kind == "delay" and seconds <= 0:
         raise ValueError("delay needs seconds > 0")
+    retry_after = spec.get("retry_after")
+    should_retry = spec.get("should_retry")
+    if (retry_after is not None or should_retry is not None) and kind not in RATE_LIMITS:
+        raise ValueError("retry_after and should_retry apply to rate_limit and lock_timeout")
+    if retry_after is not None and (type(retry_after) is not int or retry_after < 0):
+        raise ValueError("retry_after must be whole seconds >= 0")
+    if should_retry is not None and not isinstance(should_retry, bool):
+        raise ValueError("should_retry must be true or false")
     return Fault(
         kind=str(kind),
         path=str(spec.get("path", "/")),
@@ -62,6 +77,8 @@ def make_fault(spec: dict[str, Any]) -> Fault:
         count=count,
         seconds=seconds,
         phase=phase,
+        retry_after=retry_after,
+        should_retry=should_retry,
     )
 
 
@@ -103,8 +120,18 @@ class FaultRegistry:
         return hit
 
 
-def fault_error(kind: str) -> StripeApiError | None:
+def fault_error(kind: str, fault: Fault | None = None) -> StripeApiError | None:
     """The error Stripe sends for a refusing fault, or None for delay/commit_then_drop."""
+    refusal = _refusal(kind)
+    if refusal is not None and fault is not None:
+        if fault.retry_after is not None:
+            refusal.headers["Retry-After"] = str(fault.retry_after)
+        if fault.should_retry is not None:
+            refusal.headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
+    return refusal
+
+
+def _refusal(kind: str) -> StripeApiError | None:
     if kind == "http_500":
         return StripeApiError(
             500,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import stripe
 
@@ -45,6 +46,25 @@ def test_lock_timeout_is_retryable(emu: EmulatorHandle) -> None:
     emu.inject_fault("lock_timeout", "/v1/accounts/{account}", count=1)
     retrying = stripe_client(emu.base_url, max_network_retries=1)
     assert retrying.v1.accounts.retrieve(acct.id).id == acct.id
+
+
+def test_rate_limits_can_carry_retry_hints(emu: EmulatorHandle) -> None:
+    plain = stripe_client(emu.base_url)
+    emu.inject_fault("rate_limit", "/v1/accounts", count=1, retry_after=7)
+    with pytest.raises(stripe.RateLimitError) as exc:
+        plain.v1.accounts.list()
+    assert exc.value.headers["retry-after"] == "7"
+    assert "stripe-should-retry" not in exc.value.headers
+    emu.inject_fault("lock_timeout", "/v1/accounts", count=1, should_retry=False)
+    with pytest.raises(stripe.RateLimitError) as exc:
+        stripe_client(emu.base_url, max_network_retries=2).v1.accounts.list()  # not retried
+    assert exc.value.headers["stripe-should-retry"] == "false"
+    assert plain.v1.accounts.list().object == "list"
+    for bad in ({"kind": "http_500", "retry_after": 1}, {"kind": "rate_limit", "retry_after": -1},
+                {"kind": "rate_limit", "retry_after": "soon"},
+                {"kind": "lock_timeout", "should_retry": "yes"}):
+        response = httpx.post(f"{emu.base_url}/_emulator/faults", json=bad)
+        assert response.status_code == 400, bad
 
 
 def test_commit_then_drop(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
