@@ -69,53 +69,52 @@ def account_row_values(account: Mapping[str, Any], *, fetched_at: datetime) -> d
     }
 
 
+def _upsert_statement(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (stripe_id) DO UPDATE … WHERE synced_at <= excluded.synced_at``."""
+    statement = _UPSERTS.get(dialect)
+    if statement is None:
+        table = ConnectedAccount.__table__
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(table)
+        statement = _UPSERTS[dialect] = statement.on_conflict_do_update(
+            index_elements=[table.c.stripe_id],
+            set_={name: statement.excluded[name] for name in _PROMOTED_UPDATE},
+            where=table.c.synced_at <= statement.excluded.synced_at,
+        ).returning(table.c.stripe_id)
+    return statement
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
 def upsert_account(
     session: Session, *, account: Mapping[str, Any], fetched_at: datetime | None = None
 ) -> bool:
     """Insert or refresh the mirror of ``account``; False when a newer fetch is already stored."""
-    values = account_row_values(account, fetched_at=fetched_at or utcnow())
-    table = ConnectedAccount.__table__
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.stripe_id],
-        set_={name: statement.excluded[name] for name in _PROMOTED_UPDATE},
-        where=table.c.synced_at <= statement.excluded.synced_at,
-    ).returning(table.c.id)
-    # A skipped conflict returns no row (rowcount is unreliable with RETURNING on psycopg).
-    written = session.execute(statement).first() is not None
-    if written:
-        # Core bypasses the ORM's flush hooks: keep the requirement index in this transaction
-        # (it writes only when the account's codes or deadline changed).
-        refresh_accounts(session=session, stripe_ids=[values["stripe_id"]])
-    return written
+    return upsert_accounts(session, accounts=[account], fetched_at=fetched_at) == 1
 
 
 def upsert_accounts(
     session: Session, *, accounts: Sequence[Mapping[str, Any]], fetched_at: datetime | None = None
 ) -> int:
-    """``upsert_account`` for a whole page in one statement; how many rows were written.
+    """``upsert_account`` for a whole page; how many rows were written (the others were older).
 
-    Same guard row by row (``synced_at``). One multi-row statement instead of one per account:
-    building and compiling an upsert per row cost more than the database work (bench/sync.py).
+    One statement executed for many parameter sets: SQLAlchemy sends it as multi-row
+    ``VALUES`` batches ("insertmanyvalues") from one cached compilation. Building the rows into
+    the statement (``.values(rows)``) compiled a new 2,200-parameter statement every page,
+    which cost more than the database work (bench/sync.py). A skipped conflict returns no row
+    (rowcount is unreliable with RETURNING on psycopg).
     """
     at = fetched_at or utcnow()
     # Stripe pages never repeat an id, but one statement must not touch a row twice (PG refuses).
     rows = list({str(a["id"]): account_row_values(a, fetched_at=at) for a in accounts}.values())
     if not rows:
         return 0
-    table = ConnectedAccount.__table__
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.stripe_id],
-        set_={name: statement.excluded[name] for name in _PROMOTED_UPDATE},
-        where=table.c.synced_at <= statement.excluded.synced_at,
-    ).returning(table.c.stripe_id)
-    written = list(session.scalars(statement))
+    statement = _upsert_statement(session.get_bind().dialect.name)
+    written = list(session.scalars(statement, rows))
     if written:
+        # Core bypasses the ORM's flush hooks: keep the requirement index in this transaction,
+        # for the page at once (it writes only for accounts whose codes or deadline changed).
         refresh_accounts(session=session, stripe_ids=written)
     return len(written)
 

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from lib.accounts import get_account, mark_deauthorized, upsert_account
+from lib.accounts import get_account, mark_deauthorized, upsert_account, upsert_accounts
 from tests.lib.test_account_status import account
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -53,3 +53,28 @@ def test_mark_deauthorized_keeps_row(session_factory) -> None:
     with session_factory() as session:
         row = get_account(session, stripe_id="acct_1")
         assert row is not None and row.deauthorized_at == T0
+
+
+def test_a_page_writes_only_the_rows_it_is_newer_than(session_factory) -> None:
+    """One page, several rows: the guard is per row, and the count says what was written."""
+    ids = [f"acct_{n}" for n in range(250)]
+    with session_factory.begin() as session:
+        upsert_account(session, account=account(id="acct_7", email="webhook@example.com",
+                                                 requirements={"past_due": ["x"]}),
+                       fetched_at=T0 + timedelta(seconds=5))
+        upsert_account(session, account=account(id="acct_200", email="old@example.com"),
+                       fetched_at=T0 - timedelta(seconds=5))
+    page = [account(id=stripe_id, email=f"{stripe_id}@example.com") for stripe_id in ids]
+    with session_factory.begin() as session:
+        assert upsert_accounts(session, accounts=page, fetched_at=T0) == 249
+    with session_factory.begin() as session:
+        assert upsert_accounts(session, accounts=page[:3], fetched_at=T0 - timedelta(1)) == 0
+    with session_factory() as session:
+        kept = get_account(session, stripe_id="acct_7")
+        assert kept is not None and kept.email == "webhook@example.com"
+        assert kept.past_due_count == 1 and kept.raw["email"] == "webhook@example.com"
+        assert kept.synced_at == T0 + timedelta(seconds=5)
+        for stripe_id in ("acct_0", "acct_200", "acct_249"):
+            row = get_account(session, stripe_id=stripe_id)
+            assert row is not None and row.email == f"{stripe_id}@example.com"
+            assert row.raw["email"] == row.email and row.synced_at == T0
