@@ -21,6 +21,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import stripe
@@ -74,6 +76,39 @@ def _as_result(obj: Any) -> StripeResult:
     return StripeResult(data=obj.to_dict(), request_id=_request_id(obj))
 
 
+class StripeRateLimitHintedError(errors.StripeRateLimitError):
+    """A 429 with what Stripe said about retrying it (a ``StripeRateLimitError`` to callers).
+
+    ``should_retry`` is the ``Stripe-Should-Retry`` header (None when absent), ``retry_after``
+    the ``Retry-After`` header in seconds (None when absent or unreadable): the hints Stripe's
+    client libraries honour before retrying.
+    """
+
+    def __init__(self, message: str, *, should_retry: bool | None = None,
+                 retry_after: float | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.should_retry = should_retry
+        self.retry_after = retry_after
+
+
+def _retry_hints(exc: stripe.StripeError) -> dict[str, Any]:
+    headers = {str(k).lower(): str(v) for k, v in (getattr(exc, "headers", None) or {}).items()}
+    should = headers.get("stripe-should-retry")
+    after = headers.get("retry-after")
+    seconds: float | None = None
+    if after:
+        try:
+            seconds = max(float(after), 0.0)
+        except ValueError:
+            try:
+                seconds = max((parsedate_to_datetime(after) - datetime.now(UTC)).total_seconds(),
+                              0.0)
+            except (TypeError, ValueError):
+                seconds = None
+    return {"should_retry": {"true": True, "false": False}.get(should or ""),
+            "retry_after": seconds}
+
+
 def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
     error = getattr(exc, "error", None)
     # The SDK leaves .code unset on RateLimitError; the parsed error object still has it
@@ -116,8 +151,8 @@ def translate_errors(action: str) -> Iterator[None]:
         fields = _error_fields(exc)
         reason = ("another request is using the same Stripe object"
                   if fields["stripe_code"] == "lock_timeout" else "Stripe is rate limiting us")
-        raise errors.StripeRateLimitError(
-            f"{action}: {reason}; try again shortly", **fields
+        raise StripeRateLimitHintedError(
+            f"{action}: {reason}; try again shortly", **fields, **_retry_hints(exc)
         ) from None
     except (stripe.InvalidRequestError, stripe.CardError) as exc:
         raise errors.StripeRequestError(f"{action}: {_message(exc)}", **_error_fields(exc)) from None

@@ -151,3 +151,20 @@ def test_list_accounts_pages(emulator) -> None:
     assert len(first) == 2 and more
     seen = {a["id"] for a in gateway.iter_accounts(page_size=2)}
     assert created <= seen
+
+
+def test_rate_limits_carry_stripes_retry_hints(emulator) -> None:
+    gateway = gateway_for(emulator, stripe_max_network_retries=0)
+    emulator.inject_fault("rate_limit", "/v1/balance", method="GET", count=1, retry_after=7)
+    with pytest.raises(errors.StripeRateLimitError) as excinfo:
+        gateway.retrieve_balance()
+    assert excinfo.value.retry_after == 7.0 and excinfo.value.should_retry is None
+    emulator.inject_fault("lock_timeout", "/v1/balance", method="GET", count=1)
+    with pytest.raises(errors.StripeRateLimitError) as excinfo:
+        gateway.retrieve_balance()
+    assert excinfo.value.should_retry is True and excinfo.value.retry_after is None
+    emulator.inject_fault("lock_timeout", "/v1/balance", method="GET", count=1,
+                          should_retry=False)
+    with pytest.raises(errors.StripeRateLimitError) as excinfo:
+        gateway_for(emulator, stripe_max_network_retries=2).retrieve_balance()
+    assert excinfo.value.should_retry is False
