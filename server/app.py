@@ -27,6 +27,7 @@ from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from server import pages
 from server.app_context import ServiceContext
+from server.blocking import run_blocking
 from server.responses import domain_error_handler, fail, validation_error_handler
 from server.routes import admin, freelancer, webhooks
 from server.schemas import Health
@@ -165,9 +166,9 @@ def create_app(
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability",
              response_model=Health,
              responses={503: {"model": Health, "description": "The database is unreachable"}})
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         try:
-            ping_database(session_factory)
+            await run_blocking(ping_database, session_factory)
         except SQLAlchemyError as exc:
             logger.warning("health check: database unreachable (%s)", exc.__class__.__name__)
             return JSONResponse(_UNREACHABLE, status_code=503)

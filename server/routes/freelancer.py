@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from lib.connect_flow import (
+    ConnectionView,
     attempt_from_signed,
     connection_status,
     create_oauth_link,
@@ -25,6 +26,7 @@ from lib.errors import StripeGatewayError
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims, TokenError
 from server.app_context import ServiceContext, context_of
+from server.blocking import run_blocking
 from server.responses import ok
 from server.schemas import (
     AUTH_ERRORS,
@@ -120,7 +122,7 @@ def get_connect_url(
     "Reasons: access_denied, missing_parameters, invalid_state, exchange_failed, server_error, "
     "account_already_connected.",
 )
-def oauth_callback(
+async def oauth_callback(
     context: Context,
     state: str | None = None,
     code: str | None = None,
@@ -130,8 +132,8 @@ def oauth_callback(
     # Overlong values are refused by lib (an unknown state; a code Stripe will not accept).
     params = {k: v[:_MAX_PARAM] for k, v in {"state": state, "code": code, "error": error}.items()
               if v}
-    result = handle_oauth_callback(context.session_factory, gateway=context.gateway,
-                                   params=params)
+    result = await run_blocking(handle_oauth_callback, context.session_factory,
+                                gateway=context.gateway, params=params)
     if not result.success:
         assert result.reason is not None
         return error_redirect(context, result.reason)
@@ -144,15 +146,19 @@ def oauth_callback(
     response_model=ConnectionStatusEnvelope, responses=FREELANCER_ERRORS,
     description="From the local mirror; `refresh=true` re-reads the account from Stripe.",
 )
-def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONResponse:
+async def get_status(claims: Claims, context: Context, refresh: bool = False) -> JSONResponse:
+    view = await run_blocking(_status_view, claims, context, refresh=refresh)
+    return ok("Stripe Connect status retrieved", view.to_api())
+
+
+def _status_view(claims: TokenClaims, context: ServiceContext, *,
+                 refresh: bool) -> ConnectionView:
     freelancer_id = freelancer_id_of(claims, context)
     if refresh:
-        view = refresh_connection(context.session_factory, gateway=context.gateway,
+        return refresh_connection(context.session_factory, gateway=context.gateway,
                                   freelancer_id=freelancer_id)
-    else:
-        with context.session_factory() as session:
-            view = connection_status(session, freelancer_id=freelancer_id)
-    return ok("Stripe Connect status retrieved", view.to_api())
+    with context.session_factory() as session:
+        return connection_status(session, freelancer_id=freelancer_id)
 
 
 @router.delete(

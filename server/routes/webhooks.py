@@ -11,12 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from lib.errors import ConnectOpsError, WebhookSignatureError
 from lib.stripe_gateway import verify_webhook
 from lib.webhooks import Endpoint, Intake, process_event, store_event
 from server.app_context import ServiceContext, context_of
+from server.blocking import run_blocking
 from server.schemas import (
     DATABASE_ERRORS,
     WebhookFailed,
@@ -78,7 +78,7 @@ async def _receive(request: Request, context: ServiceContext, endpoint: Endpoint
     except WebhookSignatureError as exc:
         logger.warning("webhook refused on %s endpoint: %s", endpoint.value, exc.message)
         return JSONResponse({"received": False, "error": exc.message}, status_code=400)
-    return await run_in_threadpool(_store_and_process, context, event.data, endpoint)
+    return await run_blocking(_store_and_process, context, event.data, endpoint)
 
 
 def _store_and_process(context: ServiceContext, event: dict, endpoint: Endpoint) -> JSONResponse:
