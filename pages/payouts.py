@@ -22,12 +22,12 @@ from dashboard.page_kit import (
     csv_download,
     date_range,
     mark,
-    pager,
     plain,
     prepared_csv,
     require,
     show_error,
 )
+from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError, NotFoundError
 from lib.exports import rows_to_csv
 from lib.freelancers import get_freelancer, search_freelancers
@@ -342,18 +342,25 @@ def ledger() -> None:
     filters = PayoutFilter(status=None if status == "any" else status,
                            currency=None if currency == "any" else currency,
                            freelancer_id=freelancer_id, created_from=start, created_to=end)
+    # The page number is read before the query and its input drawn once the total is known, so
+    # the filtered ledger is counted once per run (not once for the pager and again for the page).
+    offset = page_offset("payouts_ledger_page", filters=filters)
     try:
         with context.session_factory() as session:
-            total = list_payouts(session, operator=operator, filters=filters, limit=1).total
-            offset = 0
-            if total > PAGE_SIZE:
-                offset = pager(total, key="payouts_ledger_page")
             page = list_payouts(session, operator=operator, filters=filters, limit=PAGE_SIZE,
                                 offset=offset)
+            if offset and not page.rows and page.total:
+                # Fewer payouts match than when the page number was chosen: the last page.
+                offset = (page.total - 1) // PAGE_SIZE * PAGE_SIZE
+                page = list_payouts(session, operator=operator, filters=filters,
+                                    limit=PAGE_SIZE, offset=offset)
             totals = totals_by_currency(session, operator=operator, filters=filters)
     except ConnectOpsError as exc:
         show_error(exc)
         return
+    total = page.total
+    if total > PAGE_SIZE:
+        pager(total, key="payouts_ledger_page")
     if not page.rows:
         st.info("No payouts match these filters.")
     st.dataframe([{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in page.rows],

@@ -204,3 +204,17 @@ def test_a_freelancer_name_is_shown_as_text_not_markup(app, world) -> None:
     heading = at.subheader[0].value
     assert r"Eve \*bold\* \[click\]\(http\:" in heading
     assert any(r"\$1 and \$2 \:red\[x\]" in c.value for c in at.caption)
+
+
+def test_the_ledger_is_counted_once_per_run(app, stripe_env) -> None:
+    """Issue 7: the ledger's pager and page share one count of the filtered payouts."""
+    from tests.factories_dashboard import QueryCounter
+
+    at = open_page(app, "payouts.py", "finance")
+    assert not at.exception, at.exception
+    with QueryCounter() as counter:
+        at.run()
+    assert not at.exception, at.exception
+    counts = [s for s in counter.statements
+              if "count(*)" in s and "FROM payouts" in s and "GROUP BY" not in s]
+    assert len(counts) == 1, counter.statements
