@@ -78,3 +78,27 @@ def test_a_page_writes_only_the_rows_it_is_newer_than(session_factory) -> None:
             row = get_account(session, stripe_id=stripe_id)
             assert row is not None and row.email == f"{stripe_id}@example.com"
             assert row.raw["email"] == row.email and row.synced_at == T0
+
+
+def test_the_mirror_keeps_exactly_what_stripe_sent(session_factory) -> None:
+    """Raw object and promoted columns survive the page upsert unchanged on both databases."""
+    acct = account(id="acct_raw", email="zoë.o'brien+\"q\"@example.com", country="DE",
+                   created=1_700_000_123, livemode=False,
+                   requirements={"currently_due": ["individual.dob.day"],
+                                 "current_deadline": 1_900_000_000},
+                   business_profile={"name": "Café \\ Ünïcode ✓", "mcc": None,
+                                     "support_phone": "+49 30 123"},
+                   metadata={"freelancer_id": "42", "nested": "[1, {\"a\": null}]"})
+    at = datetime(2026, 11, 1, 12, 30, 45, 123456, tzinfo=UTC)
+    with session_factory.begin() as session:
+        assert upsert_accounts(session, accounts=[acct], fetched_at=at) == 1
+    with session_factory() as session:
+        row = get_account(session, stripe_id="acct_raw")
+        assert row is not None
+        assert row.raw == acct
+        assert row.email == acct["email"] and row.country == "DE" and row.livemode is False
+        assert row.synced_at == at
+        assert row.stripe_created == datetime.fromtimestamp(1_700_000_123, tz=UTC)
+        assert row.current_deadline == datetime.fromtimestamp(1_900_000_000, tz=UTC)
+        assert row.requirements == acct["requirements"] and row.currently_due_count == 1
+        assert row.charges_enabled is True and row.deauthorized_at is None
