@@ -28,7 +28,12 @@ from lib.stripe_gateway import StripeGateway
 from server import pages
 from server.app_context import ServiceContext
 from server.blocking import run_blocking
-from server.responses import domain_error_handler, fail, validation_error_handler
+from server.responses import (
+    domain_error_handler,
+    fail,
+    internal_error_handler,
+    validation_error_handler,
+)
 from server.routes import admin, freelancer, webhooks
 from server.schemas import Health
 from server.security import SecurityHeadersMiddleware
@@ -151,6 +156,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(ConnectOpsError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)  # answered outside middleware
     for kind in DATABASE_UNAVAILABLE:
         app.add_exception_handler(kind, database_unavailable_handler)
     app.include_router(freelancer.router)

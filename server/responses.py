@@ -5,6 +5,7 @@ Its documented shapes are in ``server/schemas.py``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -13,6 +14,9 @@ from fastapi.responses import JSONResponse
 
 from lib import errors
 from lib.tokens import TokenError
+from server.security import headers_for
+
+logger = logging.getLogger(__name__)
 
 
 def ok(message: str, data: Any = None, status_code: int = 200) -> JSONResponse:
@@ -62,3 +66,18 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     return fail(422, f"Invalid request: {where} {first.get('msg', '')}".strip(), "validation_error")
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A bug's 500: the envelope and the security headers, never a traceback or a secret.
+
+    Starlette answers an unhandled exception outside every middleware, so the security headers
+    are added here; the exception is re-raised after this response and logged by the server.
+    """
+    logger.error("unhandled %s in %s %s", exc.__class__.__name__, request.method,
+                 request.url.path)
+    response = fail(500, "Something went wrong on our side; nothing more was done. "
+                         "Try again in a moment.", "internal_error")
+    for name, value in headers_for(request.url.path):
+        response.raw_headers.append((name, value))
+    return response

@@ -29,6 +29,12 @@ _DOCS_HEADERS = (*_BASELINE, (b"content-security-policy", _DOCS_CSP.encode()))
 _NO_STORE = (b"cache-control", b"no-store")
 
 
+def headers_for(path: str) -> list[tuple[bytes, bytes]]:
+    """The headers a response to ``path`` gets (for responses built outside the middleware)."""
+    defaults = _DOCS_HEADERS if path in ("/docs", "/redoc") else _PAGE_HEADERS
+    return [*defaults, _NO_STORE] if path.startswith(("/api/", "/freelancer")) else [*defaults]
+
+
 class SecurityHeadersMiddleware:
     """Adds the security headers to every HTTP response the app sends, whatever produced it.
 

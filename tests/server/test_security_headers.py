@@ -1,8 +1,8 @@
 """Issue 8: security headers on every response the companion sends, whatever produced it.
 
-Pages, JSON, redirects, validation errors, the router's own 404/405 and domain errors all pass
-through one middleware; a response that escaped it (an exception handler answering outside the
-middleware, a streaming body) would miss its headers.
+Pages, JSON, redirects, validation errors, the router's own 404/405 and domain errors pass
+through one middleware; a bug's 500 is answered by Starlette outside every middleware, so its
+handler adds them itself.
 """
 
 from __future__ import annotations
@@ -64,3 +64,24 @@ def test_the_service_pages_get_the_strict_policy(client: TestClient) -> None:
     response = client.get("/freelancer/stripe/error?reason=access_denied")
 
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_an_unexpected_failure_still_carries_the_headers(
+        session_factory: sessionmaker[Session]) -> None:
+    app = create_app(make_settings(), session_factory=session_factory)
+
+    @app.get("/api/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug in a handler")
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/api/v1/boom")
+
+    assert response.status_code == 500
+    for name, value in BASELINE.items():
+        assert response.headers.get(name) == value, name
+    assert response.headers.get("cache-control") == "no-store"
+    assert response.json() == {"success": False, "code": "internal_error",
+                               "message": "Something went wrong on our side; nothing more was "
+                                          "done. Try again in a moment."}
+    assert "a bug in a handler" not in response.text
