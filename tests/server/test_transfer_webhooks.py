@@ -61,6 +61,9 @@ def test_lost_answer_is_settled_by_transfer_created(world, emulator, session_fac
                                 client_request_token="tok-1", settings=settings)
         payout_id = payout.id
     emulator.inject_fault("commit_then_drop", "/v1/transfers", method="POST", count=1)
+    # Hold the events until the flush: delivered at once, transfer.created could settle the
+    # payout before the lost answer is recorded, and the "unknown" below would be a race.
+    emulator.inject_fault("out_of_order", count=100)
     execute_payout(session_factory, gateway=gateway, payout_id=payout_id, operator=ADMIN)
     assert _status(session_factory, payout_id) == "unknown"
     assert emulator.flush_webhooks()
