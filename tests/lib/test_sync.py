@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -190,7 +192,24 @@ def test_refresh_one_account_and_roles(gateway, emulator, session_factory) -> No
         refresh_account(session_factory, gateway=gateway, operator=finance, account_id=account_id)
 
 
-def test_command_line(emulator, database_url, engine, monkeypatch, tmp_path, capsys) -> None:
+@pytest.fixture
+def process_logging() -> Iterator[None]:
+    """Put back the logging a CLI's ``configure_logging`` replaces for the whole process.
+
+    Left in place, the root handler writes to this test's captured stderr after capsys closed
+    it, and every later test that logs gets "--- Logging error ---" on its own stderr.
+    """
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", "stripe", "httpx", "httpcore")}
+    yield
+    root.handlers[:] = handlers
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_command_line(emulator, database_url, engine, monkeypatch, tmp_path, capsys,
+                      process_logging) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_cli")
