@@ -197,6 +197,12 @@ def write_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
 
 
+#: Per-connection settings. JIT compilation pays off for long analytical queries; the desk's
+#: are short aggregates over indexes, where compiling costs more than it saves (at 100,000
+#: accounts the Requirements counts took 371 ms with JIT and 207 ms without).
+POSTGRESQL_SESSION_OPTIONS = "-c jit=off"
+
+
 def make_engine(database_url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``database_url``; a SQLite file's folder is created if missing."""
     url = make_url(normalise_database_url(database_url))
@@ -206,7 +212,8 @@ def make_engine(database_url: str, *, echo: bool = False) -> Engine:
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         connect_args={"options": POSTGRESQL_SESSION_OPTIONS})
 
 
 class SessionFactory(sessionmaker[Session]):
