@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-import httpx
+from scripts.processes import ServerNotHealthy, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -102,17 +102,13 @@ def _port_free(port: int) -> bool:
 
 
 def _wait_for(url: str, process: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"demo: {name} exited (code {process.returncode}); see its output above.")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"demo: {name} did not answer on {url} within {timeout:.0f}s.")
+    try:
+        wait_until_healthy(url, process=process, timeout=timeout, name=name,
+                           ok_statuses=range(200, 500), poll_interval=0.3, request_timeout=2)
+    except ServerNotHealthy as exc:
+        if exc.returncode is not None:
+            raise SystemExit(f"demo: {name} exited (code {exc.returncode}); see its output above.") from None
+        raise SystemExit(f"demo: {name} did not answer on {url} within {timeout:.0f}s.") from None
 
 
 class Processes:
