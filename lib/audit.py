@@ -88,12 +88,12 @@ def refusal_action(action: str) -> str:
 
 
 def _holds_sqlite_write_lock(session: Session) -> bool:
-    """True when the caller's session may hold SQLite's write lock (it has begun writing).
+    """True when the caller's session may hold SQLite's write lock.
 
-    pysqlite opens a transaction only before the first INSERT/UPDATE/DELETE, so an open one on
-    the driver connection means this connection holds the lock: a second writer would wait the
-    whole ``busy_timeout`` for a lock that is only released when the caller ends. pysqlite does
-    not see a transaction a SAVEPOINT opened, so an open savepoint counts as writing too.
+    ``lib.db`` emits BEGIN itself (IMMEDIATE for ``session_factory.begin()``, which takes the
+    lock at once), so an open transaction on the driver connection may hold the lock: a second
+    writer would wait the whole ``busy_timeout`` for a lock released only when the caller ends.
+    A deferred transaction that has only read counts too; its entry is merely written later.
     """
     if session.get_bind().dialect.name != "sqlite" or not session.in_transaction():
         return False
