@@ -121,6 +121,7 @@ def _write_refusal(target: Session | sessionmaker[Session], fields: dict[str, An
 def record_refusal(
     session: Session | sessionmaker[Session] | None, *, actor: Operator | str, action: str,
     detail: str, target: str | None = None, input: Mapping[str, Any] | None = None,
+    result: str = REFUSED,
 ) -> None:
     """Audit a refused action so that the entry survives the caller's rollback.
 
@@ -129,7 +130,7 @@ def record_refusal(
     commits as soon as the caller's transaction ends (commit, rollback or close), when the lock
     is free. ``None`` (no database at hand) only logs.
     """
-    fields: dict[str, Any] = {"actor": actor, "action": action, "result": REFUSED,
+    fields: dict[str, Any] = {"actor": actor, "action": action, "result": result,
                               "target": target, "input": input, "detail": detail}
     logger.warning("refused: %s", detail)
     if session is None:

@@ -18,14 +18,11 @@ and a second writer waits for it. A plain ``session_factory()`` session never co
 reads of the pages and the API), so it begins deferred and never blocks a writer; so do
 ``engine.connect()`` and ``engine.begin()`` unless given :func:`write_engine`'s engine.
 
-One thread, two writers: a refused action is audited in its own transaction, opened while the
-caller's ``begin()`` transaction is still open in the same thread. That caller holds the write
-lock, so the audit would wait for it forever. When the caller has written nothing yet (no row
-changed, no savepoint open) its transaction is ended at the driver to let the nested one commit,
-and begins IMMEDIATE again before its next statement: its reads before and after the nested
-commit are two snapshots, as every read was under pysqlite's legacy mode. A caller that has
-written cannot give the lock away; the nested transaction then fails at once instead of
-waiting out ``busy_timeout``.
+One thread, two writers: a second ``begin()`` transaction opened on the same file while this
+thread's first one is still open would wait for the first one's lock, which cannot be released
+until the second one returns. It fails at once instead of after ``busy_timeout``. (A refused
+action is audited beside the caller's session, ``lib.audit.record_refusal``, never through a
+nested transaction.)
 """
 
 from __future__ import annotations
@@ -85,12 +82,6 @@ SQLITE_BEGIN = "connect_ops_sqlite_begin"
 _BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 
 
-#: Per connection (its pool record's ``info``): total_changes when its transaction began, and
-#: whether it gave its write lock to a nested transaction of the same thread.
-_CHANGES_AT_BEGIN = "connect_ops_changes_at_begin"
-_YIELDED = "connect_ops_yielded_write_lock"
-
-
 class _ThreadWriters(threading.local):
     """This thread's open IMMEDIATE transactions (the connections that hold a write lock).
 
@@ -123,33 +114,19 @@ def _database(connection: Connection) -> str | None:
     return None if not name or name == ":memory:" else os.path.abspath(name)
 
 
-def _began(connection: Connection, mode: str) -> None:
-    connection.info[_CHANGES_AT_BEGIN] = _driver(connection).total_changes
-    connection.info[_YIELDED] = False
-    if mode != "DEFERRED":
-        _writers.connections.add(connection)
-
-
-def _free_this_threads_write_lock(connection: Connection) -> None:
-    """Before a write transaction: end this thread's open one on the same file, if it only read."""
+def _refuse_waiting_on_this_thread(connection: Connection) -> None:
+    """Before a write transaction: fail if this thread already holds the file's write lock."""
     database = _database(connection)
     if database is None:
         return
     for outer in list(_writers.connections):
         if outer.closed or not outer.in_transaction():
             _writers.connections.discard(outer)
-            continue
-        if outer.info.get(_YIELDED) or _database(outer) != database:
-            continue
-        driver = _driver(outer)
-        if outer.in_nested_transaction() or driver.total_changes != outer.info.get(
-                _CHANGES_AT_BEGIN):
+        elif _database(outer) == database:
             raise OperationalError(
                 "BEGIN IMMEDIATE", (), sqlite3.OperationalError(
-                    "database is locked by this thread's own open transaction, which has "
-                    "written: a second one would wait for it forever"))
-        _execute_on_driver(outer, "COMMIT")  # it only read: nothing is lost
-        outer.info[_YIELDED] = True
+                    "database is locked by this thread's own open transaction: a second one "
+                    "would wait for it forever"))
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -171,22 +148,14 @@ def _configure_sqlite(engine: Engine) -> None:
         if mode not in _BEGIN_MODES:
             raise ValueError(f"{SQLITE_BEGIN} must be one of {sorted(_BEGIN_MODES)}, not {mode!r}")
         if mode != "DEFERRED":
-            _free_this_threads_write_lock(connection)
+            _refuse_waiting_on_this_thread(connection)
         _execute_on_driver(connection, f"BEGIN {mode}")
-        _began(connection, mode)
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _resume(connection: Connection, *_args: object) -> None:
-        if connection.info.get(_YIELDED):  # its lock went to a nested transaction, now ended
-            _free_this_threads_write_lock(connection)
-            _execute_on_driver(connection, "BEGIN IMMEDIATE")
-            connection.info[_CHANGES_AT_BEGIN] = _driver(connection).total_changes
-            connection.info[_YIELDED] = False
+        if mode != "DEFERRED":
+            _writers.connections.add(connection)
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _ending(connection: Connection) -> None:
-        # Its info flags are reset when it next begins; a yielded one has nothing to end.
         _writers.connections.discard(connection)
 
 

@@ -37,8 +37,8 @@ def approve_payout(
     try:
         return _approve(session, operator=operator, payout_id=payout_id)
     except ConnectOpsError as exc:
-        audit_refusal(audit_refusals_with, operator=operator, action="payout.approve", exc=exc,
-                      target=f"payout:{payout_id}")
+        audit_refusal(audit_refusals_with, session=session, operator=operator,
+                      action="payout.approve", exc=exc, target=f"payout:{payout_id}")
         raise
 
 
@@ -78,8 +78,9 @@ def reject_payout(
     try:
         return _reject(session, operator=operator, payout_id=payout_id, reason=reason)
     except ConnectOpsError as exc:
-        audit_refusal(audit_refusals_with, operator=operator, action="payout.reject", exc=exc,
-                      target=f"payout:{payout_id}", input={"reason": reason})
+        audit_refusal(audit_refusals_with, session=session, operator=operator,
+                      action="payout.reject", exc=exc, target=f"payout:{payout_id}",
+                      input={"reason": reason})
         raise
 
 

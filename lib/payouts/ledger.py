@@ -119,14 +119,21 @@ def connected_account_of(session: Session, freelancer: Freelancer) -> ConnectedA
 
 
 def audit_refusal(
-    factory: sessionmaker[Session] | None, *, operator: Operator | None, action: str,
-    exc: ConnectOpsError, target: str | None = None, input: Mapping[str, Any] | None = None,
+    factory: sessionmaker[Session] | None, *, session: Session, operator: Operator | None,
+    action: str, exc: ConnectOpsError, target: str | None = None,
+    input: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record a refusal in its own transaction when the caller gave a factory for it."""
+    """Record a refusal, surviving the caller's rollback, when the caller gave a factory for it.
+
+    The entry goes through :func:`lib.audit.record_refusal` beside the caller's ``session``: on
+    its own connection at once, or, on SQLite while the caller holds the write lock, as soon as
+    the caller's transaction ends. (Committing through ``factory`` here would wait on the lock
+    the caller's own transaction holds.)
+    """
     if factory is None or isinstance(exc, AuditedRefusal):  # authorize already wrote it
         return
-    audit.record_now(
-        factory, actor=operator if operator is not None else "anonymous", action=action,
+    audit.record_refusal(
+        session, actor=operator if operator is not None else "anonymous", action=action,
         result=f"refused:{exc.code}", target=target, input=dict(input or {}), detail=exc.message,
     )
 
@@ -205,8 +212,9 @@ def request_payout(
             bulk_row=bulk_row, request_input=request_input,
         )
     except ConnectOpsError as exc:
-        audit_refusal(audit_refusals_with, operator=operator, action="payout.request", exc=exc,
-                      target=f"freelancer:{freelancer_id}", input=request_input)
+        audit_refusal(audit_refusals_with, session=session, operator=operator,
+                      action="payout.request", exc=exc, target=f"freelancer:{freelancer_id}",
+                      input=request_input)
         raise
 
 

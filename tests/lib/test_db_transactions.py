@@ -22,8 +22,9 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lib import audit
 from lib.db import SessionFactory, make_engine, make_session_factory
-from lib.models import Freelancer
+from lib.models import AuditLog, Freelancer
 
 
 class _Rollback(Exception):
@@ -220,36 +221,45 @@ def test_transaction_statements_are_not_counted_as_the_applications(
     assert seen == ["SELECT count(*) FROM item"] * 2
 
 
-# ---- one thread, two writers (a refusal audited while the caller's transaction is open) --------
+# ---- one thread, two writers: the second would wait for the first forever --------------------
 
 
-def test_a_nested_writer_commits_while_the_callers_transaction_has_only_read(
+def test_a_nested_writer_fails_at_once_when_the_caller_has_only_read(
         sqlite_engine: Engine) -> None:
     factory = make_session_factory(sqlite_engine)
     started = time.monotonic()
-    with pytest.raises(_Rollback), factory.begin() as caller:
-        assert _count(caller) == 0
-        with factory.begin() as audit:  # what lib.audit.record_now does for a refusal
-            _insert(audit, "refusal")
-        _insert(caller, "rolled back")  # the caller takes its write lock back and goes on
-        assert _count(caller) == 2
-        raise _Rollback
-    assert time.monotonic() - started < 5  # no busy_timeout waited out
-    with factory() as session:
-        names = session.execute(text("SELECT name FROM item")).scalars().all()
-    assert names == ["refusal"]
-
-
-def test_the_caller_commits_after_a_nested_writer(sqlite_engine: Engine) -> None:
-    factory = make_session_factory(sqlite_engine)
     with factory.begin() as caller:
-        _count(caller)
-        with factory.begin() as audit:
-            _insert(audit, "nested")
-        with factory.begin() as audit:  # a second one in the same caller
-            _insert(audit, "nested again")
-        _insert(caller, "caller")
-    assert _count(engine=sqlite_engine) == 3
+        assert _count(caller) == 0
+        with pytest.raises(OperationalError, match="this thread's own open transaction"):
+            with factory.begin() as nested:
+                _insert(nested, "would deadlock")
+        _insert(caller, "caller")  # the caller's transaction is untouched and goes on
+    assert time.monotonic() - started < 5  # no busy_timeout waited out
+    assert _count(engine=sqlite_engine) == 1
+
+
+def test_a_writer_after_the_callers_transaction_ended_is_not_refused(
+        sqlite_engine: Engine) -> None:
+    factory = make_session_factory(sqlite_engine)
+    with factory.begin() as first:
+        _insert(first, "first")
+    with factory.begin() as second:  # the same thread, one after the other
+        _insert(second, "second")
+    assert _count(engine=sqlite_engine) == 2
+
+
+def test_a_refusal_audited_beside_the_callers_session_survives_its_rollback(
+        sqlite_engine: Engine) -> None:
+    """What lib.audit.record_refusal does instead of a nested transaction."""
+    AuditLog.__table__.create(sqlite_engine)
+    factory = make_session_factory(sqlite_engine)
+    with pytest.raises(_Rollback), factory.begin() as caller:
+        caller.execute(text("SELECT 1"))
+        audit.record_refusal(caller, actor="finance", action="payout.approve",
+                             detail="Only an admin may approve payouts.")
+        raise _Rollback
+    with factory() as session:
+        assert session.scalars(select(AuditLog.action)).all() == ["payout.approve"]
 
 
 def test_a_nested_writer_fails_at_once_when_the_caller_has_written(
