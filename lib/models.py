@@ -119,6 +119,8 @@ class Freelancer(Base):
         Index("ix_freelancers_connected_at", "connected_at"),
         #: The Accounts page pages through freelancers by name.
         Index("ix_freelancers_name", "name"),
+        #: The Accounts page's country choices are read from it, one seek per country (0006).
+        Index("ix_freelancers_country", "country"),
     )
 
 

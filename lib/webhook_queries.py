@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from lib.index_scan import distinct_by_seeks
 from lib.models import WebhookEvent, WebhookStatus
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
@@ -63,15 +64,12 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
     # The types by a loose index scan (one seek per type), then per type three reads of the
     # (type, status, id) index: a range count, the failed range count and the last id. Counting
     # ranges of the index costs a third of grouping 200,000 (type, status) entries.
-    kind = WebhookEvent.type
-    seed = select(func.min(kind).label("type")).cte("event_types", recursive=True)
-    following = select(func.min(kind)).where(kind > seed.c.type).scalar_subquery()
-    types = seed.union_all(select(following).where(seed.c.type.is_not(None)))
+    types = distinct_by_seeks(WebhookEvent.type, name="event_types")
     inner = aliased(WebhookEvent)
-    of_type = inner.type == types.c.type
+    of_type = inner.type == types.c.value
     per_type = (
         select(
-            types.c.type.label("type"),
+            types.c.value.label("type"),
             select(func.count()).select_from(inner).where(of_type).scalar_subquery()
             .label("received"),
             select(func.count()).select_from(inner)
@@ -79,7 +77,7 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
             .label("failed"),
             select(func.max(inner.id)).where(of_type).scalar_subquery().label("last_id"),
         )
-        .where(types.c.type.is_not(None))
+        .where(types.c.value.is_not(None))
         .subquery()
     )
     statement = (
