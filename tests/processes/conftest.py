@@ -36,6 +36,7 @@ from lib.roles import Role
 from lib.settings import PROJECT_ROOT
 from lib.stripe_gateway import StripeGateway
 from lib.tokens import issue_token
+from scripts.processes import ServerNotHealthy, wait_until_healthy
 from tests.factories import (
     TEST_CLIENT_ID,
     TEST_CONNECT_WEBHOOK_SECRET,
@@ -171,18 +172,15 @@ class Processes:
         return companion
 
     def _wait_healthy(self, companion: Companion) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not companion.alive:
-                return False
-            try:
-                if companion.health().status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        companion.stop()
-        return False
+        """True once ``/healthz`` answers 200; False (and stopped) if it exits or times out."""
+        try:
+            wait_until_healthy(f"{companion.url}/healthz", process=companion.process,
+                               timeout=START_TIMEOUT, poll_interval=0.1, request_timeout=10,
+                               name=companion.name)
+        except ServerNotHealthy:
+            companion.stop()
+            return False
+        return True
 
     def payouts_cli(self, *args: str, database_url: str, emulator_url: str,
                     timeout: float = 120) -> subprocess.CompletedProcess[str]:
