@@ -75,15 +75,28 @@ def _created(event: dict[str, Any]) -> datetime | None:
 def store_event(
     session: Session, *, event: dict[str, Any], endpoint: Endpoint, settings: Settings,
 ) -> IntakeResult:
-    """Store a verified event once; a mode mismatch is stored as ignored, never processed."""
+    """Store a verified event once; a mode mismatch is stored as ignored, never processed.
+
+    A type that is only recorded (nothing of ours depends on it) is stored already processed,
+    in this one transaction: claiming and finishing it would be two more commits for no work.
+    """
     event_id = str(event["id"])
+    type_ = str(event.get("type", ""))[:100]
     livemode = bool(event.get("livemode"))
     mode_ok = livemode == settings.livemode
+    recorded_only = mode_ok and type_ in RECORDED_ONLY
+    if not mode_ok:
+        status = WebhookStatus.IGNORED
+    elif recorded_only:
+        status = WebhookStatus.PROCESSED
+    else:
+        status = WebhookStatus.RECEIVED
     row = WebhookEvent(
-        stripe_event_id=event_id, type=str(event.get("type", ""))[:100],
+        stripe_event_id=event_id, type=type_,
         endpoint=endpoint.value, account=event.get("account"), livemode=livemode,
-        stripe_created=_created(event), payload=event,
-        status=WebhookStatus.RECEIVED.value if mode_ok else WebhookStatus.IGNORED.value,
+        stripe_created=_created(event), payload=event, status=status.value,
+        attempts=1 if recorded_only else 0,
+        processed_at=utcnow() if recorded_only else None,
         error=None if mode_ok else (
             f"{'live' if livemode else 'test'}-mode event on a "
             f"{'live' if settings.livemode else 'test'}-mode deployment"
@@ -101,7 +114,7 @@ def store_event(
     if not mode_ok:
         logger.warning("ignored webhook %s: %s", event_id, row.error)
         return IntakeResult(Intake.IGNORED, event_id, needs_processing=False)
-    return IntakeResult(Intake.STORED, event_id, needs_processing=True)
+    return IntakeResult(Intake.STORED, event_id, needs_processing=not recorded_only)
 
 
 def _claim(session_factory: sessionmaker[Session], event_id: str) -> dict[str, Any] | None:
@@ -272,6 +285,8 @@ HANDLERS: dict[str, Handler] = {
     "payout.created": _recorded_only,
     "balance.available": _recorded_only,
 }
+#: Types stored already processed by :func:`store_event` (no claim, no second transaction).
+RECORDED_ONLY = frozenset(kind for kind, handler in HANDLERS.items() if handler is _recorded_only)
 
 
 # ---- operator actions ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 import pytest
 import stripe
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from lib.db import utcnow
@@ -171,3 +172,41 @@ def test_processing_failure_is_recorded_and_answered_500(client, session_factory
     assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
     with session_factory() as session:
         assert session.scalars(select(WebhookEvent.attempts)).one() == 2
+
+
+def test_recorded_only_event_is_stored_processed_in_one_commit(client, session_factory) -> None:
+    # payout.paid changes nothing of ours: no claim and no finish, one transaction in all.
+    engine = session_factory.kw["bind"]
+    commits: list[str] = []
+
+    def count_commit(_connection) -> None:
+        commits.append("commit")
+
+    sa_event.listen(engine, "commit", count_commit)
+    try:
+        payload, headers = signed(event("evt_paid"), TEST_CONNECT_WEBHOOK_SECRET)
+        response = client.post(CONNECT, content=payload, headers=headers)
+    finally:
+        sa_event.remove(engine, "commit", count_commit)
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "duplicate": False, "ignored": False}
+    assert len(commits) == 1
+    with session_factory() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+    assert (row.status, row.attempts, row.error) == ("processed", 1, None)
+    assert row.processed_at is not None
+
+
+def test_handled_event_is_still_claimed_and_finished(client, session_factory) -> None:
+    # account.updated re-reads the account from Stripe (unreachable here): it goes through the
+    # claim, so the failure is recorded on the row and Stripe is told to retry.
+    with session_factory.begin() as session:
+        freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
+        freelancer.stripe_account_id = "acct_1"
+    body = event("evt_acct", "account.updated", account="acct_1",
+                 data={"object": {"id": "acct_1", "object": "account"}})
+    payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
+    with session_factory() as session:
+        row = session.scalars(select(WebhookEvent)).one()
+    assert (row.status, row.attempts) == ("failed", 1)
