@@ -117,16 +117,24 @@ class CallbackResult:
     freelancer_id: int | None = None
 
 
+def _record_failure(
+    session: Session, reason: FailureReason, *, attempt_id: int | None,
+    freelancer_id: int | None, detail: str | None = None,
+) -> CallbackResult:
+    finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED, reason=reason)
+    audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
+                 result=reason.value, target=f"freelancer:{freelancer_id}" if freelancer_id else None,
+                 detail=detail)
+    return CallbackResult(success=False, reason=reason, freelancer_id=freelancer_id)
+
+
 def _fail(
     session_factory: sessionmaker[Session], reason: FailureReason, *, attempt_id: int | None,
     freelancer_id: int | None, detail: str | None = None,
 ) -> CallbackResult:
     with session_factory.begin() as session:
-        finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED, reason=reason)
-        audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
-                     result=reason.value, target=f"freelancer:{freelancer_id}" if freelancer_id else None,
-                     detail=detail)
-    return CallbackResult(success=False, reason=reason, freelancer_id=freelancer_id)
+        return _record_failure(session, reason, attempt_id=attempt_id,
+                               freelancer_id=freelancer_id, detail=detail)
 
 
 def handle_oauth_callback(
@@ -139,19 +147,21 @@ def handle_oauth_callback(
         return _fail(session_factory, FailureReason.MISSING_PARAMETERS, attempt_id=None,
                      freelancer_id=None)
 
-    # Spend the state in its own committed transaction before anything else happens.
+    # Spend the state in its own committed transaction before anything else happens. A callback
+    # that ends here (unknown state, or Stripe's error) records its failure in that transaction;
+    # one that goes on to the code exchange commits the spent state first.
     with session_factory.begin() as session:
         consumed = consume_state(session, token=state)
-    if consumed is None:
-        return _fail(session_factory, FailureReason.INVALID_STATE, attempt_id=None,
-                     freelancer_id=None)
+        if consumed is None:
+            return _record_failure(session, FailureReason.INVALID_STATE, attempt_id=None,
+                                   freelancer_id=None)
+        if error:
+            reason = (FailureReason.ACCESS_DENIED if error == "access_denied"
+                      else FailureReason.EXCHANGE_FAILED)
+            return _record_failure(session, reason, attempt_id=consumed.attempt_id,
+                                   freelancer_id=consumed.freelancer_id,
+                                   detail=f"Stripe returned error={error[:100]}")
     attempt_id, freelancer_id = consumed.attempt_id, consumed.freelancer_id
-
-    if error:
-        reason = (FailureReason.ACCESS_DENIED if error == "access_denied"
-                  else FailureReason.EXCHANGE_FAILED)
-        return _fail(session_factory, reason, attempt_id=attempt_id, freelancer_id=freelancer_id,
-                     detail=f"Stripe returned error={error[:100]}")
     assert code is not None
 
     try:

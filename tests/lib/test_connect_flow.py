@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
 
 from emulator.page_driver import consent, onboard
 from lib.account_status import ConnectionStatus
@@ -24,7 +25,7 @@ from lib.connect_flow import (
 from lib.connection_attempts import FailureReason
 from lib.errors import ConflictError, PermissionDeniedError
 from lib.freelancers import create_freelancer
-from lib.models import ConnectionAttempt, Freelancer, OAuthState
+from lib.models import AuditLog, ConnectionAttempt, Freelancer, OAuthState
 from lib.roles import Operator, Role
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
@@ -303,3 +304,51 @@ def test_freelancer_row_untouched_by_failed_callbacks(world: World) -> None:
     with world.session_factory() as session:
         freelancer = session.get(Freelancer, freelancer_id)
         assert freelancer is not None and freelancer.stripe_account_id is None
+
+
+def _commits_during(world: World, action) -> tuple[object, int]:
+    engine = world.session_factory.kw["bind"]
+    commits: list[object] = []
+
+    def count(connection) -> None:
+        commits.append(connection)
+
+    sa_event.listen(engine, "commit", count)
+    try:
+        result = action()
+    finally:
+        sa_event.remove(engine, "commit", count)
+    return result, len(commits)
+
+
+def test_a_callback_that_ends_before_the_exchange_is_one_transaction(world: World) -> None:
+    # Unknown state, or Stripe's error: the failure is recorded with the state's consumption,
+    # in one commit (no code is exchanged, so nothing has to be committed before anything).
+    freelancer_id = world.freelancer()
+    denied = consent(world.oauth_link(freelancer_id), decision="deny")
+    result, commits = _commits_during(world, lambda: world.callback(denied))
+    assert result.reason is FailureReason.ACCESS_DENIED and commits == 1
+    result, commits = _commits_during(world, lambda: world.callback(denied))
+    assert result.reason is FailureReason.INVALID_STATE and commits == 1
+    with world.session_factory() as session:
+        results = list(session.scalars(
+            select(AuditLog.result).where(AuditLog.action == "connect.oauth_callback")
+            .order_by(AuditLog.id)))
+    assert results == ["access_denied", "invalid_state"]
+
+
+def test_the_spent_state_is_committed_before_the_code_is_exchanged(world: World) -> None:
+    freelancer_id = world.freelancer()
+    redirect = consent(world.oauth_link(freelancer_id))
+    seen: list[int] = []
+    exchange = world.gateway.oauth_token
+
+    def exchange_and_look(code: str):
+        with world.session_factory() as session:  # another transaction: only committed rows
+            seen.append(session.scalar(select(func.count()).select_from(OAuthState).where(
+                OAuthState.freelancer_id == freelancer_id, OAuthState.consumed_at.is_not(None))))
+        return exchange(code)
+
+    world.gateway.oauth_token = exchange_and_look
+    assert world.callback(redirect).success
+    assert seen == [1]
