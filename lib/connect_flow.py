@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
@@ -35,7 +36,13 @@ from lib.errors import (
     StripeOAuthError,
 )
 from lib.freelancers import find_by_account, get_freelancer
-from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer
+from lib.models import (
+    AttemptOutcome,
+    ConnectedAccount,
+    ConnectionAttempt,
+    ConnectionMethod,
+    Freelancer,
+)
 from lib.oauth_states import STATE_LIFETIME, consume_state, issue_state
 from lib.roles import Action, Operator, Role, authorize, refuse
 from lib.settings import Settings
@@ -421,13 +428,22 @@ class ConnectionView:
 
 
 def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView:
-    """The freelancer's connection as the mirror knows it."""
-    freelancer = get_freelancer(session, freelancer_id=freelancer_id)
-    account_id = freelancer.stripe_account_id
+    """The freelancer's connection as the mirror knows it.
+
+    One narrow query (the account id and the mirror's JSON), not two ORM loads: the freelancer
+    API's status endpoint serves this on every poll of a freelancer's page.
+    """
+    row = session.execute(
+        select(Freelancer.stripe_account_id, ConnectedAccount.raw)
+        .outerjoin(ConnectedAccount, ConnectedAccount.stripe_id == Freelancer.stripe_account_id)
+        .where(Freelancer.id == freelancer_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"Freelancer {freelancer_id} does not exist.")
+    account_id, mirrored = row
     if account_id is None:
         return ConnectionView(freelancer_id, None, ConnectionStatus.NOT_CONNECTED, False, None)
-    mirror = get_account(session, stripe_id=account_id)
-    raw = dict(mirror.raw) if mirror is not None else None
+    raw = dict(mirrored) if mirrored is not None else None
     # Connected but not mirrored yet: we cannot say it is payable, so it is pending.
     status = derive_status(raw) if raw else ConnectionStatus.PENDING
     return ConnectionView(freelancer_id, account_id, status, is_verified(raw), raw)

@@ -23,7 +23,7 @@ from lib.connect_flow import (
     refresh_connection,
 )
 from lib.connection_attempts import FailureReason
-from lib.errors import ConflictError, PermissionDeniedError
+from lib.errors import ConflictError, NotFoundError, PermissionDeniedError
 from lib.freelancers import create_freelancer
 from lib.models import AuditLog, ConnectionAttempt, Freelancer, OAuthState
 from lib.roles import Operator, Role
@@ -352,3 +352,16 @@ def test_the_spent_state_is_committed_before_the_code_is_exchanged(world: World)
     world.gateway.oauth_token = exchange_and_look
     assert world.callback(redirect).success
     assert seen == [1]
+
+
+def test_status_of_an_unmirrored_connection_is_pending_and_unknown_is_not_found(
+        world: World) -> None:
+    freelancer_id = world.freelancer()
+    assert world.status(freelancer_id).status is ConnectionStatus.NOT_CONNECTED
+    with world.session_factory.begin() as session:
+        session.get(Freelancer, freelancer_id).stripe_account_id = "acct_not_mirrored_yet"
+    view = world.status(freelancer_id)
+    assert (view.account_id, view.status, view.verified) == (
+        "acct_not_mirrored_yet", ConnectionStatus.PENDING, False)
+    with pytest.raises(NotFoundError):
+        world.status(freelancer_id + 1000)
