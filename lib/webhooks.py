@@ -4,7 +4,8 @@
 - The event is stored by its Stripe id (unique): a duplicate delivery of a processed event is a
   no-op answered 200; a redelivery of a failed one is processed again.
 - Processing is claimed with a lease (one conditional UPDATE), so two replicas receiving the same
-  event at once process it once. The Stripe calls run outside any write transaction.
+  event at once process it once. The Stripe calls run outside any write transaction. A type
+  that is only recorded (``RECORDED_ONLY``) is stored already processed: no claim, no finish.
 - ``account.*`` and ``capability.updated`` events re-read the account from Stripe instead of
   trusting the payload, and the mirror upsert refuses older data: out-of-order delivery cannot
   regress the mirror.
