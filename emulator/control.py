@@ -95,7 +95,7 @@ async def health(request: Request) -> Response:
 
 
 async def state(request: Request) -> Response:
-    """GET /_emulator/state: counts, or the whole state with ?full=true."""
+    """GET /_emulator/state: counts and requests in flight, or the whole state with ?full=true."""
     rt = _rt(request)
     snap = rt.store.snapshot()
     counts = {
@@ -108,6 +108,7 @@ async def state(request: Request) -> Response:
         "now": rt.store.now(),
         "platform_id": snap["platform_id"],
         "balances": snap["balances"],
+        "in_flight": rt.in_flight,
     }
     if request.query_params.get("full") in ("1", "true", "yes"):
         snap.pop("idempotency", None)

@@ -29,10 +29,20 @@ class Runtime:
         self.store.set_event_sink(self.dispatcher.enqueue)
         self.idempotency = IdempotencyLayer(self.store)
         self.faults = FaultRegistry()
+        #: Stripe-facing requests being served now (control routes excluded). A test that held
+        #: a request with a delay fault waits for this to reach 0, not for a guessed deadline:
+        #: the hold starts when the request arrives, which a loaded machine makes late.
+        self.in_flight = 0
+        self._in_flight_lock = threading.Lock()  # in-process test clients serve from threads
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         with self.store.transaction():
             account_state.seed_standard_accounts(self.store)
+
+    def count_request(self, delta: int) -> None:
+        """Add 1 when a Stripe-facing request starts and -1 when it ends."""
+        with self._in_flight_lock:
+            self.in_flight += delta
 
     def start(self) -> None:
         """Start webhook delivery and payout settlement."""

@@ -97,6 +97,8 @@ class EmulatorASGI:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        counted = 0 if scope.get("path", "").startswith("/_emulator/") else 1
+        self.runtime.count_request(counted)
         try:
             await self.app(scope, receive, guarded_send)
         except Exception:
@@ -112,6 +114,8 @@ class EmulatorASGI:
                 headers={"Request-Id": request_id},
             )
             await response(scope, receive, send)
+        finally:
+            self.runtime.count_request(-counted)
 
 
 async def _drop_connection(send: Send) -> None:

@@ -78,6 +78,14 @@ class EmulatorHandle:
         """The webhook delivery log."""
         return list(self.http.get("/_emulator/webhooks/deliveries").json()["data"])
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no Stripe-facing request is being served (e.g. one held by a delay fault)."""
+        deadline = time.monotonic() + timeout
+        while self.state()["in_flight"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the emulator still serves a request after {timeout} s")
+            time.sleep(0.05)
+
     def state(self, full: bool = False) -> dict[str, Any]:
         """Counts and balances (and the whole state with full=True)."""
         return dict(self.http.get("/_emulator/state", params={"full": str(full).lower()}).json())

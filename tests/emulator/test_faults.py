@@ -113,3 +113,22 @@ def test_fault_listing_and_clearing(emu: EmulatorHandle) -> None:
     assert emu.http.get("/_emulator/faults").json()["requests"] == []
     bad = emu.http.post("/_emulator/faults", json={"kind": "meteor"})
     assert bad.status_code == 400
+
+
+def test_a_held_request_counts_as_in_flight_until_it_has_run(emu: EmulatorHandle) -> None:
+    """What the fault sweep waits on: the hold outlives the client, then the request still runs."""
+    before = emu.state()["counts"]["accounts"]
+    emu.inject_fault("delay", "/v1/accounts", method="POST", seconds=1.0)
+    impatient = stripe_client(emu.base_url, http_client=stripe.HTTPXClient(timeout=0.3, allow_sync_methods=True),
+                              max_network_retries=0)
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.accounts.create(params={"type": "express"})
+
+    held = emu.state()
+    assert held["in_flight"] == 1  # the control request itself is not counted
+    assert held["counts"]["accounts"] == before
+
+    emu.wait_idle(timeout=10)
+    settled = emu.state()
+    assert settled["in_flight"] == 0
+    assert settled["counts"]["accounts"] == before + 1

@@ -77,10 +77,16 @@ class Sweep:
     held_until: float = 0.0
 
     def settle_held(self) -> None:
-        """Wait until a request held by a delay fault has run at the emulator."""
+        """Wait until a request held by a delay fault has run at the emulator.
+
+        The hold starts when the request reaches the emulator, after the product's own work
+        (on a loaded machine, well after ``arm``), so sleeping out the delay is only the first
+        part: the emulator then says when nothing is being served any more.
+        """
         remaining = self.held_until - time.monotonic()
         if remaining > 0:
-            time.sleep(remaining + 0.2)
+            time.sleep(remaining)
+        self.emu.wait_idle()
 
     # ---- the emulator -----------------------------------------------------------------------
 
