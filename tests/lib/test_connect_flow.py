@@ -108,6 +108,23 @@ def test_deny_is_access_denied_and_spends_the_state(world: World) -> None:
     assert (attempt.outcome, attempt.failure_reason) == ("failed", "access_denied")
 
 
+@pytest.mark.parametrize("error", ["invalid_scope", "invalid_request", "server_error", "x" * 500])
+def test_an_error_other_than_access_denied_is_exchange_failed(world: World, error: str) -> None:
+    """Stripe's other OAuth errors are not a freelancer's refusal: counted as exchange_failed."""
+    freelancer_id = world.freelancer()
+    denied = consent(world.oauth_link(freelancer_id), decision="deny")
+    redirect = {"state": denied["state"], "error": error, "error_description": "Stripe says no"}
+    result = world.callback(redirect)
+    assert not result.success and result.reason is FailureReason.EXCHANGE_FAILED
+    assert world.callback(redirect).reason is FailureReason.INVALID_STATE  # the state is spent
+    assert not world.status(freelancer_id).is_connected
+    attempt = world.attempts(freelancer_id)[0]
+    assert (attempt.outcome, attempt.failure_reason) == ("failed", "exchange_failed")
+    with world.session_factory() as session:
+        entry = session.scalars(select(AuditLog).where(AuditLog.result == "exchange_failed")).one()
+    assert entry.detail == f"Stripe returned error={error[:100]}"
+
+
 @pytest.mark.parametrize(
     "params",
     [{}, {"state": "x"}, {"code": "ac_1"}, {"error": "access_denied"}],

@@ -109,6 +109,17 @@ def test_callback_errors_redirect_with_reason_only_to_own_pages(live) -> None:
     assert denied.headers["location"] == "/freelancer/stripe/error?reason=access_denied"
 
 
+def test_stripe_error_other_than_access_denied_redirects_as_exchange_failed(live) -> None:
+    """The error's text is never reflected into the redirect: only a known reason is."""
+    _freelancer_id, headers = _freelancer(live)
+    url = live["http"].get(f"{API}/stripe-connect-url", headers=headers).json()["data"]["connectUrl"]
+    state = consent(url, decision="deny")["state"]
+    response = live["http"].get(f"{API}/stripe-connect-callback", params={
+        "state": state, "error": "https://evil.example/<script>", "error_description": "x"})
+    assert response.status_code == 302
+    assert response.headers["location"] == "/freelancer/stripe/error?reason=exchange_failed"
+
+
 def test_frontend_url_is_the_only_redirect_target(emulator, session_factory) -> None:
     port = free_port()
     settings = make_settings(stripe_api_base=emulator.base_url,
