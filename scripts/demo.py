@@ -6,6 +6,10 @@ and the demo logins, and stops everything cleanly on Ctrl-C.
 
 Demo secrets (JWT, cookie key, webhook signing secrets) are generated once into
 ``data/demo.env`` so logins and links survive a restart; they are never used outside the demo.
+
+The demo never reads ``DATABASE_URL``: a shell that exports the production database must not
+get demo freelancers, payouts and migrations. ``DEMO_DATABASE_URL`` chooses another database on
+purpose, and ``DEMO_DATA_DIR`` another folder for the SQLite file, secrets and emulator state.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from types import FrameType
 from scripts.processes import ServerNotHealthy, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
+DATA = Path(os.environ.get("DEMO_DATA_DIR") or ROOT / "data").resolve()
 DEMO_ENV = DATA / "demo.env"
 PYTHON = sys.executable
 
@@ -66,11 +70,13 @@ def demo_environment() -> dict[str, str]:
     """The environment every demo process shares (emulator, companion, dashboard)."""
     emulator = f"http://{HOST}:{EMULATOR_PORT}"
     backend = f"http://{HOST}:{SERVER_PORT}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "EMULATOR_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STRIPE_", "EMULATOR_")) and k != "DATABASE_URL"}
     env.update(_demo_secrets())
     env.update(
         {
-            "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{DATA / 'connect_ops.db'}"),
+            "DATABASE_URL": os.environ.get("DEMO_DATABASE_URL")
+                            or f"sqlite:///{DATA / 'connect_ops.db'}",
             "STRIPE_SECRET_KEY": "sk_test_emulator_connectops_demo",
             "STRIPE_PUBLISHABLE_KEY": "pk_test_emulator_connectops_demo",
             "STRIPE_CONNECT_CLIENT_ID": "ca_emulator_connectops",

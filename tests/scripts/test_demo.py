@@ -1,0 +1,171 @@
+"""``make demo`` end to end: ``python -m scripts.demo`` as a user runs it, in a temporary folder.
+
+It must bring up the emulator, the companion and the dashboard on SQLite, seed once, print what a
+user needs (and it must work), survive a restart without duplicating anything, stop every child on
+Ctrl-C or SIGTERM, and never touch the database a shell's ``DATABASE_URL`` names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from lib.models import Freelancer, Payout
+from tests.support.servers import HOST, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BANNER = "Connect Ops demo is running"
+#: What a shell exporting the production database would carry: the demo must not use it.
+PRODUCTION_URL = "postgresql+psycopg://prod-user@127.0.0.1:1/production"
+
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(os.environ.get("CONNECT_OPS_TEST_BACKEND", "sqlite") != "sqlite",
+                       reason="the demo runs on SQLite; the SQLite pass runs it"),
+]
+
+
+@dataclass
+class DemoRun:
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_banner(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        # The banner is one write that ends with an empty line.
+        while "\n\n" not in self.output().partition(BANNER)[2]:
+            if self.process.poll() is not None:
+                pytest.fail(f"the demo exited ({self.process.returncode}):\n{self.output()[-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no banner after {timeout:.0f} s:\n{self.output()[-4000:]}")
+            time.sleep(0.2)
+
+    def token(self, role: str) -> str:
+        match = re.search(rf"{role} API token [^:]*: (\S+)", self.output())
+        assert match, f"no {role} token in the banner:\n{self.output()[-2000:]}"
+        return match.group(1)
+
+
+@contextmanager
+def running_demo(env: dict[str, str]) -> Iterator[DemoRun]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.demo"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    run = DemoRun(process)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: run.lines.extend(iter(process.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        yield run
+    finally:
+        if process.poll() is None:  # a failed test: stop it the way Ctrl-C would
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        reader.join(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _counts(data: Path) -> tuple[int, int]:
+    engine = create_engine(f"sqlite:///{data / 'connect_ops.db'}")
+    try:
+        with engine.connect() as conn:
+            return (int(conn.scalar(select(func.count()).select_from(Freelancer)) or 0),
+                    int(conn.scalar(select(func.count()).select_from(Payout)) or 0))
+    finally:
+        engine.dispose()
+
+
+def _stop(run: DemoRun, signum: int, ports: dict[str, int]) -> None:
+    run.process.send_signal(signum)
+    assert run.process.wait(timeout=60) == 0, run.output()[-3000:]
+    deadline = time.monotonic() + 10
+    while any(_listening(port) for port in ports.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [name for name, port in ports.items() if _listening(port)] == [], \
+        "a child outlived the demo"
+
+
+def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> None:
+    ports = {"emulator": free_port(), "companion": free_port(), "dashboard": free_port()}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STRIPE_", "EMULATOR_", "CONNECT_OPS_", "TEST_"))}
+    env.update({
+        "DEMO_DATA_DIR": str(tmp_path), "DATABASE_URL": PRODUCTION_URL,
+        "DEMO_EMULATOR_PORT": str(ports["emulator"]), "DEMO_SERVER_PORT": str(ports["companion"]),
+        "DEMO_DASHBOARD_PORT": str(ports["dashboard"]),
+    })
+    companion = f"http://{HOST}:{ports['companion']}"
+
+    with running_demo(env) as first:
+        first.wait_for_banner()
+        banner = first.output()
+        for name, port in ports.items():
+            assert f"http://{HOST}:{port}" in banner, name
+        assert "logins: admin / finance / manager" in banner
+        assert "postgresql" not in banner and "prod-user" not in banner
+
+        assert httpx.get(f"http://{HOST}:{ports['emulator']}/_emulator/health").json() == {"ok": True}
+        assert httpx.get(f"{companion}/healthz").status_code == 200
+        assert httpx.get(f"http://{HOST}:{ports['dashboard']}/_stcore/health").text == "ok"
+        status = httpx.get(f"{companion}/api/v1/freelancer/stripe-connect-status",
+                           headers={"Authorization": f"Bearer {first.token('freelancer')}"})
+        assert status.status_code == 200 and status.json()["success"] is True
+
+        seeded = _counts(tmp_path)
+        assert seeded[0] >= 40 and seeded[1] > 0, seeded
+        _stop(first, signal.SIGINT, ports)  # Ctrl-C
+
+    assert (tmp_path / "demo.env").stat().st_mode & 0o077 == 0  # the demo's secrets: owner only
+    secrets_before = (tmp_path / "demo.env").read_text()
+
+    with running_demo(env) as second:
+        second.wait_for_banner()
+        assert "already present" in second.output()
+        assert _counts(tmp_path) == seeded  # nothing seeded twice
+        status = httpx.get(f"{companion}/api/v1/freelancer/stripe-connect-status",
+                           headers={"Authorization": f"Bearer {second.token('freelancer')}"})
+        assert status.status_code == 200
+        _stop(second, signal.SIGTERM, ports)
+
+    assert (tmp_path / "demo.env").read_text() == secrets_before  # logins and links survive
+
+
+def test_busy_port_is_one_clear_line_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "DEMO_DATA_DIR": str(tmp_path), "DEMO_SERVER_PORT": str(port),
+               "DEMO_EMULATOR_PORT": str(free_port()), "DEMO_DASHBOARD_PORT": str(free_port())}
+        result = subprocess.run([sys.executable, "-m", "scripts.demo"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"port(s) [{port}] already in use" in result.stderr
+    assert not (tmp_path / "connect_ops.db").exists()
