@@ -139,8 +139,11 @@ def test_killed_while_blocked_in_the_stripe_call_pays_exactly_once_after_restart
     row = only_row(session_factory)
     assert row.status == "submitted" and row.stripe_transfer_id is None
 
-    # Whatever Stripe does with a request whose caller vanished, let it finish doing it.
-    time.sleep(max(0.0, claimed_at + hold + 0.5 - time.monotonic()))
+    # Whatever Stripe does with a request whose caller vanished, let it finish doing it. The
+    # hold starts when the request reaches the emulator (after the claim was seen, on a busy
+    # machine well after), so the emulator says when it is done.
+    time.sleep(max(0.0, claimed_at + hold - time.monotonic()))
+    emulator.wait_idle()
     executed = len(transfers(emulator))
     assert executed in (0, 1)
     logger.info("the killed process's transfer call was %s by Stripe",
