@@ -9,17 +9,9 @@ from typing import Any
 import pytest
 
 from dashboard.navigation import PAGES
-from tests.factories import (
-    TEST_CONNECT_WEBHOOK_SECRET,
-    TEST_JWT_SECRET,
-    TEST_SECRET_KEY,
-    TEST_WEBHOOK_SECRET,
-)
+from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_JWT_SECRET, TEST_WEBHOOK_SECRET
 from tests.factories_dashboard import open_page, seed_many
-from tests.secret_scan import TEST_COOKIE_KEY
-
-SECRETS = (TEST_SECRET_KEY, TEST_WEBHOOK_SECRET, TEST_CONNECT_WEBHOOK_SECRET, TEST_JWT_SECRET,
-           TEST_COOKIE_KEY)
+from tests.secret_scan import SECRETS  # the same secrets the log scan looks for
 
 
 def _rendered(node: Any) -> list[str]:
