@@ -25,9 +25,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from lib.models import Freelancer, Payout
+from lib.settings import PROJECT_ROOT as ROOT
 from tests.support.servers import HOST, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 BANNER = "Connect Ops demo is running"
 #: What a shell exporting the production database would carry: the demo must not use it.
 PRODUCTION_URL = "postgresql+psycopg://prod-user@127.0.0.1:1/production"
