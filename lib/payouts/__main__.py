@@ -31,7 +31,7 @@ from lib.operator_accounts import load_credentials
 from lib.payouts.bulk import confirm_bulk, preview_bulk
 from lib.payouts.execution import retry_unsettled
 from lib.payouts.reconciliation import reconcile
-from lib.roles import Operator
+from lib.roles import Operator, canonical_username
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
 
@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 def operator_from_users_file(settings: Settings, username: str) -> Operator:
     """The operator ``username`` with the roles the users file gives them."""
     users = load_credentials(settings)["usernames"]
-    user = users.get(username)
+    wanted = canonical_username(username)
+    user = next((u for name, u in users.items() if canonical_username(str(name)) == wanted), None)
     if user is None:
         raise ConfigurationError(
             f"--operator {username!r} is not a user of {settings.auth_config_path}."

@@ -45,7 +45,7 @@ def approve_payout(
 def _approve(session: Session, *, operator: Operator, payout_id: int) -> Payout:
     authorize(operator, Action.APPROVE_PAYOUT, session=session, target=f"payout:{payout_id}")
     payout = get_payout(session, payout_id=payout_id)
-    if payout.requested_by == operator.username:
+    if operator.is_same_person(payout.requested_by):
         raise PermissionDeniedError(
             f"{operator.username} requested payout {payout_id} and cannot approve it: "
             "a second operator must."
