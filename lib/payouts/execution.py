@@ -23,7 +23,9 @@ Outcomes
     * no answer (timeout, dropped connection), 5xx, 429 (incl. ``lock_timeout``), 409 (the same
       key still in flight), an idempotency mismatch → ``unknown``. Never ``failed``: the transfer
       may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
-    * the platform key refused → back to ``pending`` (Stripe executed nothing).
+    * the platform key refused (401/403) → ``unknown``, like no answer: this attempt executed
+      nothing, but an earlier one may have, and a row that was ever submitted never returns to
+      ``pending`` (where it could be rejected, or sent after Stripe forgot its key).
 
 A row stuck in ``submitted`` (the process died during the call)
     is treated like ``unknown`` once its last claim (``updated_at``) is older than
@@ -228,8 +230,13 @@ def _send(
             transfer_group=transfer_group(payout),
         )
     except StripeAuthenticationError as exc:
+        # Stripe refused the key before executing *this* attempt, but the row has been claimed
+        # and may have been executed by an earlier attempt whose answer was lost. A row that was
+        # ever submitted never goes back to ``pending``: there it could be rejected while Stripe
+        # paid it, or be sent again after Stripe forgot its key. It stays ``unknown`` until a
+        # retry with the same key (once the key is fixed) or reconciliation settles it.
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
-                             status=PayoutStatus.PENDING)
+                             status=PayoutStatus.UNKNOWN)
     except StripeRequestError as exc:
         definitive = exc.http_status != 409 and exc.stripe_code not in _RETRYABLE_CODES
         status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN

@@ -309,12 +309,19 @@ def _duplicate(
 
 def set_status_where(
     session: Session, *, payout_id: int, allowed: tuple[PayoutStatus, ...],
-    values: Mapping[str, Any],
+    values: Mapping[str, Any], never_submitted: bool = False,
 ) -> bool:
-    """Conditionally update one row: True when this caller moved it (the database decides)."""
+    """Conditionally update one row: True when this caller moved it (the database decides).
+
+    ``never_submitted`` also requires that the row was never claimed for sending, so a decision
+    that may only stop money (a rejection) cannot race an executor's claim.
+    """
+    statement = update(Payout).where(
+        Payout.id == payout_id, Payout.status.in_([s.value for s in allowed]))
+    if never_submitted:
+        statement = statement.where(Payout.submitted_at.is_(None))
     result = session.execute(
-        update(Payout)
-        .where(Payout.id == payout_id, Payout.status.in_([s.value for s in allowed]))
+        statement
         .values(**values)
         .execution_options(synchronize_session=False)
     )
