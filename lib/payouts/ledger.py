@@ -21,13 +21,10 @@ Double submits
     currency is a ``ConflictError`` (a client bug, or a replay of another request). Bulk rows use
     the (``bulk_fingerprint``, ``bulk_row``) unique pair the same way.
 
-Approval threshold policy
-    ``settings.payout_approval_threshold_minor`` is compared with the *wire* integer
-    (``Money.amount_minor``), exactly like ``settings.payout_max_minor`` in ``lib.money``. The
-    default 100,000 means $1,000.00, €1,000.00, ¥100,000, KWD 100.000. For currencies whose minor
-    unit is worth less than a US cent this asks for approval on smaller payouts (it fails safe:
-    more approvals, never fewer); the few minor units worth slightly more than a cent (GBP, CHF)
-    are within a few tens of percent. A per-currency map would need a new setting.
+Approval threshold and maximum
+    Per currency (:mod:`lib.payouts.limits`): set in a base currency and derived for the others
+    (¥150,000 and $1,000 both need a second approver by default), or set exactly per currency.
+    Both are compared with the *wire* integer (``Money.amount_minor``).
 """
 
 from __future__ import annotations
@@ -47,6 +44,7 @@ from lib import audit
 from lib.errors import ConflictError, ConnectOpsError, NotFoundError, ValidationError
 from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
 from lib.money import Money, normalise_currency, parse_amount, to_decimal
+from lib.payouts.limits import limits_for, maximum_or_refuse
 from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.settings import Settings
 
@@ -71,8 +69,7 @@ def new_nonce() -> str:
 
 def approval_threshold_minor(settings: Settings, currency: str) -> int:
     """The wire amount at or above which a payout in ``currency`` needs a second operator."""
-    normalise_currency(currency)
-    return settings.payout_approval_threshold_minor
+    return limits_for(settings, currency).approval_threshold_minor
 
 
 def needs_approval(settings: Settings, money: Money) -> bool:
@@ -92,9 +89,10 @@ def parse_money(amount: AmountInput, currency: str, *, settings: Settings) -> Mo
             raise ValidationError("The amount must be positive.")
         # Re-parse through the same rules (steps, maxima) as typed text.
         return parse_amount(
-            _money_text(amount), code, maximum_minor=settings.payout_max_minor
+            _money_text(amount), code, maximum_minor=maximum_or_refuse(settings, code)
         )
-    return parse_amount(amount, currency, maximum_minor=settings.payout_max_minor)
+    code = normalise_currency(currency)
+    return parse_amount(amount, code, maximum_minor=maximum_or_refuse(settings, code))
 
 
 def _money_text(money: Money) -> str:

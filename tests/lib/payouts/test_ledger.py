@@ -137,8 +137,9 @@ def test_refusals_are_audited_when_a_factory_is_given(session_factory, freelance
 
 @pytest.mark.parametrize(
     ("amount", "currency", "needs"),
-    [("999.99", "usd", False), ("1000", "usd", True), ("99999", "jpy", False),
-     ("100000", "jpy", True), ("99.990", "kwd", False), ("100", "kwd", True)],
+    # Per currency (issue 17): derived from the USD base, ¥150,000 and KWD 300 are about $1,000.
+    [("999.99", "usd", False), ("1000", "usd", True), ("149999", "jpy", False),
+     ("150000", "jpy", True), ("299.990", "kwd", False), ("300", "kwd", True)],
 )
 def test_threshold_compares_wire_minor_units(session_factory, freelancer_id, amount, currency,
                                              needs):
