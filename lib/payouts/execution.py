@@ -72,7 +72,7 @@ IDEMPOTENCY_WINDOW = timedelta(hours=23)
 TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJECTED,
                       PayoutStatus.REVERSED})
 #: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
-_RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
 
 
 class PreflightFailedError(ConflictError):
@@ -238,7 +238,7 @@ def _send(
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
                              status=PayoutStatus.UNKNOWN)
     except StripeRequestError as exc:
-        definitive = exc.http_status != 409 and exc.stripe_code not in _RETRYABLE_CODES
+        definitive = exc.http_status != 409 and exc.stripe_code not in RETRYABLE_CODES
         status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
                              status=status)
