@@ -19,7 +19,7 @@ Double submits
     in a SAVEPOINT and an ``IntegrityError`` means another request with the same token won the
     race: we re-read and return that row. The same token with a different freelancer, amount or
     currency is a ``ConflictError`` (a client bug, or a replay of another request). Bulk rows use
-    the (``bulk_fingerprint``, ``bulk_row``) unique pair the same way.
+    their content key (``bulk_row_key``, :mod:`lib.payouts.bulk_keys`) the same way.
 
 Approval threshold and maximum
     Per currency (:mod:`lib.payouts.limits`): set in a base currency and derived for the others
@@ -44,6 +44,7 @@ from lib import audit
 from lib.errors import ConflictError, ConnectOpsError, NotFoundError, ValidationError
 from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
 from lib.money import Money, normalise_currency, parse_amount, to_decimal
+from lib.payouts.duplicates import check_payout_duplicate
 from lib.payouts.limits import limits_for, maximum_or_refuse
 from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.settings import Settings
@@ -154,20 +155,17 @@ def _clean_token(token: str | None) -> str | None:
     return value
 
 
-def _existing(
-    session: Session, *, token: str | None, bulk_fingerprint: str | None, bulk_row: int | None
-) -> Payout | None:
+def _existing(session: Session, *, token: str | None, bulk_row_key: str | None
+              ) -> Payout | None:
     if token is not None:
         found = session.scalars(
             select(Payout).where(Payout.client_request_token == token)
         ).one_or_none()
         if found is not None:
             return found
-    if bulk_fingerprint is not None and bulk_row is not None:
+    if bulk_row_key is not None:
         return session.scalars(
-            select(Payout).where(
-                Payout.bulk_fingerprint == bulk_fingerprint, Payout.bulk_row == bulk_row
-            )
+            select(Payout).where(Payout.bulk_row_key == bulk_row_key)
         ).one_or_none()
     return None
 
@@ -193,9 +191,19 @@ def request_payout(
     payout_type: PayoutType | str = PayoutType.MANUAL,
     bulk_fingerprint: str | None = None,
     bulk_row: int | None = None,
+    bulk_row_key: str | None = None,
+    reference: str | None = None,
+    confirm_duplicate_of: int | None = None,
+    check_duplicates: bool = True,
     audit_refusals_with: sessionmaker[Session] | None = None,
 ) -> Payout:
-    """Write a payout request to the ledger (or return the row this token already made)."""
+    """Write a payout request to the ledger (or return the row this token already made).
+
+    A new row like a payout of the last ``PAYOUT_DUPLICATE_WINDOW_DAYS`` (same freelancer,
+    amount, currency, description) is refused with ``LikelyDuplicateError`` unless
+    ``confirm_duplicate_of`` names that payout (:mod:`lib.payouts.duplicates`); bulk files
+    check their rows against the ledger in their preview instead (``check_duplicates=False``).
+    """
     request_input = {
         "freelancer_id": freelancer_id, "amount": str(amount) if not isinstance(amount, Money)
         else f"{amount.amount_minor} minor", "currency": currency,
@@ -207,7 +215,9 @@ def request_payout(
             session, operator=operator, freelancer_id=freelancer_id, amount=amount,
             currency=currency, description=description, client_request_token=client_request_token,
             settings=settings, payout_type=payout_type, bulk_fingerprint=bulk_fingerprint,
-            bulk_row=bulk_row, request_input=request_input,
+            bulk_row=bulk_row, bulk_row_key=bulk_row_key, reference=reference,
+            confirm_duplicate_of=confirm_duplicate_of, check_duplicates=check_duplicates,
+            request_input=request_input,
         )
     except ConnectOpsError as exc:
         audit_refusal(audit_refusals_with, session=session, operator=operator,
@@ -220,7 +230,8 @@ def _request_payout(
     session: Session, *, operator: Operator, freelancer_id: int, amount: AmountInput,
     currency: str, description: str | None, client_request_token: str | None,
     settings: Settings, payout_type: PayoutType | str, bulk_fingerprint: str | None,
-    bulk_row: int | None, request_input: dict[str, Any],
+    bulk_row: int | None, bulk_row_key: str | None, reference: str | None,
+    confirm_duplicate_of: int | None, check_duplicates: bool, request_input: dict[str, Any],
 ) -> Payout:
     authorize(operator, Action.REQUEST_PAYOUT, session=session,
               target=f"freelancer:{freelancer_id}")
@@ -228,14 +239,15 @@ def _request_payout(
         kind = PayoutType(payout_type)
     except ValueError:
         raise ValidationError(f"Unknown payout type {payout_type!r} (MANUAL or BULK).") from None
-    if (bulk_fingerprint is None) != (bulk_row is None):
-        raise ValidationError("A bulk payout needs both the file fingerprint and the row number.")
+    if (bulk_fingerprint is None) != (bulk_row is None) or (
+        bulk_row_key is not None and bulk_fingerprint is None
+    ):
+        raise ValidationError("A bulk payout needs the file fingerprint, its line and its key.")
     money = parse_money(amount, currency, settings=settings)
     text = _clean_description(description)
     token = _clean_token(client_request_token)
 
-    existing = _existing(session, token=token, bulk_fingerprint=bulk_fingerprint,
-                         bulk_row=bulk_row)
+    existing = _existing(session, token=token, bulk_row_key=bulk_row_key)
     if existing is not None:
         return _duplicate(session, existing, operator=operator, freelancer_id=freelancer_id,
                           money=money, request_input=request_input)
@@ -247,6 +259,10 @@ def _request_payout(
         raise ConflictError(
             f"{freelancer.name} has no connected Stripe account: connect them before paying."
         )
+    if check_duplicates:
+        check_payout_duplicate(session, freelancer_id=freelancer.id, money=money,
+                               description=text, settings=settings,
+                               confirmed=confirm_duplicate_of)
 
     status = PayoutStatus.PENDING_APPROVAL if needs_approval(settings, money) else (
         PayoutStatus.PENDING
@@ -258,7 +274,8 @@ def _request_payout(
         # A placeholder unique value until the id is known (same savepoint, never committed).
         idempotency_key=f"unassigned-{uuid.uuid4().hex}",
         client_request_token=token, requested_by=operator.username,
-        bulk_fingerprint=bulk_fingerprint, bulk_row=bulk_row,
+        bulk_fingerprint=bulk_fingerprint, bulk_row=bulk_row, bulk_row_key=bulk_row_key,
+        reference=reference,
     )
     try:
         with session.begin_nested():
@@ -268,8 +285,7 @@ def _request_payout(
             session.flush()
     except IntegrityError:
         # Another request with the same token (or bulk row) committed first: that row wins.
-        existing = _existing(session, token=token, bulk_fingerprint=bulk_fingerprint,
-                             bulk_row=bulk_row)
+        existing = _existing(session, token=token, bulk_row_key=bulk_row_key)
         if existing is None:
             raise
         return _duplicate(session, existing, operator=operator, freelancer_id=freelancer_id,
