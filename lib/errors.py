@@ -68,12 +68,16 @@ class StripeGatewayError(ConnectOpsError):
         request_id: str | None = None,
         http_status: int | None = None,
         param: str | None = None,
+        replayed: bool = False,
     ) -> None:
         super().__init__(message, code=code)
         self.stripe_code = stripe_code
         self.request_id = request_id
         self.http_status = http_status
         self.param = param
+        #: Stripe answered from its idempotency store (``Idempotent-Replayed: true``): this is
+        #: the saved answer of an earlier attempt with the same key, and every retry gets it.
+        self.replayed = replayed
 
 
 class StripeRequestError(StripeGatewayError):

@@ -42,6 +42,8 @@ class Action(enum.StrEnum):
     REJECT_PAYOUT = "reject_payout"
     REVERSE_PAYOUT = "reverse_payout"
     RECONCILE = "reconcile"
+    #: Propose or confirm how a payout no retry may settle ended (two people).
+    DECIDE_SETTLEMENT = "decide_settlement"
     REPLAY_WEBHOOK = "replay_webhook"
     EXPORT = "export"
     MANAGE_OWN_CONNECTION = "manage_own_connection"
@@ -51,7 +53,7 @@ _FINANCE = frozenset(
     {
         Action.VIEW_ACCOUNTS, Action.VIEW_REQUIREMENTS, Action.VIEW_PAYOUTS,
         Action.VIEW_AUDIT_LOG, Action.APPROVE_PAYOUT, Action.REJECT_PAYOUT,
-        Action.RECONCILE, Action.EXPORT,
+        Action.RECONCILE, Action.DECIDE_SETTLEMENT, Action.EXPORT,
     }
 )
 _MANAGER = frozenset({Action.VIEW_OVERVIEW, Action.VIEW_METRICS})

@@ -109,6 +109,12 @@ def _retry_hints(exc: stripe.StripeError) -> dict[str, Any]:
             "retry_after": seconds}
 
 
+def _replayed(exc: stripe.StripeError) -> bool:
+    headers = getattr(exc, "headers", None) or {}
+    return any(str(k).lower() == "idempotent-replayed" and str(v).lower() == "true"
+               for k, v in headers.items())
+
+
 def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
     error = getattr(exc, "error", None)
     # The SDK leaves .code unset on RateLimitError; the parsed error object still has it
@@ -119,6 +125,7 @@ def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
         "request_id": getattr(exc, "request_id", None),
         "http_status": getattr(exc, "http_status", None),
         "param": getattr(error, "param", None) if error is not None else None,
+        "replayed": _replayed(exc),
     }
 
 

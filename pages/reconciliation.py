@@ -35,10 +35,9 @@ if st.button("Run reconciliation", key="reconciliation_run", type="primary",
              disabled=since is None or until is None):
     assert since is not None and until is not None
     try:
-        with st.spinner("Reading Stripe's transfers…"), \
-                context.session_factory.begin() as session:
-            report = reconcile(session, gateway=context.gateway, operator=operator,
-                               since=since, until=until)
+        with st.spinner("Reading Stripe's transfers…"):
+            report = reconcile(context.session_factory, gateway=context.gateway,
+                               operator=operator, since=since, until=until)
             state["reconciliation_report"] = {
                 "period": f"{since:%Y-%m-%d} to {until:%Y-%m-%d} (exclusive)",
                 "summary": report.summary(), "rows": report.rows(),

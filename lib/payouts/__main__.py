@@ -105,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     gateway = StripeGateway(settings)
     try:
         if args.command == "reconcile":
-            with factory.begin() as session:
-                report = reconcile(session, gateway=gateway, operator=operator,
-                                   since=args.since, until=args.until)
+            report = reconcile(factory, gateway=gateway, operator=operator,
+                               since=args.since, until=args.until)
             _write_csv(report.rows())
             sys.stderr.write(f"{PROG} reconcile: {report.summary()}\n")
             return 1 if report.mismatches else 0

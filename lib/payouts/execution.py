@@ -73,6 +73,14 @@ TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJEC
                       PayoutStatus.REVERSED})
 #: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
 RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+#: ``error_code`` of a row whose key Stripe answers with a saved 500: Stripe stores a 500 under
+#: its idempotency key and replays it to every retry, so no retry can ever settle the row.
+SAVED_SERVER_ERROR = "saved_server_error"
+
+
+def is_saved_server_error(error_code: str | None) -> bool:
+    """True for a row only reconciliation or a person can settle (see SAVED_SERVER_ERROR)."""
+    return error_code == SAVED_SERVER_ERROR
 
 
 class PreflightFailedError(ConflictError):
@@ -288,8 +296,11 @@ def _record_error(
     exc: StripeGatewayError, status: PayoutStatus,
 ) -> Payout:
     now = utcnow()
+    code = (exc.stripe_code or exc.code)[:100]
+    if status == PayoutStatus.UNKNOWN and exc.replayed and (exc.http_status or 0) >= 500:
+        code = SAVED_SERVER_ERROR
     values: dict[str, Any] = {
-        "status": status.value, "error_code": (exc.stripe_code or exc.code)[:100],
+        "status": status.value, "error_code": code,
         "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,
         "updated_at": now,
     }
@@ -321,11 +332,16 @@ def retry_unsettled(
     authorize_execution(operator, session=session_factory)
     cutoff = utcnow() - stale_after
     with session_factory() as session:
+        # Rows past the key window and rows Stripe answers with a saved 500 are not retried:
+        # only reconciliation or a person's decision settles them.
         ids = list(session.scalars(
-            select(Payout.id).where(or_(
-                Payout.status == PayoutStatus.UNKNOWN,
-                and_(Payout.status == PayoutStatus.SUBMITTED, Payout.updated_at < cutoff),
-            )).order_by(Payout.id).limit(limit)
+            select(Payout.id).where(
+                or_(Payout.status == PayoutStatus.UNKNOWN,
+                    and_(Payout.status == PayoutStatus.SUBMITTED, Payout.updated_at < cutoff)),
+                func.coalesce(Payout.submitted_at, Payout.created_at)
+                >= utcnow() - IDEMPOTENCY_WINDOW,
+                or_(Payout.error_code.is_(None), Payout.error_code != SAVED_SERVER_ERROR),
+            ).order_by(Payout.id).limit(limit)
         ))
     results = []
     for payout_id in ids:

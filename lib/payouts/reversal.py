@@ -55,7 +55,12 @@ from lib.errors import (
 )
 from lib.models import Payout, PayoutReversal, PayoutStatus, ReversalStatus
 from lib.money import Money, format_money, parse_amount
-from lib.payouts.execution import IDEMPOTENCY_WINDOW, RETRYABLE_CODES, STALE_SUBMITTED_AFTER
+from lib.payouts.execution import (
+    IDEMPOTENCY_WINDOW,
+    RETRYABLE_CODES,
+    SAVED_SERVER_ERROR,
+    STALE_SUBMITTED_AFTER,
+)
 from lib.payouts.ledger import KEY_PREFIX, get_payout, new_nonce
 from lib.payouts.limits import limits_for
 from lib.roles import Action, AuditedRefusal, Operator, authorize
@@ -374,6 +379,8 @@ def retry_unsettled_reversals(
                     and_(PayoutReversal.status == ReversalStatus.SUBMITTED,
                          PayoutReversal.updated_at < now - stale_after)),
                 PayoutReversal.submitted_at >= now - IDEMPOTENCY_WINDOW,
+                or_(PayoutReversal.error_code.is_(None),
+                    PayoutReversal.error_code != SAVED_SERVER_ERROR),
             ).order_by(PayoutReversal.id).limit(limit)))
     results = []
     for reversal_id in ids:
@@ -448,8 +455,11 @@ def _finish(
 ) -> PayoutReversal:
     """Record the claimer's failed or unknown answer, only while the row is still ``submitted``."""
     now = utcnow()
+    code = (exc.stripe_code or exc.code)[:100]
+    if status == ReversalStatus.UNKNOWN and exc.replayed and (exc.http_status or 0) >= 500:
+        code = SAVED_SERVER_ERROR
     values: dict[str, Any] = {
-        "status": status.value, "error_code": (exc.stripe_code or exc.code)[:100],
+        "status": status.value, "error_code": code,
         "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,
         "updated_at": now,
     }

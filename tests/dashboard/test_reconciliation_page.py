@@ -86,6 +86,6 @@ def test_manager_is_refused(app, stripe_env) -> None:
 
 
 def test_lib_refuses_the_manager(world) -> None:
-    with world.session_factory() as session, pytest.raises(PermissionDeniedError):
-        reconcile(session, gateway=world.gateway, operator=OPERATORS["manager"],
+    with pytest.raises(PermissionDeniedError):
+        reconcile(world.session_factory, gateway=world.gateway, operator=OPERATORS["manager"],
                   since=utcnow() - timedelta(days=1))
