@@ -4,6 +4,7 @@
     python -m lib.payouts bulk FILE.csv --dry-run  --operator alice
     python -m lib.payouts bulk FILE.csv --confirm  --operator alice
     python -m lib.payouts retry --operator alice          # resend unknown/stale rows, same keys
+    python -m lib.payouts reverse 1042 [--amount 10.00] --reason "Paid twice" --operator alice
 
 Who acts: ``--operator USERNAME`` must be a user of the dashboard's users file
 (``AUTH_CONFIG_PATH``) and acts with that user's roles, so the command line obeys the same rules
@@ -31,6 +32,7 @@ from lib.operator_accounts import load_credentials
 from lib.payouts.bulk import confirm_bulk, preview_bulk
 from lib.payouts.execution import retry_unsettled
 from lib.payouts.reconciliation import reconcile
+from lib.payouts.reversal import retry_unsettled_reversals, reverse_payout
 from lib.roles import Operator, canonical_username
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
@@ -58,9 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     mode = blk.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true", help="validate and total; pay nothing")
     mode.add_argument("--confirm", action="store_true", help="pay every good row (resumable)")
+    blk.add_argument("--acknowledge-matches", action="store_true",
+                     help="pay rows that look like payouts already in the ledger (checked)")
     blk.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
     rty = sub.add_parser("retry", help="resend unknown and stale rows with their own keys")
     rty.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    rev = sub.add_parser("reverse", help="reverse (part of) a paid payout")
+    rev.add_argument("payout_id", type=int)
+    rev.add_argument("--amount", help="major units, e.g. 10.00 (default: all that remains)")
+    rev.add_argument("--reason", required=True)
+    rev.add_argument("--key", help="an idempotency key: running the command again with the same "
+                                   "key returns the same reversal")
+    rev.add_argument("--confirm-duplicate-of", type=int,
+                     help="the earlier reversal this one knowingly repeats")
+    rev.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
     return parser
 
 
@@ -124,14 +137,29 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{len(preview.bad_rows)} with problems; {totals}\n")
                 return 0
             result = confirm_bulk(factory, gateway=gateway, operator=operator, csv_bytes=data,
-                                  settings=settings)
+                                  settings=settings,
+                                  acknowledge_matches=args.acknowledge_matches)
             _write_csv(result.to_rows())
             sys.stderr.write(f"{PROG} bulk: {result.count('paid')} paid, "
                              f"{result.count('pending_approval')} awaiting approval, "
                              f"{result.count('unknown')} unknown, {len(result.skipped)} skipped\n")
             return 0
+        if args.command == "reverse":
+            reversal = reverse_payout(
+                factory, gateway=gateway, operator=operator, payout_id=args.payout_id,
+                amount=args.amount, reason=args.reason, settings=settings,
+                client_request_token=f"cli:{operator.username}:{args.key}" if args.key else None,
+                confirm_duplicate_of=args.confirm_duplicate_of)
+            _write_csv([{"reversal_id": reversal.id, "payout_id": reversal.payout_id,
+                         "amount_minor": reversal.amount_minor, "status": reversal.status,
+                         "stripe_reversal_id": reversal.stripe_reversal_id or "",
+                         "error": reversal.error_message or ""}])
+            return 0 if reversal.status in ("succeeded", "pending_approval") else 1
         payouts = retry_unsettled(factory, gateway=gateway, operator=operator)
-        _write_csv([{"payout_id": p.id, "status": p.status} for p in payouts])
+        reversals = retry_unsettled_reversals(factory, gateway=gateway, operator=operator)
+        _write_csv([{"payout_id": p.id, "reversal_id": "", "status": p.status} for p in payouts]
+                   + [{"payout_id": r.payout_id, "reversal_id": r.id, "status": r.status}
+                      for r in reversals])
         return 0
     except ConfigurationError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")

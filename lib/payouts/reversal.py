@@ -134,9 +134,9 @@ def request_reversal(
                 raise ConflictError(f"Payout {payout_id} is already reversed (or being "
                                     "reversed).")
             minor = _amount(payout, amount, remaining)
-            if client_request_token is None:
-                check_reversal_duplicate(session, payout_id=payout_id, amount_minor=minor,
-                                         settings=settings, confirmed=confirm_duplicate_of)
+            # A new request (its token, if any, made nothing yet) like a recent one: confirm.
+            check_reversal_duplicate(session, payout_id=payout_id, amount_minor=minor,
+                                     settings=settings, confirmed=confirm_duplicate_of)
             needs_approval = minor >= limits_for(settings, payout.currency).approval_threshold_minor
             return _reserve(session, operator=operator, payout=payout, minor=minor, reason=text,
                             token=client_request_token, needs_approval=needs_approval)

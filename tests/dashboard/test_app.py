@@ -80,7 +80,7 @@ def test_each_role_is_offered_exactly_its_pages() -> None:
 
     assert titles("manager") == ["Overview", "Connection metrics"]
     assert titles("finance") == ["Accounts", "Requirements due", "Payouts", "Approvals",
-                                 "Reconciliation", "Audit log"]
+                                 "Reversals", "Reconciliation", "Audit log"]
     assert titles("admin") == [p.title for p in PAGES]
 
 

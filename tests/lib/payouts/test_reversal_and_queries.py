@@ -123,8 +123,13 @@ def test_ledger_listing_filters_paging_totals_and_export(world):
                   for t in totals_by_currency(session, operator=FINANCE)}
         assert totals[("usd", "paid")] == (5, 1500, "15.00")
         assert totals[("usd", "pending_approval")] == (1, 500_000, "5,000.00")
-        rows = export_rows(session, operator=FINANCE, filters=PayoutFilter(status="paid"))
+        export = export_rows(session, operator=FINANCE, filters=PayoutFilter(status="paid"))
+        rows = export.rows
         assert len(rows) == 5 and rows[0]["amount"] == "1.00" and rows[0]["stripe_transfer_id"]
+        assert export.matching == 5 and export.notice() is None
+        # A cap never cuts an export silently: the result says how much is missing.
+        cut = export_rows(session, operator=FINANCE, filters=PayoutFilter(status="paid"), cap=2)
+        assert len(cut.rows) == 2 and cut.truncated and "2 of 5" in (cut.notice() or "")
         with pytest.raises(PermissionDeniedError):
             list_payouts(session, operator=MANAGER)
         with pytest.raises(ValidationError):
@@ -132,3 +137,17 @@ def test_ledger_listing_filters_paging_totals_and_export(world):
         with pytest.raises(ValidationError):
             list_payouts(session, operator=FINANCE, limit=0)
     assert PayoutStatus.PAID == "paid"
+
+
+def test_totals_and_exports_are_net_of_reversals(world):
+    world.emu.set_balance(100_000, "usd")
+    payout = _paid(world, world.freelancer(), amount="25.00")
+    reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN, payout_id=payout.id, amount="10.00", reason="overpaid")
+    with world.session_factory() as session:
+        (cell,) = totals_by_currency(session, operator=FINANCE)
+        (row,) = export_rows(session, operator=FINANCE).rows
+    assert (cell.status, cell.amount_minor, cell.reversed_minor, cell.net_minor) == (
+        "paid", 2500, 1000, 1500)
+    assert (cell.reversed, cell.net) == ("10.00", "15.00")
+    assert (row["reversed_minor"], row["net_minor"], row["net"]) == (1000, 1500, "15.00")
