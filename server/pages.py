@@ -90,6 +90,16 @@ ONBOARDING_INCOMPLETE = (
     "You left Stripe's onboarding before finishing. Your account cannot receive payments "
     "until it is complete: choose \"Finish onboarding\" to continue where you left off.",
 )
+#: Where a stale onboarding refresh/return URL leads (lib.onboarding_urls): it did nothing.
+ONBOARDING_EXPIRED = (
+    "info",
+    "That onboarding link had expired or was already used, so it did nothing. Continue from "
+    "here: \"Finish onboarding\" gets you a new link when your account still needs details.",
+)
+ONBOARDING_EXPIRED_SIGN_IN = (
+    "That onboarding link had expired or was already used, so it did nothing. Sign in to your "
+    "payment settings to carry on."
+)
 STRIPE_TROUBLE = (
     "Stripe could not complete the request just now. Please try again in a moment; "
     "if it keeps happening, contact support."
@@ -315,9 +325,12 @@ def payment_settings(request: Request, context: Context, onboarding: str = "",
         shown = NOTICES.get(notice)
         if onboarding == "incomplete":
             shown = ONBOARDING_INCOMPLETE
+        elif onboarding == "expired":
+            shown = ONBOARDING_EXPIRED
         return settings_page(context, page, refresh=refresh == "1", notice=shown)
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
-        return sign_in_required(exc.message)
+        return sign_in_required(ONBOARDING_EXPIRED_SIGN_IN if onboarding == "expired"
+                                else exc.message)
 
 
 @router.post("/freelancer/connect")

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from lib.connect_flow import (
     ConnectionView,
-    attempt_from_signed,
     connection_status,
     create_oauth_link,
     create_onboarding_link,
@@ -23,6 +22,7 @@ from lib.connect_flow import (
 )
 from lib.connection_attempts import FailureReason
 from lib.errors import StripeGatewayError
+from lib.onboarding_urls import StaleOnboardingUrl, UrlPurpose, read_signed_attempt
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims, TokenError
 from server.app_context import ServiceContext, context_of
@@ -80,6 +80,16 @@ def freelancer_id_of(claims: TokenClaims, context: ServiceContext) -> int:
 def frontend_base(context: ServiceContext) -> str:
     """Where freelancers' browsers are sent: the frontend, or this service's own pages."""
     return context.settings.frontend_url or ""
+
+
+def sign_in_redirect(context: ServiceContext) -> RedirectResponse:
+    """An onboarding URL that may not act: to the payment settings, behind the freelancer's login.
+
+    There (the frontend's page, or this service's own) a signed-in freelancer continues with a
+    fresh link; nobody else gets one.
+    """
+    return RedirectResponse(
+        f"{frontend_base(context)}/freelancer/payment-settings?onboarding=expired", 302)
 
 
 def error_redirect(context: ServiceContext, reason: FailureReason) -> RedirectResponse:
@@ -171,19 +181,32 @@ def delete_connection(claims: Claims, context: Context) -> JSONResponse:
     return ok("Stripe account disconnected successfully")
 
 
+#: What the two onboarding redirects say about a URL that may not act.
+_STALE_URL = (
+    "A URL that is expired (an hour after issue), already used, forged, or issued before the "
+    "freelancer disconnected acts on nothing and redirects to "
+    "`/freelancer/payment-settings?onboarding=expired` (the freelancer signs in there)."
+)
+
+
 @router.get(
     "/stripe-connect-return", summary="Return from hosted onboarding (Stripe redirects here)",
     response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
+    description="Public, single use. Reads the account: redirects to "
+    "`/freelancer/stripe/success?accountId=…` when onboarding is complete, else to "
+    "`/freelancer/payment-settings?onboarding=incomplete`. " + _STALE_URL,
 )
 def onboarding_return(
     context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
-    attempt_id = attempt_from_signed(context.settings, attempt)
-    if attempt_id is None:
-        return error_redirect(context, FailureReason.INVALID_STATE)
+    url = read_signed_attempt(context.settings, attempt, purpose=UrlPurpose.RETURN)
+    if url is None:
+        return sign_in_redirect(context)
     try:
         result = handle_onboarding_return(context.session_factory, gateway=context.gateway,
-                                          attempt_id=attempt_id)
+                                          url=url)
+    except StaleOnboardingUrl:
+        return sign_in_redirect(context)
     except StripeGatewayError as exc:
         logger.error("onboarding return: Stripe error %s (request %s)", exc.code, exc.request_id)
         return error_redirect(context, FailureReason.SERVER_ERROR)
@@ -198,17 +221,20 @@ def onboarding_return(
 @router.get(
     "/stripe-connect-refresh", summary="Expired onboarding link (Stripe redirects here)",
     response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
-    description="Mints a fresh onboarding link and redirects to it.",
+    description="Public, single use. Mints a fresh onboarding link for the same account and "
+    "redirects to it; never creates an account. " + _STALE_URL,
 )
 def onboarding_refresh(
     context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
-    attempt_id = attempt_from_signed(context.settings, attempt)
-    if attempt_id is None:
-        return error_redirect(context, FailureReason.INVALID_STATE)
+    url = read_signed_attempt(context.settings, attempt, purpose=UrlPurpose.REFRESH)
+    if url is None:
+        return sign_in_redirect(context)
     try:
         link = refresh_onboarding_link(context.session_factory, gateway=context.gateway,
-                                       settings=context.settings, attempt_id=attempt_id)
+                                       settings=context.settings, url=url)
+    except StaleOnboardingUrl:
+        return sign_in_redirect(context)
     except StripeGatewayError as exc:
         logger.error("onboarding refresh: Stripe error %s (request %s)", exc.code, exc.request_id)
         return error_redirect(context, FailureReason.SERVER_ERROR)

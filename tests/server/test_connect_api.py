@@ -272,12 +272,13 @@ def test_onboarding_return_and_refresh_endpoints(live) -> None:
 
 
 @pytest.mark.parametrize("path", ["stripe-connect-return", "stripe-connect-refresh"])
-@pytest.mark.parametrize("attempt", [None, "1", "1.deadbeef", "x" * 300])
+@pytest.mark.parametrize("attempt", [None, "1", "1.deadbeef", "1.0.9999999999.deadbeef",
+                                     "x" * 300])
 def test_onboarding_endpoints_refuse_unsigned_attempts(live, path, attempt) -> None:
     params = {"attempt": attempt} if attempt is not None else None
     response = live["http"].get(f"{API}/{path}", params=params)
     assert response.status_code == 302
-    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+    assert response.headers["location"] == "/freelancer/payment-settings?onboarding=expired"
 
 
 def test_absurd_callback_parameters_still_redirect(live) -> None:

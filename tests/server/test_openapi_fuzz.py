@@ -183,10 +183,10 @@ def client(session_factory) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize("path", ["stripe-connect-return", "stripe-connect-refresh"])
 @pytest.mark.parametrize("attempt", ["1.±¥", "±¥.!Ýº\x03èç", "1." + "é" * 2000, "."])
-def test_tampered_onboarding_link_redirects_to_invalid_state(client, path, attempt) -> None:
+def test_tampered_onboarding_link_redirects_to_sign_in(client, path, attempt) -> None:
     response = client.get(f"/api/v1/freelancer/{path}", params={"attempt": attempt})
     assert response.status_code == 302
-    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+    assert response.headers["location"] == "/freelancer/payment-settings?onboarding=expired"
 
 
 @pytest.mark.parametrize("freelancer_id", ["²", "٣", "99999999999999999999999", 2**31, 2**70, 0])
