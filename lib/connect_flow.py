@@ -29,6 +29,7 @@ from lib.connection_attempts import (
     start_attempt,
 )
 from lib.db import utcnow
+from lib.destinations import clear_destination, destination_facts, mark_new_destination
 from lib.errors import (
     ConflictError,
     NotFoundError,
@@ -233,6 +234,8 @@ def _attach(freelancer: Freelancer, *, account_id: str, method: ConnectionMethod
     if freelancer.stripe_account_id != account_id:
         freelancer.stripe_account_id = account_id
         freelancer.connected_at = utcnow()
+        # A new destination: payouts to it wait for the freelancer's (or an admin's) confirmation.
+        mark_new_destination(freelancer, account_id=account_id)
     freelancer.connection_method = method.value
 
 
@@ -417,6 +420,8 @@ class ConnectionView:
     status: ConnectionStatus
     verified: bool
     account: dict[str, Any] | None
+    #: False while payouts to a new destination wait for confirmation (lib.destinations).
+    destination_confirmed: bool = True
 
     @property
     def is_connected(self) -> bool:
@@ -429,6 +434,7 @@ class ConnectionView:
             account = self.account or {}
             requirements = account.get("requirements") or {}
             deadline = requirements.get("current_deadline")
+            facts = destination_facts(self.account_id, account)
             details = {
                 "id": self.account_id,
                 "chargesEnabled": bool(account.get("charges_enabled")),
@@ -438,12 +444,18 @@ class ConnectionView:
                 "requirementsPastDue": list(requirements.get("past_due") or []),
                 "currentDeadline": int(deadline) if deadline else None,
                 "disabledReason": requirements.get("disabled_reason") or None,
+                # What the freelancer checks before confirming the destination is theirs.
+                "email": facts.email,
+                "businessName": facts.business_name,
+                "bankName": facts.bank_name,
+                "bankLast4": facts.bank_last4,
             }
         return {
             "isConnected": self.is_connected,
             "status": self.status.value,
             "verified": self.verified,
             "accountId": self.account_id,
+            "destinationConfirmed": self.destination_confirmed if self.is_connected else None,
             "accountDetails": details,
         }
 
@@ -455,19 +467,20 @@ def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView
     API's status endpoint serves this on every poll of a freelancer's page.
     """
     row = session.execute(
-        select(Freelancer.stripe_account_id, ConnectedAccount.raw)
+        select(Freelancer.stripe_account_id, ConnectedAccount.raw, Freelancer.unconfirmed_account_id)
         .outerjoin(ConnectedAccount, ConnectedAccount.stripe_id == Freelancer.stripe_account_id)
         .where(Freelancer.id == freelancer_id)
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"Freelancer {freelancer_id} does not exist.")
-    account_id, mirrored = row
+    account_id, mirrored, unconfirmed = row
     if account_id is None:
         return ConnectionView(freelancer_id, None, ConnectionStatus.NOT_CONNECTED, False, None)
     raw = dict(mirrored) if mirrored is not None else None
     # Connected but not mirrored yet: we cannot say it is payable, so it is pending.
     status = derive_status(raw) if raw else ConnectionStatus.PENDING
-    return ConnectionView(freelancer_id, account_id, status, is_verified(raw), raw)
+    return ConnectionView(freelancer_id, account_id, status, is_verified(raw), raw,
+                          destination_confirmed=unconfirmed is None)
 
 
 def refresh_connection(
@@ -526,4 +539,5 @@ def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = No
     """Forget the freelancer's current account (the mirror and history are kept)."""
     freelancer.stripe_account_id = None
     freelancer.connection_method = None
+    clear_destination(freelancer)
     freelancer.disconnected_at = at or utcnow()

@@ -113,7 +113,7 @@ class Freelancer(Base):
     destination_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     destination_confirmed_by: Mapped[str | None] = mapped_column(String(200))
     #: Payment-settings links and sessions carry it; raising it revokes every one issued (0008).
-    page_access_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    page_access_generation: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[ConnectedAccount | None] = relationship(

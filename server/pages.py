@@ -42,6 +42,7 @@ from lib.connect_flow import (
     refresh_connection,
 )
 from lib.connection_attempts import FailureReason
+from lib.destinations import confirm_destination, destination_facts
 from lib.errors import (
     ConnectOpsError,
     NotFoundError,
@@ -84,6 +85,7 @@ UNKNOWN_ERROR = "An unknown error occurred."
 #: Notices chosen by a fixed key in the query string; the text itself never comes from the URL.
 NOTICES = {
     "disconnected": ("success", "Your Stripe account was disconnected."),
+    "confirmed": ("success", "Thank you: payouts now go to this account."),
 }
 ONBOARDING_INCOMPLETE = (
     "info",
@@ -237,7 +239,10 @@ def _connection_values(session: Session, freelancer_id: int) -> dict[str, Any]:
     is_express = freelancer.connection_method == ConnectionMethod.ACCOUNT_LINK.value
     unfinished = not account.get("details_submitted") or summary.currently_due or summary.past_due
     tone, icon, text = _SUMMARIES.get(view.status, _SUMMARIES[ConnectionStatus.PENDING])
+    facts = destination_facts(view.account_id or "", account)
     values["connection"].update(
+        destination_confirmed=view.destination_confirmed, email=facts.email,
+        business_name=facts.business_name, bank=facts.bank,
         account_id=view.account_id, verified=view.verified, tone=tone, icon=icon, summary=text,
         requirements=requirements,
         deadline=summary.deadline.strftime("%d %B %Y, %H:%M UTC") if summary.deadline else None,
@@ -361,6 +366,28 @@ def connect(request: Request, context: Context, method: Annotated[str, Form()] =
     logger.info("freelancer %s sent to Stripe (%s, attempt %s)", page.freelancer_id, method,
                 link.attempt_id)
     return RedirectResponse(link.url, status_code=303)
+
+
+@router.post("/freelancer/confirm-destination")
+def do_confirm_destination(request: Request, context: Context,
+                           account_id: Annotated[str, Form()] = "",
+                           csrf_token: Annotated[str, Form()] = "") -> Response:
+    """The freelancer confirms the account their page showed is theirs: payouts may go to it."""
+    page = form_session(request, context, csrf_token)
+    if isinstance(page, Response):
+        return page
+    try:
+        with context.session_factory.begin() as session:
+            confirm_destination(session, operator=page.operator,
+                                freelancer_id=page.freelancer_id, account_id=account_id[:300])
+    except ConnectOpsError as exc:
+        logger.warning("destination confirmation for freelancer %s refused: %s",
+                       page.freelancer_id, exc.code)
+        return settings_page(context, page, error=friendly_message(exc),
+                             status_code=status_for(exc))
+    logger.info("freelancer %s confirmed %s as their payout destination", page.freelancer_id,
+                account_id)
+    return RedirectResponse(f"{SETTINGS_PATH}?notice=confirmed", status_code=303)
 
 
 @router.get("/freelancer/disconnect")

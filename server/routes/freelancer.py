@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import ValidationError as PydanticValidationError
 
 from lib.connect_flow import (
     ConnectionView,
@@ -21,7 +23,8 @@ from lib.connect_flow import (
     refresh_onboarding_link,
 )
 from lib.connection_attempts import FailureReason
-from lib.errors import StripeGatewayError
+from lib.destinations import confirm_destination
+from lib.errors import StripeGatewayError, ValidationError
 from lib.onboarding_urls import StaleOnboardingUrl, UrlPurpose, read_signed_attempt
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims, TokenError
@@ -33,6 +36,7 @@ from server.schemas import (
     MAX_ID,
     STRIPE_ERRORS,
     VALIDATION_ERRORS,
+    ConfirmDestinationBody,
     ConnectionStatusEnvelope,
     ConnectUrlEnvelope,
     MessageEnvelope,
@@ -187,6 +191,50 @@ _STALE_URL = (
     "freelancer disconnected acts on nothing and redirects to "
     "`/freelancer/payment-settings?onboarding=expired` (the freelancer signs in there)."
 )
+
+
+def _confirmation_body(raw: bytes) -> ConfirmDestinationBody:
+    try:
+        body = json.loads(raw) if len(raw) <= 4096 else None
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise ValidationError('The body must be a JSON object: {"accountId": "acct_…"}.')
+    try:
+        return ConfirmDestinationBody.model_validate(body)
+    except PydanticValidationError:
+        raise ValidationError("accountId must be the Stripe account id (acct_…) you were shown, "
+                              "and nothing else.") from None
+
+
+@router.post(
+    "/stripe-connect-confirm", summary="Confirm the connected account as the payout destination",
+    response_model=MessageEnvelope,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": ConfirmDestinationBody.model_json_schema()}}}},
+    responses={**FREELANCER_ERRORS,
+               409: documented("The account named is not the connected one any more")},
+    description="After a new connection (or a change of account) payouts to it are held until "
+    "the freelancer confirms it is theirs, having been shown `accountDetails.email`, "
+    "`businessName`, `bankName` and `bankLast4` from stripe-connect-status. `accountId` is the "
+    "account that was shown. Confirming an already confirmed account is a no-op.",
+)
+async def confirm_connection(request: Request, claims: Claims,
+                             context: Context) -> JSONResponse:
+    # The body is read after the token is checked: an anonymous caller gets its 401 whatever
+    # it sent (FastAPI validates a declared body before any dependency).
+    raw = await request.body()
+    return await run_blocking(_confirm_connection, raw, claims, context)
+
+
+def _confirm_connection(raw: bytes, claims: TokenClaims, context: ServiceContext) -> JSONResponse:
+    freelancer_id = freelancer_id_of(claims, context)
+    account_id = _confirmation_body(raw).accountId
+    with context.session_factory.begin() as session:
+        changed = confirm_destination(session, operator=claims.operator(),
+                                      freelancer_id=freelancer_id, account_id=account_id)
+    return ok("Payout destination confirmed" if changed
+              else "Payout destination was already confirmed")
 
 
 @router.get(

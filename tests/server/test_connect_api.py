@@ -74,7 +74,7 @@ def test_guide_flow_connect_status_disconnect(live) -> None:
     _freelancer_id, headers = _freelancer(live)
     assert _status(live, headers) == {"isConnected": False, "status": "NOT_CONNECTED",
                                       "verified": False, "accountId": None,
-                                      "accountDetails": None}
+                                      "destinationConfirmed": None, "accountDetails": None}
     callback = _connect(live, headers)
     assert callback.status_code == 302
     location = urlsplit(callback.headers["location"])
@@ -82,10 +82,12 @@ def test_guide_flow_connect_status_disconnect(live) -> None:
     account_id = parse_qs(location.query)["accountId"][0]
     status = _status(live, headers)
     assert status["isConnected"] and status["status"] == "ACTIVE" and status["verified"]
+    assert status["destinationConfirmed"] is False  # a new connection waits for confirmation
     assert status["accountDetails"] == {
         "id": account_id, "chargesEnabled": True, "payoutsEnabled": True,
         "detailsSubmitted": True, "requirementsCurrentlyDue": [], "requirementsPastDue": [],
-        "currentDeadline": None, "disabledReason": None}
+        "currentDeadline": None, "disabledReason": None, "email": "ada@example.com",
+        "businessName": None, "bankName": "STRIPE TEST BANK", "bankLast4": "6789"}
     response = live["http"].delete(f"{API}/stripe-connect", headers=headers)
     assert response.status_code == 200
     assert response.json() == {"success": True,

@@ -16,6 +16,7 @@ database, so CI and a laptop run the same cases.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -62,6 +63,7 @@ ROLE_OF_PATH = {
     "/api/v1/freelancer/stripe-connect-url": "freelancer",
     "/api/v1/freelancer/stripe-connect-status": "freelancer",
     "/api/v1/freelancer/stripe-connect": "freelancer",
+    "/api/v1/freelancer/stripe-connect-confirm": "freelancer",
     "/api/v1/admin/payouts": "admin",
 }
 
@@ -96,7 +98,7 @@ def world(emulator, session_factory) -> Iterator[dict]:
     # The fuzzed document is the one this very app serves.
     assert app.openapi() == DOCUMENT_APP.openapi()
     with TestClient(app):  # runs the app's lifespan around the whole run
-        yield {"app": app, "tokens": tokens, "seen": []}
+        yield {"app": app, "tokens": tokens, "seen": [], "account_id": account.id}
 
 
 def _document_app() -> FastAPI:
@@ -133,6 +135,25 @@ def served_its_role(world: dict, identity: str, request: pytest.FixtureRequest) 
         assert any(200 <= status < 300 for status in mine), f"no success in {sorted(set(mine))}"
 
 
+CONFIRM_PATH = "/api/v1/freelancer/stripe-connect-confirm"
+
+
+def _name_the_account_sometimes(case: schemathesis.Case, account_id: str) -> None:
+    """Half of the well-formed confirmations name the freelancer's own account.
+
+    Generated ``acct_…`` ids never name it, so every confirmation would be a 409 and the
+    operation's success path never fuzzed (``served_its_role`` would rightly fail).
+    """
+    body = case.body
+    if case.operation.path != CONFIRM_PATH or not isinstance(body, dict):
+        return
+    named = body.get("accountId")
+    # Only a schema-valid body: a negative case must stay as invalid as it was generated.
+    if (set(body) == {"accountId"} and isinstance(named, str)
+            and re.fullmatch(r"acct_[A-Za-z0-9]{1,64}", named) and ord(named[-1]) % 2 == 0):
+        body["accountId"] = account_id
+
+
 @authenticated.parametrize()
 # One world per operation and identity on purpose: state built by earlier examples (a
 # disconnect, a payout) is what later ones must cope with.
@@ -142,6 +163,7 @@ def test_authenticated_operations(
 ) -> None:
     token = world["tokens"].get(identity)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    _name_the_account_sometimes(case, world["account_id"])
     response = case.call_and_validate(headers=headers, app=world["app"])
     if _probes_another_method(case):
         return
