@@ -6,6 +6,8 @@ that follow from running without JavaScript (the CSP forbids scripts) and withou
 - **Access through a signed link.** ``/freelancer/login?token=…`` (``python -m server.links``)
   trades a short-lived freelancer JWT for an HttpOnly, SameSite=Lax cookie scoped to
   ``/freelancer`` and 303-redirects, so the token leaves the address bar and history at once.
+  Link and session carry the freelancer's page-access generation, checked on every request:
+  ``python -m server.links --revoke`` ends them all (``lib.page_access``).
 - **Forms, not fetch.** Every state change is a POST carrying a CSRF token (an HMAC of the
   session cookie), so another site cannot make a signed-in browser connect or disconnect. The
   disconnect confirmation is its own page; the success page returns with a meta refresh.
@@ -51,6 +53,7 @@ from lib.errors import (
 )
 from lib.freelancers import get_freelancer
 from lib.models import ConnectionMethod
+from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
 from server.app_context import ServiceContext, context_of
@@ -179,6 +182,17 @@ def _freelancer_claims(token: str, *, context: ServiceContext, secret: str) -> T
     return claims
 
 
+REVOKED = "This link or session was revoked. Ask the platform for a new link."
+
+
+def _current_generation(context: ServiceContext, claims: TokenClaims) -> None:
+    """TokenError unless the link or session is of the freelancer's current generation."""
+    with context.session_factory() as session:
+        current = page_access_generation(session, freelancer_id=claims.freelancer_id)
+    if claims.page_generation != current:
+        raise TokenError(REVOKED)
+
+
 def current_session(request: Request, context: ServiceContext) -> PageSession:
     """The freelancer signed in by cookie; TokenError/PermissionDeniedError otherwise."""
     token = request.cookies.get(SESSION_COOKIE)
@@ -186,6 +200,7 @@ def current_session(request: Request, context: ServiceContext) -> PageSession:
         raise TokenError("You are not signed in, or your session has ended.")
     secret = _secret(context)
     claims = _freelancer_claims(token, context=context, secret=secret)
+    _current_generation(context, claims)
     return PageSession(freelancer_id=claims.freelancer_id,
                        csrf_token=csrf_token_for(token, secret=secret))
 
@@ -292,13 +307,12 @@ def login(context: Context, token: str = "") -> Response:
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
-        with context.session_factory() as session:
-            get_freelancer(session, freelancer_id=claims.freelancer_id)
+        _current_generation(context, claims)  # NotFoundError for an unknown freelancer
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
         logger.info("freelancer page login refused: %s", exc.code)
         return sign_in_required(f"This link cannot be used: {exc.message}")
     session_token = issue_token(secret=secret, subject=claims.subject, role=Role.FREELANCER,
-                                lifetime=SESSION_LIFETIME)
+                                lifetime=SESSION_LIFETIME, page_generation=claims.page_generation)
     response = RedirectResponse(SETTINGS_PATH, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, session_token, max_age=int(SESSION_LIFETIME.total_seconds()),
