@@ -2,7 +2,10 @@
 
 Every operation gets generated input (valid and invalid: the examples, coverage and fuzzing
 phases) three times: anonymously, with a freelancer's token and with an admin's, so the
-authenticated paths run and not only their 401s. The freelancer is connected to an active
+authenticated paths run and not only their 401s. The service is configured as deployed
+beside the platform's frontend (its HS256 tokens accepted, CORS for its origin), and the
+freelancer calls with a platform token, the admin with the companion's own. The freelancer is
+connected to an active
 emulator account and the platform has a balance, so status refreshes, disconnects and payouts
 really reach the emulator. Checks: no 5xx, and every response conforms to the documented
 schema (status code documented, content type, body). Webhook endpoints only ever see unsigned
@@ -17,8 +20,10 @@ database, so CI and a laptop run the same cases.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
+import jwt
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -36,6 +41,15 @@ from tests.factories import TEST_JWT_SECRET, make_settings
 
 MAX_EXAMPLES = 50
 ADMIN = "fuzz-admin"
+PLATFORM_ISSUER = "https://auth.marketplace.example/"
+PLATFORM_SECRET = "the-platforms-hs256-secret-for-the-fuzz-run-0123"
+#: As the service is deployed beside the platform's frontend: its tokens and its origin (CORS).
+DEPLOYED_WITH = {
+    "frontend_url": "https://app.marketplace.example",
+    "platform_jwt_issuer": PLATFORM_ISSUER, "platform_jwt_audience": "connect-ops",
+    "platform_jwt_algorithm": "HS256", "platform_jwt_secret": PLATFORM_SECRET,
+    "platform_jwt_freelancer_id_claim": "freelancer_id",
+}
 
 #: "Schema-valid request rejected" (positive_data_acceptance) expects 2xx, 3xx, 401, 403, 404,
 #: 409 or 429. Two operations refuse some schema-valid requests by design, for reasons JSON
@@ -77,7 +91,7 @@ def identity(request: pytest.FixtureRequest) -> str:
 def world(emulator, session_factory) -> Iterator[dict]:
     """The service on a migrated test database, a connected freelancer and the two tokens."""
     settings = make_settings(stripe_api_base=emulator.base_url,
-                             stripe_connect_base=emulator.base_url)
+                             stripe_connect_base=emulator.base_url, **DEPLOYED_WITH)
     gateway = StripeGateway(settings)
     account = gateway.create_express_account(email="fuzz@example.com", country="US",
                                              metadata={}, idempotency_key="acct-fuzz")
@@ -89,9 +103,13 @@ def world(emulator, session_factory) -> Iterator[dict]:
         freelancer_id = freelancer.id
     # The payout example in the OpenAPI document (the guide's request) pays freelancer 1.
     assert freelancer_id == 1
+    now = int(time.time())
     tokens = {
-        "freelancer": issue_token(secret=TEST_JWT_SECRET, subject=str(freelancer_id),
-                                  role=Role.FREELANCER),
+        # The freelancer calls as the platform's frontend does: with the platform's own token.
+        "freelancer": jwt.encode({"iss": PLATFORM_ISSUER, "aud": "connect-ops", "sub": "u-1",
+                                  "role": "freelancer", "freelancer_id": freelancer_id,
+                                  "iat": now, "exp": now + 3600},
+                                 PLATFORM_SECRET, algorithm="HS256"),
         "admin": issue_token(secret=TEST_JWT_SECRET, subject=ADMIN, role=Role.ADMIN),
     }
     app = create_app(settings, session_factory=session_factory)
