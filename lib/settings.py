@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     cors_allowed_origins: str | None = None
     cors_allow_credentials: bool = False
 
+    # Dashboard sign-in: the users file (default) or the company's OpenID Connect provider
+    # (Streamlit's st.login; the provider itself is configured in .streamlit/secrets.toml)
+    dashboard_sign_in: Literal["password", "oidc"] = "password"
+    #: A named provider ([auth.NAME] in secrets.toml); unset: the [auth] section itself.
+    oidc_provider: str | None = None
+    oidc_username_claim: str = "email"
+    oidc_roles_claim: str = "groups"
+    #: ``provider value=our role`` pairs, comma separated (e.g. connect-ops-admins=admin).
+    oidc_role_map: str = ""
+
     # Payout policy (integer minor units; see lib.money)
     payout_approval_threshold_minor: int = Field(default=100_000, ge=0)
     payout_max_minor: int = Field(default=5_000_000, gt=0)
@@ -202,6 +212,12 @@ class Settings(BaseSettings):
         return {value.strip(): role.strip() for value, _, role in pairs}
 
     @property
+    def oidc_roles(self) -> dict[str, str]:
+        """``OIDC_ROLE_MAP`` as {provider value: our role name} (checked at start-up)."""
+        pairs = [p.partition("=") for p in self.oidc_role_map.split(",") if p.strip()]
+        return {value.strip(): role.strip() for value, _, role in pairs}
+
+    @property
     def oauth_redirect_uri(self) -> str:
         """The callback Stripe redirects to; must be registered in the Stripe Dashboard."""
         return self.backend_url.rstrip("/") + CALLBACK_PATH
@@ -254,6 +270,14 @@ class Settings(BaseSettings):
             )
         self._check_platform_tokens()
         self._check_cors()
+        if self.dashboard_sign_in == "oidc":
+            operators = {"admin", "finance", "manager"}
+            roles = self.oidc_roles
+            if not roles or not all(value and role in operators for value, role in roles.items()):
+                raise ConfigurationError(
+                    "OIDC_ROLE_MAP must map the provider's values to roles, e.g. "
+                    "'connect-ops-admins=admin,connect-ops-finance=finance' (roles: admin, "
+                    "finance, manager).")
 
     def _check_platform_tokens(self) -> None:
         """The platform's token settings are complete and cannot be confused with ours."""
