@@ -254,6 +254,8 @@ def _connection_values(session: Session, freelancer_id: int) -> dict[str, Any]:
     is_express = freelancer.connection_method == ConnectionMethod.ACCOUNT_LINK.value
     unfinished = not account.get("details_submitted") or summary.currently_due or summary.past_due
     tone, icon, text = _SUMMARIES.get(view.status, _SUMMARIES[ConnectionStatus.PENDING])
+    if not view.destination_confirmed and view.status is ConnectionStatus.ACTIVE:
+        tone, icon, text = "amber", "…", "Payouts start once you confirm this account above."
     facts = destination_facts(view.account_id or "", account)
     values["connection"].update(
         destination_confirmed=view.destination_confirmed, email=facts.email,
