@@ -1,7 +1,9 @@
 """Connect Ops dashboard entry point: only a router.
 
 Login first; then ``st.navigation`` over exactly the pages this user's roles allow. Anonymous
-users get only the login page.
+users get only the login page. Two sign-ins: the users file (streamlit-authenticator, the
+default and the demo's) or the company's OpenID Connect provider (``DASHBOARD_SIGN_IN=oidc``,
+``dashboard.oidc``).
 """
 
 from __future__ import annotations
@@ -29,11 +31,20 @@ from dashboard.auth import (  # noqa: E402
 from dashboard.cache import invalidate_after_changes  # noqa: E402
 from dashboard.context import get_context  # noqa: E402
 from dashboard.navigation import pages_for  # noqa: E402
+from dashboard.oidc import sign_in as oidc_sign_in  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
 from lib.db import utcnow  # noqa: E402
 
 st.set_page_config(page_title="Connect Ops", page_icon=":material/payments:", layout="wide")
 context = get_context()
+
+if context.settings.dashboard_sign_in == "oidc":
+    mode_banner(context.settings)
+    oidc_operator = oidc_sign_in(context)  # the login or no-role page stops the run
+    invalidate_after_changes(context.session_factory)
+    st.navigation(pages_for(oidc_operator)).run()
+    st.stop()
+
 authenticator = get_authenticator(context)
 
 

@@ -48,8 +48,15 @@ def get_authenticator(context: AppContext) -> stauth.Authenticate:
     return st.session_state["_authenticator"]
 
 
+#: Where the OpenID Connect sign-in (dashboard.oidc) leaves this run's operator for the pages.
+SSO_OPERATOR = "_sso_operator"
+
+
 def current_operator() -> Operator | None:
     """The signed-in operator, or None."""
+    sso = st.session_state.get(SSO_OPERATOR)
+    if isinstance(sso, Operator):
+        return sso
     if st.session_state.get("authentication_status") is not True:
         return None
     username = st.session_state.get("username")
@@ -64,6 +71,10 @@ def _client() -> str | None:
         return st.context.ip_address
     except (AttributeError, RuntimeError):
         return None
+
+
+#: For the other sign-in (dashboard.oidc): the same address, audited the same way.
+client_address = _client
 
 
 def login_form(context: AppContext, authenticator: stauth.Authenticate) -> None:

@@ -17,7 +17,7 @@ from lib.logging_setup import configure_logging
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
 
-#: What the dashboard needs to start.
+#: What the dashboard needs to start (AUTH_COOKIE_KEY only for the users-file sign-in).
 REQUIRED_SETTINGS = ("STRIPE_SECRET_KEY", "AUTH_COOKIE_KEY")
 
 
@@ -30,7 +30,9 @@ class AppContext:
 
 @st.cache_resource(show_spinner=False)
 def _build_context() -> AppContext:
-    settings = load_settings().require(*REQUIRED_SETTINGS)
+    settings = load_settings()
+    settings.require(*(name for name in REQUIRED_SETTINGS
+                       if name != "AUTH_COOKIE_KEY" or settings.dashboard_sign_in == "password"))
     configure_logging(settings.log_level)
     engine = make_engine(settings.database_url)
     return AppContext(

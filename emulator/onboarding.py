@@ -73,7 +73,15 @@ async def submit(request: Request) -> Response:
         if action not in ("complete", "incomplete"):
             return error_page("invalid_request", "Choose Complete onboarding or Leave incomplete.")
         if link["account"] in s["accounts"]:
-            mutate = st.complete_onboarding if action == "complete" else st.leave_onboarding_incomplete
+            finish = st.complete_onboarding if action == "complete" else st.leave_onboarding_incomplete
+            name = str(form.get("business_name") or "").strip()[:200]
+
+            def mutate(acct: dict) -> None:
+                finish(acct)
+                if name:  # what the person onboarding typed: Stripe reports it on the account
+                    acct["business_profile"]["name"] = name
+                    acct["settings"]["dashboard"]["display_name"] = name
+
             st.change_account(rt.store, link["account"], mutate)
         return RedirectResponse(link["return_url"], status_code=302)
 

@@ -43,7 +43,7 @@ def consent(authorize_url: str, *, decision: str = "connect", account: str = "ne
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def onboard(link_url: str, *, action: str = "complete") -> str:
+def onboard(link_url: str, *, action: str = "complete", business_name: str | None = None) -> str:
     """Open an account link, press a button; return where Stripe sends the browser."""
     with httpx.Client(follow_redirects=False, timeout=10) as http:
         page = http.get(link_url)
@@ -51,6 +51,8 @@ def onboard(link_url: str, *, action: str = "complete") -> str:
             return page.headers["location"]  # expired or reused: refresh_url
         form_action, fields = _form(page.text, "onboarding-form")
         fields["action"] = action
+        if business_name is not None:
+            fields["business_name"] = business_name
         answer = http.post(urljoin(link_url, form_action), data=fields)
         if answer.status_code not in (302, 303):
             raise PageError(f"onboarding answered {answer.status_code}: {answer.text[:200]}")

@@ -29,6 +29,7 @@ from lib.connection_attempts import (
     start_attempt,
 )
 from lib.db import utcnow
+from lib.destinations import clear_destination, destination_facts, mark_new_destination
 from lib.errors import (
     ConflictError,
     NotFoundError,
@@ -39,21 +40,26 @@ from lib.freelancers import find_by_account, get_freelancer
 from lib.models import (
     AttemptOutcome,
     ConnectedAccount,
-    ConnectionAttempt,
     ConnectionMethod,
     Freelancer,
 )
 from lib.oauth_states import STATE_LIFETIME, consume_state, issue_state
+from lib.onboarding_urls import (
+    SignedAttempt,
+    UrlPurpose,
+    connection_generation,
+    release,
+    sign_attempt,
+    spend,
+)
 from lib.roles import Action, Operator, Role, authorize, refuse
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
-from lib.tokens import sign_value, unsign_value
 
 logger = logging.getLogger(__name__)
 
 ONBOARDING_RETURN_PATH = "/api/v1/freelancer/stripe-connect-return"
 ONBOARDING_REFRESH_PATH = "/api/v1/freelancer/stripe-connect-refresh"
-_ATTEMPT_PURPOSE = "onboarding-attempt"
 #: Stripe's Account Links live about five minutes.
 ACCOUNT_LINK_LIFETIME = timedelta(minutes=5)
 
@@ -228,6 +234,8 @@ def _attach(freelancer: Freelancer, *, account_id: str, method: ConnectionMethod
     if freelancer.stripe_account_id != account_id:
         freelancer.stripe_account_id = account_id
         freelancer.connected_at = utcnow()
+        # A new destination: payouts to it wait for the freelancer's (or an admin's) confirmation.
+        mark_new_destination(freelancer, account_id=account_id)
     freelancer.connection_method = method.value
 
 
@@ -241,13 +249,17 @@ def _account_idempotency_key(freelancer: Freelancer) -> str:
     return f"connectops-express-account-{freelancer.id}-{generation}"
 
 
-def _onboarding_urls(settings: Settings, attempt_id: int) -> tuple[str, str]:
-    assert settings.jwt_secret is not None
-    signed = sign_value(str(attempt_id), secret=settings.jwt_secret.get_secret_value(),
-                        purpose=_ATTEMPT_PURPOSE)
-    query = urlencode({"attempt": signed})
+def _onboarding_urls(settings: Settings, attempt_id: int, *, generation: int,
+                     now: datetime | None = None) -> tuple[str, str]:
+    """(refresh_url, return_url) of one link: each signed for its own purpose (lib.onboarding_urls)."""
     base = settings.backend_url.rstrip("/")
-    return f"{base}{ONBOARDING_REFRESH_PATH}?{query}", f"{base}{ONBOARDING_RETURN_PATH}?{query}"
+    urls = []
+    for path, purpose in ((ONBOARDING_REFRESH_PATH, UrlPurpose.REFRESH),
+                          (ONBOARDING_RETURN_PATH, UrlPurpose.RETURN)):
+        signed = sign_attempt(settings, attempt_id=attempt_id, generation=generation,
+                              purpose=purpose, now=now)
+        urls.append(f"{base}{path}?{urlencode({'attempt': signed})}")
+    return urls[0], urls[1]
 
 
 def create_onboarding_link(
@@ -285,6 +297,16 @@ def create_onboarding_link(
                          input={"account": account_id}, idempotency_key=key,
                          stripe_request_id=created.request_id)
 
+    return _issue_account_link(session_factory, gateway=gateway, settings=settings,
+                               operator=operator, freelancer_id=freelancer_id,
+                               account_id=account_id)
+
+
+def _issue_account_link(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
+    operator: Operator, freelancer_id: int, account_id: str,
+) -> ConnectLink:
+    """A new Account Link for ``account_id``, recorded as an attempt (the caller authorized)."""
     with session_factory.begin() as session:
         attempt = start_attempt(
             session, freelancer_id=freelancer_id, method=ConnectionMethod.ACCOUNT_LINK,
@@ -292,7 +314,8 @@ def create_onboarding_link(
             link_expires_at=utcnow() + ACCOUNT_LINK_LIFETIME,
         )
         attempt_id = attempt.id
-    refresh_url, return_url = _onboarding_urls(settings, attempt_id)
+        generation = connection_generation(get_freelancer(session, freelancer_id=freelancer_id))
+    refresh_url, return_url = _onboarding_urls(settings, attempt_id, generation=generation)
     try:
         link = gateway.create_account_link(account_id=account_id, refresh_url=refresh_url,
                                            return_url=return_url)
@@ -318,15 +341,6 @@ def create_onboarding_link(
                        method=ConnectionMethod.ACCOUNT_LINK, attempt_id=attempt_id)
 
 
-def attempt_from_signed(settings: Settings, signed: str | None) -> int | None:
-    """The attempt id carried by a return/refresh URL, if its signature is ours."""
-    if not signed or len(signed) > 200 or settings.jwt_secret is None:
-        return None
-    value = unsign_value(signed, secret=settings.jwt_secret.get_secret_value(),
-                         purpose=_ATTEMPT_PURPOSE)
-    return int(value) if value and value.isdigit() else None
-
-
 @dataclass(frozen=True, slots=True)
 class ReturnResult:
     freelancer_id: int
@@ -336,30 +350,34 @@ class ReturnResult:
 
 
 def handle_onboarding_return(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, attempt_id: int,
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, url: SignedAttempt,
 ) -> ReturnResult:
-    """The freelancer came back: read the account (returning is not completing) and record it."""
+    """The freelancer came back: read the account (returning is not completing) and record it.
+
+    The return URL is spent first (``StaleOnboardingUrl`` when it may not act; see
+    ``lib.onboarding_urls``) and given back if Stripe cannot be read, so a reload works.
+    """
+    spent = spend(session_factory, url, now=utcnow())
+    attempt_id, freelancer_id, account_id = spent.attempt_id, spent.freelancer_id, spent.account_id
     with session_factory.begin() as session:
-        attempt = mark_returned(session, attempt_id=attempt_id)
-        if attempt is None:
-            raise NotFoundError("This onboarding link is unknown.")
-        freelancer_id, account_id = attempt.freelancer_id, attempt.stripe_account_id
-    account: dict[str, Any] | None = None
-    if account_id:
-        fetched_at = utcnow()
+        mark_returned(session, attempt_id=attempt_id)
+    fetched_at = utcnow()
+    try:
         account = gateway.retrieve_account(account_id).data
-        with session_factory.begin() as session:
-            upsert_account(session, account=account, fetched_at=fetched_at)
-            completed = onboarding_complete(account)
-            if completed:
-                finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED)
-            audit.record(session, actor=f"freelancer:{freelancer_id}",
-                         action="connect.onboarding_return",
-                         result="completed" if completed else "incomplete",
-                         target=f"freelancer:{freelancer_id}", input={"account": account_id})
-    status = derive_status(account)
-    return ReturnResult(freelancer_id=freelancer_id, account_id=account_id, status=status,
-                        completed=bool(account) and onboarding_complete(account or {}))
+    except StripeGatewayError:
+        release(session_factory, spent)
+        raise
+    completed = onboarding_complete(account)
+    with session_factory.begin() as session:
+        upsert_account(session, account=account, fetched_at=fetched_at)
+        if completed:
+            finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED)
+        audit.record(session, actor=f"freelancer:{freelancer_id}",
+                     action="connect.onboarding_return",
+                     result="completed" if completed else "incomplete",
+                     target=f"freelancer:{freelancer_id}", input={"account": account_id})
+    return ReturnResult(freelancer_id=freelancer_id, account_id=account_id,
+                        status=derive_status(account), completed=completed)
 
 
 def onboarding_complete(account: Mapping[str, Any]) -> bool:
@@ -372,18 +390,24 @@ def onboarding_complete(account: Mapping[str, Any]) -> bool:
 
 def refresh_onboarding_link(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
-    attempt_id: int,
+    url: SignedAttempt,
 ) -> ConnectLink:
-    """Stripe sent the freelancer to ``refresh_url`` (link expired or reused): mint a new one."""
-    with session_factory() as session:
-        attempt = session.get(ConnectionAttempt, attempt_id)
-        if attempt is None:
-            raise NotFoundError("This onboarding link is unknown.")
-        freelancer_id = attempt.freelancer_id
-    operator = Operator(username=f"freelancer:{freelancer_id}",
+    """Stripe sent the freelancer to ``refresh_url`` (link expired or reused): mint a new one.
+
+    Only for the account the spent URL's link was for, while it is still the freelancer's
+    current one in the same connection generation: never a new account, never after a
+    disconnect (``StaleOnboardingUrl``, see ``lib.onboarding_urls``).
+    """
+    spent = spend(session_factory, url, now=utcnow())
+    operator = Operator(username=f"freelancer:{spent.freelancer_id}",
                         roles=frozenset({Role.FREELANCER}))
-    return create_onboarding_link(session_factory, gateway=gateway, settings=settings,
-                                  operator=operator, freelancer_id=freelancer_id)
+    try:
+        return _issue_account_link(session_factory, gateway=gateway, settings=settings,
+                                   operator=operator, freelancer_id=spent.freelancer_id,
+                                   account_id=spent.account_id)
+    except StripeGatewayError:
+        release(session_factory, spent)
+        raise
 
 
 # ---- status and disconnect -----------------------------------------------------------------
@@ -396,6 +420,8 @@ class ConnectionView:
     status: ConnectionStatus
     verified: bool
     account: dict[str, Any] | None
+    #: False while payouts to a new destination wait for confirmation (lib.destinations).
+    destination_confirmed: bool = True
 
     @property
     def is_connected(self) -> bool:
@@ -408,6 +434,7 @@ class ConnectionView:
             account = self.account or {}
             requirements = account.get("requirements") or {}
             deadline = requirements.get("current_deadline")
+            facts = destination_facts(self.account_id, account)
             details = {
                 "id": self.account_id,
                 "chargesEnabled": bool(account.get("charges_enabled")),
@@ -417,12 +444,18 @@ class ConnectionView:
                 "requirementsPastDue": list(requirements.get("past_due") or []),
                 "currentDeadline": int(deadline) if deadline else None,
                 "disabledReason": requirements.get("disabled_reason") or None,
+                # What the freelancer checks before confirming the destination is theirs.
+                "email": facts.email,
+                "businessName": facts.business_name,
+                "bankName": facts.bank_name,
+                "bankLast4": facts.bank_last4,
             }
         return {
             "isConnected": self.is_connected,
             "status": self.status.value,
             "verified": self.verified,
             "accountId": self.account_id,
+            "destinationConfirmed": self.destination_confirmed if self.is_connected else None,
             "accountDetails": details,
         }
 
@@ -434,19 +467,20 @@ def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView
     API's status endpoint serves this on every poll of a freelancer's page.
     """
     row = session.execute(
-        select(Freelancer.stripe_account_id, ConnectedAccount.raw)
+        select(Freelancer.stripe_account_id, ConnectedAccount.raw, Freelancer.unconfirmed_account_id)
         .outerjoin(ConnectedAccount, ConnectedAccount.stripe_id == Freelancer.stripe_account_id)
         .where(Freelancer.id == freelancer_id)
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"Freelancer {freelancer_id} does not exist.")
-    account_id, mirrored = row
+    account_id, mirrored, unconfirmed = row
     if account_id is None:
         return ConnectionView(freelancer_id, None, ConnectionStatus.NOT_CONNECTED, False, None)
     raw = dict(mirrored) if mirrored is not None else None
     # Connected but not mirrored yet: we cannot say it is payable, so it is pending.
     status = derive_status(raw) if raw else ConnectionStatus.PENDING
-    return ConnectionView(freelancer_id, account_id, status, is_verified(raw), raw)
+    return ConnectionView(freelancer_id, account_id, status, is_verified(raw), raw,
+                          destination_confirmed=unconfirmed is None)
 
 
 def refresh_connection(
@@ -505,4 +539,5 @@ def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = No
     """Forget the freelancer's current account (the mirror and history are kept)."""
     freelancer.stripe_account_id = None
     freelancer.connection_method = None
+    clear_destination(freelancer)
     freelancer.disconnected_at = at or utcnow()

@@ -131,6 +131,13 @@ class Freelancer(Base):
     connection_method: Mapped[str | None] = mapped_column(String(20))
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The account a connect flow made this freelancer's payout destination, until the freelancer
+    #: (or an admin, with a reason) confirms it: payouts are held while it is set (0008).
+    unconfirmed_account_id: Mapped[str | None] = mapped_column(String(255))
+    destination_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    destination_confirmed_by: Mapped[str | None] = mapped_column(String(200))
+    #: Payment-settings links and sessions carry it; raising it revokes every one issued (0008).
+    page_access_generation: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[ConnectedAccount | None] = relationship(
@@ -145,6 +152,8 @@ class Freelancer(Base):
         Index("ix_freelancers_name", "name"),
         #: The Accounts page's country choices are read from it, one seek per country (0006).
         Index("ix_freelancers_country", "country"),
+        #: The Accounts page lists the destinations awaiting confirmation (0008).
+        Index("ix_freelancers_unconfirmed_account_id", "unconfirmed_account_id"),
     )
 
 
@@ -248,6 +257,9 @@ class ConnectionAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the onboarding link's refresh / return URL was spent: each works once (0008).
+    refresh_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    return_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str] = mapped_column(String(20), default=AttemptOutcome.PENDING.value)
     failure_reason: Mapped[str | None] = mapped_column(String(50))

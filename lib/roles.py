@@ -35,6 +35,8 @@ class Action(enum.StrEnum):
     VIEW_AUDIT_LOG = "view_audit_log"
     GENERATE_LINK = "generate_link"
     DISCONNECT = "disconnect"
+    #: Release the hold on a freelancer's new payout destination for them (lib.destinations).
+    CONFIRM_DESTINATION = "confirm_destination"
     REFRESH_ACCOUNT = "refresh_account"
     SYNC_ACCOUNTS = "sync_accounts"
     REQUEST_PAYOUT = "request_payout"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -104,6 +104,33 @@ class Settings(BaseSettings):
     auth_cookie_name: str = "connect_ops_auth"
     auth_cookie_expiry_days: float = Field(default=1.0, gt=0, le=30)
 
+    # The platform's own tokens (its login), accepted beside the companion's (lib.platform_tokens)
+    platform_jwt_issuer: str | None = None
+    platform_jwt_audience: str | None = None
+    platform_jwt_algorithm: Literal["HS256", "RS256", "ES256"] | None = None
+    platform_jwt_secret: SecretStr | None = None
+    platform_jwks_url: str | None = None
+    platform_jwks_cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    #: Dotted path of the claim holding the freelancer's id, and of the role claim.
+    platform_jwt_freelancer_id_claim: str = "sub"
+    platform_jwt_role_claim: str = "role"
+    #: ``platform value=our role`` pairs, comma separated.
+    platform_jwt_roles: str = "freelancer=freelancer,admin=admin"
+
+    # CORS for the platform's frontend (unset: FRONTEND_URL's origin)
+    cors_allowed_origins: str | None = None
+    cors_allow_credentials: bool = False
+
+    # Dashboard sign-in: the users file (default) or the company's OpenID Connect provider
+    # (Streamlit's st.login; the provider itself is configured in .streamlit/secrets.toml)
+    dashboard_sign_in: Literal["password", "oidc"] = "password"
+    #: A named provider ([auth.NAME] in secrets.toml); unset: the [auth] section itself.
+    oidc_provider: str | None = None
+    oidc_username_claim: str = "email"
+    oidc_roles_claim: str = "groups"
+    #: ``provider value=our role`` pairs, comma separated (e.g. connect-ops-admins=admin).
+    oidc_role_map: str = ""
+
     # Payout policy (integer minor units; see lib.money and lib.payouts.limits)
     #: Both in ``payout_base_currency``'s minor units; other currencies get derived defaults.
     payout_approval_threshold_minor: int = Field(default=100_000, ge=0)
@@ -154,7 +181,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "stripe_api_base", "stripe_connect_base", "frontend_url", "stripe_publishable_key",
-        "stripe_connect_client_id", mode="before",
+        "stripe_connect_client_id", "platform_jwks_url", "cors_allowed_origins", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -162,9 +189,18 @@ class Settings(BaseSettings):
             return None
         return value.strip().rstrip("/") if isinstance(value, str) else value
 
+    @field_validator("platform_jwt_issuer", "platform_jwt_audience", "platform_jwt_algorithm",
+                     mode="before")
+    @classmethod
+    def _blank_claim_is_unset(cls, value: object) -> object:
+        # Compared exactly with the token's claims: a trailing slash is kept.
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @field_validator(
         "stripe_secret_key", "stripe_webhook_secret", "stripe_connect_webhook_secret",
-        "jwt_secret", "auth_cookie_key", mode="before",
+        "jwt_secret", "auth_cookie_key", "platform_jwt_secret", mode="before",
     )
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
@@ -194,6 +230,29 @@ class Settings(BaseSettings):
         if self.uses_local_stripe:
             return "emulator"
         return "live" if self.livemode else "test"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """The origins the API answers cross-origin requests from (CORS); may be empty."""
+        if self.cors_allowed_origins is not None:
+            return [o.strip().rstrip("/") for o in self.cors_allowed_origins.split(",")
+                    if o.strip()]
+        if self.frontend_url:
+            parts = urlsplit(self.frontend_url)
+            return [f"{parts.scheme}://{parts.netloc}"]
+        return []
+
+    @property
+    def platform_role_map(self) -> dict[str, str]:
+        """``PLATFORM_JWT_ROLES`` as {platform value: our role name} (checked at start-up)."""
+        pairs = [p.partition("=") for p in self.platform_jwt_roles.split(",") if p.strip()]
+        return {value.strip(): role.strip() for value, _, role in pairs}
+
+    @property
+    def oidc_roles(self) -> dict[str, str]:
+        """``OIDC_ROLE_MAP`` as {provider value: our role name} (checked at start-up)."""
+        pairs = [p.partition("=") for p in self.oidc_role_map.split(",") if p.strip()]
+        return {value.strip(): role.strip() for value, _, role in pairs}
 
     @property
     def oauth_redirect_uri(self) -> str:
@@ -246,6 +305,76 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "BACKEND_URL must be https:// in live mode (Stripe refuses plain-HTTP redirect URIs)."
             )
+        self._check_platform_tokens()
+        self._check_cors()
+        if self.dashboard_sign_in == "oidc":
+            operators = {"admin", "finance", "manager"}
+            roles = self.oidc_roles
+            if not roles or not all(value and role in operators for value, role in roles.items()):
+                raise ConfigurationError(
+                    "OIDC_ROLE_MAP must map the provider's values to roles, e.g. "
+                    "'connect-ops-admins=admin,connect-ops-finance=finance' (roles: admin, "
+                    "finance, manager).")
+
+    def _check_platform_tokens(self) -> None:
+        """The platform's token settings are complete and cannot be confused with ours."""
+        others = {"PLATFORM_JWT_AUDIENCE": self.platform_jwt_audience,
+                  "PLATFORM_JWT_ALGORITHM": self.platform_jwt_algorithm,
+                  "PLATFORM_JWT_SECRET": self.platform_jwt_secret,
+                  "PLATFORM_JWKS_URL": self.platform_jwks_url}
+        if self.platform_jwt_issuer is None:
+            given = [name for name, value in others.items() if value is not None]
+            if given:
+                raise ConfigurationError(
+                    f"{given[0]} is set but PLATFORM_JWT_ISSUER is not: set the issuer of the "
+                    "platform's tokens too, or unset the platform token settings.")
+            return
+        if self.platform_jwt_issuer == "connect-ops":
+            raise ConfigurationError("PLATFORM_JWT_ISSUER must not be connect-ops: that is the "
+                                     "issuer of the companion's own tokens.")
+        for name in ("PLATFORM_JWT_AUDIENCE", "PLATFORM_JWT_ALGORITHM"):
+            if others[name] is None:
+                raise ConfigurationError(f"{name} is not set: the platform's tokens are checked "
+                                         "against it (see README.md → Frontend).")
+        if self.platform_jwt_algorithm == "HS256":
+            secret = self.platform_jwt_secret.get_secret_value() if self.platform_jwt_secret else ""
+            if len(secret) < 32:
+                raise ConfigurationError("PLATFORM_JWT_SECRET must be the platform's HS256 "
+                                         "shared secret, at least 32 characters.")
+            if self.platform_jwks_url is not None:
+                raise ConfigurationError("PLATFORM_JWKS_URL is for RS256/ES256: with HS256 the "
+                                         "platform's tokens are checked with PLATFORM_JWT_SECRET.")
+            if self.jwt_secret is not None and secret == self.jwt_secret.get_secret_value():
+                raise ConfigurationError("PLATFORM_JWT_SECRET must differ from JWT_SECRET.")
+        else:
+            if self.platform_jwks_url is None:
+                raise ConfigurationError(f"PLATFORM_JWKS_URL is not set: {self.platform_jwt_algorithm} "
+                                         "tokens are checked with the platform's published keys.")
+            if self.platform_jwt_secret is not None:
+                raise ConfigurationError("PLATFORM_JWT_SECRET is for HS256 only: an RS256/ES256 "
+                                         "key is never used as an HMAC secret.")
+            url = self.platform_jwks_url
+            if not (url.startswith("https://") or (url.startswith("http://") and _is_local_url(url))):
+                raise ConfigurationError("PLATFORM_JWKS_URL must be https:// (plain http only "
+                                         "for a server on this machine).")
+        known = {"freelancer", "admin", "finance", "manager"}
+        mapping = self.platform_role_map
+        if not mapping or not all(value and role in known for value, role in mapping.items()):
+            raise ConfigurationError("PLATFORM_JWT_ROLES must be pairs like "
+                                     "'freelancer=freelancer,ADMIN=admin' (roles: "
+                                     f"{', '.join(sorted(known))}).")
+
+    def _check_cors(self) -> None:
+        for origin in self.cors_origins:
+            parts = urlsplit(origin)
+            if (parts.scheme not in ("http", "https") or not parts.hostname
+                    or parts.path or parts.query or parts.fragment):
+                raise ConfigurationError(
+                    f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin (scheme://host[:port]); "
+                    "'*' is never accepted.")
+            if self.livemode and parts.scheme != "https" and not _is_local_url(origin):
+                raise ConfigurationError(f"CORS_ALLOWED_ORIGINS: {origin} must be https:// in "
+                                         "live mode.")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -20,6 +20,9 @@ from lib.roles import Operator, Role
 
 ALGORITHM = "HS256"
 ISSUER = "connect-ops"
+#: The freelancer's page-access generation a payment-settings link or session was issued in
+#: (``freelancers.page_access_generation``): raising it revokes them (``lib.page_access``).
+PAGE_GENERATION_CLAIM = "pag"
 
 
 class TokenError(ConnectOpsError):
@@ -33,6 +36,8 @@ class TokenClaims:
     subject: str
     role: Role
     expires_at: datetime
+    #: 0 when the token carries none (API tokens).
+    page_generation: int = 0
 
     @property
     def freelancer_id(self) -> int:
@@ -50,15 +55,17 @@ class TokenClaims:
 
 def issue_token(
     *, secret: str, subject: str, role: Role, lifetime: timedelta = timedelta(hours=1),
-    now: datetime | None = None,
+    now: datetime | None = None, page_generation: int | None = None,
 ) -> str:
-    """A signed API token for ``subject`` with ``role``."""
+    """A signed API token for ``subject`` with ``role`` (and a page-access generation)."""
     issued = now or utcnow()
-    payload = {
+    payload: dict[str, object] = {
         "sub": subject, "role": role.value, "iss": ISSUER,
         "iat": int(issued.timestamp()), "nbf": int(issued.timestamp()),
         "exp": int((issued + lifetime).timestamp()),
     }
+    if page_generation is not None:
+        payload[PAGE_GENERATION_CLAIM] = page_generation
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -83,10 +90,14 @@ def verify_token(token: str, *, secret: str) -> TokenClaims:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise TokenError("The token has no subject.")
+    generation = claims.get(PAGE_GENERATION_CLAIM, 0)
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise TokenError("The token is invalid.")
 
     return TokenClaims(
         subject=subject, role=Role(role_name),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+        page_generation=generation,
     )
 
 

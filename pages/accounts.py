@@ -19,6 +19,7 @@ import streamlit as st
 
 from dashboard import cache
 from dashboard.context import get_context
+from dashboard.destinations import destination_panel, unconfirmed_flag
 from dashboard.navigation import PAGES_DIR
 from dashboard.widgets import (
     PAGE_SIZE,
@@ -57,6 +58,7 @@ DUE_LABELS = {DueFilter.ANY: "Any", DueFilter.DUE: "Something due",
               DueFilter.PAST_DUE: "Past due", DueFilter.NOTHING_DUE: "Nothing due"}
 
 st.title("Accounts")
+unconfirmed_flag(context, operator)  # new payout destinations held until confirmed
 
 # ---- filters ---------------------------------------------------------------------------------
 try:
@@ -214,6 +216,7 @@ facts[2].markdown(f"**Details submitted**  \n{'Yes' if detail.details_submitted 
 facts[3].markdown(f"**Deadline**  \n{when(detail.deadline) or 'none'}")
 if detail.disabled_reason:
     st.warning(f"Disabled reason: {detail.disabled_reason_label} (`{detail.disabled_reason}`)")
+destination_panel(context, operator, detail.freelancer_id)
 
 st.markdown("**Requirements**")
 if detail.requirements:

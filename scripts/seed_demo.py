@@ -23,6 +23,7 @@ from lib.accounts import get_account, upsert_account
 from lib.connect_flow import create_oauth_link, handle_oauth_callback
 from lib.connection_attempts import FailureReason
 from lib.db import make_engine, make_session_factory, utcnow
+from lib.destinations import confirm_destination
 from lib.errors import ConfigurationError, ConnectOpsError
 from lib.freelancers import create_freelancer
 from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer, Payout
@@ -153,14 +154,23 @@ FINANCE = Operator(username="finance", roles=frozenset({Role.FINANCE}))
 
 
 def _connect_through_oauth(factory: sessionmaker[Session], gateway: StripeGateway,
-                           settings: Settings, freelancer_id: int) -> None:
-    """The real OAuth dance against the emulator's consent page (a new Standard account)."""
+                           settings: Settings, freelancer_id: int, *, confirm: bool) -> None:
+    """The real OAuth dance against the emulator's consent page (a new Standard account).
+
+    A new connection holds payouts until the freelancer confirms it (lib.destinations): the
+    demo's freelancers did, on their payment settings, except those left to show the hold.
+    """
     with factory.begin() as session:
         link = create_oauth_link(session, gateway=gateway, settings=settings, operator=ADMIN,
                                  freelancer_id=freelancer_id)
     result = handle_oauth_callback(factory, gateway=gateway, params=consent(link.url))
-    if not result.success:
+    if not result.success or result.account_id is None:
         raise ConnectOpsError(f"demo OAuth connection failed: {result.reason}")
+    if confirm:
+        own = Operator(username=f"freelancer:{freelancer_id}", roles=frozenset({Role.FREELANCER}))
+        with factory.begin() as session:
+            confirm_destination(session, operator=own, freelancer_id=freelancer_id,
+                                account_id=result.account_id)
 
 
 def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
@@ -273,12 +283,15 @@ def seed(settings: Settings) -> bool:
             freelancer_id = create_freelancer(session, name=name, email=email,
                                               country=country).id
         oauth = state == "active" and index % 4 == 3
+        # The first OAuth connection stays unconfirmed: the Accounts page flags it, and it is
+        # not paid until someone confirms it.
+        held = oauth and index == 3
         if oauth:
-            _connect_through_oauth(factory, gateway, settings, freelancer_id)
+            _connect_through_oauth(factory, gateway, settings, freelancer_id, confirm=not held)
         elif state != "not_connected":
             _connect_express(factory, gateway, emulator, settings, freelancer_id=freelancer_id,
                              email=email, country=country, state=state, index=index)
-        if state == "active":
+        if state == "active" and not held:
             payees.append(freelancer_id)
         with factory.begin() as session:
             freelancer = session.get(Freelancer, freelancer_id)

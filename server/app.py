@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lib.db import make_engine, make_session_factory
 from lib.errors import ConnectOpsError
+from lib.platform_tokens import PlatformTokenVerifier
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from server import pages
@@ -36,7 +37,7 @@ from server.responses import (
 )
 from server.routes import admin, freelancer, webhooks
 from server.schemas import Health
-from server.security import SecurityHeadersMiddleware
+from server.security import ApiCORSMiddleware, SecurityHeadersMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,9 @@ def create_app(
     *,
     session_factory: sessionmaker[Session] | None = None,
     gateway: StripeGateway | None = None,
+    platform_tokens: PlatformTokenVerifier | None = None,
 ) -> FastAPI:
-    """Build the service. Tests pass their own session factory and gateway."""
+    """Build the service. Tests pass their own session factory, gateway and token verifier."""
     settings.require(*REQUIRED_SETTINGS)
     owned_engine = None
     if session_factory is None:
@@ -152,6 +154,9 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    if settings.cors_origins:  # added first: the security headers wrap its answers too
+        app.add_middleware(ApiCORSMiddleware, origins=settings.cors_origins,
+                           allow_credentials=settings.cors_allow_credentials)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(ConnectOpsError, domain_error_handler)
@@ -167,6 +172,7 @@ def create_app(
         settings=settings,
         session_factory=session_factory,
         gateway=gateway or StripeGateway(settings),
+        platform_tokens=platform_tokens or PlatformTokenVerifier.from_settings(settings),
     )
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability",

@@ -1,9 +1,14 @@
-"""``python -m server.links FREELANCER_ID_or_EMAIL [--minutes 30]``: a freelancer's page link.
+"""``python -m server.links FREELANCER_ID_or_EMAIL [--minutes 30] [--revoke]``: page links.
 
 The link opens ``/freelancer/login`` on this service with a short-lived freelancer token; the
 service trades it for a session cookie at once. An admin (or ``make demo``) hands it to the
 freelancer, who needs no password: whoever holds the link is that freelancer until it expires,
 so keep the lifetime short and send it only to the freelancer's own address.
+
+Lifetimes: the link works for ``--minutes`` (30 by default, at most 24 hours); the session it
+opens lasts 8 hours (``server.pages.SESSION_LIFETIME``). ``--revoke`` ends every link and
+session of that freelancer issued so far, at once (``lib.page_access``): use it when a link went
+to the wrong address or a device was lost, then send a new one.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from urllib.parse import urlencode
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from lib import audit
 from lib.db import make_engine, make_session_factory
 from lib.errors import ConfigurationError, NotFoundError
 from lib.freelancers import find_by_email, get_freelancer
+from lib.page_access import page_access_generation, revoke_page_access
 from lib.roles import Role
 from lib.settings import Settings, load_settings
 from lib.tokens import issue_token
@@ -25,28 +32,59 @@ from lib.tokens import issue_token
 LOGIN_PATH = "/freelancer/login"
 DEFAULT_MINUTES = 30
 MAX_MINUTES = 24 * 60
+#: Who the audit log names for what this command does (it runs with the operator's shell).
+ACTOR = "cli:server.links"
 
 
-def freelancer_page_link(settings: Settings, freelancer_id: int, lifetime: timedelta) -> str:
-    """The signed link to ``freelancer_id``'s payment settings on this service."""
+def freelancer_page_link(settings: Settings, freelancer_id: int, lifetime: timedelta, *,
+                         generation: int = 0) -> str:
+    """The signed link to ``freelancer_id``'s payment settings on this service.
+
+    ``generation`` is the freelancer's current page-access generation: a link of an older one
+    is refused (revoked).
+    """
     settings.require("JWT_SECRET")
     assert settings.jwt_secret is not None
     token = issue_token(secret=settings.jwt_secret.get_secret_value(),
-                        subject=str(freelancer_id), role=Role.FREELANCER, lifetime=lifetime)
+                        subject=str(freelancer_id), role=Role.FREELANCER, lifetime=lifetime,
+                        page_generation=generation)
     return f"{settings.backend_url.rstrip('/')}{LOGIN_PATH}?{urlencode({'token': token})}"
 
 
-def resolve_freelancer(settings: Settings, who: str) -> int:
-    """The id of the freelancer named by id or email; NotFoundError when there is none."""
+def _freelancer_id(session, who: str) -> int:  # type: ignore[no-untyped-def]
+    if who.strip().isdigit():
+        return get_freelancer(session, freelancer_id=int(who)).id
+    freelancer = find_by_email(session, email=who)
+    if freelancer is None:
+        raise NotFoundError(f"No freelancer has the email {who.strip().lower()}.")
+    return freelancer.id
+
+
+def issue_link(settings: Settings, who: str, lifetime: timedelta) -> str:
+    """A link for the freelancer named by id or email, in their current generation; audited."""
     engine = make_engine(settings.database_url)
     try:
-        with make_session_factory(engine)() as session:
-            if who.strip().isdigit():
-                return get_freelancer(session, freelancer_id=int(who)).id
-            freelancer = find_by_email(session, email=who)
-            if freelancer is None:
-                raise NotFoundError(f"No freelancer has the email {who.strip().lower()}.")
-            return freelancer.id
+        with make_session_factory(engine).begin() as session:
+            freelancer_id = _freelancer_id(session, who)
+            generation = page_access_generation(session, freelancer_id=freelancer_id)
+            link = freelancer_page_link(settings, freelancer_id, lifetime, generation=generation)
+            audit.record(session, actor=ACTOR, action="freelancer.page_link", result="issued",
+                         target=f"freelancer:{freelancer_id}",
+                         input={"minutes": int(lifetime.total_seconds() // 60),
+                                "generation": generation})
+        return link
+    finally:
+        engine.dispose()
+
+
+def revoke_links(settings: Settings, who: str) -> int:
+    """Revoke every link and session of the freelancer named by id or email; their id."""
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            freelancer_id = _freelancer_id(session, who)
+            revoke_page_access(session, freelancer_id=freelancer_id, actor=ACTOR)
+        return freelancer_id
     finally:
         engine.dispose()
 
@@ -56,14 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("freelancer", help="the freelancer's id or email")
     parser.add_argument("--minutes", type=int, default=DEFAULT_MINUTES,
                         help=f"how long the link works (1 to {MAX_MINUTES}; default {DEFAULT_MINUTES})")
+    parser.add_argument("--revoke", action="store_true",
+                        help="end every link and session of this freelancer issued so far")
     args = parser.parse_args(argv)
     if not 1 <= args.minutes <= MAX_MINUTES:
         parser.error(f"--minutes must be between 1 and {MAX_MINUTES}")
     try:
         settings = load_settings()
         settings.require("JWT_SECRET")
-        freelancer_id = resolve_freelancer(settings, args.freelancer)
-        link = freelancer_page_link(settings, freelancer_id, timedelta(minutes=args.minutes))
+        if args.revoke:
+            freelancer_id = revoke_links(settings, args.freelancer)
+            sys.stderr.write(f"Every payment-settings link and session of freelancer "
+                             f"{freelancer_id} is revoked.\n")
+            return 0
+        link = issue_link(settings, args.freelancer, timedelta(minutes=args.minutes))
     except (ConfigurationError, NotFoundError) as exc:
         sys.stderr.write(f"connect-ops links: {exc}\n")
         return 2

@@ -6,6 +6,8 @@ that follow from running without JavaScript (the CSP forbids scripts) and withou
 - **Access through a signed link.** ``/freelancer/login?token=…`` (``python -m server.links``)
   trades a short-lived freelancer JWT for an HttpOnly, SameSite=Lax cookie scoped to
   ``/freelancer`` and 303-redirects, so the token leaves the address bar and history at once.
+  Link and session carry the freelancer's page-access generation, checked on every request:
+  ``python -m server.links --revoke`` ends them all (``lib.page_access``).
 - **Forms, not fetch.** Every state change is a POST carrying a CSRF token (an HMAC of the
   session cookie), so another site cannot make a signed-in browser connect or disconnect. The
   disconnect confirmation is its own page; the success page returns with a meta refresh.
@@ -42,6 +44,7 @@ from lib.connect_flow import (
     refresh_connection,
 )
 from lib.connection_attempts import FailureReason
+from lib.destinations import confirm_destination, destination_facts
 from lib.errors import (
     ConnectOpsError,
     NotFoundError,
@@ -50,6 +53,7 @@ from lib.errors import (
 )
 from lib.freelancers import get_freelancer
 from lib.models import ConnectionMethod
+from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
 from server.app_context import ServiceContext, context_of
@@ -84,11 +88,22 @@ UNKNOWN_ERROR = "An unknown error occurred."
 #: Notices chosen by a fixed key in the query string; the text itself never comes from the URL.
 NOTICES = {
     "disconnected": ("success", "Your Stripe account was disconnected."),
+    "confirmed": ("success", "Thank you: payouts now go to this account."),
 }
 ONBOARDING_INCOMPLETE = (
     "info",
     "You left Stripe's onboarding before finishing. Your account cannot receive payments "
     "until it is complete: choose \"Finish onboarding\" to continue where you left off.",
+)
+#: Where a stale onboarding refresh/return URL leads (lib.onboarding_urls): it did nothing.
+ONBOARDING_EXPIRED = (
+    "info",
+    "That onboarding link had expired or was already used, so it did nothing. Continue from "
+    "here: \"Finish onboarding\" gets you a new link when your account still needs details.",
+)
+ONBOARDING_EXPIRED_SIGN_IN = (
+    "That onboarding link had expired or was already used, so it did nothing. Sign in to your "
+    "payment settings to carry on."
 )
 STRIPE_TROUBLE = (
     "Stripe could not complete the request just now. Please try again in a moment; "
@@ -167,6 +182,17 @@ def _freelancer_claims(token: str, *, context: ServiceContext, secret: str) -> T
     return claims
 
 
+REVOKED = "This link or session was revoked. Ask the platform for a new link."
+
+
+def _current_generation(context: ServiceContext, claims: TokenClaims) -> None:
+    """TokenError unless the link or session is of the freelancer's current generation."""
+    with context.session_factory() as session:
+        current = page_access_generation(session, freelancer_id=claims.freelancer_id)
+    if claims.page_generation != current:
+        raise TokenError(REVOKED)
+
+
 def current_session(request: Request, context: ServiceContext) -> PageSession:
     """The freelancer signed in by cookie; TokenError/PermissionDeniedError otherwise."""
     token = request.cookies.get(SESSION_COOKIE)
@@ -174,6 +200,7 @@ def current_session(request: Request, context: ServiceContext) -> PageSession:
         raise TokenError("You are not signed in, or your session has ended.")
     secret = _secret(context)
     claims = _freelancer_claims(token, context=context, secret=secret)
+    _current_generation(context, claims)
     return PageSession(freelancer_id=claims.freelancer_id,
                        csrf_token=csrf_token_for(token, secret=secret))
 
@@ -227,7 +254,12 @@ def _connection_values(session: Session, freelancer_id: int) -> dict[str, Any]:
     is_express = freelancer.connection_method == ConnectionMethod.ACCOUNT_LINK.value
     unfinished = not account.get("details_submitted") or summary.currently_due or summary.past_due
     tone, icon, text = _SUMMARIES.get(view.status, _SUMMARIES[ConnectionStatus.PENDING])
+    if not view.destination_confirmed and view.status is ConnectionStatus.ACTIVE:
+        tone, icon, text = "amber", "…", "Payouts start once you confirm this account above."
+    facts = destination_facts(view.account_id or "", account)
     values["connection"].update(
+        destination_confirmed=view.destination_confirmed, email=facts.email,
+        business_name=facts.business_name, bank=facts.bank,
         account_id=view.account_id, verified=view.verified, tone=tone, icon=icon, summary=text,
         requirements=requirements,
         deadline=summary.deadline.strftime("%d %B %Y, %H:%M UTC") if summary.deadline else None,
@@ -277,13 +309,12 @@ def login(context: Context, token: str = "") -> Response:
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
-        with context.session_factory() as session:
-            get_freelancer(session, freelancer_id=claims.freelancer_id)
+        _current_generation(context, claims)  # NotFoundError for an unknown freelancer
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
         logger.info("freelancer page login refused: %s", exc.code)
         return sign_in_required(f"This link cannot be used: {exc.message}")
     session_token = issue_token(secret=secret, subject=claims.subject, role=Role.FREELANCER,
-                                lifetime=SESSION_LIFETIME)
+                                lifetime=SESSION_LIFETIME, page_generation=claims.page_generation)
     response = RedirectResponse(SETTINGS_PATH, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, session_token, max_age=int(SESSION_LIFETIME.total_seconds()),
@@ -315,9 +346,12 @@ def payment_settings(request: Request, context: Context, onboarding: str = "",
         shown = NOTICES.get(notice)
         if onboarding == "incomplete":
             shown = ONBOARDING_INCOMPLETE
+        elif onboarding == "expired":
+            shown = ONBOARDING_EXPIRED
         return settings_page(context, page, refresh=refresh == "1", notice=shown)
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
-        return sign_in_required(exc.message)
+        return sign_in_required(ONBOARDING_EXPIRED_SIGN_IN if onboarding == "expired"
+                                else exc.message)
 
 
 @router.post("/freelancer/connect")
@@ -348,6 +382,28 @@ def connect(request: Request, context: Context, method: Annotated[str, Form()] =
     logger.info("freelancer %s sent to Stripe (%s, attempt %s)", page.freelancer_id, method,
                 link.attempt_id)
     return RedirectResponse(link.url, status_code=303)
+
+
+@router.post("/freelancer/confirm-destination")
+def do_confirm_destination(request: Request, context: Context,
+                           account_id: Annotated[str, Form()] = "",
+                           csrf_token: Annotated[str, Form()] = "") -> Response:
+    """The freelancer confirms the account their page showed is theirs: payouts may go to it."""
+    page = form_session(request, context, csrf_token)
+    if isinstance(page, Response):
+        return page
+    try:
+        with context.session_factory.begin() as session:
+            confirm_destination(session, operator=page.operator,
+                                freelancer_id=page.freelancer_id, account_id=account_id[:300])
+    except ConnectOpsError as exc:
+        logger.warning("destination confirmation for freelancer %s refused: %s",
+                       page.freelancer_id, exc.code)
+        return settings_page(context, page, error=friendly_message(exc),
+                             status_code=status_for(exc))
+    logger.info("freelancer %s confirmed %s as their payout destination", page.freelancer_id,
+                account_id)
+    return RedirectResponse(f"{SETTINGS_PATH}?notice=confirmed", status_code=303)
 
 
 @router.get("/freelancer/disconnect")

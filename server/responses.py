@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lib import errors
+from lib.platform_tokens import TokenKeysUnavailable
 from lib.tokens import TokenError
 from server.security import headers_for
 
@@ -36,6 +37,7 @@ def fail(status_code: int, message: str, code: str | None = None) -> JSONRespons
 
 _STATUS = (
     (TokenError, 401),
+    (TokenKeysUnavailable, 503),
     (errors.PermissionDeniedError, 403),
     (errors.NotFoundError, 404),
     (errors.ConflictError, 409),

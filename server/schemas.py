@@ -80,6 +80,10 @@ class AccountDetails(_Closed):
     requirementsPastDue: list[str]
     currentDeadline: int | None = Field(description="Unix time Stripe's deadline falls due")
     disabledReason: str | None
+    email: str | None = Field(description="The account's email, as Stripe reports it")
+    businessName: str | None = Field(description="Business name, as Stripe reports it")
+    bankName: str | None = Field(description="The bank payouts go to, as Stripe reports it")
+    bankLast4: str | None = Field(description="Last four digits of that bank account")
 
 
 class ConnectionStatusData(_Closed):
@@ -87,7 +91,15 @@ class ConnectionStatusData(_Closed):
     status: ConnectionStatus
     verified: bool
     accountId: str | None
+    destinationConfirmed: bool | None = Field(
+        description="false: payouts to this new account are held until the freelancer confirms "
+        "it (POST stripe-connect-confirm); null when not connected")
     accountDetails: AccountDetails | None
+
+
+class ConfirmDestinationBody(_Closed):
+    accountId: str = Field(pattern=r"^acct_[A-Za-z0-9]{1,64}$",
+                           description="The account the freelancer was shown and confirms")
 
 
 class ConnectionStatusEnvelope(_Closed):

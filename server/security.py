@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lib.tokens import TokenClaims, TokenError, verify_token
+from server.blocking import run_blocking
 
 #: The service's own pages use no script and no third-party asset.
 CONTENT_SECURITY_POLICY = (
@@ -70,15 +72,57 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+#: The API the platform's frontend calls from its own origin (the webhooks, the OAuth callback
+#: and the service's own pages are never fetched cross-origin).
+CORS_PREFIXES = ("/api/v1/freelancer/", "/api/v1/admin/")
+CORS_METHODS = ["GET", "POST", "DELETE"]
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
+CORS_MAX_AGE = 600
+
+
+class ApiCORSMiddleware:
+    """CORS for the configured frontend origin(s) only, on the API paths only.
+
+    Starlette's ``CORSMiddleware`` does the work: a preflight from an allowed origin is
+    answered (200, the methods and headers the frontend uses); from any other origin it is a
+    400 without ``Access-Control-Allow-Origin``, and other origins' requests never get that
+    header, so their browsers refuse to hand them the response. ``*`` is never configured
+    (``lib.settings``); credentials are allowed only with ``CORS_ALLOW_CREDENTIALS`` (the
+    guide's frontend sends a bearer token, no cookie).
+    """
+
+    def __init__(self, app: ASGIApp, *, origins: list[str], allow_credentials: bool) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(app, allow_origins=origins, allow_methods=CORS_METHODS,
+                                   allow_headers=CORS_HEADERS, allow_credentials=allow_credentials,
+                                   expose_headers=["Retry-After"], max_age=CORS_MAX_AGE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(CORS_PREFIXES):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 async def bearer_claims(request: Request) -> TokenClaims:
     """The verified claims of ``Authorization: Bearer <JWT>`` (TokenError → 401).
 
-    ``async``: verifying an HMAC-signed JWT is a few microseconds of CPU and no I/O, cheaper
-    on the event loop than the threadpool hop a plain ``def`` dependency costs.
+    The companion's own tokens, or the platform's when configured (``lib.platform_tokens``):
+    a token claiming the platform's issuer is verified only as the platform's.
+
+    ``async``: verifying a JWT is a few microseconds of CPU and no I/O, cheaper on the event
+    loop than the threadpool hop a plain ``def`` dependency costs. Only fetching the platform's
+    keys is I/O: it runs in the worker threads.
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise TokenError("A bearer token is required.")
-    settings = request.app.state.context.settings
-    return verify_token(token.strip(), secret=settings.jwt_secret.get_secret_value())
+    context = request.app.state.context
+    platform = context.platform_tokens
+    if platform is not None and platform.claims_issuer(token):
+        if platform.needs_keys(token):
+            await run_blocking(platform.load_keys, token)
+        return platform.verify(token)
+    return verify_token(token, secret=context.settings.jwt_secret.get_secret_value())

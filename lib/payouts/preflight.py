@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lib.destinations import hold_message
 from lib.errors import NotFoundError, StripeGatewayError
 from lib.models import ConnectedAccount, Freelancer, Payout
 from lib.money import Money, format_money
@@ -30,6 +31,7 @@ from lib.stripe_gateway import StripeGateway
 logger = logging.getLogger(__name__)
 
 CHECK_CONNECTED = "connected"
+CHECK_DESTINATION_CONFIRMED = "destination_confirmed"
 CHECK_TRANSFERS = "transfers_capability"
 CHECK_PAYOUTS = "payouts_enabled"
 CHECK_PAST_DUE = "nothing_past_due"
@@ -96,6 +98,12 @@ def account_checks(
         )
         return [PreflightCheck(CHECK_CONNECTED, False, f"{name} {reason}.")]
     checks = [PreflightCheck(CHECK_CONNECTED, True, f"Connected to {account.stripe_id}.")]
+    # A destination a connect flow set (lib.destinations) is paid only once confirmed.
+    confirmed = freelancer.unconfirmed_account_id is None
+    checks.append(PreflightCheck(
+        CHECK_DESTINATION_CONFIRMED, confirmed,
+        "The payout destination is confirmed." if confirmed else hold_message(freelancer),
+    ))
     capability = account.transfers_capability or "not requested"
     checks.append(PreflightCheck(
         CHECK_TRANSFERS, capability == "active",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import ValidationError as PydanticValidationError
 
 from lib.connect_flow import (
     ConnectionView,
-    attempt_from_signed,
     connection_status,
     create_oauth_link,
     create_onboarding_link,
@@ -22,7 +23,9 @@ from lib.connect_flow import (
     refresh_onboarding_link,
 )
 from lib.connection_attempts import FailureReason
-from lib.errors import StripeGatewayError
+from lib.destinations import confirm_destination
+from lib.errors import StripeGatewayError, ValidationError
+from lib.onboarding_urls import StaleOnboardingUrl, UrlPurpose, read_signed_attempt
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims, TokenError
 from server.app_context import ServiceContext, context_of
@@ -33,6 +36,7 @@ from server.schemas import (
     MAX_ID,
     STRIPE_ERRORS,
     VALIDATION_ERRORS,
+    ConfirmDestinationBody,
     ConnectionStatusEnvelope,
     ConnectUrlEnvelope,
     MessageEnvelope,
@@ -80,6 +84,16 @@ def freelancer_id_of(claims: TokenClaims, context: ServiceContext) -> int:
 def frontend_base(context: ServiceContext) -> str:
     """Where freelancers' browsers are sent: the frontend, or this service's own pages."""
     return context.settings.frontend_url or ""
+
+
+def sign_in_redirect(context: ServiceContext) -> RedirectResponse:
+    """An onboarding URL that may not act: to the payment settings, behind the freelancer's login.
+
+    There (the frontend's page, or this service's own) a signed-in freelancer continues with a
+    fresh link; nobody else gets one.
+    """
+    return RedirectResponse(
+        f"{frontend_base(context)}/freelancer/payment-settings?onboarding=expired", 302)
 
 
 def error_redirect(context: ServiceContext, reason: FailureReason) -> RedirectResponse:
@@ -171,19 +185,76 @@ def delete_connection(claims: Claims, context: Context) -> JSONResponse:
     return ok("Stripe account disconnected successfully")
 
 
+#: What the two onboarding redirects say about a URL that may not act.
+_STALE_URL = (
+    "A URL that is expired (an hour after issue), already used, forged, or issued before the "
+    "freelancer disconnected acts on nothing and redirects to "
+    "`/freelancer/payment-settings?onboarding=expired` (the freelancer signs in there)."
+)
+
+
+def _confirmation_body(raw: bytes) -> ConfirmDestinationBody:
+    try:
+        body = json.loads(raw) if len(raw) <= 4096 else None
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise ValidationError('The body must be a JSON object: {"accountId": "acct_…"}.')
+    try:
+        return ConfirmDestinationBody.model_validate(body)
+    except PydanticValidationError:
+        raise ValidationError("accountId must be the Stripe account id (acct_…) you were shown, "
+                              "and nothing else.") from None
+
+
+@router.post(
+    "/stripe-connect-confirm", summary="Confirm the connected account as the payout destination",
+    response_model=MessageEnvelope,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": ConfirmDestinationBody.model_json_schema()}}}},
+    responses={**FREELANCER_ERRORS,
+               409: documented("The account named is not the connected one any more")},
+    description="After a new connection (or a change of account) payouts to it are held until "
+    "the freelancer confirms it is theirs, having been shown `accountDetails.email`, "
+    "`businessName`, `bankName` and `bankLast4` from stripe-connect-status. `accountId` is the "
+    "account that was shown. Confirming an already confirmed account is a no-op.",
+)
+async def confirm_connection(request: Request, claims: Claims,
+                             context: Context) -> JSONResponse:
+    # The body is read after the token is checked: an anonymous caller gets its 401 whatever
+    # it sent (FastAPI validates a declared body before any dependency).
+    raw = await request.body()
+    return await run_blocking(_confirm_connection, raw, claims, context)
+
+
+def _confirm_connection(raw: bytes, claims: TokenClaims, context: ServiceContext) -> JSONResponse:
+    freelancer_id = freelancer_id_of(claims, context)
+    account_id = _confirmation_body(raw).accountId
+    with context.session_factory.begin() as session:
+        changed = confirm_destination(session, operator=claims.operator(),
+                                      freelancer_id=freelancer_id, account_id=account_id)
+    return ok("Payout destination confirmed" if changed
+              else "Payout destination was already confirmed")
+
+
 @router.get(
     "/stripe-connect-return", summary="Return from hosted onboarding (Stripe redirects here)",
     response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
+    description="Public, single use. Reads the account: redirects to "
+    "`/freelancer/stripe/success?accountId=…` when onboarding is complete, else to "
+    "`/freelancer/payment-settings?onboarding=incomplete`. " + _STALE_URL,
 )
 def onboarding_return(
     context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
-    attempt_id = attempt_from_signed(context.settings, attempt)
-    if attempt_id is None:
-        return error_redirect(context, FailureReason.INVALID_STATE)
+    url = read_signed_attempt(context.settings, attempt, purpose=UrlPurpose.RETURN)
+    if url is None:
+        return sign_in_redirect(context)
     try:
         result = handle_onboarding_return(context.session_factory, gateway=context.gateway,
-                                          attempt_id=attempt_id)
+                                          url=url)
+    except StaleOnboardingUrl:
+        return sign_in_redirect(context)
     except StripeGatewayError as exc:
         logger.error("onboarding return: Stripe error %s (request %s)", exc.code, exc.request_id)
         return error_redirect(context, FailureReason.SERVER_ERROR)
@@ -198,17 +269,20 @@ def onboarding_return(
 @router.get(
     "/stripe-connect-refresh", summary="Expired onboarding link (Stripe redirects here)",
     response_class=RedirectResponse, status_code=302, responses=REDIRECT_RESPONSES,
-    description="Mints a fresh onboarding link and redirects to it.",
+    description="Public, single use. Mints a fresh onboarding link for the same account and "
+    "redirects to it; never creates an account. " + _STALE_URL,
 )
 def onboarding_refresh(
     context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
-    attempt_id = attempt_from_signed(context.settings, attempt)
-    if attempt_id is None:
-        return error_redirect(context, FailureReason.INVALID_STATE)
+    url = read_signed_attempt(context.settings, attempt, purpose=UrlPurpose.REFRESH)
+    if url is None:
+        return sign_in_redirect(context)
     try:
         link = refresh_onboarding_link(context.session_factory, gateway=context.gateway,
-                                       settings=context.settings, attempt_id=attempt_id)
+                                       settings=context.settings, url=url)
+    except StaleOnboardingUrl:
+        return sign_in_redirect(context)
     except StripeGatewayError as exc:
         logger.error("onboarding refresh: Stripe error %s (request %s)", exc.code, exc.request_id)
         return error_redirect(context, FailureReason.SERVER_ERROR)

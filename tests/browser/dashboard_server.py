@@ -29,7 +29,9 @@ def dashboard_env(*, database_url: str, emulator_url: str, backend_url: str) -> 
     """The process environment: this machine's, minus app settings, plus the test's."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("STRIPE_", "AUTH_", "PAYOUT_", "EMULATOR_"))
-           and k not in {"DATABASE_URL", "JWT_SECRET", "BACKEND_URL", "FRONTEND_URL"}}
+           and not k.startswith(("OIDC_", "PLATFORM_", "CORS_"))
+           and k not in {"DATABASE_URL", "JWT_SECRET", "BACKEND_URL", "FRONTEND_URL",
+                         "DASHBOARD_SIGN_IN"}}
     env.update({
         "DATABASE_URL": database_url,
         "STRIPE_SECRET_KEY": TEST_SECRET_KEY,
@@ -48,17 +50,22 @@ def dashboard_env(*, database_url: str, emulator_url: str, backend_url: str) -> 
 
 @contextmanager
 def running_dashboard(*, database_url: str, emulator_url: str, backend_url: str,
-                      workdir: Path) -> Iterator[str]:
-    """Start the dashboard on a free port, wait for ``/_stcore/health``, yield its URL."""
-    port = free_port()
+                      workdir: Path, port: int | None = None,
+                      extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start the dashboard (on ``port`` or a free one), wait for ``/_stcore/health``, yield its
+    URL. ``extra_env`` adds settings (the OIDC sign-in); ``workdir/.streamlit/`` is where it
+    reads ``secrets.toml`` from."""
+    port = port or free_port()
     url = f"http://{HOST}:{port}"
+    env = dashboard_env(database_url=database_url, emulator_url=emulator_url,
+                        backend_url=backend_url)
+    env.update(extra_env or {})
     log = (workdir / "streamlit.log").open("wb")
     process = subprocess.Popen(  # a fixed argv, no shell
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
          "--server.port", str(port), "--server.address", HOST],
-        cwd=workdir, env=dashboard_env(database_url=database_url, emulator_url=emulator_url,
-                                       backend_url=backend_url),
+        cwd=workdir, env=env,
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:

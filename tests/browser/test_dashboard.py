@@ -17,8 +17,10 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lib.destinations import confirm_destination
 from lib.freelancers import create_freelancer, get_freelancer
 from lib.models import Payout, PayoutStatus
+from lib.roles import Operator, Role
 from tests.browser.dashboard_server import running_dashboard
 from tests.dashboard.conftest import DEMO_PASSWORD
 
@@ -111,6 +113,12 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
         account_id = get_freelancer(session, freelancer_id=grace_id).stripe_account_id
     assert account_id and account_id.startswith("acct_")
     consent.close()
+    # A new destination is paid once confirmed (issue 19): Grace confirms on her payment
+    # settings (tests/browser/test_freelancer_connect.py shows that page).
+    with session_factory.begin() as session:
+        confirm_destination(session, operator=Operator(f"freelancer:{grace_id}",
+                                                       frozenset({Role.FREELANCER})),
+                            freelancer_id=grace_id, account_id=account_id)
 
     # The account shows as connected: on Accounts when that page lists it, and as a succeeded
     # link on Onboarding links either way.
@@ -120,7 +128,10 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
     shoot(page, screenshot, "03-link-succeeded")
     open_page(page, "Accounts")
     if page.get_by_text("This page is being built.").count() == 0:
-        expect(page.locator(RENDERED).first).to_contain_text(account_id, timeout=20_000)
+        # The accounts table: the first table not in the unconfirmed-destinations expander.
+        accounts_table = page.locator('xpath=//*[@data-testid="stDataFrame"]'
+                                      '[not(ancestor::*[@data-testid="stExpander"])]').first
+        expect(accounts_table).to_contain_text(account_id, timeout=20_000)
     shoot(page, screenshot, "04-accounts", rendered=False)
 
     # Pay Grace, double-clicking the confirm button: exactly one transfer.

@@ -146,3 +146,35 @@ def test_denying_consent_explains_and_offers_to_try_again(
     expect(page).to_have_url(SETTINGS_URL)
     expect(page.get_by_test_id("status")).to_have_text("NOT_CONNECTED")
     assert account_of(session_factory, freelancer_id) is None
+
+
+def test_a_new_destination_is_shown_and_confirmed(
+    page: Page, companion: str, service_settings: Settings, emulator_server: object,
+    session_factory: sessionmaker[Session], freelancer_id: int, screenshot: Screenshot,
+) -> None:
+    """Issue 19: whoever completed the consent, the page shows the account as Stripe reports
+    it and holds payouts until the freelancer says it is theirs."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    open_payment_settings(page, service_settings, freelancer_id)
+    page.get_by_role("button", name="Connect with Stripe").click()
+    page.get_by_label(re.compile("Turing Translations")).check()  # not Grace's own account
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page).to_have_url(SETTINGS_URL, timeout=10_000)
+
+    card = page.get_by_test_id("confirm-destination")
+    expect(card.get_by_role("heading", name="Is this your Stripe account?")).to_be_visible()
+    expect(page.get_by_test_id("confirm-email")).to_have_text("alan@example.com")
+    expect(page.get_by_test_id("confirm-business-name")).to_have_text("Turing Translations")
+    expect(page.get_by_test_id("confirm-bank")).to_have_text("STRIPE TEST BANK ••••6789")
+    screenshot("01-confirm-destination")
+    with session_factory() as session:
+        held = get_freelancer(session, freelancer_id=freelancer_id).unconfirmed_account_id
+    assert held == account_of(session_factory, freelancer_id)
+
+    card.get_by_role("button", name="Yes, this is my account").click()
+    expect(page.get_by_text("Thank you: payouts now go to this account.")).to_be_visible()
+    expect(page.get_by_test_id("confirm-destination")).to_have_count(0)
+    expect(page.get_by_test_id("account-business-name")).to_have_text("Turing Translations")
+    screenshot("02-confirmed")
+    with session_factory() as session:
+        assert get_freelancer(session, freelancer_id=freelancer_id).unconfirmed_account_id is None

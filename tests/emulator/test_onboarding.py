@@ -89,3 +89,21 @@ def test_control_sets_requirements_and_emits(client: stripe.StripeClient, emu: E
     assert after.capabilities.transfers == "pending" and after.payouts_enabled is False
     event = client.v1.events.list(params={"type": "account.updated"}, options={"stripe_account": acct.id}).data[0]
     assert event.data.previous_attributes["payouts_enabled"] is True
+
+
+def test_the_business_name_typed_while_onboarding_is_reported(
+    client: stripe.StripeClient, emu: EmulatorHandle,
+) -> None:
+    """Whoever completes the link names the business; Stripe reports it on the account (the
+    product shows it to the freelancer, who confirms the destination is theirs)."""
+    acct = express_account(client, emu, onboarded=False)
+    assert client.v1.accounts.retrieve(acct.id).business_profile.name is None
+    page = httpx.get(_link(client, acct.id))
+    form = read_form(page.text)
+    answer = httpx.post(f"{emu.base_url}{form.action}",
+                        data={**form.click("Complete onboarding"), "business_name": "Mallory Ltd"})
+    assert answer.status_code == 302
+    after = client.v1.accounts.retrieve(acct.id)
+    assert after.business_profile.name == "Mallory Ltd"
+    assert after.settings.dashboard.display_name == "Mallory Ltd"
+    assert after.email == acct.email

@@ -194,9 +194,10 @@ def _payout_body(freelancer_id: int) -> str:
                        "description": "Invoice 77"})
 
 
-def _signed_attempt(sweep: Sweep, attempt_id: int) -> str:
-    refresh_url, _ = connect_flow._onboarding_urls(sweep.settings, attempt_id)
-    return parse_qs(urlsplit(refresh_url).query)["attempt"][0]
+def _signed_attempt(sweep: Sweep, attempt_id: int, *, returning: bool = False) -> str:
+    """The ``attempt`` value of the link's refresh URL (or return URL): each its own."""
+    urls = connect_flow._onboarding_urls(sweep.settings, attempt_id, generation=0)
+    return parse_qs(urlsplit(urls[1 if returning else 0]).query)["attempt"][0]
 
 
 def _link(sweep: Sweep, freelancer_id: int) -> int:
@@ -359,7 +360,7 @@ def _return_setup(sweep: Sweep) -> dict[str, Any]:
     attempt_id = _link(sweep, freelancer_id)
     sweep.emu.set_account(account_id, onboarding="complete")
     return {"freelancer": freelancer_id, "account": account_id, "attempt": attempt_id,
-            "signed": _signed_attempt(sweep, attempt_id)}
+            "signed": _signed_attempt(sweep, attempt_id, returning=True)}
 
 
 def _open_return(sweep: Sweep, ctx: dict[str, Any]) -> Outcome:

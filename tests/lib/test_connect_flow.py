@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from emulator.page_driver import consent, onboard
 from lib.account_status import ConnectionStatus
 from lib.connect_flow import (
-    attempt_from_signed,
     connection_status,
     create_oauth_link,
     create_onboarding_link,
@@ -26,6 +25,7 @@ from lib.connection_attempts import FailureReason
 from lib.errors import ConflictError, NotFoundError, PermissionDeniedError
 from lib.freelancers import create_freelancer
 from lib.models import AuditLog, ConnectionAttempt, Freelancer, OAuthState
+from lib.onboarding_urls import SignedAttempt, UrlPurpose, read_signed_attempt
 from lib.roles import Operator, Role
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
@@ -57,10 +57,23 @@ class World:
         with self.session_factory() as session:
             return connection_status(session, freelancer_id=freelancer_id)
 
+    def returned(self, url: str):
+        """Stripe sent the browser to ``url`` (a return URL): what the return handler does."""
+        return handle_onboarding_return(self.session_factory, gateway=self.gateway,
+                                        url=signed_of(self.settings, url, UrlPurpose.RETURN))
+
     def attempts(self, freelancer_id: int) -> list[ConnectionAttempt]:
         with self.session_factory() as session:
             return list(session.scalars(select(ConnectionAttempt).where(
                 ConnectionAttempt.freelancer_id == freelancer_id).order_by(ConnectionAttempt.id)))
+
+
+def signed_of(settings: Settings, url: str, purpose: UrlPurpose) -> SignedAttempt:
+    """The verified ``attempt`` of a refresh/return URL we issued."""
+    signed = read_signed_attempt(settings, parse_qs(urlsplit(url).query)["attempt"][0],
+                                 purpose=purpose)
+    assert signed is not None
+    return signed
 
 
 @pytest.fixture
@@ -193,11 +206,8 @@ def test_new_freelancer_onboards_to_active(world: World) -> None:
     assert world.status(freelancer_id).status is not ConnectionStatus.ACTIVE
     returned_to = onboard(link.url, action="complete")
     assert returned_to.startswith(world.settings.backend_url + "/api/v1/freelancer/stripe-connect-return")
-    attempt_id = attempt_from_signed(world.settings,
-                                     parse_qs(urlsplit(returned_to).query)["attempt"][0])
-    assert attempt_id == link.attempt_id
-    result = handle_onboarding_return(world.session_factory, gateway=world.gateway,
-                                      attempt_id=attempt_id)
+    assert signed_of(world.settings, returned_to, UrlPurpose.RETURN).attempt_id == link.attempt_id
+    result = world.returned(returned_to)
     assert result.completed and result.status is ConnectionStatus.ACTIVE
     assert world.status(freelancer_id).status is ConnectionStatus.ACTIVE
     attempt = world.attempts(freelancer_id)[0]
@@ -209,9 +219,7 @@ def test_incomplete_onboarding_returns_without_success(world: World) -> None:
     link = create_onboarding_link(world.session_factory, gateway=world.gateway,
                                   settings=world.settings, operator=ADMIN,
                                   freelancer_id=freelancer_id)
-    onboard(link.url, action="incomplete")
-    result = handle_onboarding_return(world.session_factory, gateway=world.gateway,
-                                      attempt_id=link.attempt_id)
+    result = world.returned(onboard(link.url, action="incomplete"))
     assert not result.completed
     assert result.status is not ConnectionStatus.ACTIVE
     assert world.attempts(freelancer_id)[0].outcome == "pending"
@@ -263,9 +271,7 @@ def test_express_account_is_detached_not_deauthorized(world: World) -> None:
     link = create_onboarding_link(world.session_factory, gateway=world.gateway,
                                   settings=world.settings, operator=ADMIN,
                                   freelancer_id=freelancer_id)
-    onboard(link.url)
-    handle_onboarding_return(world.session_factory, gateway=world.gateway,
-                             attempt_id=link.attempt_id)
+    world.returned(onboard(link.url))
     account_id = disconnect(world.session_factory, gateway=world.gateway, operator=ADMIN,
                             freelancer_id=freelancer_id)
     assert world.status(freelancer_id).status is ConnectionStatus.NOT_CONNECTED
@@ -275,9 +281,7 @@ def test_express_account_is_detached_not_deauthorized(world: World) -> None:
     fresh = create_onboarding_link(world.session_factory, gateway=world.gateway,
                                    settings=world.settings, operator=ADMIN,
                                    freelancer_id=freelancer_id)
-    onboard(fresh.url)
-    result = handle_onboarding_return(world.session_factory, gateway=world.gateway,
-                                      attempt_id=fresh.attempt_id)
+    result = world.returned(onboard(fresh.url))
     assert result.account_id != account_id and result.status is ConnectionStatus.ACTIVE
 
 

@@ -30,6 +30,7 @@ from lib.accounts import upsert_account
 from lib.audit import REFUSED
 from lib.connect_flow import create_oauth_link, create_onboarding_link, disconnect
 from lib.db import make_engine, make_session_factory, utcnow
+from lib.destinations import confirm_destination, unconfirmed_destinations
 from lib.errors import PermissionDeniedError
 from lib.freelancers import create_freelancer
 from lib.insights import overview_kpis
@@ -75,6 +76,8 @@ case                     admin finance manager none anonymous freelancer
 oauth_link                 Y      -       -      -      -         Y
 onboarding_link            Y      -       -      -      -         Y
 disconnect                 Y      -       -      -      -         Y
+confirm_destination        Y      -       -      -      -         Y
+unconfirmed_destinations   Y      Y       -      -      -         -
 recent_links               Y      -       -      -      -         -
 refresh_account            Y      -       -      -      -         -
 sync_accounts              Y      -       -      -      -         -
@@ -242,6 +245,21 @@ def _disconnect(w: World) -> Runner:
     fid = w.freelancer(connected=True).id
     return lambda op: disconnect(w.session_factory, gateway=w.gateway, operator=op,
                                  freelancer_id=fid)
+
+
+def _confirm_destination(w: World) -> Runner:
+    freelancer = w.freelancer(connected=True)
+    fid, account_id = freelancer.id, freelancer.stripe_account_id
+    assert account_id is not None
+    with w.session_factory.begin() as session:  # as a connect flow leaves it: held
+        session.get_one(Freelancer, fid).unconfirmed_account_id = account_id
+
+    def run(op: Operator | None) -> object:
+        with w.session_factory.begin() as session:
+            assert confirm_destination(session, operator=op, freelancer_id=fid,
+                                       account_id=account_id, reason="Phoned Mia, ticket 12")
+        return None
+    return run
 
 
 def _refresh(w: World) -> Runner:
@@ -445,6 +463,9 @@ CASES: dict[str, Case] = {
     "oauth_link": Case(Action.GENERATE_LINK, _oauth_link),
     "onboarding_link": Case(Action.GENERATE_LINK, _onboarding_link),
     "disconnect": Case(Action.DISCONNECT, _disconnect),
+    "confirm_destination": Case(Action.CONFIRM_DESTINATION, _confirm_destination),
+    "unconfirmed_destinations": Case(Action.VIEW_ACCOUNTS, _with_account(
+        lambda s, op: unconfirmed_destinations(s, operator=op))),
     "recent_links": Case(Action.GENERATE_LINK, _plain(
         lambda s, op: recent_links(s, operator=op))),
     "refresh_account": Case(Action.REFRESH_ACCOUNT, _refresh),
@@ -621,7 +642,8 @@ def test_role_matrix(world: World, name: str, role: str) -> None:
 
 def test_a_freelancer_cannot_act_on_another_freelancers_connection(world: World) -> None:
     mine = world.freelancer(connected=True).id
-    theirs = world.freelancer(connected=True).id
+    their_freelancer = world.freelancer(connected=True)
+    theirs, their_account = their_freelancer.id, str(their_freelancer.stripe_account_id)
     me = Operator(f"freelancer:{mine}", frozenset({Role.FREELANCER}))
     calls: list[Runner] = [
         world.writes(lambda s, op: create_oauth_link(
@@ -632,6 +654,8 @@ def test_a_freelancer_cannot_act_on_another_freelancers_connection(world: World)
                                           freelancer_id=theirs),
         lambda op: disconnect(world.session_factory, gateway=world.gateway, operator=op,
                               freelancer_id=theirs),
+        world.writes(lambda s, op: confirm_destination(
+            s, operator=op, freelancer_id=theirs, account_id=their_account)),
     ]
     for call in calls:
         last_id = _last_audit_id(world.session_factory)

@@ -74,7 +74,7 @@ def test_guide_flow_connect_status_disconnect(live) -> None:
     _freelancer_id, headers = _freelancer(live)
     assert _status(live, headers) == {"isConnected": False, "status": "NOT_CONNECTED",
                                       "verified": False, "accountId": None,
-                                      "accountDetails": None}
+                                      "destinationConfirmed": None, "accountDetails": None}
     callback = _connect(live, headers)
     assert callback.status_code == 302
     location = urlsplit(callback.headers["location"])
@@ -82,10 +82,12 @@ def test_guide_flow_connect_status_disconnect(live) -> None:
     account_id = parse_qs(location.query)["accountId"][0]
     status = _status(live, headers)
     assert status["isConnected"] and status["status"] == "ACTIVE" and status["verified"]
+    assert status["destinationConfirmed"] is False  # a new connection waits for confirmation
     assert status["accountDetails"] == {
         "id": account_id, "chargesEnabled": True, "payoutsEnabled": True,
         "detailsSubmitted": True, "requirementsCurrentlyDue": [], "requirementsPastDue": [],
-        "currentDeadline": None, "disabledReason": None}
+        "currentDeadline": None, "disabledReason": None, "email": "ada@example.com",
+        "businessName": None, "bankName": "STRIPE TEST BANK", "bankLast4": "6789"}
     response = live["http"].delete(f"{API}/stripe-connect", headers=headers)
     assert response.status_code == 200
     assert response.json() == {"success": True,
@@ -272,12 +274,13 @@ def test_onboarding_return_and_refresh_endpoints(live) -> None:
 
 
 @pytest.mark.parametrize("path", ["stripe-connect-return", "stripe-connect-refresh"])
-@pytest.mark.parametrize("attempt", [None, "1", "1.deadbeef", "x" * 300])
+@pytest.mark.parametrize("attempt", [None, "1", "1.deadbeef", "1.0.9999999999.deadbeef",
+                                     "x" * 300])
 def test_onboarding_endpoints_refuse_unsigned_attempts(live, path, attempt) -> None:
     params = {"attempt": attempt} if attempt is not None else None
     response = live["http"].get(f"{API}/{path}", params=params)
     assert response.status_code == 302
-    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+    assert response.headers["location"] == "/freelancer/payment-settings?onboarding=expired"
 
 
 def test_absurd_callback_parameters_still_redirect(live) -> None:

@@ -2,7 +2,10 @@
 
 Every operation gets generated input (valid and invalid: the examples, coverage and fuzzing
 phases) three times: anonymously, with a freelancer's token and with an admin's, so the
-authenticated paths run and not only their 401s. The freelancer is connected to an active
+authenticated paths run and not only their 401s. The service is configured as deployed
+beside the platform's frontend (its HS256 tokens accepted, CORS for its origin), and the
+freelancer calls with a platform token, the admin with the companion's own. The freelancer is
+connected to an active
 emulator account and the platform has a balance, so status refreshes, disconnects and payouts
 really reach the emulator. Checks: no 5xx, and every response conforms to the documented
 schema (status code documented, content type, body). Webhook endpoints only ever see unsigned
@@ -16,8 +19,11 @@ database, so CI and a laptop run the same cases.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
+import jwt
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -37,6 +43,15 @@ from tests.factories import TEST_JWT_SECRET, make_settings
 
 MAX_EXAMPLES = 50
 ADMIN = "fuzz-admin"
+PLATFORM_ISSUER = "https://auth.marketplace.example/"
+PLATFORM_SECRET = "the-platforms-hs256-secret-for-the-fuzz-run-0123"
+#: As the service is deployed beside the platform's frontend: its tokens and its origin (CORS).
+DEPLOYED_WITH = {
+    "frontend_url": "https://app.marketplace.example",
+    "platform_jwt_issuer": PLATFORM_ISSUER, "platform_jwt_audience": "connect-ops",
+    "platform_jwt_algorithm": "HS256", "platform_jwt_secret": PLATFORM_SECRET,
+    "platform_jwt_freelancer_id_claim": "freelancer_id",
+}
 
 #: "Schema-valid request rejected" (positive_data_acceptance) expects 2xx, 3xx, 401, 403, 404,
 #: 409 or 429. Two operations refuse some schema-valid requests by design, for reasons JSON
@@ -66,6 +81,7 @@ ROLE_OF_PATH = {
     "/api/v1/freelancer/stripe-connect-url": "freelancer",
     "/api/v1/freelancer/stripe-connect-status": "freelancer",
     "/api/v1/freelancer/stripe-connect": "freelancer",
+    "/api/v1/freelancer/stripe-connect-confirm": "freelancer",
     "/api/v1/admin/payouts": "admin",
     "/api/v1/admin/payouts/{payout_id}/reversals": "admin",
 }
@@ -80,7 +96,7 @@ def identity(request: pytest.FixtureRequest) -> str:
 def world(emulator, session_factory) -> Iterator[dict]:
     """The service on a migrated test database, a connected freelancer and the two tokens."""
     settings = make_settings(stripe_api_base=emulator.base_url,
-                             stripe_connect_base=emulator.base_url)
+                             stripe_connect_base=emulator.base_url, **DEPLOYED_WITH)
     gateway = StripeGateway(settings)
     account = gateway.create_express_account(email="fuzz@example.com", country="US",
                                              metadata={}, idempotency_key="acct-fuzz")
@@ -101,16 +117,20 @@ def world(emulator, session_factory) -> Iterator[dict]:
     paid = execute_payout(session_factory, gateway=gateway, payout_id=payout_id,
                           operator=Operator(ADMIN, frozenset({Role.ADMIN})))
     assert (payout_id, paid.status) == (1, "paid")
+    now = int(time.time())
     tokens = {
-        "freelancer": issue_token(secret=TEST_JWT_SECRET, subject=str(freelancer_id),
-                                  role=Role.FREELANCER),
+        # The freelancer calls as the platform's frontend does: with the platform's own token.
+        "freelancer": jwt.encode({"iss": PLATFORM_ISSUER, "aud": "connect-ops", "sub": "u-1",
+                                  "role": "freelancer", "freelancer_id": freelancer_id,
+                                  "iat": now, "exp": now + 3600},
+                                 PLATFORM_SECRET, algorithm="HS256"),
         "admin": issue_token(secret=TEST_JWT_SECRET, subject=ADMIN, role=Role.ADMIN),
     }
     app = create_app(settings, session_factory=session_factory)
     # The fuzzed document is the one this very app serves.
     assert app.openapi() == DOCUMENT_APP.openapi()
     with TestClient(app):  # runs the app's lifespan around the whole run
-        yield {"app": app, "tokens": tokens, "seen": []}
+        yield {"app": app, "tokens": tokens, "seen": [], "account_id": account.id}
 
 
 def _document_app() -> FastAPI:
@@ -147,6 +167,25 @@ def served_its_role(world: dict, identity: str, request: pytest.FixtureRequest) 
         assert any(200 <= status < 300 for status in mine), f"no success in {sorted(set(mine))}"
 
 
+CONFIRM_PATH = "/api/v1/freelancer/stripe-connect-confirm"
+
+
+def _name_the_account_sometimes(case: schemathesis.Case, account_id: str) -> None:
+    """Half of the well-formed confirmations name the freelancer's own account.
+
+    Generated ``acct_…`` ids never name it, so every confirmation would be a 409 and the
+    operation's success path never fuzzed (``served_its_role`` would rightly fail).
+    """
+    body = case.body
+    if case.operation.path != CONFIRM_PATH or not isinstance(body, dict):
+        return
+    named = body.get("accountId")
+    # Only a schema-valid body: a negative case must stay as invalid as it was generated.
+    if (set(body) == {"accountId"} and isinstance(named, str)
+            and re.fullmatch(r"acct_[A-Za-z0-9]{1,64}", named) and ord(named[-1]) % 2 == 0):
+        body["accountId"] = account_id
+
+
 @authenticated.parametrize()
 # One world per operation and identity on purpose: state built by earlier examples (a
 # disconnect, a payout) is what later ones must cope with.
@@ -156,6 +195,7 @@ def test_authenticated_operations(
 ) -> None:
     token = world["tokens"].get(identity)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    _name_the_account_sometimes(case, world["account_id"])
     response = case.call_and_validate(headers=headers, app=world["app"])
     if _probes_another_method(case):
         return
@@ -197,10 +237,10 @@ def client(session_factory) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize("path", ["stripe-connect-return", "stripe-connect-refresh"])
 @pytest.mark.parametrize("attempt", ["1.±¥", "±¥.!Ýº\x03èç", "1." + "é" * 2000, "."])
-def test_tampered_onboarding_link_redirects_to_invalid_state(client, path, attempt) -> None:
+def test_tampered_onboarding_link_redirects_to_sign_in(client, path, attempt) -> None:
     response = client.get(f"/api/v1/freelancer/{path}", params={"attempt": attempt})
     assert response.status_code == 302
-    assert response.headers["location"] == "/freelancer/stripe/error?reason=invalid_state"
+    assert response.headers["location"] == "/freelancer/payment-settings?onboarding=expired"
 
 
 @pytest.mark.parametrize("freelancer_id", ["²", "٣", "99999999999999999999999", 2**31, 2**70, 0])

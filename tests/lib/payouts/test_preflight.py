@@ -28,8 +28,9 @@ def test_a_payable_account_passes_every_check(session_factory):
         fid = add_freelancer(session).id
     checks = _checks(session_factory, fid)
     assert all(ok for ok, _ in checks.values())
-    assert set(checks) == {"connected", "transfers_capability", "payouts_enabled",
-                           "nothing_past_due", "currency_supported", "balance_available"}
+    assert set(checks) == {"connected", "destination_confirmed", "transfers_capability",
+                           "payouts_enabled", "nothing_past_due", "currency_supported",
+                           "balance_available"}
 
 
 @pytest.mark.parametrize(
