@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.account_status import ConnectionStatus, derive_status, is_verified
+from lib.account_terms import account_terms
 from lib.accounts import get_account, mark_deauthorized, upsert_account
 from lib.connection_attempts import (
     FailureReason,
@@ -269,10 +270,13 @@ def create_onboarding_link(
         email, country = freelancer.email, freelancer.country
 
     if account_id is None:
+        # Refused here, before Stripe is called, when Stripe could not pay this country.
+        terms = account_terms(platform_country=settings.stripe_platform_country,
+                              freelancer_country=country)
         created = gateway.create_express_account(
             email=email, country=country,
             metadata={"freelancer_id": str(freelancer_id), "created_by": "connect-ops"},
-            idempotency_key=key,
+            idempotency_key=key, terms=terms,
         )
         account_id = created.id
         with session_factory.begin() as session:

@@ -29,6 +29,7 @@ import stripe
 from stripe import oauth_error
 
 from lib import errors
+from lib.account_terms import AccountTerms, account_terms
 from lib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -208,17 +209,25 @@ class StripeGateway:
 
     def create_express_account(
         self, *, email: str, country: str | None, metadata: Mapping[str, str],
-        idempotency_key: str,
+        idempotency_key: str, terms: AccountTerms | None = None,
     ) -> StripeResult:
-        """Create an Express account with the transfers capability requested (once per key)."""
+        """Create an Express account on the terms Stripe accepts for it (once per key).
+
+        ``terms`` default to :func:`lib.account_terms.account_terms` of ``country`` against
+        ``STRIPE_PLATFORM_COUNTRY`` (which refuses an unsupported country before any call).
+        """
+        if terms is None:
+            terms = account_terms(platform_country=self.settings.stripe_platform_country,
+                                  freelancer_country=country)
         params: dict[str, Any] = {
             "type": "express",
             "email": email,
-            "capabilities": {"transfers": {"requested": True}},
+            # Passed even in the platform's own country: a cross-border account needs it.
+            "country": terms.country,
+            "capabilities": {name: {"requested": True} for name in terms.capabilities},
+            "tos_acceptance": {"service_agreement": terms.service_agreement},
             "metadata": dict(metadata),
         }
-        if country:
-            params["country"] = country
         with translate_errors("Creating the Stripe account"):
             account = self._client.v1.accounts.create(
                 params,  # type: ignore[arg-type]
