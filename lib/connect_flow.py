@@ -33,6 +33,7 @@ from lib.db import utcnow
 from lib.errors import (
     ConflictError,
     NotFoundError,
+    StripeAccountAccessError,
     StripeGatewayError,
     StripeOAuthError,
 )
@@ -456,16 +457,70 @@ def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView
 def refresh_connection(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, freelancer_id: int,
 ) -> ConnectionView:
-    """Re-read the freelancer's account from Stripe, update the mirror, return the view."""
+    """Re-read the freelancer's account from Stripe, update the mirror, return the view.
+
+    An account Stripe no longer lets the platform read (403 ``account_invalid``) is recorded as
+    revoked once a second read confirms it; the view then says the freelancer is not connected.
+    """
     with session_factory() as session:
         account_id = get_freelancer(session, freelancer_id=freelancer_id).stripe_account_id
     if account_id is not None:
         fetched_at = utcnow()
-        account = gateway.retrieve_account(account_id).data
-        with session_factory.begin() as session:
-            upsert_account(session, account=account, fetched_at=fetched_at)
+        try:
+            account = gateway.retrieve_account(account_id).data
+        except StripeAccountAccessError:
+            if not record_revoked_connection(session_factory, gateway=gateway,
+                                             account_id=account_id,
+                                             actor=f"freelancer:{freelancer_id}",
+                                             source="status refresh"):
+                raise
+        else:
+            with session_factory.begin() as session:
+                upsert_account(session, account=account, fetched_at=fetched_at)
     with session_factory() as session:
         return connection_status(session, freelancer_id=freelancer_id)
+
+
+def confirm_revoked(gateway: StripeGateway, account_id: str) -> bool:
+    """Ask Stripe: True only when it refuses this platform access to the account (403).
+
+    The same check as the deauthorization webhook's: an account the platform can still read is
+    still connected, whatever an earlier error suggested. Other Stripe errors propagate (the
+    question stays open).
+    """
+    try:
+        gateway.retrieve_account(account_id)
+    except StripeAccountAccessError:
+        return True
+    return False
+
+
+def record_revoked_connection(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    actor: Operator | str, source: str,
+) -> bool:
+    """Confirm with Stripe that access to ``account_id`` is gone, then record it.
+
+    The mirror is marked deauthorized and the freelancer still attached to the account is
+    detached (history kept), as the ``account.application.deauthorized`` webhook does; False
+    (nothing written) when Stripe still grants access.
+    """
+    if not confirm_revoked(gateway, account_id):
+        logger.warning("%s: Stripe refused %s once but grants access again; not revoked",
+                       source, account_id)
+        return False
+    with session_factory.begin() as session:
+        mark_deauthorized(session, stripe_id=account_id)
+        freelancer = find_by_account(session, stripe_account_id=account_id)
+        if freelancer is not None:
+            detach(session, freelancer=freelancer)
+        audit.record(session, actor=actor, action="connect.revoked", result="disconnected",
+                     target=f"freelancer:{freelancer.id}" if freelancer else None,
+                     input={"account": account_id, "source": source},
+                     detail="Stripe refuses this platform access to the account (403 "
+                            "account_invalid), confirmed by a second read")
+    logger.info("%s: access to %s was revoked at Stripe; recorded", source, account_id)
+    return True
 
 
 def disconnect(
@@ -477,6 +532,12 @@ def disconnect(
     OAuth (Standard) connections are deauthorized at Stripe; Express accounts the platform
     created cannot be (Stripe refuses), so they are detached locally. The mirror and the
     history stay; reconnecting later works with the same or another account.
+
+    Stripe answers ``invalid_client`` both when the account is already disconnected and when
+    the request itself is wrong (a wrong or rotated client id, a live/test mismatch): only a
+    revocation Stripe confirms (the account can no longer be read, 403) detaches locally.
+    Otherwise the platform still has access at Stripe, so nothing changes here and the error
+    says what to check.
     """
     _authorize_for(operator, freelancer_id, Action.DISCONNECT, session=session_factory)
     with session_factory() as session:
@@ -489,9 +550,25 @@ def disconnect(
         try:
             request_id = gateway.oauth_deauthorize(account_id).request_id
         except StripeOAuthError as exc:
-            # Already revoked at Stripe (by the freelancer, or a twice-used code): nothing to undo.
-            logger.info("deauthorize %s: Stripe says %s; detaching locally", account_id,
-                        exc.stripe_code)
+            if not confirm_revoked(gateway, account_id):
+                logger.error("deauthorize %s refused (%s) while Stripe still grants access; "
+                             "nothing changed", account_id, exc.stripe_code)
+                audit.record_now(session_factory, actor=operator, action="connect.disconnect",
+                                 result=f"refused:{exc.stripe_code or exc.code}",
+                                 target=f"freelancer:{freelancer_id}",
+                                 input={"account": account_id, "method": method},
+                                 stripe_request_id=exc.request_id, detail=exc.message)
+                raise StripeOAuthError(
+                    f"Stripe refused to disconnect {account_id} ({exc.stripe_code}) and still "
+                    "gives the platform access to it, so nothing was changed. Check "
+                    "STRIPE_CONNECT_CLIENT_ID: it must be this platform's client id of the same "
+                    "mode (test or live) as STRIPE_SECRET_KEY.",
+                    stripe_code=exc.stripe_code, request_id=exc.request_id,
+                    http_status=exc.http_status,
+                ) from None
+            # Already revoked at Stripe (by the freelancer, or a twice-used code), confirmed.
+            logger.info("deauthorize %s: Stripe says %s and confirms access is gone; detaching",
+                        account_id, exc.stripe_code)
     with session_factory.begin() as session:
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         if freelancer.stripe_account_id == account_id:
@@ -510,3 +587,4 @@ def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = No
     freelancer.stripe_account_id = None
     freelancer.connection_method = None
     freelancer.disconnected_at = at or utcnow()
+

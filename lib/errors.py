@@ -88,6 +88,20 @@ class StripeAuthenticationError(StripeGatewayError):
     code = "stripe_authentication_error"
 
 
+class StripeAccountAccessError(StripeGatewayError):
+    """Stripe refused access to one connected account (403 ``account_invalid``).
+
+    The platform's key works; this account's connection was revoked (or it was never connected
+    to this platform). Not a key problem: callers confirm the revocation and record it.
+    """
+
+    code = "stripe_account_access_revoked"
+
+    def __init__(self, message: str, *, account_id: str | None = None, **fields: object) -> None:
+        super().__init__(message, **fields)  # type: ignore[arg-type]
+        self.account_id = account_id
+
+
 class StripeRateLimitError(StripeGatewayError):
     """Stripe throttled us (429), including ``lock_timeout`` contention on one object."""
 

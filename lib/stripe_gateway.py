@@ -130,8 +130,12 @@ def _message(exc: stripe.StripeError) -> str:
 
 
 @contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Turn Stripe's exceptions into ``lib.errors`` types, keeping code and request id."""
+def translate_errors(action: str, *, account_id: str | None = None) -> Iterator[None]:
+    """Turn Stripe's exceptions into ``lib.errors`` types, keeping code and request id.
+
+    ``account_id`` names the connected account the call is about, for the error that says
+    Stripe no longer gives this platform access to it.
+    """
     try:
         yield
     except oauth_error.OAuthError as exc:
@@ -143,7 +147,19 @@ def translate_errors(action: str) -> Iterator[None]:
         raise errors.StripeIdempotencyError(
             f"{action}: idempotency key reused with other parameters", **_error_fields(exc)
         ) from None
-    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+    except stripe.PermissionError as exc:
+        fields = _error_fields(exc)
+        if fields["stripe_code"] == "account_invalid":
+            # 403 on one account: its connection is gone, the key is fine. Not a key problem.
+            raise errors.StripeAccountAccessError(
+                f"{action}: Stripe no longer gives this platform access to "
+                f"{account_id or 'the connected account'} (the connection was revoked)",
+                account_id=account_id, **fields,
+            ) from None
+        raise errors.StripeAuthenticationError(
+            f"{action}: Stripe refused the platform's API key ({_message(exc)})", **fields
+        ) from None
+    except stripe.AuthenticationError as exc:
         raise errors.StripeAuthenticationError(
             f"{action}: Stripe refused the platform's API key ({_message(exc)})",
             **_error_fields(exc),
@@ -237,7 +253,7 @@ class StripeGateway:
 
     def retrieve_account(self, account_id: str) -> StripeResult:
         """Read one connected account as Stripe has it now."""
-        with translate_errors(f"Reading account {account_id}"):
+        with translate_errors(f"Reading account {account_id}", account_id=account_id):
             return _as_result(self._client.v1.accounts.retrieve(account_id))
 
     def list_accounts_page(
@@ -270,12 +286,12 @@ class StripeGateway:
             "refresh_url": refresh_url,
             "return_url": return_url,
         }
-        with translate_errors("Creating the onboarding link"):
+        with translate_errors("Creating the onboarding link", account_id=account_id):
             return _as_result(self._client.v1.account_links.create(params))  # type: ignore[arg-type]
 
     def create_login_link(self, account_id: str) -> StripeResult:
         """A link into the Express dashboard of ``account_id``."""
-        with translate_errors("Creating the Express dashboard link"):
+        with translate_errors("Creating the Express dashboard link", account_id=account_id):
             return _as_result(self._client.v1.accounts.login_links.create(account_id))
 
     # ---- money -----------------------------------------------------------------------------
@@ -309,7 +325,7 @@ class StripeGateway:
             params["description"] = description
         if transfer_group:
             params["transfer_group"] = transfer_group
-        with translate_errors("Sending the transfer"):
+        with translate_errors("Sending the transfer", account_id=destination):
             transfer = self._client.v1.transfers.create(
                 params,  # type: ignore[arg-type]
                 {"idempotency_key": idempotency_key},

@@ -20,10 +20,15 @@ Outcomes
     * Stripe refused (4xx such as ``balance_insufficient``) → ``failed`` with Stripe's code and
       message. Terminal: Stripe stored that error under the key and would replay it, so paying
       again needs a new payout request (a new row, a new key).
+    * the destination's connection revoked (403 ``account_invalid``) → ``failed``: Stripe moved
+      nothing and never will to that destination (paying the freelancer again needs a new
+      request once they reconnect). The revocation is then confirmed with Stripe and recorded.
     * no answer (timeout, dropped connection), 5xx, 429 (incl. ``lock_timeout``), 409 (the same
       key still in flight), an idempotency mismatch → ``unknown``. Never ``failed``: the transfer
       may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
-    * the platform key refused → back to ``pending`` (Stripe executed nothing).
+    * the platform key refused → ``unknown`` (Stripe executed nothing; a retry with the same key
+      once the key is fixed settles it). A row that was ever submitted never returns to
+      ``pending``.
 
 A row stuck in ``submitted`` (the process died during the call)
     is treated like ``unknown`` once its last claim (``updated_at``) is older than
@@ -46,11 +51,13 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
+from lib.connect_flow import record_revoked_connection
 from lib.db import utcnow
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
     PermissionDeniedError,
+    StripeAccountAccessError,
     StripeAuthenticationError,
     StripeGatewayError,
     StripeRequestError,
@@ -227,9 +234,17 @@ def _send(
             description=payout.description or None, metadata=transfer_metadata(payout),
             transfer_group=transfer_group(payout),
         )
+    except StripeAccountAccessError as exc:
+        row = _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+                            status=PayoutStatus.FAILED)
+        _record_revocation(session_factory, gateway=gateway, account_id=payout.stripe_account_id,
+                           operator=operator)
+        return row
     except StripeAuthenticationError as exc:
+        # The key was refused: nothing executed. Unknown, never pending: a submitted row stays
+        # on its idempotency key, and a retry once the key is fixed settles it.
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
-                             status=PayoutStatus.PENDING)
+                             status=PayoutStatus.UNKNOWN)
     except StripeRequestError as exc:
         definitive = exc.http_status != 409 and exc.stripe_code not in _RETRYABLE_CODES
         status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN
@@ -241,6 +256,19 @@ def _send(
                              status=PayoutStatus.UNKNOWN)
     return record_paid(session_factory, payout_id=payout.id, transfer=transfer, actor=operator,
                        action="payout.paid" if not retry else "payout.paid_on_retry")
+
+
+def _record_revocation(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    operator: Operator,
+) -> None:
+    """Confirm and record that the destination's connection is gone (the row is already failed)."""
+    try:
+        record_revoked_connection(session_factory, gateway=gateway, account_id=account_id,
+                                  actor=operator, source="payout")
+    except StripeGatewayError as exc:
+        # The payout's outcome is recorded; the connection is confirmed by the next read.
+        logger.warning("could not confirm the revocation of %s: %s", account_id, exc.code)
 
 
 def record_paid(
