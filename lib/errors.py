@@ -114,6 +114,17 @@ class StripeUnavailableError(StripeGatewayError):
     code = "stripe_unavailable"
 
 
+class StripeSavedServerError(StripeUnavailableError):
+    """Stripe had an internal error and saved it under the request's idempotency key.
+
+    Stripe replays a saved 500 to every retry with that key (``Stripe-Should-Retry: false``,
+    ``Idempotent-Replayed: true``): retrying can never settle the request; only the objects at
+    Stripe (reconciliation) or a person can.
+    """
+
+    code = "stripe_saved_server_error"
+
+
 class StripeConnectionError(StripeGatewayError):
     """No answer (timeout, dropped connection): the outcome of a write is unknown."""
 

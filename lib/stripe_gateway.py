@@ -129,6 +129,13 @@ def _message(exc: stripe.StripeError) -> str:
     return text or exc.__class__.__name__
 
 
+def _saved_under_key(exc: stripe.StripeError) -> bool:
+    """A 5xx that Stripe saved under the request's idempotency key (and will replay)."""
+    headers = {str(k).lower(): str(v) for k, v in (getattr(exc, "headers", None) or {}).items()}
+    return (headers.get("idempotent-replayed") == "true"
+            or headers.get("stripe-should-retry") == "false")
+
+
 @contextmanager
 def translate_errors(action: str, *, account_id: str | None = None) -> Iterator[None]:
     """Turn Stripe's exceptions into ``lib.errors`` types, keeping code and request id.
@@ -180,6 +187,12 @@ def translate_errors(action: str, *, account_id: str | None = None) -> Iterator[
         ) from None
     except stripe.APIError as exc:
         fields = _error_fields(exc)
+        if (fields["http_status"] or 0) >= 500 and _saved_under_key(exc):
+            raise errors.StripeSavedServerError(
+                f"{action}: Stripe had an internal error and saved it under this request's "
+                "idempotency key; retrying with the same key replays it, so the outcome must be "
+                "settled from Stripe's records (reconciliation) or by a person", **fields
+            ) from None
         # The SDK files every 409 under APIError; idempotency_key_in_use is not an outage but
         # an earlier attempt with the same key that Stripe has not finished.
         reason = ("Stripe is still processing an earlier attempt of this request"

@@ -26,6 +26,9 @@ Outcomes
     * no answer (timeout, dropped connection), 5xx, 429 (incl. ``lock_timeout``), 409 (the same
       key still in flight), an idempotency mismatch → ``unknown``. Never ``failed``: the transfer
       may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
+    * a 500 Stripe saved under the key (``StripeSavedServerError``) → ``unknown`` too, but a
+      retry would only replay it: such a row is not retried; reconciliation settles it from
+      Stripe's transfers or hands it to a person.
     * the platform key refused → ``unknown`` (Stripe executed nothing; a retry with the same key
       once the key is fixed settles it). A row that was ever submitted never returns to
       ``pending``.
@@ -61,6 +64,7 @@ from lib.errors import (
     StripeAuthenticationError,
     StripeGatewayError,
     StripeRequestError,
+    StripeSavedServerError,
 )
 from lib.models import Payout, PayoutStatus
 from lib.payouts.ledger import get_payout
@@ -76,6 +80,8 @@ IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJECTED,
                       PayoutStatus.REVERSED})
+#: ``error_code`` of a row whose Stripe answer was a 500 saved under its key (see the docstring).
+SAVED_SERVER_ERROR = StripeSavedServerError.code
 #: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
 _RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
 
@@ -158,6 +164,12 @@ def execute_payout(
                 raise ConflictError(
                     f"Payout {payout_id} was first sent over {IDEMPOTENCY_WINDOW} ago; Stripe may "
                     "have forgotten its idempotency key, so it is not retried: reconcile it."
+                )
+            if payout.error_code == SAVED_SERVER_ERROR:
+                raise ConflictError(
+                    f"Payout {payout_id}: Stripe saved an internal error under its idempotency "
+                    "key and replays it to every retry, so retrying cannot settle it. Reconcile "
+                    "it: the transfer list shows whether it was paid; if not, a person decides."
                 )
         last_updated = payout.updated_at
 
