@@ -588,3 +588,35 @@ def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = No
     freelancer.connection_method = None
     freelancer.disconnected_at = at or utcnow()
 
+
+# ---- the Express Dashboard ------------------------------------------------------------------
+
+
+def express_dashboard_url(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    freelancer_id: int,
+) -> str:
+    """A single-use link into the freelancer's Stripe Express Dashboard.
+
+    Only for an Express account the platform created that finished onboarding (Stripe refuses
+    login links otherwise). Minted on demand and handed straight to the signed-in freelancer's
+    browser: the URL is a short-lived credential, never stored, logged or sent elsewhere.
+    """
+    _authorize_for(operator, freelancer_id, Action.MANAGE_OWN_CONNECTION, session=session_factory)
+    with session_factory() as session:
+        view = connection_status(session, freelancer_id=freelancer_id)
+        method = get_freelancer(session, freelancer_id=freelancer_id).connection_method
+    account = view.account or {}
+    if view.account_id is None or method != ConnectionMethod.ACCOUNT_LINK.value or (
+        account.get("type") != "express"
+    ):
+        raise ConflictError("Only a Stripe Express account created through this platform has "
+                            "an Express Dashboard.")
+    if not account.get("details_submitted"):
+        raise ConflictError("Finish Stripe's onboarding first: the Express Dashboard opens once "
+                            "the account is set up.")
+    link = gateway.create_login_link(view.account_id)
+    audit.record_now(session_factory, actor=operator, action="connect.express_dashboard",
+                     result="issued", target=f"freelancer:{freelancer_id}",
+                     input={"account": view.account_id}, stripe_request_id=link.request_id)
+    return str(link.data["url"])
