@@ -20,10 +20,18 @@ Outcomes
     * Stripe refused (4xx such as ``balance_insufficient``) → ``failed`` with Stripe's code and
       message. Terminal: Stripe stored that error under the key and would replay it, so paying
       again needs a new payout request (a new row, a new key).
+    * the destination's connection revoked (403 ``account_invalid``) → ``failed``: Stripe moved
+      nothing and never will to that destination (paying the freelancer again needs a new
+      request once they reconnect). The revocation is then confirmed with Stripe and recorded.
     * no answer (timeout, dropped connection), 5xx, 429 (incl. ``lock_timeout``), 409 (the same
       key still in flight), an idempotency mismatch → ``unknown``. Never ``failed``: the transfer
       may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
-    * the platform key refused → back to ``pending`` (Stripe executed nothing).
+    * a 500 Stripe saved under the key (``StripeSavedServerError``) → ``unknown`` too, but a
+      retry would only replay it: such a row is not retried; reconciliation settles it from
+      Stripe's transfers or hands it to a person.
+    * the platform key refused → ``unknown`` (Stripe executed nothing; a retry with the same key
+      once the key is fixed settles it). A row that was ever submitted never returns to
+      ``pending``.
 
 A row stuck in ``submitted`` (the process died during the call)
     is treated like ``unknown`` once its last claim (``updated_at``) is older than
@@ -46,14 +54,17 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
+from lib.connect_flow import record_revoked_connection
 from lib.db import utcnow
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
     PermissionDeniedError,
+    StripeAccountAccessError,
     StripeAuthenticationError,
     StripeGatewayError,
     StripeRequestError,
+    StripeSavedServerError,
 )
 from lib.models import Payout, PayoutStatus
 from lib.payouts.ledger import get_payout
@@ -69,6 +80,8 @@ IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJECTED,
                       PayoutStatus.REVERSED})
+#: ``error_code`` of a row whose Stripe answer was a 500 saved under its key (see the docstring).
+SAVED_SERVER_ERROR = StripeSavedServerError.code
 #: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
 _RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
 
@@ -152,6 +165,12 @@ def execute_payout(
                     f"Payout {payout_id} was first sent over {IDEMPOTENCY_WINDOW} ago; Stripe may "
                     "have forgotten its idempotency key, so it is not retried: reconcile it."
                 )
+            if payout.error_code == SAVED_SERVER_ERROR:
+                raise ConflictError(
+                    f"Payout {payout_id}: Stripe saved an internal error under its idempotency "
+                    "key and replays it to every retry, so retrying cannot settle it. Reconcile "
+                    "it: the transfer list shows whether it was paid; if not, a person decides."
+                )
         last_updated = payout.updated_at
 
     if result is not None and not result.ok:
@@ -227,9 +246,17 @@ def _send(
             description=payout.description or None, metadata=transfer_metadata(payout),
             transfer_group=transfer_group(payout),
         )
+    except StripeAccountAccessError as exc:
+        row = _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+                            status=PayoutStatus.FAILED)
+        _record_revocation(session_factory, gateway=gateway, account_id=payout.stripe_account_id,
+                           operator=operator)
+        return row
     except StripeAuthenticationError as exc:
+        # The key was refused: nothing executed. Unknown, never pending: a submitted row stays
+        # on its idempotency key, and a retry once the key is fixed settles it.
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
-                             status=PayoutStatus.PENDING)
+                             status=PayoutStatus.UNKNOWN)
     except StripeRequestError as exc:
         definitive = exc.http_status != 409 and exc.stripe_code not in _RETRYABLE_CODES
         status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN
@@ -241,6 +268,19 @@ def _send(
                              status=PayoutStatus.UNKNOWN)
     return record_paid(session_factory, payout_id=payout.id, transfer=transfer, actor=operator,
                        action="payout.paid" if not retry else "payout.paid_on_retry")
+
+
+def _record_revocation(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    operator: Operator,
+) -> None:
+    """Confirm and record that the destination's connection is gone (the row is already failed)."""
+    try:
+        record_revoked_connection(session_factory, gateway=gateway, account_id=account_id,
+                                  actor=operator, source="payout")
+    except StripeGatewayError as exc:
+        # The payout's outcome is recorded; the connection is confirmed by the next read.
+        logger.warning("could not confirm the revocation of %s: %s", account_id, exc.code)
 
 
 def record_paid(

@@ -20,6 +20,10 @@ What it settles, and what it leaves to people
       ``unknown`` (``retry_same_key``): executing again with the same key is safe and settles it.
     * Not found and older than the window → ``unknown_expired``: the key may be pruned, so a
       retry could pay twice; a person decides (it is almost certainly never executed).
+    * Not found, and Stripe saved a 500 under the row's key (``error_code``
+      ``stripe_saved_server_error``) → ``saved_error``: Stripe replays that 500 to every retry,
+      so retrying can never settle it; a person decides (a new payout request if it was never
+      paid). Found → settled ``paid`` like any other.
     * Found but different (amount, currency, destination) → reported, never auto-settled.
     * Transfers with no ledger row, ``paid`` rows whose transfer Stripe does not have, and
       transfers pointing at a row the ledger calls unpaid are reported.
@@ -44,7 +48,11 @@ from lib import audit
 from lib.db import utcnow
 from lib.errors import StripeRequestError, ValidationError
 from lib.models import Payout, PayoutStatus
-from lib.payouts.execution import IDEMPOTENCY_WINDOW, STALE_SUBMITTED_AFTER
+from lib.payouts.execution import (
+    IDEMPOTENCY_WINDOW,
+    SAVED_SERVER_ERROR,
+    STALE_SUBMITTED_AFTER,
+)
 from lib.roles import Action, Operator, authorize
 from lib.stripe_gateway import StripeGateway
 
@@ -53,6 +61,7 @@ logger = logging.getLogger(__name__)
 RESOLVED_PAID = "resolved_paid"
 RETRY_SAME_KEY = "retry_same_key"
 UNKNOWN_EXPIRED = "unknown_expired"
+SAVED_ERROR = "saved_error"
 IN_FLIGHT = "in_flight"
 MISSING_LEDGER = "missing_ledger"
 MISSING_TRANSFER = "missing_transfer"
@@ -65,7 +74,7 @@ UNEXPECTED_TRANSFER = "unexpected_transfer"
 #: Kinds that mean the ledger and Stripe disagree (what finance must look at).
 MISMATCH_KINDS = frozenset({
     MISSING_LEDGER, MISSING_TRANSFER, AMOUNT_MISMATCH, CURRENCY_MISMATCH, DESTINATION_MISMATCH,
-    REVERSAL_MISMATCH, UNEXPECTED_TRANSFER, UNKNOWN_EXPIRED,
+    REVERSAL_MISMATCH, UNEXPECTED_TRANSFER, UNKNOWN_EXPIRED, SAVED_ERROR,
 })
 _PAID_LIKE = (PayoutStatus.PAID.value, PayoutStatus.REVERSED.value)
 _UNSETTLED = (PayoutStatus.UNKNOWN.value, PayoutStatus.SUBMITTED.value)
@@ -286,7 +295,13 @@ def reconcile(
                 transfer = _search_for(gateway, payout)
             if transfer is None:
                 first = payout.submitted_at or payout.created_at
-                if first < now - IDEMPOTENCY_WINDOW:
+                if payout.error_code == SAVED_SERVER_ERROR:
+                    report.items.append(_pair_item(
+                        SAVED_ERROR, "No transfer found, and Stripe saved an internal error "
+                        "under this payout's idempotency key: it replays that error to every "
+                        "retry, so retrying cannot settle it. A person decides (a new payout "
+                        "request if it was never paid).", payout, None))
+                elif first < now - IDEMPOTENCY_WINDOW:
                     report.items.append(_pair_item(
                         UNKNOWN_EXPIRED, "No transfer found and the idempotency key may be "
                         "pruned: do not retry; decide by hand.", payout, None))

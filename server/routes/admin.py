@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from lib.errors import ValidationError
 from lib.models import Payout, PayoutStatus, PayoutType
 from lib.money import Money, format_money
-from lib.payouts.execution import PreflightFailedError, execute_payout
+from lib.payouts.execution import SAVED_SERVER_ERROR, PreflightFailedError, execute_payout
 from lib.payouts.ledger import request_payout
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims
@@ -131,6 +131,12 @@ _MESSAGES = {
 }
 
 
+SAVED_ERROR_MESSAGE = (
+    "Stripe had an internal error and will replay it to every retry of this payout: "
+    "reconciliation settles it from Stripe's transfers, or a person decides (never sent twice)"
+)
+
+
 @router.post(
     "/payouts", summary="Request (and send) a payout", response_model=PayoutEnvelope,
     openapi_extra={"requestBody": {"required": True, "content": {
@@ -171,7 +177,12 @@ def _create_payout(
             audit_refusals_with=context.session_factory, **body,
         )
         payout_id = payout.id
-    if payout.status in (PayoutStatus.PENDING.value, PayoutStatus.UNKNOWN.value):
+    # A 500 Stripe saved under the payout's key is replayed to every retry: not retried here.
+    saved_error = (payout.status == PayoutStatus.UNKNOWN.value
+                   and payout.error_code == SAVED_SERVER_ERROR)
+    if payout.status in (PayoutStatus.PENDING.value, PayoutStatus.UNKNOWN.value) and (
+        not saved_error
+    ):
         try:
             payout = execute_payout(context.session_factory, gateway=context.gateway,
                                     payout_id=payout_id, operator=operator)
@@ -182,6 +193,8 @@ def _create_payout(
                                  "code": exc.code, "data": {"payoutId": payout_id,
                                                             "checks": checks}}, 409)
     status_code, message = _MESSAGES.get(payout.status, (200, "Payout recorded"))
+    if payout.status == PayoutStatus.UNKNOWN.value and payout.error_code == SAVED_SERVER_ERROR:
+        message = SAVED_ERROR_MESSAGE
     if status_code >= 400:
         return JSONResponse({"success": False, "message": message,
                              "data": payout_view(payout)}, status_code)
