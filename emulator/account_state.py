@@ -60,6 +60,13 @@ KNOWN_CAPABILITIES = (
     "legacy_payments",
     "us_bank_account_ach_payments",
 )
+#: Default currency by country (the euro for the euro area and anywhere not listed).
+CURRENCIES = {
+    "US": "usd", "GB": "gbp", "JP": "jpy", "CA": "cad", "AU": "aud", "CH": "chf", "LI": "chf",
+    "NO": "nok", "SE": "sek", "DK": "dkk", "PL": "pln", "CZ": "czk", "HU": "huf", "RO": "ron",
+    "BG": "bgn", "IS": "isk", "BR": "brl", "IN": "inr", "SG": "sgd", "NZ": "nzd", "HK": "hkd",
+    "MX": "mxn",
+}
 EMPTY_REQUIREMENTS: dict[str, Any] = {
     "alternatives": [],
     "current_deadline": None,
@@ -143,11 +150,12 @@ def build_account(
     capabilities: list[str] | None = None,
     metadata: dict[str, str] | None = None,
     via: str = "platform",
+    service_agreement: str = "full",
 ) -> dict[str, Any]:
     """A new, un-onboarded account object (not yet stored)."""
     acct = resource_skeleton("account")
     account_id = new_id("acct")
-    currency = {"US": "usd", "GB": "gbp", "JP": "jpy", "CA": "cad", "AU": "aud"}.get(country, "eur")
+    currency = CURRENCIES.get(country, "eur")
     due, eventually = due_lists(business_type)
     requested = [c for c in (capabilities or []) if c in KNOWN_CAPABILITIES]
     acct.update(
@@ -179,7 +187,8 @@ def build_account(
                 "past_due": list(due),
                 "disabled_reason": "requirements.past_due",
             },
-            "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
+            "tos_acceptance": {"date": None, "ip": None, "service_agreement": service_agreement,
+                               "user_agent": None},
             "type": account_type,
         }
     )
@@ -272,15 +281,24 @@ def change_account(
     return acct
 
 
+def can_charge(acct: dict[str, Any]) -> bool:
+    """Charges need an active ``card_payments``; a ``recipient`` account never has them."""
+    return (acct["capabilities"].get("card_payments") == "active"
+            and acct["tos_acceptance"].get("service_agreement", "full") != "recipient")
+
+
 def complete_onboarding(acct: dict[str, Any]) -> None:
-    """Everything submitted and verified: capabilities active, charges and payouts on."""
+    """Everything submitted and verified: capabilities active, payouts (and charges) on."""
     acct["details_submitted"] = True
     acct["capabilities"] = {name: "active" for name in acct["capabilities"]}
-    acct["charges_enabled"] = True
+    acct["charges_enabled"] = can_charge(acct)
     acct["payouts_enabled"] = True
     acct["requirements"] = copy.deepcopy(EMPTY_REQUIREMENTS)
     if acct["tos_acceptance"].get("date") is None:
-        acct["tos_acceptance"] = {"date": acct["created"], "ip": "127.0.0.1", "user_agent": "emulator"}
+        acct["tos_acceptance"] = {
+            "date": acct["created"], "ip": "127.0.0.1", "user_agent": "emulator",
+            "service_agreement": acct["tos_acceptance"].get("service_agreement", "full"),
+        }
     if not acct["external_accounts"]["data"]:
         acct["external_accounts"]["data"] = [
             bank_account(acct["id"], acct["default_currency"], acct["country"])
@@ -343,6 +361,7 @@ def platform_account(store: Store) -> dict[str, Any]:
             "capabilities": {"card_payments": "active", "transfers": "active"},
             "charges_enabled": True,
             "controller": {"type": "account"},
+            "country": store.config.platform_country,
             "created": 1700000000,
             "details_submitted": True,
             "email": "platform@connectops.example",

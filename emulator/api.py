@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,12 @@ from starlette.responses import Response
 
 from emulator import account_state as st
 from emulator.config import DEFAULT_API_VERSION
-from emulator.errors import StripeApiError, invalid_api_key, mask_key, unrecognized_url
+from emulator.errors import (
+    StripeApiError,
+    account_access_denied,
+    invalid_api_key,
+    unrecognized_url,
+)
 from emulator.faults import fault_error
 from emulator.idempotency import SavedResponse, fingerprint, record_key
 from emulator.resources import ROUTES
@@ -118,13 +124,7 @@ def _check_account_header(runtime: Runtime, account: str | None, api_key: str) -
     with runtime.store.transaction():
         connected = st.is_connected(runtime.store, account)
     if not connected:
-        raise StripeApiError(
-            403,
-            f"The provided key '{mask_key(api_key)}' does not have access to account "
-            f"'{account}' (or that account does not exist). Application access may have "
-            "been revoked.",
-            code="account_invalid",
-        )
+        raise account_access_denied(api_key, account)
     return account
 
 
@@ -138,6 +138,7 @@ async def handle_api(request: Request) -> Response:
     echo = {"Idempotency-Key": idem_header} if idem_header else {}
     try:
         api_key = authenticate(request)
+        check_version(request.headers.get("stripe-version"))
         raw_text = (await request.body()).decode("utf-8", "replace") if method == "POST" else request.url.query
         try:
             raw_params = decode_params(raw_text)
@@ -149,6 +150,8 @@ async def handle_api(request: Request) -> Response:
         template, path_params = matched
         faults = runtime.faults.take(method, path, template)
         for fault in faults:
+            if fault.kind == "http_500" and fault.saved and idem_header:
+                continue  # an error during execution: saved under the key below
             refusal = fault_error(fault.kind, fault)
             if refusal is not None:
                 return error_response(refusal, request_id, echo)
@@ -183,16 +186,22 @@ async def handle_api(request: Request) -> Response:
         except StripeApiError as exc:
             return error_response(exc, request_id, echo)
         if replay is not None:
-            return stripe_response(
-                replay.status,
-                replay.body,
-                request_id,
-                {**echo, "Idempotent-Replayed": "true", "Original-Request": replay.request_id},
-            )
+            replayed = {**echo, "Idempotent-Replayed": "true", "Original-Request": replay.request_id}
+            if replay.status >= 400:
+                replayed["Stripe-Should-Retry"] = "false"  # the same error, every time
+            return stripe_response(replay.status, replay.body, request_id, replayed)
         try:
             if delay and delay.phase == "before":
                 await asyncio.sleep(delay.seconds)
-            saved = await anyio.to_thread.run_sync(_execute, runtime, prepared)
+            server_error = kinds.get("http_500")
+            if server_error is None:
+                saved = await anyio.to_thread.run_sync(_execute, runtime, prepared)
+            else:
+                # Stripe saves a 500 once execution started and replays it to every retry
+                # with this key; with phase "after" the request had taken effect first.
+                if server_error.phase == "after":
+                    await anyio.to_thread.run_sync(_execute, runtime, prepared)
+                saved = _saved_server_error(request_id)
         except BaseException:
             runtime.idempotency.release(key)
             raise
@@ -205,8 +214,30 @@ async def handle_api(request: Request) -> Response:
     headers = dict(echo)
     if saved.status >= 400 and idem_header:
         headers["Stripe-Should-Retry"] = "false"
-    version = request.headers.get("stripe-version") or DEFAULT_API_VERSION
-    return stripe_response(saved.status, saved.body, request_id, headers, version)
+    return stripe_response(saved.status, saved.body, request_id, headers)
+
+
+_VERSION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+
+
+def check_version(requested: str | None) -> None:
+    """Refuse a ``Stripe-Version`` other than the one modelled (no header: the account's default).
+
+    Answering a newer version with 2024-04-10's shapes and rules would let an upgrade pass
+    every test here and break against Stripe; the pin must move with the emulator.
+    """
+    if requested is None or requested == DEFAULT_API_VERSION:
+        return
+    message = f"Invalid Stripe API version: {requested}"
+    if _VERSION_FORMAT.match(requested):
+        message += (f". This emulator models only Stripe API version {DEFAULT_API_VERSION}: "
+                    "send that Stripe-Version, or teach the emulator the new version first.")
+    raise StripeApiError(400, message, param="Stripe-Version")
+
+
+def _saved_server_error(request_id: str) -> SavedResponse:
+    error = StripeApiError(500, "An unknown error occurred", type="api_error")
+    return SavedResponse(500, render(error.to_body(request_id)), request_id)
 
 
 def _execute(runtime: Runtime, prepared: _Prepared) -> SavedResponse:

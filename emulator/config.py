@@ -30,6 +30,8 @@ RUNTIME_FIELDS = frozenset(
         "webhook_max_attempts",
         "webhook_retry_delay",
         "payout_settle_seconds",
+        "platform_country",
+        "connect_live_client_id",
     }
 )
 
@@ -69,6 +71,14 @@ def _url(name: str, value: str | None) -> str | None:
     return value
 
 
+def _country(name: str, value: str | None) -> str:
+    """A two-letter country code in upper case (default US)."""
+    text = (value or "").strip().upper() or "US"
+    if len(text) != 2 or not text.isalpha():
+        raise ConfigError(f"{name}: {value!r} is not a two-letter country code")
+    return text
+
+
 def _split_uris(text: str | None) -> tuple[str, ...]:
     """Comma-separated redirect URIs, each checked to be an http(s) URL."""
     uris = []
@@ -99,6 +109,10 @@ class EmulatorConfig:
     webhook_max_attempts: int = 4
     webhook_retry_delay: float = 0.2
     payout_settle_seconds: int = 0
+    #: Where the platform's own Stripe account is: decides which accounts are cross-border.
+    platform_country: str = "US"
+    #: The platform's live-mode OAuth client id, if a test wants a live/test mismatch answered.
+    connect_live_client_id: str | None = None
 
     @property
     def redirect_uris(self) -> tuple[str, ...]:
@@ -115,6 +129,9 @@ class EmulatorConfig:
             changes["extra_redirect_uris"] = _split_uris(str(changes["extra_redirect_uris"]))
         elif isinstance(changes.get("extra_redirect_uris"), list):
             changes["extra_redirect_uris"] = tuple(changes["extra_redirect_uris"])  # type: ignore[arg-type]
+        if "platform_country" in changes:
+            changes["platform_country"] = _country("platform_country",
+                                                   str(changes["platform_country"] or ""))
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
@@ -154,4 +171,9 @@ class EmulatorConfig:
             initial_balance=parse_balance(env.get("EMULATOR_INITIAL_BALANCE") or DEFAULT_BALANCE),
             state_file=env.get("EMULATOR_STATE_FILE") or None,
             public_url=_url("EMULATOR_PUBLIC_URL", env.get("EMULATOR_PUBLIC_URL")),
+            # The emulator stands for the platform's Stripe account: by default in the country
+            # the product is configured with.
+            platform_country=_country(
+                "EMULATOR_PLATFORM_COUNTRY",
+                env.get("EMULATOR_PLATFORM_COUNTRY") or env.get("STRIPE_PLATFORM_COUNTRY")),
         )

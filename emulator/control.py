@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator import account_state as st
+from emulator.agreements import agreement_of
 from emulator.config import RUNTIME_FIELDS, ConfigError
 from emulator.faults import make_fault
 from emulator.resources.balance import balance_object
@@ -226,6 +227,17 @@ def _apply_account_overrides(acct: dict[str, Any], body: dict[str, Any]) -> None
         acct["metadata"] = dict(body["metadata"] or {})
 
 
+def _check_agreement_overrides(acct: dict[str, Any], body: dict[str, Any]) -> None:
+    """A forced state must still be one Stripe can reach: recipient accounts never charge."""
+    if agreement_of(acct) != "recipient":
+        return
+    if body.get("charges_enabled"):
+        raise ControlError("a recipient account cannot have charges_enabled (it cannot process "
+                           "payments)")
+    if (body.get("capabilities") or {}).get("card_payments") not in (None, "unrequested"):
+        raise ControlError("a recipient account cannot have the card_payments capability")
+
+
 async def set_account(request: Request) -> Response:
     """POST /_emulator/accounts/{id}: force requirements, flags, capabilities (account.updated)."""
     rt = _rt(request)
@@ -234,6 +246,7 @@ async def set_account(request: Request) -> Response:
     with rt.store.transaction() as s:
         if account_id not in s["accounts"]:
             raise KeyError(account_id)
+        _check_agreement_overrides(s["accounts"][account_id], body)
         acct = st.change_account(rt.store, account_id, lambda a: _apply_account_overrides(a, body))
         for cap in body.get("capabilities") or {}:
             s["connections"][account_id].setdefault("requested_at", {}).setdefault(cap, rt.store.now())

@@ -117,6 +117,21 @@ def invalid_api_key(key: str) -> StripeApiError:
     return StripeApiError(401, message)
 
 
+def account_access_denied(api_key: str, account_id: str) -> StripeApiError:
+    """403 ``account_invalid``: the platform has no access to this account (any more).
+
+    Stripe's answer for an account that exists but is not connected to the platform, above all
+    one whose OAuth access was revoked; the SDK raises it as ``PermissionError``.
+    """
+    return StripeApiError(
+        403,
+        f"The provided key '{mask_key(api_key)}' does not have access to account "
+        f"'{account_id}' (or that account does not exist). Application access may have "
+        "been revoked.",
+        code="account_invalid",
+    )
+
+
 def balance_insufficient(currency: str) -> StripeApiError:
     """400 balance_insufficient, worded like Stripe's transfer error."""
     return StripeApiError(

@@ -1,7 +1,9 @@
 """Injected faults: make the next N matching requests fail the ways Stripe can fail.
 
 Kinds: `delay` (hold the request `seconds`, before executing it or, with phase="after",
-after executing it), `http_500` (api_error, nothing executed), `rate_limit` (429 code
+after executing it), `http_500` (api_error; with an Idempotency-Key it is saved under the key
+and replayed to every retry, as Stripe does once execution started; `phase="after"`: the request
+took effect before the 500; `saved=false`: a 500 before execution, nothing saved), `rate_limit` (429 code
 rate_limit), `lock_timeout` (429 code lock_timeout with `Stripe-Should-Retry: true`),
 `commit_then_drop` (execute and save the result, then close the connection with no
 response). A fault matches on method (optional) and on `path`: a Stripe template such as
@@ -37,6 +39,8 @@ class Fault:
     phase: str = "before"
     retry_after: int | None = None
     should_retry: bool | None = None
+    #: http_500 only: saved under the request's Idempotency-Key (and replayed) or not.
+    saved: bool = True
     id: str = field(default_factory=lambda: "fault_" + random_token(10))
 
     def matches(self, method: str, path: str, template: str | None) -> bool:
@@ -70,6 +74,11 @@ def make_fault(spec: dict[str, Any]) -> Fault:
         raise ValueError("retry_after must be whole seconds >= 0")
     if should_retry is not None and not isinstance(should_retry, bool):
         raise ValueError("should_retry must be true or false")
+    saved = spec.get("saved", True)
+    if "saved" in spec and kind != "http_500":
+        raise ValueError("saved applies to http_500")
+    if not isinstance(saved, bool):
+        raise ValueError("saved must be true or false")
     return Fault(
         kind=str(kind),
         path=str(spec.get("path", "/")),
@@ -79,6 +88,7 @@ def make_fault(spec: dict[str, Any]) -> Fault:
         phase=phase,
         retry_after=retry_after,
         should_retry=should_retry,
+        saved=saved,
     )
 
 

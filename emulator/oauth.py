@@ -338,15 +338,30 @@ async def deauthorize(request: Request) -> Response:
         return params
     client_id = params.get("client_id")
     account_id = params.get("stripe_user_id")
+    config = rt.store.config
     try:
         with rt.store.transaction() as s:
-            if client_id != rt.store.config.connect_client_id:
-                raise OAuthError("invalid_client", f"No such application: '{client_id}'")
-            if not isinstance(account_id, str) or not st.is_connected(rt.store, account_id):
+            # One invalid_client (401) per cause, as Stripe's InvalidClientError covers them:
+            # a client id that is not the platform's (wrong or rotated), the platform's
+            # live-mode id with a test key, or an account this application is not connected to.
+            if config.connect_live_client_id and client_id == config.connect_live_client_id:
+                raise OAuthError(
+                    "invalid_client",
+                    f"The client_id '{client_id}' is your application's live mode client ID, "
+                    "but this request used a test mode API key. Use the client ID and API key "
+                    "of the same mode.",
+                    401,
+                )
+            if client_id != config.connect_client_id:
+                raise OAuthError("invalid_client", f"No such application: '{client_id}'", 401)
+            if not isinstance(account_id, str) or not account_id:
+                raise OAuthError("invalid_request", "No stripe_user_id provided.")
+            if not st.is_connected(rt.store, account_id):
                 raise OAuthError(
                     "invalid_client",
                     f"This application is not connected to stripe account {account_id}, "
                     "or that account does not exist.",
+                    401,
                 )
             if s["connections"][account_id]["via"] != "oauth":
                 raise OAuthError(

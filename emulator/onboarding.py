@@ -1,4 +1,4 @@
-"""The hosted onboarding page behind Account Links, and the Express dashboard stub.
+"""The hosted onboarding page behind Account Links, and the Express dashboard behind login links.
 
 Opening a link consumes it (single use, as on Stripe): the page then carries a one-time
 session in its form. An expired, reused or already-opened link redirects to the link's
@@ -87,10 +87,20 @@ async def submit(request: Request) -> Response:
 
 
 async def express_dashboard(request: Request) -> Response:
-    """GET /_emulator/express/{account}: where Express login links land."""
+    """GET /_emulator/express/{account}/{token}: where an Express login link lands (once)."""
     rt = _rt(request)
     with rt.store.transaction() as s:
-        account = s["accounts"].get(request.path_params["account"])
+        link = s.setdefault("login_links", {}).get(request.path_params["token"])
+        if link is None or link["account"] != request.path_params["account"]:
+            return error_page("invalid_link", "This link is invalid.", status=404,
+                              title="Link not found")
+        if link["used"] or rt.store.now() > link["expires_at"]:
+            return error_page("link_expired", "This login link has expired or was already "
+                              "used. Go back to the platform and open your dashboard again.",
+                              status=410, title="Link expired")
+        link["used"] = True
+        rt.store.mark_dirty()
+        account = s["accounts"].get(link["account"])
         if account is None:
             return error_page("resource_missing", "No such account.", status=404, title="Not found")
         return render_page("express.html", account=account)
@@ -99,5 +109,5 @@ async def express_dashboard(request: Request) -> Response:
 ROUTES = [
     Route("/_emulator/onboarding/{token}", open_link, methods=["GET"]),
     Route("/_emulator/onboarding/{token}", submit, methods=["POST"]),
-    Route("/_emulator/express/{account}", express_dashboard, methods=["GET"]),
+    Route("/_emulator/express/{account}/{token}", express_dashboard, methods=["GET"]),
 ]

@@ -11,6 +11,7 @@ from emulator import account_state
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultRegistry
 from emulator.idempotency import IdempotencyLayer
+from emulator.resources.balance import release_due
 from emulator.resources.payouts import settle_due_payouts
 from emulator.store import Store
 from emulator.webhooks import WebhookDispatcher
@@ -45,7 +46,7 @@ class Runtime:
             self.in_flight += delta
 
     def start(self) -> None:
-        """Start webhook delivery and payout settlement."""
+        """Start webhook delivery, payout settlement and the release of pending funds."""
         self.dispatcher.start()
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick, name="emulator-ticker", daemon=True)
@@ -69,3 +70,5 @@ class Runtime:
     def _tick(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
             settle_due_payouts(self.store)
+            with self.store.transaction():
+                release_due(self.store)

@@ -24,7 +24,7 @@ import httpx
 import stripe
 import uvicorn
 
-from emulator.config import EmulatorConfig
+from emulator.config import DEFAULT_API_VERSION, EmulatorConfig
 from emulator.server import create_app
 
 logger = logging.getLogger(__name__)
@@ -170,8 +170,13 @@ def stripe_client(
     client_id: str = "ca_emulator_connectops",
     **kwargs: Any,
 ) -> stripe.StripeClient:
-    """A stripe.StripeClient whose api and connect base addresses point at the emulator."""
+    """A stripe.StripeClient whose api and connect base addresses point at the emulator.
+
+    It sends the API version the emulator models (the SDK's own default is newer, and the
+    emulator refuses a version it does not model), unless ``stripe_version`` says otherwise.
+    """
     kwargs.setdefault("max_network_retries", 0)
+    kwargs.setdefault("stripe_version", DEFAULT_API_VERSION)
     return stripe.StripeClient(
         api_key,
         client_id=client_id,

@@ -103,13 +103,18 @@ def derive_status(account: Mapping[str, Any] | None) -> ConnectionStatus:
 
 
 def is_verified(account: Mapping[str, Any] | None) -> bool:
-    """Charges and payouts enabled and nothing due."""
+    """Payable: ``transfers`` active, payouts enabled, details submitted, nothing due.
+
+    Never ``charges_enabled``: the product only sends transfers, and an account under the
+    ``recipient`` service agreement (every cross-border freelancer) never has charges enabled.
+    """
     if not account:
         return False
     requirements = account.get("requirements") or {}
     return bool(
-        account.get("charges_enabled")
+        transfers_capability(account) == "active"
         and account.get("payouts_enabled")
+        and account.get("details_submitted")
         and not _list(requirements, "currently_due")
         and not _list(requirements, "past_due")
     )

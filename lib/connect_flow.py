@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.account_status import ConnectionStatus, derive_status, is_verified
+from lib.account_terms import account_terms
 from lib.accounts import get_account, mark_deauthorized, upsert_account
 from lib.connection_attempts import (
     FailureReason,
@@ -33,6 +34,7 @@ from lib.destinations import clear_destination, destination_facts, mark_new_dest
 from lib.errors import (
     ConflictError,
     NotFoundError,
+    StripeAccountAccessError,
     StripeGatewayError,
     StripeOAuthError,
 )
@@ -281,10 +283,13 @@ def create_onboarding_link(
         email, country = freelancer.email, freelancer.country
 
     if account_id is None:
+        # Refused here, before Stripe is called, when Stripe could not pay this country.
+        terms = account_terms(platform_country=settings.stripe_platform_country,
+                              freelancer_country=country)
         created = gateway.create_express_account(
             email=email, country=country,
             metadata={"freelancer_id": str(freelancer_id), "created_by": "connect-ops"},
-            idempotency_key=key,
+            idempotency_key=key, terms=terms,
         )
         account_id = created.id
         with session_factory.begin() as session:
@@ -486,16 +491,70 @@ def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView
 def refresh_connection(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, freelancer_id: int,
 ) -> ConnectionView:
-    """Re-read the freelancer's account from Stripe, update the mirror, return the view."""
+    """Re-read the freelancer's account from Stripe, update the mirror, return the view.
+
+    An account Stripe no longer lets the platform read (403 ``account_invalid``) is recorded as
+    revoked once a second read confirms it; the view then says the freelancer is not connected.
+    """
     with session_factory() as session:
         account_id = get_freelancer(session, freelancer_id=freelancer_id).stripe_account_id
     if account_id is not None:
         fetched_at = utcnow()
-        account = gateway.retrieve_account(account_id).data
-        with session_factory.begin() as session:
-            upsert_account(session, account=account, fetched_at=fetched_at)
+        try:
+            account = gateway.retrieve_account(account_id).data
+        except StripeAccountAccessError:
+            if not record_revoked_connection(session_factory, gateway=gateway,
+                                             account_id=account_id,
+                                             actor=f"freelancer:{freelancer_id}",
+                                             source="status refresh"):
+                raise
+        else:
+            with session_factory.begin() as session:
+                upsert_account(session, account=account, fetched_at=fetched_at)
     with session_factory() as session:
         return connection_status(session, freelancer_id=freelancer_id)
+
+
+def confirm_revoked(gateway: StripeGateway, account_id: str) -> bool:
+    """Ask Stripe: True only when it refuses this platform access to the account (403).
+
+    The same check as the deauthorization webhook's: an account the platform can still read is
+    still connected, whatever an earlier error suggested. Other Stripe errors propagate (the
+    question stays open).
+    """
+    try:
+        gateway.retrieve_account(account_id)
+    except StripeAccountAccessError:
+        return True
+    return False
+
+
+def record_revoked_connection(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    actor: Operator | str, source: str,
+) -> bool:
+    """Confirm with Stripe that access to ``account_id`` is gone, then record it.
+
+    The mirror is marked deauthorized and the freelancer still attached to the account is
+    detached (history kept), as the ``account.application.deauthorized`` webhook does; False
+    (nothing written) when Stripe still grants access.
+    """
+    if not confirm_revoked(gateway, account_id):
+        logger.warning("%s: Stripe refused %s once but grants access again; not revoked",
+                       source, account_id)
+        return False
+    with session_factory.begin() as session:
+        mark_deauthorized(session, stripe_id=account_id)
+        freelancer = find_by_account(session, stripe_account_id=account_id)
+        if freelancer is not None:
+            detach(session, freelancer=freelancer)
+        audit.record(session, actor=actor, action="connect.revoked", result="disconnected",
+                     target=f"freelancer:{freelancer.id}" if freelancer else None,
+                     input={"account": account_id, "source": source},
+                     detail="Stripe refuses this platform access to the account (403 "
+                            "account_invalid), confirmed by a second read")
+    logger.info("%s: access to %s was revoked at Stripe; recorded", source, account_id)
+    return True
 
 
 def disconnect(
@@ -507,6 +566,12 @@ def disconnect(
     OAuth (Standard) connections are deauthorized at Stripe; Express accounts the platform
     created cannot be (Stripe refuses), so they are detached locally. The mirror and the
     history stay; reconnecting later works with the same or another account.
+
+    Stripe answers ``invalid_client`` both when the account is already disconnected and when
+    the request itself is wrong (a wrong or rotated client id, a live/test mismatch): only a
+    revocation Stripe confirms (the account can no longer be read, 403) detaches locally.
+    Otherwise the platform still has access at Stripe, so nothing changes here and the error
+    says what to check.
     """
     _authorize_for(operator, freelancer_id, Action.DISCONNECT, session=session_factory)
     with session_factory() as session:
@@ -519,9 +584,25 @@ def disconnect(
         try:
             request_id = gateway.oauth_deauthorize(account_id).request_id
         except StripeOAuthError as exc:
-            # Already revoked at Stripe (by the freelancer, or a twice-used code): nothing to undo.
-            logger.info("deauthorize %s: Stripe says %s; detaching locally", account_id,
-                        exc.stripe_code)
+            if not confirm_revoked(gateway, account_id):
+                logger.error("deauthorize %s refused (%s) while Stripe still grants access; "
+                             "nothing changed", account_id, exc.stripe_code)
+                audit.record_now(session_factory, actor=operator, action="connect.disconnect",
+                                 result=f"refused:{exc.stripe_code or exc.code}",
+                                 target=f"freelancer:{freelancer_id}",
+                                 input={"account": account_id, "method": method},
+                                 stripe_request_id=exc.request_id, detail=exc.message)
+                raise StripeOAuthError(
+                    f"Stripe refused to disconnect {account_id} ({exc.stripe_code}) and still "
+                    "gives the platform access to it, so nothing was changed. Check "
+                    "STRIPE_CONNECT_CLIENT_ID: it must be this platform's client id of the same "
+                    "mode (test or live) as STRIPE_SECRET_KEY.",
+                    stripe_code=exc.stripe_code, request_id=exc.request_id,
+                    http_status=exc.http_status,
+                ) from None
+            # Already revoked at Stripe (by the freelancer, or a twice-used code), confirmed.
+            logger.info("deauthorize %s: Stripe says %s and confirms access is gone; detaching",
+                        account_id, exc.stripe_code)
     with session_factory.begin() as session:
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         if freelancer.stripe_account_id == account_id:
@@ -541,3 +622,36 @@ def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = No
     freelancer.connection_method = None
     clear_destination(freelancer)
     freelancer.disconnected_at = at or utcnow()
+
+
+# ---- the Express Dashboard ------------------------------------------------------------------
+
+
+def express_dashboard_url(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    freelancer_id: int,
+) -> str:
+    """A single-use link into the freelancer's Stripe Express Dashboard.
+
+    Only for an Express account the platform created that finished onboarding (Stripe refuses
+    login links otherwise). Minted on demand and handed straight to the signed-in freelancer's
+    browser: the URL is a short-lived credential, never stored, logged or sent elsewhere.
+    """
+    _authorize_for(operator, freelancer_id, Action.MANAGE_OWN_CONNECTION, session=session_factory)
+    with session_factory() as session:
+        view = connection_status(session, freelancer_id=freelancer_id)
+        method = get_freelancer(session, freelancer_id=freelancer_id).connection_method
+    account = view.account or {}
+    if view.account_id is None or method != ConnectionMethod.ACCOUNT_LINK.value or (
+        account.get("type") != "express"
+    ):
+        raise ConflictError("Only a Stripe Express account created through this platform has "
+                            "an Express Dashboard.")
+    if not account.get("details_submitted"):
+        raise ConflictError("Finish Stripe's onboarding first: the Express Dashboard opens once "
+                            "the account is set up.")
+    link = gateway.create_login_link(view.account_id)
+    audit.record_now(session_factory, actor=operator, action="connect.express_dashboard",
+                     result="issued", target=f"freelancer:{freelancer_id}",
+                     input={"account": view.account_id}, stripe_request_id=link.request_id)
+    return str(link.data["url"])

@@ -9,8 +9,10 @@ Attempts belong to the day (or ISO week, Monday first) they *started*, in UTC. D
 - *funnel*, counted in distinct freelancers with an attempt started in the range, each stage a
   subset of the one before: links issued → returned (came back from Stripe: ``returned_at`` set,
   or the attempt succeeded or failed at the callback; abandoned links never came back) →
-  connected (an attempt succeeded) → verified (the current account has charges and payouts
-  enabled and nothing currently or past due) → first payout (and at least one ``paid`` payout).
+  connected (an attempt succeeded) → verified (the current account is payable: the
+  ``transfers`` capability active, payouts enabled, details submitted and nothing currently or
+  past due, as :func:`lib.account_status.is_verified`; never ``charges_enabled``, which a
+  ``recipient`` account never has) → first payout (and at least one ``paid`` payout).
 - *time to connect*: ``finished_at - started_at`` of succeeded attempts, in fixed buckets.
 
 Date bucketing differs by database (``date()``/``strftime`` modifiers on SQLite, ``date_trunc``
@@ -210,7 +212,8 @@ def funnel(session: Session, *, operator: Operator, period: DateRange) -> list[F
     connected = per.c.connected == 1
     verified = and_(
         connected, Freelancer.stripe_account_id.is_not(None),
-        ConnectedAccount.charges_enabled.is_(True), ConnectedAccount.payouts_enabled.is_(True),
+        ConnectedAccount.transfers_capability == "active",
+        ConnectedAccount.payouts_enabled.is_(True), ConnectedAccount.details_submitted.is_(True),
         ConnectedAccount.currently_due_count == 0, ConnectedAccount.past_due_count == 0,
     )
     row = session.execute(

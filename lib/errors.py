@@ -68,16 +68,12 @@ class StripeGatewayError(ConnectOpsError):
         request_id: str | None = None,
         http_status: int | None = None,
         param: str | None = None,
-        replayed: bool = False,
     ) -> None:
         super().__init__(message, code=code)
         self.stripe_code = stripe_code
         self.request_id = request_id
         self.http_status = http_status
         self.param = param
-        #: Stripe answered from its idempotency store (``Idempotent-Replayed: true``): this is
-        #: the saved answer of an earlier attempt with the same key, and every retry gets it.
-        self.replayed = replayed
 
 
 class StripeRequestError(StripeGatewayError):
@@ -92,6 +88,20 @@ class StripeAuthenticationError(StripeGatewayError):
     code = "stripe_authentication_error"
 
 
+class StripeAccountAccessError(StripeGatewayError):
+    """Stripe refused access to one connected account (403 ``account_invalid``).
+
+    The platform's key works; this account's connection was revoked (or it was never connected
+    to this platform). Not a key problem: callers confirm the revocation and record it.
+    """
+
+    code = "stripe_account_access_revoked"
+
+    def __init__(self, message: str, *, account_id: str | None = None, **fields: object) -> None:
+        super().__init__(message, **fields)  # type: ignore[arg-type]
+        self.account_id = account_id
+
+
 class StripeRateLimitError(StripeGatewayError):
     """Stripe throttled us (429), including ``lock_timeout`` contention on one object."""
 
@@ -102,6 +112,17 @@ class StripeUnavailableError(StripeGatewayError):
     """Stripe answered 5xx after the SDK's retries: the outcome of a write is unknown."""
 
     code = "stripe_unavailable"
+
+
+class StripeSavedServerError(StripeUnavailableError):
+    """Stripe had an internal error and saved it under the request's idempotency key.
+
+    Stripe replays a saved 500 to every retry with that key (``Stripe-Should-Retry: false``,
+    ``Idempotent-Replayed: true``): retrying can never settle the request; only the objects at
+    Stripe (reconciliation) or a person can.
+    """
+
+    code = "stripe_saved_server_error"
 
 
 class StripeConnectionError(StripeGatewayError):

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     stripe_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    #: Where the platform's Stripe account is (ISO 3166 alpha-2): decides each new Express
+    #: account's service agreement and capabilities (lib.account_terms).
+    stripe_platform_country: str = "US"
 
     # URLs
     frontend_url: str | None = None
@@ -144,6 +147,16 @@ class Settings(BaseSettings):
 
     # Logging
     log_level: str = "INFO"
+
+    @field_validator("stripe_platform_country", mode="before")
+    @classmethod
+    def _country_code(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return "US"
+        text = str(value).strip().upper()
+        if len(text) != 2 or not text.isalpha():
+            raise ValueError("must be a two-letter country code such as US, GB or FR")
+        return text
 
     @field_validator("database_url")
     @classmethod

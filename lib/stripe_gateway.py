@@ -29,6 +29,7 @@ import stripe
 from stripe import oauth_error
 
 from lib import errors
+from lib.account_terms import AccountTerms, account_terms
 from lib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -109,12 +110,6 @@ def _retry_hints(exc: stripe.StripeError) -> dict[str, Any]:
             "retry_after": seconds}
 
 
-def _replayed(exc: stripe.StripeError) -> bool:
-    headers = getattr(exc, "headers", None) or {}
-    return any(str(k).lower() == "idempotent-replayed" and str(v).lower() == "true"
-               for k, v in headers.items())
-
-
 def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
     error = getattr(exc, "error", None)
     # The SDK leaves .code unset on RateLimitError; the parsed error object still has it
@@ -125,7 +120,6 @@ def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
         "request_id": getattr(exc, "request_id", None),
         "http_status": getattr(exc, "http_status", None),
         "param": getattr(error, "param", None) if error is not None else None,
-        "replayed": _replayed(exc),
     }
 
 
@@ -135,9 +129,20 @@ def _message(exc: stripe.StripeError) -> str:
     return text or exc.__class__.__name__
 
 
+def _saved_under_key(exc: stripe.StripeError) -> bool:
+    """A 5xx that Stripe saved under the request's idempotency key (and will replay)."""
+    headers = {str(k).lower(): str(v) for k, v in (getattr(exc, "headers", None) or {}).items()}
+    return (headers.get("idempotent-replayed") == "true"
+            or headers.get("stripe-should-retry") == "false")
+
+
 @contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Turn Stripe's exceptions into ``lib.errors`` types, keeping code and request id."""
+def translate_errors(action: str, *, account_id: str | None = None) -> Iterator[None]:
+    """Turn Stripe's exceptions into ``lib.errors`` types, keeping code and request id.
+
+    ``account_id`` names the connected account the call is about, for the error that says
+    Stripe no longer gives this platform access to it.
+    """
     try:
         yield
     except oauth_error.OAuthError as exc:
@@ -149,7 +154,19 @@ def translate_errors(action: str) -> Iterator[None]:
         raise errors.StripeIdempotencyError(
             f"{action}: idempotency key reused with other parameters", **_error_fields(exc)
         ) from None
-    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+    except stripe.PermissionError as exc:
+        fields = _error_fields(exc)
+        if fields["stripe_code"] == "account_invalid":
+            # 403 on one account: its connection is gone, the key is fine. Not a key problem.
+            raise errors.StripeAccountAccessError(
+                f"{action}: Stripe no longer gives this platform access to "
+                f"{account_id or 'the connected account'} (the connection was revoked)",
+                account_id=account_id, **fields,
+            ) from None
+        raise errors.StripeAuthenticationError(
+            f"{action}: Stripe refused the platform's API key ({_message(exc)})", **fields
+        ) from None
+    except stripe.AuthenticationError as exc:
         raise errors.StripeAuthenticationError(
             f"{action}: Stripe refused the platform's API key ({_message(exc)})",
             **_error_fields(exc),
@@ -170,6 +187,12 @@ def translate_errors(action: str) -> Iterator[None]:
         ) from None
     except stripe.APIError as exc:
         fields = _error_fields(exc)
+        if (fields["http_status"] or 0) >= 500 and _saved_under_key(exc):
+            raise errors.StripeSavedServerError(
+                f"{action}: Stripe had an internal error and saved it under this request's "
+                "idempotency key; retrying with the same key replays it, so the outcome must be "
+                "settled from Stripe's records (reconciliation) or by a person", **fields
+            ) from None
         # The SDK files every 409 under APIError; idempotency_key_in_use is not an outage but
         # an earlier attempt with the same key that Stripe has not finished.
         reason = ("Stripe is still processing an earlier attempt of this request"
@@ -215,17 +238,25 @@ class StripeGateway:
 
     def create_express_account(
         self, *, email: str, country: str | None, metadata: Mapping[str, str],
-        idempotency_key: str,
+        idempotency_key: str, terms: AccountTerms | None = None,
     ) -> StripeResult:
-        """Create an Express account with the transfers capability requested (once per key)."""
+        """Create an Express account on the terms Stripe accepts for it (once per key).
+
+        ``terms`` default to :func:`lib.account_terms.account_terms` of ``country`` against
+        ``STRIPE_PLATFORM_COUNTRY`` (which refuses an unsupported country before any call).
+        """
+        if terms is None:
+            terms = account_terms(platform_country=self.settings.stripe_platform_country,
+                                  freelancer_country=country)
         params: dict[str, Any] = {
             "type": "express",
             "email": email,
-            "capabilities": {"transfers": {"requested": True}},
+            # Passed even in the platform's own country: a cross-border account needs it.
+            "country": terms.country,
+            "capabilities": {name: {"requested": True} for name in terms.capabilities},
+            "tos_acceptance": {"service_agreement": terms.service_agreement},
             "metadata": dict(metadata),
         }
-        if country:
-            params["country"] = country
         with translate_errors("Creating the Stripe account"):
             account = self._client.v1.accounts.create(
                 params,  # type: ignore[arg-type]
@@ -235,7 +266,7 @@ class StripeGateway:
 
     def retrieve_account(self, account_id: str) -> StripeResult:
         """Read one connected account as Stripe has it now."""
-        with translate_errors(f"Reading account {account_id}"):
+        with translate_errors(f"Reading account {account_id}", account_id=account_id):
             return _as_result(self._client.v1.accounts.retrieve(account_id))
 
     def list_accounts_page(
@@ -268,12 +299,12 @@ class StripeGateway:
             "refresh_url": refresh_url,
             "return_url": return_url,
         }
-        with translate_errors("Creating the onboarding link"):
+        with translate_errors("Creating the onboarding link", account_id=account_id):
             return _as_result(self._client.v1.account_links.create(params))  # type: ignore[arg-type]
 
     def create_login_link(self, account_id: str) -> StripeResult:
         """A link into the Express dashboard of ``account_id``."""
-        with translate_errors("Creating the Express dashboard link"):
+        with translate_errors("Creating the Express dashboard link", account_id=account_id):
             return _as_result(self._client.v1.accounts.login_links.create(account_id))
 
     # ---- money -----------------------------------------------------------------------------
@@ -307,7 +338,7 @@ class StripeGateway:
             params["description"] = description
         if transfer_group:
             params["transfer_group"] = transfer_group
-        with translate_errors("Sending the transfer"):
+        with translate_errors("Sending the transfer", account_id=destination):
             transfer = self._client.v1.transfers.create(
                 params,  # type: ignore[arg-type]
                 {"idempotency_key": idempotency_key},

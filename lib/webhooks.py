@@ -34,7 +34,7 @@ from lib.errors import (
     ConflictError,
     ConnectOpsError,
     NotFoundError,
-    StripeAuthenticationError,
+    StripeAccountAccessError,
     StripeRequestError,
 )
 from lib.freelancers import find_by_account
@@ -251,10 +251,15 @@ def _predates(created: datetime | None, connected_at: datetime | None) -> bool:
 
 
 def _still_connected(gateway: StripeGateway, account_id: str) -> bool:
-    """Ask Stripe: an account we can still read is still connected."""
+    """Ask Stripe: an account we can still read is still connected.
+
+    Only Stripe's refusal of this account (403 ``account_invalid``) or its absence means the
+    connection is gone; a refused platform key says nothing about it and fails the event (it
+    is retried), instead of detaching every freelancer whose event arrives meanwhile.
+    """
     try:
         gateway.retrieve_account(account_id)
-    except (StripeRequestError, StripeAuthenticationError):
+    except (StripeAccountAccessError, StripeRequestError):
         return False
     return True
 

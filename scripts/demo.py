@@ -80,6 +80,8 @@ def demo_environment() -> dict[str, str]:
             "STRIPE_SECRET_KEY": "sk_test_emulator_connectops_demo",
             "STRIPE_PUBLISHABLE_KEY": "pk_test_emulator_connectops_demo",
             "STRIPE_CONNECT_CLIENT_ID": "ca_emulator_connectops",
+            # The platform's country, for the product and the emulator alike (issue 16).
+            "STRIPE_PLATFORM_COUNTRY": os.environ.get("DEMO_PLATFORM_COUNTRY") or "US",
             "STRIPE_API_BASE": emulator,
             "STRIPE_CONNECT_BASE": emulator,
             "BACKEND_URL": backend,

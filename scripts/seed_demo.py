@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from emulator.page_driver import consent
+from lib.account_terms import UnsupportedCountryError, account_terms
 from lib.accounts import get_account, upsert_account
 from lib.connect_flow import create_oauth_link, handle_oauth_callback
 from lib.connection_attempts import FailureReason
@@ -45,7 +46,11 @@ LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Ritc
         "Thompson", "Allen", "Berners-Lee", "Perlman", "van Rossum", "Lamarr", "Backus",
         "Wilson", "Knuth", "Goldwasser", "Dijkstra", "Easley", "Wirth", "Sammet", "Matsumoto",
         "Keller"]
-COUNTRIES = ["US", "US", "US", "GB", "FR", "DE", "CA", "AU", "IE", "NL"]
+#: Freelancers' countries: the platform's own (full agreement) and, for the others, countries
+#: Stripe pays cross-border (recipient agreement; lib.account_terms). With a platform outside
+#: those regions, the others fall back to the platform's country.
+COUNTRIES = ["US", "US", "US", "GB", "FR", "DE", "CA", "CH", "IE", "NL"]
+CURRENCIES = ("usd", "eur", "gbp", "cad", "chf")
 DAY = 86_400
 
 #: (how many, state) in the order freelancers are created; the rest stay NOT_CONNECTED.
@@ -118,6 +123,16 @@ def _apply_state(emulator: Emulator, settings: Settings, account_id: str, state:
         assert settings.stripe_secret_key is not None
         emulator.reject(account_id, "fraud" if index % 2 == 0 else "terms_of_service",
                         settings.stripe_secret_key.get_secret_value())
+
+
+def _payable_country(settings: Settings, country: str) -> str:
+    """``country`` if Stripe can pay it from this platform, else the platform's own."""
+    try:
+        account_terms(platform_country=settings.stripe_platform_country,
+                      freelancer_country=country)
+    except UnsupportedCountryError:
+        return settings.stripe_platform_country
+    return country
 
 
 def _attempts(rng: random.Random, freelancer: Freelancer, connected: bool) -> list[ConnectionAttempt]:
@@ -271,14 +286,14 @@ def seed(settings: Settings) -> bool:
                                "run `make demo-reset` for a fresh demo")
             return False
     rng = random.Random(20261128)
-    for currency in ("usd", "eur", "gbp", "cad", "aud"):
+    for currency in CURRENCIES:
         emulator.top_up(currency, 2_000_000)  # the payout history must find funds
     states = [state for count, state in PLAN for _ in range(count)]
     payees: list[int] = []
     for index, state in enumerate(states):
         name = f"{FIRST[index % len(FIRST)]} {LAST[(index * 7) % len(LAST)]}"
         email = f"{name.lower().replace(' ', '.').replace('-', '')}.{index}@freelancers.example"
-        country = COUNTRIES[index % len(COUNTRIES)]
+        country = _payable_country(settings, COUNTRIES[index % len(COUNTRIES)])
         with factory.begin() as session:
             freelancer_id = create_freelancer(session, name=name, email=email,
                                               country=country).id

@@ -41,6 +41,7 @@ from lib.connect_flow import (
     create_oauth_link,
     create_onboarding_link,
     disconnect,
+    express_dashboard_url,
     refresh_connection,
 )
 from lib.connection_attempts import FailureReason
@@ -265,6 +266,8 @@ def _connection_values(session: Session, freelancer_id: int) -> dict[str, Any]:
         deadline=summary.deadline.strftime("%d %B %Y, %H:%M UTC") if summary.deadline else None,
         disabled_reason=disabled_reason_label(summary.disabled_reason),
         can_finish_onboarding=bool(is_express and unfinished),
+        can_open_dashboard=bool(is_express and account.get("type") == "express"
+                                and account.get("details_submitted")),
     )
     return values
 
@@ -437,6 +440,24 @@ def do_disconnect(request: Request, context: Context,
     logger.info("freelancer %s disconnected %s from the payment pages", page.freelancer_id,
                 account_id)
     return RedirectResponse(f"{SETTINGS_PATH}?notice=disconnected", status_code=303)
+
+
+@router.post("/freelancer/express-dashboard")
+def open_express_dashboard(request: Request, context: Context,
+                           csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Mint a single-use Express Dashboard login link on demand and send the browser there."""
+    page = form_session(request, context, csrf_token)
+    if isinstance(page, Response):
+        return page
+    try:
+        url = express_dashboard_url(context.session_factory, gateway=context.gateway,
+                                    operator=page.operator, freelancer_id=page.freelancer_id)
+    except ConnectOpsError as exc:
+        logger.warning("express dashboard for freelancer %s refused: %s", page.freelancer_id,
+                       exc.code)
+        return settings_page(context, page, error=friendly_message(exc),
+                             status_code=status_for(exc))
+    return RedirectResponse(url, status_code=303)
 
 
 @router.get("/freelancer/stripe/success")

@@ -6,7 +6,14 @@ import copy
 from typing import Any
 
 from emulator import account_state as st
-from emulator.errors import invalid_request, resource_missing
+from emulator.agreements import (
+    agreement_of,
+    check_agreement_change,
+    check_capabilities,
+    check_new_account,
+    chosen_agreement,
+)
+from emulator.errors import account_access_denied, invalid_request, resource_missing
 from emulator.resources.common import (
     Ctx,
     RenderedBody,
@@ -16,12 +23,23 @@ from emulator.resources.common import (
     render_list,
     rendered_item,
 )
+from emulator.store import random_token
 from emulator.validation import resource_skeleton
+
+#: How long a login link can be opened (Stripe says only "a brief period"; strict here).
+LOGIN_LINK_LIFETIME = 300
 
 
 def visible_account(ctx: Ctx, account_id: str, param: str = "account") -> dict[str, Any]:
-    """A connected account of this platform, or 404 `No such account`."""
+    """A connected account of this platform.
+
+    An account that exists but is not connected (its OAuth access was revoked, or it never
+    authorized this platform) is Stripe's 403 ``account_invalid``; an id Stripe has never seen
+    is a 404 ``No such account``.
+    """
     if not st.is_connected(ctx.store, account_id):
+        if account_id in ctx.state["accounts"]:
+            raise account_access_denied(ctx.api_key, account_id)
         raise resource_missing("account", account_id, param)
     return ctx.state["accounts"][account_id]
 
@@ -106,14 +124,21 @@ def create_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
         raise invalid_request(
             "You must request at least one capability for Custom accounts.", "capabilities"
         )
+    platform_country = ctx.store.config.platform_country
+    # Without `country` Stripe creates the account in the platform's country.
+    country = str(params.get("country") or platform_country).upper()
+    agreement = chosen_agreement(params) or "full"
+    check_new_account(account_type=account_type, agreement=agreement, country=country,
+                      platform_country=platform_country, capabilities=requested)
     acct = st.build_account(
         ctx.store,
         account_type=account_type,
-        country=(params.get("country") or "US").upper(),
+        country=country,
         email=params.get("email"),
         business_type=params.get("business_type"),
         capabilities=requested,
         via="platform",
+        service_agreement=agreement,
     )
     _apply_fields(acct, {k: v for k, v in params.items() if k not in ("email", "business_type")})
     st.add_account(ctx.store, acct, via="platform", connected=True)
@@ -141,6 +166,10 @@ def update_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
         for name, spec in (params.get("capabilities") or {}).items()
         if isinstance(spec, dict) and spec.get("requested") is False
     ]
+    agreement = chosen_agreement(params)
+    if agreement is not None:
+        check_agreement_change(acct, agreement)
+    _check_requests(acct, requested, agreement=agreement)
 
     def mutate(a: dict[str, Any]) -> None:
         _apply_fields(a, params)
@@ -153,6 +182,17 @@ def update_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
         request_id=ctx.request_id,
         idempotency_key=ctx.idempotency_key,
     )
+
+
+def _check_requests(acct: dict[str, Any], add: list[str], *, agreement: str | None = None) -> None:
+    """A later capability request obeys the account's (or its new) service agreement."""
+    if acct["type"] == "standard":
+        return
+    wanted = agreement or agreement_of(acct)
+    if wanted == "recipient":
+        check_capabilities(wanted, set(acct["capabilities"]) | set(add))
+    elif "card_payments" in add:
+        check_capabilities(wanted, set(acct["capabilities"]) | set(add))
 
 
 def _set_capabilities(ctx: Ctx, acct: dict[str, Any], add: list[str], remove: list[str]) -> None:
@@ -269,6 +309,7 @@ def update_capability(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) ->
     name = _capability_name(path["capability"])
     if "requested" in params:
         add, remove = ([name], []) if params["requested"] else ([], [name])
+        _check_requests(acct, add)
         st.change_account(
             ctx.store,
             acct["id"],
@@ -294,11 +335,20 @@ def create_login_link(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) ->
             f"({acct['id']}).",
             "account",
         )
+    # Single use and short-lived ("Login Links are single-use URLs"; "the URL expires a brief
+    # period after you retrieve it"): the page consumes it, a reused or late one is refused.
+    token = random_token(12)
+    now = ctx.now()
+    ctx.state.setdefault("login_links", {})[token] = {
+        "account": acct["id"], "created": now, "expires_at": now + LOGIN_LINK_LIFETIME,
+        "used": False,
+    }
+    ctx.store.mark_dirty()
     link = resource_skeleton("login_link")
     link.update(
         {
-            "created": ctx.now(),
-            "url": f"{ctx.base_url}/_emulator/express/{acct['id']}",
+            "created": now,
+            "url": f"{ctx.base_url}/_emulator/express/{acct['id']}/{token}",
         }
     )
     return copy.deepcopy(link)

@@ -3,6 +3,11 @@
 Amounts live in `state["balances"][scope][currency] = {"available", "pending"}`; every
 movement writes a `txn_` balance transaction (kept for `expand[]=balance_transaction` and
 `/_emulator/state`; the balance_transactions endpoints are outside the served subset).
+
+Funds credited as pending (a transfer to a `recipient` account: available 24 hours later, per
+"Service agreement types") wait in `state["pending_funds"]` until emulator time reaches their
+`available_on`; every balance read or debit first releases what is due, so a clock jump is seen
+by the next request without waiting for a background tick.
 """
 
 from __future__ import annotations
@@ -20,14 +25,47 @@ def funds(store: Store, scope: str, currency: str) -> dict[str, int]:
     return per_scope.setdefault(currency, {"available": 0, "pending": 0})
 
 
+def release_due(store: Store) -> int:
+    """Move pending funds whose ``available_on`` has come to the available balance."""
+    pending = store.state.get("pending_funds") or []
+    if not pending:
+        return 0
+    now = store.now()
+    due = [entry for entry in pending if entry["available_on"] <= now]
+    if not due:
+        return 0
+    for entry in due:
+        cell = funds(store, entry["scope"], entry["currency"])
+        cell["pending"] -= entry["amount"]
+        cell["available"] += entry["amount"]
+        txn = store.state["balance_transactions"].get(entry["txn"])
+        if txn is not None:
+            txn["status"] = "available"
+    store.state["pending_funds"] = [entry for entry in pending if entry["available_on"] > now]
+    store.mark_dirty()
+    return len(due)
+
+
+def credit_pending(store: Store, scope: str, currency: str, amount: int, *,
+                   available_on: int, txn: str) -> None:
+    """Add to the pending balance until ``available_on`` (emulator time)."""
+    funds(store, scope, currency)["pending"] += amount
+    store.state.setdefault("pending_funds", []).append(
+        {"scope": scope, "currency": currency, "amount": amount, "available_on": available_on,
+         "txn": txn})
+    store.mark_dirty()
+
+
 def available(ctx: Ctx, scope: str, currency: str) -> int:
     """Available amount in minor units."""
+    release_due(ctx.store)
     cell = ctx.state["balances"].get(scope, {}).get(currency)
     return int(cell["available"]) if cell else 0
 
 
 def debit(store: Store, scope: str, currency: str, amount: int) -> None:
     """Take from the available balance, or raise balance_insufficient leaving it unchanged."""
+    release_due(store)
     cell = funds(store, scope, currency)
     if cell["available"] < amount:
         raise balance_insufficient(currency)
@@ -51,15 +89,17 @@ def ledger(
     source: str,
     description: str | None = None,
     reporting_category: str | None = None,
+    available_on: int | None = None,
 ) -> str:
-    """Write a balance transaction in `scope` and return its id."""
+    """Write a balance transaction in `scope` and return its id (pending until `available_on`)."""
     now = store.now()
+    pending = available_on is not None and available_on > now
     txn: dict[str, Any] = {"object": "balance_transaction"}
     txn.update(
         {
             "id": new_id("txn"),
             "amount": amount,
-            "available_on": now,
+            "available_on": available_on if pending else now,
             "created": now,
             "currency": currency,
             "description": description,
@@ -69,7 +109,7 @@ def ledger(
             "net": amount,
             "reporting_category": reporting_category or txn_type,
             "source": source,
-            "status": "available",
+            "status": "pending" if pending else "available",
             "type": txn_type,
         }
     )
@@ -82,6 +122,7 @@ def ledger(
 
 def balance_object(ctx: Ctx, scope: str) -> dict[str, Any]:
     """The `balance` object Stripe returns for one scope."""
+    release_due(ctx.store)
     body = skeleton("balance")
     cells = ctx.state["balances"].get(scope, {}) or {}
     if not cells:

@@ -6,7 +6,13 @@ import copy
 from typing import Any
 
 from emulator import account_state as st
-from emulator.errors import StripeApiError, invalid_request, resource_missing
+from emulator.agreements import agreement_of
+from emulator.errors import (
+    StripeApiError,
+    account_access_denied,
+    invalid_request,
+    resource_missing,
+)
 from emulator.resources import balance
 from emulator.resources.common import (
     Ctx,
@@ -20,10 +26,14 @@ from emulator.resources.common import (
 from emulator.store import new_id
 
 TRANSFER_CAPABILITIES = ("transfers", "crypto_transfers", "legacy_payments")
+#: Transfers to `recipient` accounts become available this much later ("Service agreement types").
+RECIPIENT_DELAY_SECONDS = 24 * 3600
 
 
 def _destination(ctx: Ctx, destination: str) -> dict[str, Any]:
     if not st.is_connected(ctx.store, destination):
+        if destination in ctx.state["accounts"]:  # it exists, but our access is gone
+            raise account_access_denied(ctx.api_key, destination)
         raise resource_missing("destination", destination, "destination")
     acct = ctx.state["accounts"][destination]
     if not any(acct["capabilities"].get(c) == "active" for c in TRANSFER_CAPABILITIES):
@@ -56,7 +66,6 @@ def create_transfer(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> d
     currency = str(params["currency"]).lower()
     dest = _destination(ctx, str(params["destination"]))
     balance.debit(ctx.store, ctx.scope, currency, amount)
-    balance.credit(ctx.store, dest["id"], currency, amount)
     transfer = skeleton("transfer")
     transfer_id = new_id("tr")
     payment_id = new_id("py")
@@ -68,14 +77,22 @@ def create_transfer(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> d
         txn_type="transfer",
         source=transfer_id,
     )
-    balance.ledger(
+    recipient = agreement_of(dest) == "recipient"
+    available_on = ctx.now() + RECIPIENT_DELAY_SECONDS if recipient else None
+    received = balance.ledger(
         ctx.store,
         dest["id"],
         amount=amount,
         currency=currency,
         txn_type="payment",
         source=payment_id,
+        available_on=available_on,
     )
+    if available_on is not None:
+        balance.credit_pending(ctx.store, dest["id"], currency, amount,
+                               available_on=available_on, txn=received)
+    else:
+        balance.credit(ctx.store, dest["id"], currency, amount)
     transfer.update(
         {
             "id": transfer_id,

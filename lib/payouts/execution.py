@@ -20,9 +20,15 @@ Outcomes
     * Stripe refused (4xx such as ``balance_insufficient``) → ``failed`` with Stripe's code and
       message. Terminal: Stripe stored that error under the key and would replay it, so paying
       again needs a new payout request (a new row, a new key).
+    * the destination's connection revoked (403 ``account_invalid``) → ``failed``: Stripe moved
+      nothing and never will to that destination (paying the freelancer again needs a new
+      request once they reconnect). The revocation is then confirmed with Stripe and recorded.
     * no answer (timeout, dropped connection), 5xx, 429 (incl. ``lock_timeout``), 409 (the same
       key still in flight), an idempotency mismatch → ``unknown``. Never ``failed``: the transfer
       may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
+    * a 500 Stripe saved under the key (``StripeSavedServerError``) → ``unknown`` too, but a
+      retry would only replay it: such a row is not retried; reconciliation settles it from
+      Stripe's transfers or two people decide (:mod:`lib.payouts.decisions`).
     * the platform key refused (401/403) → ``unknown``, like no answer: this attempt executed
       nothing, but an earlier one may have, and a row that was ever submitted never returns to
       ``pending`` (where it could be rejected, or sent after Stripe forgot its key).
@@ -48,14 +54,17 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
+from lib.connect_flow import record_revoked_connection
 from lib.db import utcnow
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
     PermissionDeniedError,
+    StripeAccountAccessError,
     StripeAuthenticationError,
     StripeGatewayError,
     StripeRequestError,
+    StripeSavedServerError,
 )
 from lib.models import Payout, PayoutStatus
 from lib.payouts.ledger import get_payout
@@ -71,11 +80,10 @@ IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJECTED,
                       PayoutStatus.REVERSED})
+#: ``error_code`` of a row whose Stripe answer was a 500 saved under its key (see the docstring).
+SAVED_SERVER_ERROR = StripeSavedServerError.code
 #: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
 RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
-#: ``error_code`` of a row whose key Stripe answers with a saved 500: Stripe stores a 500 under
-#: its idempotency key and replays it to every retry, so no retry can ever settle the row.
-SAVED_SERVER_ERROR = "saved_server_error"
 
 
 def is_saved_server_error(error_code: str | None) -> bool:
@@ -162,6 +170,12 @@ def execute_payout(
                     f"Payout {payout_id} was first sent over {IDEMPOTENCY_WINDOW} ago; Stripe may "
                     "have forgotten its idempotency key, so it is not retried: reconcile it."
                 )
+            if payout.error_code == SAVED_SERVER_ERROR:
+                raise ConflictError(
+                    f"Payout {payout_id}: Stripe saved an internal error under its idempotency "
+                    "key and replays it to every retry, so retrying cannot settle it. Reconcile "
+                    "it: the transfer list shows whether it was paid; if not, a person decides."
+                )
         last_updated = payout.updated_at
 
     if result is not None and not result.ok:
@@ -237,6 +251,12 @@ def _send(
             description=payout.description or None, metadata=transfer_metadata(payout),
             transfer_group=transfer_group(payout),
         )
+    except StripeAccountAccessError as exc:
+        row = _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+                            status=PayoutStatus.FAILED)
+        _record_revocation(session_factory, gateway=gateway, account_id=payout.stripe_account_id,
+                           operator=operator)
+        return row
     except StripeAuthenticationError as exc:
         # Stripe refused the key before executing *this* attempt, but the row has been claimed
         # and may have been executed by an earlier attempt whose answer was lost. A row that was
@@ -256,6 +276,19 @@ def _send(
                              status=PayoutStatus.UNKNOWN)
     return record_paid(session_factory, payout_id=payout.id, transfer=transfer, actor=operator,
                        action="payout.paid" if not retry else "payout.paid_on_retry")
+
+
+def _record_revocation(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    operator: Operator,
+) -> None:
+    """Confirm and record that the destination's connection is gone (the row is already failed)."""
+    try:
+        record_revoked_connection(session_factory, gateway=gateway, account_id=account_id,
+                                  actor=operator, source="payout")
+    except StripeGatewayError as exc:
+        # The payout's outcome is recorded; the connection is confirmed by the next read.
+        logger.warning("could not confirm the revocation of %s: %s", account_id, exc.code)
 
 
 def record_paid(
@@ -296,9 +329,9 @@ def _record_error(
     exc: StripeGatewayError, status: PayoutStatus,
 ) -> Payout:
     now = utcnow()
-    code = (exc.stripe_code or exc.code)[:100]
-    if status == PayoutStatus.UNKNOWN and exc.replayed and (exc.http_status or 0) >= 500:
-        code = SAVED_SERVER_ERROR
+    # A saved 500 is named as such whatever Stripe's own code: it decides who may settle the row.
+    code = SAVED_SERVER_ERROR if isinstance(exc, StripeSavedServerError) else (
+        exc.stripe_code or exc.code)[:100]
     values: dict[str, Any] = {
         "status": status.value, "error_code": code,
         "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,

@@ -22,6 +22,10 @@ What it settles, and what it leaves to people
       ``unknown`` (``retry_same_key``): executing again with the same key is safe and settles it.
     * Not found and older than the window → ``unknown_expired``: the key may be pruned, so a
       retry could pay twice; two people decide (:mod:`lib.payouts.decisions`).
+    * Not found, and Stripe saved a 500 under the row's key (``error_code``
+      ``stripe_saved_server_error``) → ``saved_error``: Stripe replays that 500 to every retry,
+      so retrying can never settle it; two people decide. Found → settled ``paid`` like any
+      other.
     * Found but different (amount, currency, destination) → reported, never auto-settled.
     * Transfers with no ledger row, ``paid`` rows whose transfer Stripe does not have, transfers
       pointing at a row the ledger calls unpaid, and a transfer's reversed amount that differs
@@ -68,6 +72,7 @@ RESOLVED_PAID = "resolved_paid"
 RESOLVED_REVERSAL = "resolved_reversal"
 RETRY_SAME_KEY = "retry_same_key"
 UNKNOWN_EXPIRED = "unknown_expired"
+SAVED_ERROR = "saved_error"
 IN_FLIGHT = "in_flight"
 AMBIGUOUS = "ambiguous"
 MISSING_LEDGER = "missing_ledger"
@@ -77,16 +82,15 @@ CURRENCY_MISMATCH = "currency_mismatch"
 DESTINATION_MISMATCH = "destination_mismatch"
 REVERSAL_MISMATCH = "reversal_mismatch"
 UNEXPECTED_TRANSFER = "unexpected_transfer"
-SAVED_SERVER_ERROR_KIND = "saved_server_error"
 
 #: Kinds that mean the ledger and Stripe disagree, or no machine may settle (what finance must
 #: look at).
 MISMATCH_KINDS = frozenset({
     MISSING_LEDGER, MISSING_TRANSFER, AMOUNT_MISMATCH, CURRENCY_MISMATCH, DESTINATION_MISMATCH,
-    REVERSAL_MISMATCH, UNEXPECTED_TRANSFER, UNKNOWN_EXPIRED, AMBIGUOUS, SAVED_SERVER_ERROR_KIND,
+    REVERSAL_MISMATCH, UNEXPECTED_TRANSFER, UNKNOWN_EXPIRED, AMBIGUOUS, SAVED_ERROR,
 })
 #: Kinds a person settles with a two-person decision (:mod:`lib.payouts.decisions`).
-DECISION_KINDS = frozenset({UNKNOWN_EXPIRED, AMBIGUOUS, SAVED_SERVER_ERROR_KIND})
+DECISION_KINDS = frozenset({UNKNOWN_EXPIRED, AMBIGUOUS, SAVED_ERROR})
 _PAID_LIKE = (PayoutStatus.PAID.value, PayoutStatus.REVERSED.value)
 _UNSETTLED = (PayoutStatus.UNKNOWN.value, PayoutStatus.SUBMITTED.value)
 _REVERSAL_UNSETTLED = (ReversalStatus.UNKNOWN.value, ReversalStatus.SUBMITTED.value)
@@ -405,7 +409,7 @@ def _check_unsettled(run: _Run, payout: Payout, candidates: list[dict[str, Any]]
                 "not retry; decide by hand.", payout, None))
         elif is_saved_server_error(payout.error_code):
             run.add(_pair_item(
-                SAVED_SERVER_ERROR_KIND, "No transfer found, and Stripe answers this row's key "
+                SAVED_ERROR, "No transfer found, and Stripe answers this row's key "
                 "with a saved 500 that no retry can change: decide by hand.", payout, None))
         else:
             run.add(_pair_item(RETRY_SAME_KEY, "No transfer found yet: execute again (same key, "
@@ -439,7 +443,7 @@ def _check_reversal(run: _Run, reversal: PayoutReversal, payout: Payout) -> None
                                "and its key may be pruned: do not retry; decide by hand.",
                                payout, None, reversal_id=reversal.id))
         elif is_saved_server_error(reversal.error_code):
-            run.add(_pair_item(SAVED_SERVER_ERROR_KIND, f"Reversal {reversal.id}: not found, "
+            run.add(_pair_item(SAVED_ERROR, f"Reversal {reversal.id}: not found, "
                                "and Stripe replays a saved 500 for its key: decide by hand.",
                                payout, None, reversal_id=reversal.id))
         else:

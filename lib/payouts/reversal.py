@@ -51,6 +51,7 @@ from lib.errors import (
     StripeAuthenticationError,
     StripeGatewayError,
     StripeRequestError,
+    StripeSavedServerError,
     ValidationError,
 )
 from lib.models import Payout, PayoutReversal, PayoutStatus, ReversalStatus
@@ -347,6 +348,10 @@ def execute_reversal(
                 raise ConflictError(
                     f"Reversal {reversal_id} was first sent over {IDEMPOTENCY_WINDOW} ago; Stripe "
                     "may have forgotten its idempotency key, so it is not retried: reconcile it.")
+            if reversal.error_code == SAVED_SERVER_ERROR:
+                raise ConflictError(
+                    f"Reversal {reversal_id}: Stripe saved an internal error under its key and "
+                    "replays it to every retry: reconcile it, or two people decide it.")
         last_updated = reversal.updated_at
     claimed = _claim(session_factory, reversal_id=reversal_id, observed=observed,
                      last_updated=last_updated, operator=operator)
@@ -455,9 +460,8 @@ def _finish(
 ) -> PayoutReversal:
     """Record the claimer's failed or unknown answer, only while the row is still ``submitted``."""
     now = utcnow()
-    code = (exc.stripe_code or exc.code)[:100]
-    if status == ReversalStatus.UNKNOWN and exc.replayed and (exc.http_status or 0) >= 500:
-        code = SAVED_SERVER_ERROR
+    code = SAVED_SERVER_ERROR if isinstance(exc, StripeSavedServerError) else (
+        exc.stripe_code or exc.code)[:100]
     values: dict[str, Any] = {
         "status": status.value, "error_code": code,
         "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,

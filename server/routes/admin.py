@@ -28,7 +28,7 @@ from lib.errors import ValidationError
 from lib.models import Payout, PayoutReversal, PayoutStatus, PayoutType, ReversalStatus
 from lib.money import Money, format_money
 from lib.payouts.duplicates import LikelyDuplicateError
-from lib.payouts.execution import PreflightFailedError, execute_payout
+from lib.payouts.execution import SAVED_SERVER_ERROR, PreflightFailedError, execute_payout
 from lib.payouts.ledger import get_payout, request_payout
 from lib.payouts.reversal import reverse_payout
 from lib.roles import Action, Role, refuse
@@ -160,6 +160,12 @@ _MESSAGES = {
 }
 
 
+SAVED_ERROR_MESSAGE = (
+    "Stripe had an internal error and will replay it to every retry of this payout: "
+    "reconciliation settles it from Stripe's transfers, or a person decides (never sent twice)"
+)
+
+
 @router.post(
     "/payouts", summary="Request (and send) a payout", response_model=PayoutEnvelope,
     openapi_extra={"requestBody": {"required": True, "content": {
@@ -207,7 +213,12 @@ def _create_payout(
             payout_id = payout.id
     except LikelyDuplicateError as exc:
         return _duplicate_answer(exc)
-    if payout.status in (PayoutStatus.PENDING.value, PayoutStatus.UNKNOWN.value):
+    # A 500 Stripe saved under the payout's key is replayed to every retry: not retried here.
+    saved_error = (payout.status == PayoutStatus.UNKNOWN.value
+                   and payout.error_code == SAVED_SERVER_ERROR)
+    if payout.status in (PayoutStatus.PENDING.value, PayoutStatus.UNKNOWN.value) and (
+        not saved_error
+    ):
         try:
             payout = execute_payout(context.session_factory, gateway=context.gateway,
                                     payout_id=payout_id, operator=operator)
@@ -218,6 +229,8 @@ def _create_payout(
                                  "code": exc.code, "data": {"payoutId": payout_id,
                                                             "checks": checks}}, 409)
     status_code, message = _MESSAGES.get(payout.status, (200, "Payout recorded"))
+    if payout.status == PayoutStatus.UNKNOWN.value and payout.error_code == SAVED_SERVER_ERROR:
+        message = SAVED_ERROR_MESSAGE
     if status_code >= 400:
         return JSONResponse({"success": False, "message": message,
                              "data": payout_view(payout)}, status_code)

@@ -48,9 +48,11 @@ def client(emu: EmulatorHandle) -> stripe.StripeClient:
 
 
 def express_account(client: stripe.StripeClient, emu: EmulatorHandle, *, onboarded: bool = True, **params: Any) -> Any:
-    """An Express account with transfers requested, onboarded through the control API."""
+    """A same-country Express account (full agreement: card_payments and transfers requested),
+    onboarded through the control API."""
+    capabilities = {"card_payments": {"requested": True}, "transfers": {"requested": True}}
     acct = client.v1.accounts.create(
-        params={"type": "express", "capabilities": {"transfers": {"requested": True}}, **params}
+        params={"type": "express", "capabilities": capabilities, **params}
     )
     if onboarded:
         emu.set_account(acct.id, onboarding="complete")

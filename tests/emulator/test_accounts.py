@@ -14,7 +14,7 @@ def test_new_express_account_starts_unonboarded(client: stripe.StripeClient) -> 
         params={
             "type": "express",
             "email": "freelancer@example.com",
-            "capabilities": {"transfers": {"requested": True}},
+            "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
             "metadata": {"freelancer_id": "42"},
         }
     )
@@ -82,14 +82,18 @@ def test_reject_account(client: stripe.StripeClient, emu: EmulatorHandle) -> Non
 
 
 def test_capabilities(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
-    acct = client.v1.accounts.create(params={"type": "express", "capabilities": {"transfers": {"requested": True}}})
+    acct = client.v1.accounts.create(params={"type": "express", "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}}})
     caps = client.v1.accounts.capabilities.list(acct.id)
-    assert [c.id for c in caps.data] == ["transfers"]
+    assert [c.id for c in caps.data] == ["card_payments", "transfers"]
     cap = client.v1.accounts.capabilities.retrieve(acct.id, "transfers")
     assert cap.status == "inactive" and cap.requested is True
     assert "external_account" in cap.requirements.currently_due
     cap = client.v1.accounts.capabilities.update(acct.id, "card_payments", params={"requested": True})
     assert cap.requested is True
+    recipient = client.v1.accounts.create(params={
+        "type": "express", "country": "GB", "capabilities": {"transfers": {"requested": True}},
+        "tos_acceptance": {"service_agreement": "recipient"}})
+    assert [c.id for c in client.v1.accounts.capabilities.list(recipient.id).data] == ["transfers"]
     emu.set_account(acct.id, onboarding="complete")
     assert client.v1.accounts.capabilities.retrieve(acct.id, "transfers").status == "active"
     with pytest.raises(stripe.InvalidRequestError):
@@ -100,7 +104,7 @@ def test_login_links_only_for_express(client: stripe.StripeClient, emu: Emulator
     acct = express_account(client, emu)
     link = client.v1.accounts.login_links.create(acct.id)
     assert link.object == "login_link" and link.url.startswith(emu.base_url)
-    custom = client.v1.accounts.create(params={"type": "custom", "capabilities": {"transfers": {"requested": True}}})
+    custom = client.v1.accounts.create(params={"type": "custom", "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}}})
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.accounts.login_links.create(custom.id)
     assert "not an Express account" in str(exc.value)

@@ -138,7 +138,7 @@ def test_code_used_twice_fails_and_revokes(client: stripe.StripeClient, emu: Emu
     assert f"Authorization code already used: {code}" in str(exc.value)
     with pytest.raises(stripe.PermissionError):
         client.v1.accounts.retrieve_current(options={"stripe_account": token.stripe_user_id})
-    with pytest.raises(stripe.InvalidRequestError):
+    with pytest.raises(stripe.PermissionError):  # revoked: 403 account_invalid, not 404
         client.v1.accounts.retrieve(token.stripe_user_id)
     # the platform can no longer read the account's events either; the event is in the store
     state = emu.state(full=True)["state"]

@@ -61,7 +61,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     config = EmulatorConfig(state_file=str(state_file))
     with running_emulator(config) as emu:
         client = stripe_client(emu.base_url)
-        acct = client.v1.accounts.create(params={"type": "express", "capabilities": {"transfers": {"requested": True}}})
+        acct = client.v1.accounts.create(params={"type": "express", "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}}})
         emu.set_account(acct.id, onboarding="complete")
         transfer = client.v1.transfers.create(
             params={"amount": 900, "currency": "usd", "destination": acct.id}, options={"idempotency_key": "persist-1"}

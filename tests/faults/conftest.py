@@ -92,6 +92,12 @@ class Sweep:
 
     def arm(self, fault: str, path: str, method: str, *, delay: float = DELAY_SECONDS) -> None:
         spec: dict[str, Any] = {"method": method, "count": 1}
+        if fault == "http_500":
+            # The sweep's 500 is one before Stripe started executing: nothing is saved under the
+            # key, so the documented recoveries apply. A 500 Stripe saved under a payout's key is
+            # never settled by retrying (tests/lib/payouts/test_saved_server_error.py,
+            # test_a_saved_500_through_the_payout_api below).
+            spec["saved"] = False
         if fault == "delay":
             spec["seconds"] = delay
             self.held_until = time.monotonic() + delay

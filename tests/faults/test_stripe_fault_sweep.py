@@ -44,11 +44,18 @@ from lib.connect_flow import (
 )
 from lib.errors import ConnectOpsError
 from lib.freelancers import get_freelancer
-from lib.models import AttemptOutcome, ConnectionAttempt, Payout, PayoutReversal, WebhookEvent
+from lib.models import (
+    AttemptOutcome,
+    AuditLog,
+    ConnectionAttempt,
+    Payout,
+    PayoutReversal,
+    WebhookEvent,
+)
 from lib.payouts import __main__ as payouts_cli
 from lib.payouts.execution import execute_payout, retry_unsettled
 from lib.payouts.ledger import request_payout
-from lib.payouts.reconciliation import RESOLVED_PAID, RETRY_SAME_KEY, reconcile
+from lib.payouts.reconciliation import RESOLVED_PAID, RETRY_SAME_KEY, SAVED_ERROR, reconcile
 from lib.payouts.reversal import retry_reversal, reverse_payout
 from lib.roles import Operator, Role
 from lib.sync import SYSTEM_OPERATOR, sync_all_accounts
@@ -980,3 +987,33 @@ def test_stripe_fault_sweep(sweep: Sweep, cli_ready: None, capsys: pytest.Captur
         scenario.recover(sweep, ctx, fault)
     sweep.settle_held()
     assert scenario.end(sweep, ctx) == scenario.expected_end, scenario.operation
+
+
+def test_a_saved_500_through_the_payout_api(sweep: Sweep) -> None:
+    """Issue 16, finding 5: a 500 Stripe saved under the payout's key (its default for a 500
+    during execution) is replayed to every retry. The API says so (202, unknown), a repost does
+    not call Stripe again, and reconciliation hands the row to a person; nothing is paid twice.
+    """
+    ctx = _payout_setup(sweep)
+    sweep.emu.inject_fault("http_500", "/v1/transfers", method="POST")  # saved under the key
+    first = sweep.http.post(PAYOUTS, content=_payout_body(ctx["freelancer"]),
+                            headers=sweep.admin_headers(ctx["key"]))
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["data"]["status"] == "unknown"
+    assert body["data"]["error"]["code"] == "stripe_saved_server_error"
+    assert "replay it to every retry" in body["message"]
+    _assert_clear(body["message"])
+    again = sweep.http.post(PAYOUTS, content=_payout_body(ctx["freelancer"]),
+                            headers=sweep.admin_headers(ctx["key"]))
+    assert again.status_code == 202
+    assert again.json()["data"]["payoutId"] == body["data"]["payoutId"]
+    with sweep.session_factory() as session:  # sent once: the repost did not try again
+        submits = session.scalars(select(AuditLog.result).where(
+            AuditLog.action == "payout.submit")).all()
+    assert submits == ["submitted"]
+    with sweep.session_factory.begin() as session:
+        report = reconcile(session, gateway=sweep.gateway, operator=FINANCE,
+                           since=datetime.now(UTC) - timedelta(hours=1))
+    assert [item.kind for item in report.items] == [SAVED_ERROR]
+    assert _transfers(sweep) == 0

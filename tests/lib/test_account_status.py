@@ -90,11 +90,30 @@ def test_restricted_then_disabled_after_deadline() -> None:
     assert derive_status(after) is ConnectionStatus.DISABLED
 
 
-def test_verified_needs_both_enabled_and_nothing_due() -> None:
+def test_verified_means_payable_and_nothing_due() -> None:
     assert is_verified(account())
     assert not is_verified(None)
-    assert not is_verified(account(charges_enabled=False))
     assert not is_verified(account(requirements={"currently_due": ["external_account"]}))
+    assert not is_verified(account(requirements={"past_due": ["external_account"]}))
+    assert not is_verified(account(payouts_enabled=False))
+    assert not is_verified(account(details_submitted=False))
+    for transfers in ("inactive", "pending", None):
+        assert not is_verified(account(capabilities={"transfers": transfers}))
+    assert not is_verified(account(capabilities={"card_payments": "active"}))
+
+
+def test_a_recipient_account_is_verified_without_charges() -> None:
+    """Issue 16, finding 2: a recipient account never has charges_enabled, yet it is payable.
+
+    Failed on 99ac47c, where "verified" required charges_enabled.
+    """
+    recipient = account(charges_enabled=False,
+                        tos_acceptance={"service_agreement": "recipient"})
+    assert is_verified(recipient)
+    assert derive_status(recipient) is ConnectionStatus.ACTIVE
+    # Charges without the transfers capability do not make an account payable.
+    assert not is_verified(account(charges_enabled=True, capabilities={"card_payments": "active",
+                                                                         "transfers": "inactive"}))
 
 
 def test_summary_takes_earliest_deadline() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from lib.connection_metrics import (
     DateRange,
@@ -15,6 +16,7 @@ from lib.connection_metrics import (
     time_to_connect,
 )
 from lib.errors import PermissionDeniedError, ValidationError
+from lib.models import ConnectedAccount
 from lib.roles import Operator
 from tests.factories_dashboard import add_attempt, add_freelancer, add_payout
 
@@ -89,6 +91,34 @@ def test_funnel(session_factory, planted) -> None:
         ("Links issued", 5), ("Returned", 4), ("Connected", 3), ("Verified", 2),
         ("First payout", 1)]
     assert [s.share_of_issued for s in stages] == [100.0, 80.0, 60.0, 40.0, 20.0]
+
+
+def test_funnel_verified_means_payable_not_charges_enabled(session_factory) -> None:
+    """Issue 16, finding 2: the funnel's "Verified" is the transfers capability active, payouts
+    enabled, details submitted and nothing currently or past due; never charges_enabled.
+
+    Failed on 99ac47c (the recipient account was not counted, the charges-only one was).
+    """
+    with session_factory.begin() as session:
+        recipient = add_freelancer(session, state="active", country="FR", now=WED)
+        charges_only = add_freelancer(session, state="active", now=WED)
+        unsubmitted = add_freelancer(session, state="active", now=WED)
+        for freelancer, changes in [
+            (recipient, {"charges_enabled": False}),
+            (charges_only, {"charges_enabled": True, "transfers_capability": "inactive"}),
+            (unsubmitted, {"details_submitted": False}),
+        ]:
+            session.execute(update(ConnectedAccount)
+                            .where(ConnectedAccount.stripe_id == freelancer.stripe_account_id)
+                            .values(**changes))
+            add_attempt(session, freelancer_id=freelancer.id, started_at=THU,
+                        outcome="succeeded", took=timedelta(minutes=5), returned=True)
+        add_payout(session, freelancer=recipient, status="paid", created_at=THU)
+    with session_factory() as session:
+        stages = funnel(session, operator=MANAGER, period=PERIOD)
+    assert [(s.stage, s.freelancers) for s in stages] == [
+        ("Links issued", 3), ("Returned", 3), ("Connected", 3), ("Verified", 1),
+        ("First payout", 1)]
 
 
 def test_failure_reasons_by_day_and_week(session_factory, planted) -> None:

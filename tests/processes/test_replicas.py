@@ -205,8 +205,9 @@ def test_one_payout_executed_by_both_replicas_and_two_workers_pays_once(
     emulator = quiet_emulator
     freelancer_id = payable_freelancer(emulator, session_factory)
     headers = admin_headers("invoice-replicas-1")
-    # The first attempt gets a 5xx: the row is "unknown", which every executor may retry.
-    emulator.inject_fault("http_500", path="/v1/transfers", method="POST")
+    # The first attempt gets a 5xx before Stripe executed it (nothing saved under the key): the
+    # row is "unknown", which every executor may retry.
+    emulator.inject_fault("http_500", path="/v1/transfers", method="POST", saved=False)
     first = httpx.post(f"{replicas[0].url}{PAYOUTS}", json=payout_body(freelancer_id),
                        headers=headers, timeout=30)
     assert first.status_code == 202 and first.json()["data"]["status"] == "unknown"

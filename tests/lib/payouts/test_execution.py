@@ -141,7 +141,10 @@ def test_managers_cannot_execute_and_the_refusal_is_audited(world):
 
 
 FAULTS = [
-    pytest.param({"kind": "http_500"}, id="500"),
+    # A 500 before Stripe started executing (nothing saved under the key). A 500 Stripe saved
+    # under the key is replayed to every retry and never settles by retrying: see
+    # test_saved_server_error.py.
+    pytest.param({"kind": "http_500", "saved": False}, id="500"),
     pytest.param({"kind": "rate_limit"}, id="429"),
     pytest.param({"kind": "lock_timeout"}, id="lock_timeout"),
     pytest.param({"kind": "commit_then_drop"}, id="commit_then_drop"),
@@ -284,7 +287,8 @@ def test_retry_sweeper_settles_unknown_rows(world):
     for n in range(3):
         freelancer = world.freelancer(email=f"s{n}@example.com")
         ids.append(_request(world, freelancer.id, token=f"s{n}"))
-    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST", count=3)
+    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST", count=3,
+                           saved=False)
     for payout_id in ids:
         execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                        operator=ADMIN)

@@ -135,7 +135,8 @@ def test_unknown_row_without_a_transfer_is_left_for_a_same_key_retry(world):
     world.emu.set_balance(100_000, "usd")
     freelancer = world.freelancer()
     payout_id = _request(world, freelancer.id)
-    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST")
+    # A 500 before execution (nothing saved under the key); a saved one is test_saved_server_error.
+    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST", saved=False)
     execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                    operator=ADMIN)
     report = _reconcile(world)
