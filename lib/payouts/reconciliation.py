@@ -409,8 +409,10 @@ def _check_unsettled(run: _Run, payout: Payout, candidates: list[dict[str, Any]]
                 "not retry; decide by hand.", payout, None))
         elif is_saved_server_error(payout.error_code):
             run.add(_pair_item(
-                SAVED_ERROR, "No transfer found, and Stripe answers this row's key "
-                "with a saved 500 that no retry can change: decide by hand.", payout, None))
+                SAVED_ERROR, "No transfer found, and Stripe saved an internal error under this "
+                "payout's idempotency key: it replays that error to every retry, so retrying "
+                "cannot settle it. A person decides (two people, on the Reconciliation page).",
+                payout, None))
         else:
             run.add(_pair_item(RETRY_SAME_KEY, "No transfer found yet: execute again (same key, "
                                "safe).", payout, None))

@@ -1012,8 +1012,7 @@ def test_a_saved_500_through_the_payout_api(sweep: Sweep) -> None:
         submits = session.scalars(select(AuditLog.result).where(
             AuditLog.action == "payout.submit")).all()
     assert submits == ["submitted"]
-    with sweep.session_factory.begin() as session:
-        report = reconcile(session, gateway=sweep.gateway, operator=FINANCE,
-                           since=datetime.now(UTC) - timedelta(hours=1))
+    report = reconcile(sweep.session_factory, gateway=sweep.gateway, operator=FINANCE,
+                       since=datetime.now(UTC) - timedelta(hours=1))
     assert [item.kind for item in report.items] == [SAVED_ERROR]
     assert _transfers(sweep) == 0

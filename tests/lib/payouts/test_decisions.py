@@ -88,11 +88,30 @@ def test_not_paid_is_refused_when_stripe_paid_and_paid_needs_the_right_transfer(
         assert (row.status, row.stripe_transfer_id) == (PayoutStatus.PAID, transfer["id"])
 
 
+def test_a_saved_500_is_for_people_at_once(world):
+    world.emu.set_balance(100_000, "usd")
+    freelancer = world.freelancer()
+    payout_id = _request(world, freelancer.id)
+    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST")  # saved
+    execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                   operator=ADMIN)
+    with world.session_factory() as session:
+        (row,) = awaiting_decision(session, operator=FINANCE)
+        payout = session.get(Payout, payout_id)
+    assert row.subject_id == payout_id and "saved 500" in row.why
+    decision = _propose(world, payout, "not_paid")
+    confirm_decision(world.session_factory, gateway=world.gateway, operator=FINANCE,
+                     decision_id=decision.id)
+    with world.session_factory() as session:
+        assert session.get(Payout, payout_id).status == PayoutStatus.FAILED
+
+
 def test_rows_a_retry_can_settle_are_not_for_people(world):
     world.emu.set_balance(100_000, "usd")
     freelancer = world.freelancer()
     payout_id = _request(world, freelancer.id)
-    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST")
+    # A 500 before execution (not saved under the key): a retry settles it.
+    world.emu.inject_fault("http_500", path="/v1/transfers", method="POST", saved=False)
     execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                    operator=ADMIN)
     with world.session_factory() as session:

@@ -103,7 +103,8 @@ FAULTS: list[dict[str, Any] | None] = [
     None,
     {"kind": "delay", "seconds": HOLD},
     {"kind": "delay", "seconds": HOLD, "phase": "after"},
-    {"kind": "http_500"},
+    {"kind": "http_500"},  # saved under the key: replayed to every retry (issue 16)
+    {"kind": "http_500", "saved": False},  # failed before execution: a retry settles it
     {"kind": "rate_limit"},
     {"kind": "lock_timeout"},
     {"kind": "commit_then_drop"},

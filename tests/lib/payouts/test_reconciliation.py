@@ -226,7 +226,7 @@ def test_an_unknown_reversal_is_settled_or_left_for_a_person(world):
     found = reverse_payout(world.session_factory, gateway=world.gateway,
                            settings=world.settings, operator=ADMIN, payout_id=made.id,
                            amount="5.00", reason="fee")
-    world.emu.inject_fault("http_500", path="/v1/transfers/", method="POST")
+    world.emu.inject_fault("http_500", path="/v1/transfers/", method="POST", saved=False)
     missing = reverse_payout(world.session_factory, gateway=world.gateway,
                              settings=world.settings, operator=ADMIN, payout_id=lost.id,
                              amount="5.00", reason="fee")
