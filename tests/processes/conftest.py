@@ -49,7 +49,7 @@ from tests.secret_scan import SECRETS
 from tests.support.servers import HOST, free_port
 
 START_TIMEOUT = 60.0  # two cores shared with other work: an interpreter start can be slow
-_APP_SETTING_PREFIXES = ("STRIPE_", "AUTH_", "PAYOUT_", "EMULATOR_")
+_APP_SETTING_PREFIXES = ("STRIPE_", "AUTH_", "PAYOUT_", "EMULATOR_", "WORKER_", "WEBHOOK_", "SYNC_")
 _APP_SETTING_NAMES = {"DATABASE_URL", "JWT_SECRET", "BACKEND_URL", "FRONTEND_URL", "LOG_LEVEL"}
 #: The emulator's delivery settings as the session's other tests expect them.
 _EMULATOR_DELIVERY_DEFAULTS = {"webhook_url": None, "connect_webhook_url": None,
