@@ -108,7 +108,7 @@ def store_event(
 ) -> IntakeResult:
     """Store a verified event once (a duplicate is a no-op); a mode mismatch is stored ignored.
 
-    One statement: ``INSERT … ON CONFLICT (stripe_event_id) DO NOTHING``. A type that is only
+    One statement: ``INSERT … ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id``. A type that is only
     recorded is stored already processed, so the worker never has to claim it.
     """
     moment = now or utcnow()
@@ -135,9 +135,9 @@ def store_event(
         processed_at=moment if recorded_only else None,
         next_attempt_at=moment if status is WebhookStatus.RECEIVED else None,
         error=error,
-    ).on_conflict_do_nothing(index_elements=["stripe_event_id"])
-    inserted = session.execute(statement).rowcount  # type: ignore[attr-defined]
-    if not inserted:
+    ).on_conflict_do_nothing(index_elements=["stripe_event_id"]).returning(WebhookEvent.id)
+    # RETURNING, not rowcount: an ORM-enabled INSERT reports rowcount -1 on psycopg.
+    if session.execute(statement).first() is None:
         return IntakeResult(Intake.DUPLICATE, event_id)
     if not mode_ok:
         logger.warning("ignored webhook %s: %s", event_id, error)
@@ -190,7 +190,11 @@ def describe_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """One attempt at one event, held under ``token`` until ``lease_expires_at``."""
+    """One attempt at one event, held under ``token`` until ``lease_expires_at``.
+
+    One claim transaction writes one token on every row it takes: (event id, token) names the
+    attempt; a later claim of the same event always has a new token.
+    """
 
     event_id: str
     type: str
@@ -246,7 +250,9 @@ def claim_due(
                 .execution_options(synchronize_session=False))
             logger.error("webhook events %s dead-lettered: their workers kept stopping", spent)
         values = _lease_values(worker_id, moment, policy.lease)
-        claims = _take(session, [i for i, a in expired if a < policy.max_attempts], values)
+        claims = _take(session, [i for i, a in expired if a < policy.max_attempts], {
+            **values, "error": "the worker processing the previous attempt stopped before "
+                               "it finished (lease expired)"})
         if len(claims) < limit:
             due = list(session.scalars(
                 select(WebhookEvent.id)

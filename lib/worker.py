@@ -77,7 +77,8 @@ def new_worker_id() -> str:
 
 @dataclass
 class _Held:
-    """What this worker holds right now (the heartbeat renews these leases)."""
+    """What this worker holds right now (the heartbeat renews these leases). Events by id: one
+    claim's token covers its whole batch."""
 
     events: dict[str, Claim] = field(default_factory=dict)
     jobs: set[str] = field(default_factory=set)
@@ -114,7 +115,7 @@ class Worker:
         claims = claim_due(self.session_factory, worker_id=self.worker_id, policy=self.policy,
                            limit=CLAIM_BATCH)
         with self._held.lock:
-            self._held.events.update((c.token, c) for c in claims)
+            self._held.events.update((c.event_id, c) for c in claims)
         attempted = 0
         try:
             for claim in claims:
@@ -129,7 +130,7 @@ class Worker:
                     else:
                         self.processed += 1
                 with self._held.lock:
-                    self._held.events.pop(claim.token, None)
+                    self._held.events.pop(claim.event_id, None)
         finally:
             with self._held.lock:
                 unstarted = list(self._held.events.values())
@@ -146,13 +147,13 @@ class Worker:
         for job in self.jobs:
             if self.stopping.is_set():
                 break
-            token = scheduled.claim_job(self.session_factory, job=job,
-                                        worker_id=self.worker_id, lease=self.lease)
+            started = utcnow()
+            token = scheduled.claim_job(self.session_factory, job=job, worker_id=self.worker_id,
+                                        lease=self.lease, now=started)
             if token is None:
                 continue
             with self._held.lock:
                 self._held.jobs.add(token)
-            started = utcnow()
             try:
                 result = job.run(context)
                 status = JobStatus.OK
@@ -199,7 +200,7 @@ class Worker:
                     pid=os.getpid(), started_at=now, last_seen_at=now,
                     events_processed=processed, events_failed=failed))
         with self._held.lock:
-            event_tokens = list(self._held.events)
+            event_tokens = sorted({c.token for c in self._held.events.values()})
             job_tokens = list(self._held.jobs)
         renew_leases(self.session_factory, tokens=event_tokens, lease=self.lease, now=now)
         scheduled.renew_job_leases(self.session_factory, tokens=job_tokens, lease=self.lease,
