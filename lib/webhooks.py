@@ -391,9 +391,10 @@ def _record_failure(
         status, next_at = WebhookStatus.DEAD, None
     else:
         status, next_at = WebhookStatus.FAILED, now + policy.backoff(claim.attempt, rng)
-    if isinstance(exc, ConnectOpsError):
+    if isinstance(exc, ConnectOpsError | SQLAlchemyError):
+        # Stripe's or the database's trouble, not a bug: the class says it all.
         logger.warning("webhook %s (%s) attempt %d failed: %s", claim.event_id, claim.type,
-                       claim.attempt, exc.code)
+                       claim.attempt, error)
     else:
         logger.error("webhook %s (%s) attempt %d raised %s", claim.event_id, claim.type,
                      claim.attempt, type(exc).__name__, exc_info=exc)

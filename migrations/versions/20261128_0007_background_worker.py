@@ -4,7 +4,9 @@ Issue 18 moved webhook processing out of Stripe's request into ``python -m lib.w
 
 - webhook_events gains ``next_attempt_at`` (a received or failed event is due then), a lease
   (``lease_expires_at``, ``lease_token``, ``leased_by``) and the ``dead`` status (gave up after
-  the maximum attempts); ``(status, next_attempt_at)`` is indexed for the claim. Rows waiting
+  the maximum attempts); ``(status, next_attempt_at)`` is indexed for the claim and
+  ``processed_at`` for the dashboard's staleness check (the worker, not the intake, now changes
+  what the pages show). Rows waiting
   for processing are due at once; a ``processing`` row gets the two-minute lease the intake
   gave it before.
 - scheduled_jobs: one row per recurring job, the lock that runs it once per interval across
@@ -49,6 +51,7 @@ def upgrade() -> None:
         batch_op.create_check_constraint("status_valid", f"status IN ({_STATUSES_AFTER})")
         batch_op.create_index("ix_webhook_events_due", ["status", "next_attempt_at"],
                               unique=False)
+        batch_op.create_index("ix_webhook_events_processed_at", ["processed_at"], unique=False)
     events = sa.table("webhook_events", sa.column("status", sa.String),
                       sa.column("received_at", lib.db.UTCDateTime(timezone=True)),
                       sa.column("next_attempt_at", lib.db.UTCDateTime(timezone=True)),
@@ -124,6 +127,7 @@ def downgrade() -> None:
     # A dead letter was a failure the old code would let Stripe retry.
     op.execute(events.update().where(events.c.status == "dead").values(status="failed"))
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_events_processed_at")
         batch_op.drop_index("ix_webhook_events_due")
         batch_op.drop_constraint(op.f("ck_webhook_events_status_valid"), type_="check")
         batch_op.create_check_constraint("status_valid", f"status IN ({_STATUSES_BEFORE})")
