@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     #: How often the worker writes its heartbeat (and renews its leases).
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
     #: How long an idle worker waits before looking for due events again.
-    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     #: Processing attempts of one event before it is dead-lettered (a person replays it).
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     #: Backoff of a failed event: base × 2^(attempt-1), capped, plus up to 50 % jitter.
