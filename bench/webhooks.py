@@ -17,7 +17,9 @@ Figures (issue 18 moved processing out of the request into worker processes):
   latency counted from when the event was due, so queueing is not hidden) while workers
   process behind the intake;
 - processing lag, p50 and p99: ``processed_at - received_at`` of those events, with one
-  worker, and with two on PostgreSQL (ratio = two/one);
+  worker, and with two on PostgreSQL (ratio = two/one); and the processing rate the workers
+  reached over that run (events processed per second from the first stored to the last
+  processed: below 100/s, the workers fell behind and the lag is queueing);
 - end to end: the mix sent as fast as the intake takes it, per second until the one worker
   has processed every event (ratio = end-to-end/intake).
 Afterwards every stored event must be processed or ignored (none failed or left received).
@@ -34,6 +36,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from bench.common import (
@@ -160,6 +163,33 @@ def _wait_settled(url: str, timeout: float = 600.0) -> float:
         time.sleep(0.05)
 
 
+def _processing_rate(url: str, prefix: str) -> float:
+    """Events the workers processed per second: those of ``prefix`` over the time from the
+    first one stored to the last one processed (what the workers keep up with, or not)."""
+    from sqlalchemy import func, select
+
+    from lib.db import make_engine
+    from lib.models import WebhookEvent
+    from lib.webhooks import RECORDED_ONLY
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            count, first, last = conn.execute(
+                select(func.count(), func.min(WebhookEvent.received_at),
+                       func.max(WebhookEvent.processed_at))
+                .where(WebhookEvent.stripe_event_id.like(f"evt_{prefix}%"),
+                       WebhookEvent.type.not_in(sorted(RECORDED_ONLY)))).one()
+    finally:
+        engine.dispose()
+    if not count or first is None or last is None:
+        return 0.0
+    first, last = (moment if isinstance(moment, datetime) else datetime.fromisoformat(moment)
+                   for moment in (first, last))
+    seconds = (last - first).total_seconds()
+    return count / seconds if seconds > 0 else 0.0
+
+
 def _lags(url: str, prefix: str) -> list[float]:
     """Seconds from stored to processed of the events whose id starts with ``prefix``, except
     the types stored already processed (they never wait for a worker)."""
@@ -226,16 +256,16 @@ def _workers(count: int, env: dict[str, str], url: str) -> Iterator[None]:
                 child.wait()
 
 
-def _paced_run(port: int, url: str, count: int, prefix: str, world: dict[str, list[str]]
-               ) -> tuple[PacedResult, list[float]]:
+def _paced_run(port: int, url: str, count: int, prefix: str, world: dict[str, list[str]],
+               rate: float) -> tuple[PacedResult, list[float], float]:
     deliveries, _kinds = event_mix(count, prefix=prefix, seed=11, **world)
-    paced = run_paced(port, SignedAtSend(port, deliveries), rate=PACED_RATE, connections=8)
+    paced = run_paced(port, SignedAtSend(port, deliveries), rate=rate, connections=8)
     _wait_settled(url)
-    return paced, _lags(url, prefix)
+    return paced, _lags(url, prefix), _processing_rate(url, prefix)
 
 
 def measure(backend: str, *, events: int, concurrency: int,
-            paced_seconds: float = 10.0) -> list[Figure]:
+            paced_seconds: float = 10.0, rate: float = PACED_RATE) -> list[Figure]:
     """Intake, intake latency at a steady rate, processing lag and end to end on one backend."""
     from sqlalchemy import select
 
@@ -244,8 +274,8 @@ def measure(backend: str, *, events: int, concurrency: int,
     from lib.stripe_gateway import StripeGateway
 
     worker_counts = (1, 2) if backend == "postgresql" else (1,)
-    paced_count = max(20, int(PACED_RATE * paced_seconds))
-    lag_runs: dict[int, tuple[PacedResult, list[float]]] = {}
+    paced_count = max(20, int(rate * paced_seconds))
+    lag_runs: dict[int, tuple[PacedResult, list[float], float]] = {}
     with emulator_process() as emulator, fresh_database(backend, "webhooks") as url:
         base = emulator.base_url  # type: ignore[attr-defined]
         settings = bench_settings(url, base, payout_approval_threshold_minor=10**12)
@@ -274,7 +304,8 @@ def measure(backend: str, *, events: int, concurrency: int,
                               cycle=False)
             for count in worker_counts:
                 with _workers(count, env, url):
-                    lag_runs[count] = _paced_run(port, url, paced_count, f"lag{count}w", world)
+                    lag_runs[count] = _paced_run(port, url, paced_count,
+                                                 f"lag{count}w{int(rate)}r", world, rate)
             before = _stored_statuses(url)
             with _workers(1, env, url):
                 started = time.perf_counter()
@@ -296,24 +327,31 @@ def measure(backend: str, *, events: int, concurrency: int,
                         "transport_errors": intake.errors, "concurrency": concurrency}),
     ]
     one_worker_lag = _percentile(lag_runs[1][1], 0.5)
-    for count, (paced, lags) in lag_runs.items():
+    one_worker_rate = lag_runs[1][2]
+    for count, (paced, lags, processed_rate) in lag_runs.items():
         workers = f"{count} worker{'s' if count > 1 else ''}"
-        details = {"events": paced_count, "rate": PACED_RATE, "statuses": paced.statuses,
+        at = f"at {rate:g} events/s, {workers}"
+        details = {"events": paced_count, "rate": rate, "statuses": paced.statuses,
                    "transport_errors": paced.errors, "workers": count}
         figures += [
-            Figure(BENCHMARK, f"intake p50 at {PACED_RATE:g} events/s, {workers}",
+            Figure(BENCHMARK, f"intake p50 {at}",
                    paced.percentile(0.5) * 1000, "ms", "(no target)", backend=backend,
                    details=details),
-            Figure(BENCHMARK, f"intake p99 at {PACED_RATE:g} events/s, {workers}",
+            Figure(BENCHMARK, f"intake p99 {at}",
                    paced.percentile(0.99) * 1000, "ms", "(no target)", backend=backend,
                    details=details),
-            Figure(BENCHMARK, f"processing lag p50, {workers}", _percentile(lags, 0.5) * 1000,
+            Figure(BENCHMARK, f"processing lag p50 {at}", _percentile(lags, 0.5) * 1000,
                    "ms", "(no target) ratio = lag/1-worker lag",
                    ratio=_percentile(lags, 0.5) / one_worker_lag if one_worker_lag else None,
                    backend=backend, details={**details, "processed": len(lags)}),
-            Figure(BENCHMARK, f"processing lag p99, {workers}", _percentile(lags, 0.99) * 1000,
+            Figure(BENCHMARK, f"processing lag p99 {at}", _percentile(lags, 0.99) * 1000,
                    "ms", "(no target)", backend=backend,
                    details={**details, "processed": len(lags)}),
+            Figure(BENCHMARK, f"processing rate {at}", processed_rate, "events/s",
+                   "(no target) ratio = rate/1-worker rate",
+                   ratio=processed_rate / one_worker_rate if one_worker_rate else None,
+                   backend=backend,
+                   details=details),
         ]
     figures.append(Figure(
         BENCHMARK, f"end to end: {events} mixed events", e2e_rate, "events/s",
@@ -333,11 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--paced-seconds", type=float, default=10.0,
-                        help="length of each 100 events/s latency and lag run")
+                        help="length of each steady-rate latency and lag run")
+    parser.add_argument("--rate", type=float, default=PACED_RATE,
+                        help="events per second of the steady-rate runs (the issue's 100)")
     args = parser.parse_args(argv)
     for backend in chosen_backends(args.backend):
         report(measure(backend, events=args.events, concurrency=args.concurrency,
-                       paced_seconds=args.paced_seconds))
+                       paced_seconds=args.paced_seconds, rate=args.rate))
     return 0
 
 
