@@ -34,8 +34,8 @@ FAILED_COLUMNS = ["stripe_event_id", "type", "state", "attempts", "next_attempt_
                   "received_at", "account", "endpoint"]
 WORKER_COLUMNS = ["worker_id", "state", "last_seen_at", "started_at", "events_processed",
                   "events_failed", "stopped_at"]
-JOB_COLUMNS = ["name", "every", "last_status", "last_result", "last_started_at",
-               "last_finished_at", "next_run_at", "running_on", "description"]
+JOB_COLUMNS = ["name", "every", "last_finished_at", "last_status", "last_result", "next_run_at",
+               "running_on", "description"]
 SYNC_PAGE = 100
 
 st.title("Webhooks and sync")
