@@ -3,6 +3,9 @@ jobs once per interval across workers, heartbeats. Driven one pass at a time, cl
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -24,10 +27,12 @@ from lib.models import (
 )
 from lib.oauth_states import issue_state, purge_states
 from lib.roles import Operator
+from lib.settings import PROJECT_ROOT
 from lib.stripe_gateway import StripeGateway
 from lib.webhooks import Endpoint, RetryPolicy, WebhookStatus
 from lib.worker import Worker
-from tests.factories import make_settings
+from tests.conftest import requires_postgresql
+from tests.factories import TEST_SECRET_KEY, make_settings
 
 ADMIN = Operator.from_role_names("alice", ["admin"])
 SETTINGS = make_settings(stripe_api_base="http://127.0.0.1:9",
@@ -279,3 +284,58 @@ def test_purge_keeps_live_and_recently_spent_states(session_factory) -> None:
         assert purge_states(session, now=now) == 1  # expired over a day ago
     with session_factory() as session:
         assert len(session.scalars(select(OAuthState)).all()) == 2
+
+
+def test_a_registered_job_is_run_by_every_worker(session_factory) -> None:
+    """The hook other features (the ops alert checks) plug their jobs into."""
+    runs: list[str] = []
+    scheduled.register_job(lambda settings: _counting_job(runs))
+    try:
+        worker = Worker(session_factory, gateway=GATEWAY, settings=SETTINGS)
+        assert worker.jobs[-1].name == "counting"
+        assert scheduled.claim_job(session_factory, job=worker.jobs[-1], worker_id="w",
+                                   lease=POLICY.lease)  # due on its first start
+    finally:
+        scheduled._REGISTERED.pop()
+    assert [job.name for job in scheduled.default_jobs(SETTINGS)][-1] == "reconciliation"
+
+
+@requires_postgresql()
+def test_concurrent_claims_on_postgresql_never_share_an_event(session_factory) -> None:
+    _store(session_factory, *(f"evt_{n}" for n in range(300)))
+    claimed: list[list[str]] = [[] for _ in range(6)]
+    start = threading.Barrier(len(claimed))
+
+    def claim_all(slot: int) -> None:
+        start.wait()
+        while batch := webhooks.claim_due(session_factory, worker_id=f"w{slot}",
+                                          policy=POLICY, limit=7):
+            claimed[slot] += [c.event_id for c in batch]
+
+    threads = [threading.Thread(target=claim_all, args=(n,)) for n in range(len(claimed))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    every = [event_id for slot in claimed for event_id in slot]
+    assert sorted(every) == sorted(f"evt_{n}" for n in range(300))  # each once, none lost
+    assert sum(1 for slot in claimed if slot) > 1  # they really ran side by side
+
+
+def test_the_command_line_processes_what_is_due_and_exits(database_url, session_factory,
+                                                          tmp_path) -> None:
+    _store(session_factory, "evt_cli", type_="customer.created")  # a type we have no handler for
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"DATABASE_URL": database_url, "STRIPE_SECRET_KEY": TEST_SECRET_KEY,
+                "STRIPE_API_BASE": "http://127.0.0.1:9", "PYTHONPATH": str(PROJECT_ROOT)})
+    done = subprocess.run([sys.executable, "-m", "lib.worker", "--once", "--no-jobs"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    row = _row(session_factory, "evt_cli")
+    assert (row.status, row.error) == ("processed", "no handler for this type")
+    env.pop("STRIPE_SECRET_KEY")
+    refused = subprocess.run([sys.executable, "-m", "lib.worker", "--once"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False,
+                             cwd=tmp_path)  # no .env there
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("connect-ops worker: STRIPE_SECRET_KEY is not set")
