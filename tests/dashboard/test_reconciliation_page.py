@@ -89,3 +89,20 @@ def test_lib_refuses_the_manager(world) -> None:
     with world.session_factory() as session, pytest.raises(PermissionDeniedError):
         reconcile(session, gateway=world.gateway, operator=OPERATORS["manager"],
                   since=utcnow() - timedelta(days=1))
+
+
+def test_the_workers_daily_run_is_stored_and_shown(app, world) -> None:
+    from lib.jobs import WORKER_OPERATOR
+    from lib.reconciliation_runs import run_scheduled_reconciliation
+
+    transfer_id = stray_transfer(world)
+    at = open_page(app, "reconciliation.py", "finance")
+    assert "The worker's daily run has not stored a report yet." in texts(at)
+    stored = run_scheduled_reconciliation(world.session_factory, gateway=world.gateway,
+                                          operator=WORKER_OPERATOR)
+    assert (stored.status, stored.mismatches) == ("ok", 1)
+    at = open_page(app, "reconciliation.py", "finance")
+    assert not at.exception, at.exception
+    assert "1 transfer(s) checked, 1 mismatch(es), 0 unknown payout(s) settled." in errors(at)
+    assert list(at.dataframe[0].value["stripe_transfer_id"]) == [transfer_id]
+    assert "Choose a period and run the reconciliation." in texts(at)  # the manual run is apart
