@@ -167,9 +167,11 @@ EVENT_TYPES: tuple[tuple[int, str, str], ...] = (
     (1, "account.application.deauthorized", "connect"), (2, "balance.available", "platform"),
 )
 EVENT_STATES: tuple[tuple[float, WebhookStatus], ...] = (
-    (97.0, WebhookStatus.PROCESSED), (2.5, WebhookStatus.IGNORED), (0.4, WebhookStatus.FAILED),
-    (0.08, WebhookStatus.RECEIVED), (0.02, WebhookStatus.PROCESSING),
+    (97.0, WebhookStatus.PROCESSED), (2.5, WebhookStatus.IGNORED), (0.35, WebhookStatus.FAILED),
+    (0.05, WebhookStatus.DEAD), (0.08, WebhookStatus.RECEIVED), (0.02, WebhookStatus.PROCESSING),
 )
+#: A dead letter used every attempt (``WEBHOOK_MAX_ATTEMPTS``' default).
+DEAD_AFTER = 10
 OPERATORS = [("admin", "admin"), ("finance", "finance"), ("manager", "manager")] + [
     (f"ops{n:02d}", "admin" if n % 3 == 0 else "finance") for n in range(1, 13)]
 
@@ -555,7 +557,8 @@ def _events(rng: random.Random, plan: list[_Freelancer], count: int, now: dateti
         event_id = f"evt_{seed % 10_000:04d}{number:016d}"
         obj = {"object": event_type.split(".")[0] if not event_type.startswith("account.app")
                else "application", "id": account or f"tr_{number:014d}"}
-        failed = status is WebhookStatus.FAILED
+        failed = status in {WebhookStatus.FAILED, WebhookStatus.DEAD}
+        retry_at = received + timedelta(minutes=rng.uniform(1, 60))
         yield {
             "id": number, "stripe_event_id": event_id, "type": event_type, "endpoint": endpoint,
             "account": account, "livemode": False, "stripe_created": created,
@@ -563,10 +566,17 @@ def _events(rng: random.Random, plan: list[_Freelancer], count: int, now: dateti
             "processed_at": None if waiting or failed
             else received + timedelta(milliseconds=rng.uniform(5, 400)),
             "processing_started_at": None if status is WebhookStatus.RECEIVED else received,
-            "status": status.value, "attempts": rng.randint(1, 5) if failed else
-            (0 if status is WebhookStatus.RECEIVED else 1),
-            "error": "Stripe did not answer while the account was re-read (timeout)."
-            if failed else None,
+            "status": status.value,
+            "attempts": DEAD_AFTER if status is WebhookStatus.DEAD else rng.randint(1, 5)
+            if failed else (0 if status is WebhookStatus.RECEIVED else 1),
+            "error": "stripe_connection_error: Stripe did not answer while the account was "
+                     "re-read (timeout)." if failed else None,
+            "next_attempt_at": received if status is WebhookStatus.RECEIVED
+            else retry_at if status is WebhookStatus.FAILED else None,
+            "lease_expires_at": received + timedelta(minutes=2)
+            if status is WebhookStatus.PROCESSING else None,
+            "lease_token": f"{number:036d}" if status is WebhookStatus.PROCESSING else None,
+            "leased_by": "bench:1:generated" if status is WebhookStatus.PROCESSING else None,
             "payload": {"id": event_id, "object": "event", "type": event_type,
                         "account": account, "api_version": "2025-09-30.clover",
                         "created": int(created.timestamp()), "livemode": False,

@@ -137,3 +137,70 @@ def run_load(port: int, requests: Sequence[bytes], *, concurrency: int = 16,
         raise ValueError("a cycling load needs a duration or a request count to stop")
     source = _Source(requests, cycle=cycle, total=total)
     return asyncio.run(_run(port, source, concurrency, duration))
+
+
+@dataclass(frozen=True, slots=True)
+class PacedResult:
+    """An open-loop run: each request's latency from the moment it was due to be sent."""
+
+    latencies: list[float]
+    seconds: float
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+
+    def percentile(self, fraction: float) -> float:
+        """The latency at ``fraction`` (0.5 = median), nearest rank."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+async def _paced(port: int, requests: Sequence[bytes], rate: float,
+                 connections: int) -> PacedResult:
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors: list[int] = []
+    started = time.perf_counter()
+
+    async def produce() -> None:
+        for index in range(len(requests)):
+            due = started + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((due, requests[index]))
+        for _ in range(connections):
+            queue.put_nowait(None)
+
+    async def consume() -> None:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        try:
+            while (item := await queue.get()) is not None:
+                due, request = item
+                writer.write(request)
+                try:
+                    status = await asyncio.wait_for(_read_response(reader), READ_TIMEOUT_SECONDS)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    errors.append(1)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+                    continue
+                # From when it was due, not when a connection was free: a slow server cannot
+                # hide its queueing (no coordinated omission).
+                latencies.append(time.perf_counter() - due)
+                statuses[status] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(produce(), *(consume() for _ in range(connections)))
+    return PacedResult(latencies, time.perf_counter() - started, dict(statuses), len(errors))
+
+
+def run_paced(port: int, requests: Sequence[bytes], *, rate: float,
+              connections: int = 8) -> PacedResult:
+    """Send each request once at ``rate`` per second (open loop) over ``connections``."""
+    if rate <= 0 or not requests:
+        raise ValueError("a paced run needs a positive rate and at least one request")
+    return asyncio.run(_paced(port, requests, rate, connections))

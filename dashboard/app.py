@@ -33,6 +33,7 @@ from dashboard.context import get_context  # noqa: E402
 from dashboard.navigation import pages_for  # noqa: E402
 from dashboard.oidc import sign_in as oidc_sign_in  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
+from dashboard.worker_health import warn_if_worker_stopped  # noqa: E402
 from lib.db import utcnow  # noqa: E402
 
 st.set_page_config(page_title="Connect Ops", page_icon=":material/payments:", layout="wide")
@@ -87,4 +88,5 @@ else:
         st.warning("Your account has no role that opens any page. Ask an admin.")
         st.stop()
     invalidate_after_changes(context.session_factory)
+    warn_if_worker_stopped(context, operator)
     st.navigation(pages).run()

@@ -87,28 +87,32 @@ def clear_account_reads() -> None:
         cached.clear()
 
 
-_LAST_CHANGE: dict[str, tuple[int, int]] = {}
+_LAST_CHANGE: dict[str, tuple[int, int, object]] = {}
 _LAST_CHANGE_LOCK = threading.Lock()
 
 
-#: Both newest ids in one statement (one round trip per script run): each MAX() is one seek
-#: to the end of a primary key, whatever the size of the table.
+#: The newest ids and the newest processing time in one statement (one round trip per script
+#: run): each MAX() is one seek to the end of an index, whatever the size of the table. The
+#: worker processes an event after it was stored, so a new event id alone would clear the
+#: caches before the change it brings is in the database.
 _CHANGE_MARKER = select(
     select(func.coalesce(func.max(AuditLog.id), 0)).scalar_subquery(),
     select(func.coalesce(func.max(WebhookEvent.id), 0)).scalar_subquery(),
+    select(func.max(WebhookEvent.processed_at)).scalar_subquery(),
 )
 
 
 def invalidate_after_changes(factory: Factory) -> None:
-    """Drop every cached read when anything was done since the last run (cheap: two MAX()).
+    """Drop every cached read when anything was done since the last run (cheap: three MAX()).
 
-    Every action writes the audit log and every webhook lands in ``webhook_events``, so a new
-    row in either means cached figures may be stale: an operator sees the result of their own
+    Every action writes the audit log, every webhook lands in ``webhook_events`` and is then
+    processed by the worker, so a new row in either, or a newly processed event, means cached
+    figures may be stale: an operator sees the result of their own
     action at once, and the TTLs only bound how long *nothing* is re-read.
     """
     with factory() as session:
-        audit_id, event_id = session.execute(_CHANGE_MARKER).one()
-    marker = (int(audit_id or 0), int(event_id or 0))
+        audit_id, event_id, processed_at = session.execute(_CHANGE_MARKER).one()
+    marker = (int(audit_id or 0), int(event_id or 0), processed_at)
     with _LAST_CHANGE_LOCK:
         previous = _LAST_CHANGE.get("marker")
         _LAST_CHANGE["marker"] = marker

@@ -105,11 +105,23 @@ class PayoutType(enum.StrEnum):
 
 
 class WebhookStatus(enum.StrEnum):
+    """Where a stored event is in its life (``lib.webhooks`` moves it, ``lib.worker`` drives it).
+
+    received → processing → processed | ignored (terminal), or → failed (retried at
+    ``next_attempt_at``) → … → dead (gave up after the maximum attempts; a person replays it).
+    """
+
     RECEIVED = "received"
     PROCESSING = "processing"
     PROCESSED = "processed"
     FAILED = "failed"
     IGNORED = "ignored"
+    DEAD = "dead"
+
+
+class JobStatus(enum.StrEnum):
+    OK = "ok"
+    FAILED = "failed"
 
 
 def _enum_check(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
@@ -427,12 +439,20 @@ class WebhookEvent(Base):
     stripe_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: Lease of the replica processing it; a stale lease may be taken over.
+    #: When the current (or last) claim started.
     processing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default=WebhookStatus.RECEIVED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: A received or failed event is claimed once this time has come (0007).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The claim's lease: a worker that died gives the event up when it expires (0007).
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: One random token per claim: only its holder may finish the attempt (0007).
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    #: The worker holding (or last holding) the event, for the dashboard (0007).
+    leased_by: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         _enum_check("status", WebhookStatus),
@@ -440,6 +460,77 @@ class WebhookEvent(Base):
         Index("ix_webhook_events_type", "type", "status", "id"),
         Index("ix_webhook_events_status", "status"),
         Index("ix_webhook_events_received_at", "received_at"),
+        #: The worker's claim: due events of a status, oldest due first (0007).
+        Index("ix_webhook_events_due", "status", "next_attempt_at"),
+        #: The dashboard's staleness check reads the newest processing time by one seek (0007).
+        Index("ix_webhook_events_processed_at", "processed_at"),
+    )
+
+
+class ScheduledJob(Base):
+    """One recurring job of the worker (sync, purge, reconciliation…): when it runs next, who
+    holds it now and how its last run went. The row is the lock that makes it run once per
+    interval across every worker (``lib.jobs``)."""
+
+    __tablename__ = "scheduled_jobs"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    leased_by: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[str | None] = mapped_column(String(20))
+    last_result: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        CheckConstraint("last_status IS NULL OR last_status IN ('ok', 'failed')",
+                        name="last_status_valid"),
+    )
+
+
+class WorkerHeartbeat(Base):
+    """A worker process: it writes ``last_seen_at`` every few seconds while it runs."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    events_processed: Mapped[int] = mapped_column(Integer, default=0)
+    events_failed: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_worker_heartbeats_last_seen_at", "last_seen_at"),)
+
+
+class ReconciliationRun(Base):
+    """A stored reconciliation report (the worker's daily run), shown on the dashboard."""
+
+    __tablename__ = "reconciliation_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    triggered_by: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    mismatches: Mapped[int] = mapped_column(Integer, default=0)
+    resolved: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        _enum_check("status", JobStatus),
+        Index("ix_reconciliation_runs_started_at", "started_at"),
     )
 
 

@@ -14,13 +14,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 
 from lib.db import utcnow
 from lib.models import OAuthState
 
 STATE_LIFETIME = timedelta(hours=1)
+#: Spent and expired states are kept this long (a replayed callback still finds them spent),
+#: then purged by the worker's ``purge_oauth_states`` job.
+PURGE_AFTER = timedelta(days=1)
 #: 32 bytes of entropy; URL-safe base64 is 43 characters.
 STATE_BYTES = 32
 MAX_STATE_LENGTH = 200
@@ -72,3 +75,18 @@ def consume_state(session: Session, *, token: str, now: datetime | None = None) 
     )
     row = session.execute(statement).first()
     return ConsumedState(freelancer_id=row[0], attempt_id=row[1]) if row else None
+
+
+def purge_states(session: Session, *, now: datetime | None = None,
+                 retain: timedelta = PURGE_AFTER) -> int:
+    """Delete states spent or expired more than ``retain`` ago; returns how many.
+
+    Neither can ever be consumed again, so deleting them changes no outcome: a callback
+    carrying a purged state is refused as unknown, exactly as a spent one is.
+    """
+    cutoff = (now or utcnow()) - retain
+    result = session.execute(
+        delete(OAuthState)
+        .where(or_(OAuthState.consumed_at < cutoff, OAuthState.expires_at < cutoff))
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

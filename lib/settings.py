@@ -145,6 +145,22 @@ class Settings(BaseSettings):
     #: A payout (or reversal) like one made within this many days asks for confirmation.
     payout_duplicate_window_days: int = Field(default=7, ge=0, le=366)
 
+    # The background worker (python -m lib.worker; see lib/worker.py)
+    #: How long a claimed event or job is held before another worker may take it over. The
+    #: worker renews its leases while it runs, so only a dead worker's lease expires.
+    worker_lease_seconds: float = Field(default=120.0, ge=1, le=3600)
+    #: How often the worker writes its heartbeat (and renews its leases).
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: How long an idle worker waits before looking for due events again.
+    worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: Processing attempts of one event before it is dead-lettered (a person replays it).
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    #: Backoff of a failed event: base × 2^(attempt-1), capped, plus up to 50 % jitter.
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    #: How often the worker syncs every connected account from Stripe.
+    sync_interval_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 86_400)
+
     # Logging
     log_level: str = "INFO"
 

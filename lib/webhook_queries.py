@@ -1,4 +1,5 @@
-"""Reading stored webhook events for the dashboard: the last event per type, and failures.
+"""Reading stored webhook events for the dashboard: the last event per type, and failures
+(events the worker is retrying and dead letters waiting for a person).
 
 The aggregation is SQL (one GROUP BY per question), so the page stays fast however many events
 Stripe has sent. A failure's ``error`` is what processing recorded on the row (already free of
@@ -38,6 +39,11 @@ class EventTypeRow:
         return asdict(self)
 
 
+#: What the failures list holds: retried by the worker (failed) or waiting for a person (dead).
+NEEDS_ATTENTION = (WebhookStatus.FAILED.value, WebhookStatus.DEAD.value)
+_STATE = {WebhookStatus.FAILED.value: "retrying", WebhookStatus.DEAD.value: "dead letter"}
+
+
 @dataclass(frozen=True, slots=True)
 class FailedEventRow:
     stripe_event_id: str
@@ -47,6 +53,9 @@ class FailedEventRow:
     received_at: datetime
     attempts: int
     error: str | None
+    #: "retrying" (the worker tries again at ``next_attempt_at``) or "dead letter".
+    state: str = "retrying"
+    next_attempt_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +82,7 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
             select(func.count()).select_from(inner).where(of_type).scalar_subquery()
             .label("received"),
             select(func.count()).select_from(inner)
-            .where(of_type, inner.status == WebhookStatus.FAILED.value).scalar_subquery()
+            .where(of_type, inner.status.in_(NEEDS_ATTENTION)).scalar_subquery()
             .label("failed"),
             select(func.max(inner.id)).where(of_type).scalar_subquery().label("last_id"),
         )
@@ -96,10 +105,11 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
 def failed_events(
     session: Session, *, operator: Operator, limit: int = 50, offset: int = 0
 ) -> FailedPage:
-    """Events whose processing failed, newest first, with the recorded error."""
+    """Events whose processing failed (being retried, or dead-lettered), newest first, with
+    the recorded error."""
     authorize(operator, Action.VIEW_WEBHOOKS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
-    where = WebhookEvent.status == WebhookStatus.FAILED.value
+    where = WebhookEvent.status.in_(NEEDS_ATTENTION)
     total = session.scalar(select(func.count()).select_from(WebhookEvent).where(where)) or 0
     events = session.scalars(
         select(WebhookEvent).where(where)
@@ -109,7 +119,8 @@ def failed_events(
     rows = [
         FailedEventRow(stripe_event_id=e.stripe_event_id, type=e.type, endpoint=e.endpoint,
                        account=e.account, received_at=e.received_at, attempts=e.attempts,
-                       error=e.error)
+                       error=e.error, state=_STATE.get(e.status, e.status),
+                       next_attempt_at=e.next_attempt_at)
         for e in events
     ]
     return FailedPage(rows=rows, total=int(total))

@@ -1,28 +1,46 @@
-"""Stripe webhooks: receive, verify, store, then process (dj-stripe's order).
+"""Stripe webhooks: receive, verify, store — then a worker processes (dj-stripe's order).
 
-- Verification happens on the raw body with the SDK before anything touches the database.
-- The event is stored by its Stripe id (unique): a duplicate delivery of a processed event is a
-  no-op answered 200; a redelivery of a failed one is processed again.
-- Processing is claimed with a lease (one conditional UPDATE), so two replicas receiving the same
-  event at once process it once. The Stripe calls run outside any write transaction. A type
-  that is only recorded (``RECORDED_ONLY``) is stored already processed: no claim, no finish.
-- ``account.*`` and ``capability.updated`` events re-read the account from Stripe instead of
-  trusting the payload, and the mirror upsert refuses older data: out-of-order delivery cannot
-  regress the mirror.
-- A failure is recorded on the row and re-raised so the HTTP layer answers 500 and Stripe retries.
+Intake (the HTTP request, ``server/routes/webhooks.py``) does only what Stripe's 2xx needs:
+the signature is verified on the raw body with the SDK, and the event is stored by its Stripe
+id in one INSERT … ON CONFLICT DO NOTHING and one commit. No handler runs and Stripe is never
+called in the request: a slow answer counts as a failed delivery at Stripe. A redelivery is a
+no-op whatever state the stored event is in, so an event not yet processed is never lost and
+never an error. A type only recorded (``RECORDED_ONLY``) is stored already processed.
+
+Processing (``lib.worker``) claims due events under a lease (:func:`claim_due`): on PostgreSQL
+``SELECT … FOR UPDATE SKIP LOCKED`` then an UPDATE in the same short transaction, so several
+workers never take the same row; on SQLite the transaction begins IMMEDIATE, which serialises
+claims. Each claim writes a fresh ``lease_token`` and only its holder may record the outcome,
+so a worker whose lease expired (it stalled, or died and the event was taken over) cannot
+overwrite a newer attempt. The worker renews its leases while it runs; a killed worker's
+expire and the events are claimed again.
+
+A failure of any kind (a Stripe error, a bug's exception) is recorded on the row and retried
+with exponential backoff and jitter (:class:`RetryPolicy`); after ``max_attempts`` the event
+is dead-lettered (``dead``) and shown on the Webhooks page, where a person replays it. A
+worker that stops while holding an event (crash, kill) uses up an attempt too, so an event
+that kills every worker is dead-lettered instead of killing them forever.
+
+``account.*`` and ``capability.updated`` events re-read the account from Stripe instead of
+trusting the payload, and the mirror upsert refuses older data: out-of-order delivery cannot
+regress the mirror. Every handler is safe to run twice (a lease that expired under a stalled
+worker), which is also what Stripe's at-least-once delivery demands.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
@@ -38,6 +56,7 @@ from lib.errors import (
     StripeRequestError,
 )
 from lib.freelancers import find_by_account
+from lib.logging_setup import mask_secrets
 from lib.models import WebhookEvent, WebhookStatus
 from lib.payouts.webhooks import apply_transfer_event
 from lib.roles import Action, Operator, authorize
@@ -46,8 +65,13 @@ from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
 
-#: A replica that took an event and died gives it up after this long.
-PROCESSING_LEASE = timedelta(minutes=2)
+#: How long a claim holds an event unless renewed (``WORKER_LEASE_SECONDS`` overrides it).
+DEFAULT_LEASE = timedelta(minutes=2)
+#: Statuses the worker claims once ``next_attempt_at`` has come.
+WAITING = (WebhookStatus.RECEIVED.value, WebhookStatus.FAILED.value)
+#: Statuses no processing ever leaves.
+TERMINAL = frozenset({WebhookStatus.PROCESSED, WebhookStatus.IGNORED})
+MAX_ERROR_CHARS = 2000
 
 
 class Endpoint(enum.StrEnum):
@@ -65,7 +89,6 @@ class Intake(enum.StrEnum):
 class IntakeResult:
     intake: Intake
     event_id: str
-    needs_processing: bool
 
 
 def _created(event: dict[str, Any]) -> datetime | None:
@@ -73,14 +96,38 @@ def _created(event: dict[str, Any]) -> datetime | None:
     return datetime.fromtimestamp(int(created), tz=UTC) if created else None
 
 
+#: The intake's one statement per dialect, built once with bind parameters: building it from
+#: literal values on every delivery cost more CPU than the INSERT itself (issue 18's bench).
+_INTAKE_COLUMNS = ("stripe_event_id", "type", "endpoint", "account", "livemode",
+                   "stripe_created", "received_at", "payload", "status", "attempts",
+                   "processed_at", "next_attempt_at", "error")
+_INTAKE_STATEMENTS: dict[str, Any] = {}
+
+
+def _intake_statement(dialect: str) -> Any:
+    statement = _INTAKE_STATEMENTS.get(dialect)
+    if statement is None:
+        table = WebhookEvent.__table__
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (insert(table)
+                     .values({name: bindparam(name, type_=table.c[name].type)
+                              for name in _INTAKE_COLUMNS})
+                     .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+                     .returning(table.c.id))
+        _INTAKE_STATEMENTS[dialect] = statement
+    return statement
+
+
 def store_event(
     session: Session, *, event: dict[str, Any], endpoint: Endpoint, settings: Settings,
+    now: datetime | None = None,
 ) -> IntakeResult:
-    """Store a verified event once; a mode mismatch is stored as ignored, never processed.
+    """Store a verified event once (a duplicate is a no-op); a mode mismatch is stored ignored.
 
-    A type that is only recorded (nothing of ours depends on it) is stored already processed,
-    in this one transaction: claiming and finishing it would be two more commits for no work.
+    One statement: ``INSERT … ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id``. A type that is only
+    recorded is stored already processed, so the worker never has to claim it.
     """
+    moment = now or utcnow()
     event_id = str(event["id"])
     type_ = str(event.get("type", ""))[:100]
     livemode = bool(event.get("livemode"))
@@ -92,95 +139,302 @@ def store_event(
         status = WebhookStatus.PROCESSED
     else:
         status = WebhookStatus.RECEIVED
-    row = WebhookEvent(
-        stripe_event_id=event_id, type=type_,
-        endpoint=endpoint.value, account=event.get("account"), livemode=livemode,
-        stripe_created=_created(event), payload=event, status=status.value,
-        attempts=1 if recorded_only else 0,
-        processed_at=utcnow() if recorded_only else None,
-        error=None if mode_ok else (
-            f"{'live' if livemode else 'test'}-mode event on a "
-            f"{'live' if settings.livemode else 'test'}-mode deployment"
-        ),
+    error = None if mode_ok else (
+        f"{'live' if livemode else 'test'}-mode event on a "
+        f"{'live' if settings.livemode else 'test'}-mode deployment"
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        existing = session.scalars(
-            select(WebhookEvent).where(WebhookEvent.stripe_event_id == event_id)
-        ).one()
-        pending = existing.status in (WebhookStatus.RECEIVED.value, WebhookStatus.FAILED.value)
-        return IntakeResult(Intake.DUPLICATE, event_id, needs_processing=pending)
+    connection = session.connection()
+    values = {
+        "stripe_event_id": event_id, "type": type_, "endpoint": endpoint.value,
+        "account": event.get("account"), "livemode": livemode,
+        "stripe_created": _created(event), "received_at": moment, "payload": event,
+        "status": status.value, "attempts": 1 if recorded_only else 0,
+        "processed_at": moment if recorded_only else None,
+        "next_attempt_at": moment if status is WebhookStatus.RECEIVED else None,
+        "error": error,
+    }
+    # RETURNING, not rowcount: psycopg reports rowcount -1 for it.
+    inserted = connection.execute(_intake_statement(connection.dialect.name), values).first()
+    if inserted is None:
+        return IntakeResult(Intake.DUPLICATE, event_id)
     if not mode_ok:
-        logger.warning("ignored webhook %s: %s", event_id, row.error)
-        return IntakeResult(Intake.IGNORED, event_id, needs_processing=False)
-    return IntakeResult(Intake.STORED, event_id, needs_processing=not recorded_only)
+        logger.warning("ignored webhook %s: %s", event_id, error)
+        return IntakeResult(Intake.IGNORED, event_id)
+    return IntakeResult(Intake.STORED, event_id)
 
 
-def _claim(session_factory: sessionmaker[Session], event_id: str) -> dict[str, Any] | None:
-    now = utcnow()
+# ---- retries -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long a failing event is retried before it is dead-lettered."""
+
+    max_attempts: int = 10
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(hours=1)
+    lease: timedelta = DEFAULT_LEASE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(max_attempts=settings.webhook_max_attempts,
+                   base=timedelta(seconds=settings.webhook_retry_base_seconds),
+                   cap=timedelta(seconds=settings.webhook_retry_max_seconds),
+                   lease=timedelta(seconds=settings.worker_lease_seconds))
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> timedelta:
+        """The wait after failed attempt number ``attempt`` (1-based): base × 2^(attempt-1),
+        capped, times 1.0–1.5 so workers that failed together do not retry in step."""
+        exponential = self.base * (2 ** min(max(attempt, 1) - 1, 30))
+        # Spreads retries; not a secret.
+        return min(exponential, self.cap) * (rng or random).uniform(1.0, 1.5)
+
+
+def describe_error(exc: BaseException) -> str:
+    """What a failure records on the row: our own errors as they are; a bug by its class and
+    message; a database error by its class only (its text carries SQL and parameters)."""
+    if isinstance(exc, ConnectOpsError):
+        text = f"{exc.code}: {exc.message}"
+    elif isinstance(exc, SQLAlchemyError):
+        cause = getattr(exc, "orig", None) or exc
+        text = f"{type(exc).__name__} ({type(cause).__name__}) in the database"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return mask_secrets(text)[:MAX_ERROR_CHARS]
+
+
+# ---- claims --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One attempt at one event, held under ``token`` until ``lease_expires_at``.
+
+    One claim transaction writes one token on every row it takes: (event id, token) names the
+    attempt; a later claim of the same event always has a new token.
+    """
+
+    event_id: str
+    type: str
+    payload: dict[str, Any]
+    attempt: int
+    token: str
+
+
+def _lease_values(worker_id: str, now: datetime, lease: timedelta) -> dict[str, Any]:
+    return {"status": WebhookStatus.PROCESSING.value, "processing_started_at": now,
+            "lease_expires_at": now + lease, "lease_token": str(uuid.uuid4()),
+            "leased_by": worker_id[:200], "attempts": WebhookEvent.attempts + 1,
+            "next_attempt_at": None}
+
+
+def _take(session: Session, ids: list[int], values: dict[str, Any]) -> list[Claim]:
+    if not ids:
+        return []
+    rows = session.execute(
+        update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(**values)
+        .returning(WebhookEvent.stripe_event_id, WebhookEvent.type, WebhookEvent.payload,
+                   WebhookEvent.attempts, WebhookEvent.lease_token)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return [Claim(str(e), str(t), dict(p), int(a), str(k)) for e, t, p, a, k in rows]
+
+
+def claim_due(
+    session_factory: sessionmaker[Session], *, worker_id: str, policy: RetryPolicy,
+    limit: int = 10, now: datetime | None = None,
+) -> list[Claim]:
+    """Claim up to ``limit`` due events for ``worker_id``: expired leases first, then the
+    events waiting longest. Rows another worker is claiming are skipped, never waited for."""
+    moment = now or utcnow()
     with session_factory.begin() as session:
-        claimed = session.execute(
-            update(WebhookEvent)
-            .where(
-                WebhookEvent.stripe_event_id == event_id,
-                or_(
-                    WebhookEvent.status.in_(
-                        [WebhookStatus.RECEIVED.value, WebhookStatus.FAILED.value]
-                    ),
-                    (WebhookEvent.status == WebhookStatus.PROCESSING.value)
-                    & (WebhookEvent.processing_started_at < now - PROCESSING_LEASE),
-                ),
-            )
-            .values(status=WebhookStatus.PROCESSING.value, processing_started_at=now,
-                    attempts=WebhookEvent.attempts + 1)
-            .returning(WebhookEvent.payload)
-            .execution_options(synchronize_session=False)
+        # A lease that expired: its worker died (or stalled past renewing). That attempt is
+        # spent; an event that used them all this way is dead-lettered, not retried forever.
+        expired = list(session.execute(
+            select(WebhookEvent.id, WebhookEvent.attempts)
+            .where(WebhookEvent.status == WebhookStatus.PROCESSING.value,
+                   WebhookEvent.lease_expires_at < moment)
+            .order_by(WebhookEvent.lease_expires_at).limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all())
+        spent = [event_id for event_id, attempts in expired if attempts >= policy.max_attempts]
+        if spent:
+            session.execute(
+                update(WebhookEvent).where(WebhookEvent.id.in_(spent))
+                .values(status=WebhookStatus.DEAD.value, lease_token=None,
+                        lease_expires_at=None, next_attempt_at=None,
+                        error=f"the worker processing it stopped during all "
+                              f"{policy.max_attempts} attempts (lease expired)")
+                .execution_options(synchronize_session=False))
+            logger.error("webhook events %s dead-lettered: their workers kept stopping", spent)
+        values = _lease_values(worker_id, moment, policy.lease)
+        claims = _take(session, [i for i, a in expired if a < policy.max_attempts], {
+            **values, "error": "the worker processing the previous attempt stopped before "
+                               "it finished (lease expired)"})
+        if len(claims) < limit:
+            due = list(session.scalars(
+                select(WebhookEvent.id)
+                .where(WebhookEvent.status.in_(WAITING), WebhookEvent.next_attempt_at <= moment)
+                .order_by(WebhookEvent.next_attempt_at, WebhookEvent.id)
+                .limit(limit - len(claims))
+                .with_for_update(skip_locked=True)
+            ))
+            claims += _take(session, due, values)
+    return claims
+
+
+def claim_event(
+    session_factory: sessionmaker[Session], *, event_id: str, worker_id: str,
+    policy: RetryPolicy, now: datetime | None = None,
+) -> Claim | None:
+    """Claim one stored event now, whatever its ``next_attempt_at`` (a replay); None when it
+    is held by a live lease, finished or unknown."""
+    moment = now or utcnow()
+    with session_factory.begin() as session:
+        held = session.execute(
+            select(WebhookEvent.id, WebhookEvent.status, WebhookEvent.lease_expires_at)
+            .where(WebhookEvent.stripe_event_id == event_id).with_for_update()
         ).first()
-    return dict(claimed[0]) if claimed else None
+        if held is None:
+            return None
+        row_id, status, expires = held
+        waiting = status in WAITING or status == WebhookStatus.DEAD.value
+        if not waiting and not (status == WebhookStatus.PROCESSING.value and expires is not None
+                                and expires < moment):
+            return None
+        claims = _take(session, [row_id], _lease_values(worker_id, moment, policy.lease))
+    return claims[0] if claims else None
 
 
-def _finish(
-    session_factory: sessionmaker[Session], event_id: str, status: WebhookStatus,
-    note: str | None = None,
-) -> None:
+def renew_leases(
+    session_factory: sessionmaker[Session], *, tokens: list[str], lease: timedelta,
+    now: datetime | None = None,
+) -> int:
+    """Extend the leases this worker still holds (its heartbeat); returns how many."""
+    if not tokens:
+        return 0
+    moment = now or utcnow()
     with session_factory.begin() as session:
-        session.execute(
+        result = session.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.stripe_event_id == event_id)
-            .values(status=status.value, error=note, processed_at=utcnow(),
-                    processing_started_at=None)
-            .execution_options(synchronize_session=False)
-        )
+            .where(WebhookEvent.lease_token.in_(tokens),
+                   WebhookEvent.status == WebhookStatus.PROCESSING.value)
+            .values(lease_expires_at=moment + lease)
+            .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _settle(
+    session_factory: sessionmaker[Session], claim: Claim, values: dict[str, Any],
+) -> bool:
+    """Write an attempt's outcome if this claim still holds the event; False if it lost it."""
+    with session_factory.begin() as session:
+        result = session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.stripe_event_id == claim.event_id,
+                   WebhookEvent.lease_token == claim.token,
+                   WebhookEvent.status == WebhookStatus.PROCESSING.value)
+            .values(lease_token=None, lease_expires_at=None, **values)
+            .execution_options(synchronize_session=False))
+    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    if not held:
+        logger.warning("webhook %s: attempt %d lost its lease before it finished; the outcome "
+                       "of the attempt that holds it now counts", claim.event_id, claim.attempt)
+    return held
+
+
+def release(session_factory: sessionmaker[Session], *, claims: list[Claim],
+            now: datetime | None = None) -> int:
+    """Give back claims that were never started (a worker stopping): due again at once, and
+    the attempt they were charged is refunded."""
+    moment = now or utcnow()
+    given_back = 0
+    for claim in claims:
+        back = WebhookStatus.RECEIVED if claim.attempt <= 1 else WebhookStatus.FAILED
+        if _settle(session_factory, claim, {
+            "status": back.value, "attempts": claim.attempt - 1, "next_attempt_at": moment,
+        }):
+            given_back += 1
+    return given_back
+
+
+# ---- processing ----------------------------------------------------------------------------------
 
 
 Handler = Callable[[sessionmaker[Session], StripeGateway, dict[str, Any]], str | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt did: the status it left, and whether this claim still held the row."""
+
+    event_id: str
+    status: WebhookStatus
+    recorded: bool
+    note: str | None = None
+
+
+def process_claim(
+    session_factory: sessionmaker[Session], *, gateway: StripeGateway, claim: Claim,
+    policy: RetryPolicy, rng: random.Random | None = None, now: datetime | None = None,
+) -> Outcome:
+    """Run the handler of one claimed event and record the outcome on the row.
+
+    ``now`` (tests) is the time the outcome is recorded at; by default the clock's.
+    """
+    handler = HANDLERS.get(claim.type)
+    try:
+        note = handler(session_factory, gateway, claim.payload) if handler else (
+            "no handler for this type")
+    except Exception as exc:  # noqa: BLE001
+        # The one broad catch of the product, and on purpose: whatever the handler raised (a
+        # Stripe error, a lost database, a bug), the event must not be lost or left stuck. The
+        # exception is recorded on the row it came from and the event is retried with backoff,
+        # then dead-lettered for a person; a bug is logged with its traceback.
+        return _record_failure(session_factory, claim, exc, policy, rng, now or utcnow())
+    status = WebhookStatus.IGNORED if note and note.startswith("ignored") else (
+        WebhookStatus.PROCESSED)
+    recorded = _settle(session_factory, claim, {
+        "status": status.value, "error": note, "processed_at": now or utcnow(),
+    })
+    return Outcome(claim.event_id, status, recorded, note)
+
+
+def _record_failure(
+    session_factory: sessionmaker[Session], claim: Claim, exc: Exception, policy: RetryPolicy,
+    rng: random.Random | None, now: datetime,
+) -> Outcome:
+    error = describe_error(exc)
+    if claim.attempt >= policy.max_attempts:
+        status, next_at = WebhookStatus.DEAD, None
+    else:
+        status, next_at = WebhookStatus.FAILED, now + policy.backoff(claim.attempt, rng)
+    if isinstance(exc, ConnectOpsError | SQLAlchemyError):
+        # Stripe's or the database's trouble, not a bug: the class says it all.
+        logger.warning("webhook %s (%s) attempt %d failed: %s", claim.event_id, claim.type,
+                       claim.attempt, error)
+    else:
+        logger.error("webhook %s (%s) attempt %d raised %s", claim.event_id, claim.type,
+                     claim.attempt, type(exc).__name__, exc_info=exc)
+    if status is WebhookStatus.DEAD:
+        logger.error("webhook %s dead-lettered after %d attempts", claim.event_id, claim.attempt)
+    recorded = _settle(session_factory, claim, {
+        "status": status.value, "error": error, "next_attempt_at": next_at,
+    })
+    return Outcome(claim.event_id, status, recorded, error)
+
+
 def process_event(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, event_id: str,
-) -> WebhookStatus | None:
-    """Process a stored event once; None when another worker has it or it is done."""
-    event = _claim(session_factory, event_id)
-    if event is None:
+    worker_id: str, policy: RetryPolicy | None = None,
+) -> Outcome | None:
+    """Claim one stored event now and process it; None when someone else holds it or it is
+    already finished."""
+    chosen = policy or RetryPolicy()
+    claim = claim_event(session_factory, event_id=event_id, worker_id=worker_id, policy=chosen)
+    if claim is None:
         return None
-    handler = HANDLERS.get(str(event.get("type")))
-    try:
-        note = handler(session_factory, gateway, event) if handler else "no handler for this type"
-    except ConnectOpsError as exc:
-        # Our own errors (Stripe unreachable, bad data): record and let Stripe retry.
-        _finish(session_factory, event_id, WebhookStatus.FAILED, f"{exc.code}: {exc.message}")
-        logger.warning("webhook %s failed: %s", event_id, exc.code)
-        raise
-    status = WebhookStatus.IGNORED if note and note.startswith("ignored") else WebhookStatus.PROCESSED
-    _finish(session_factory, event_id, status, note)
-    return status
-
-
-def record_failure(session_factory: sessionmaker[Session], *, event_id: str, error: str) -> None:
-    """Record an unexpected processing failure on the row (the HTTP layer answers 500)."""
-    _finish(session_factory, event_id, WebhookStatus.FAILED, error[:2000])
+    return process_claim(session_factory, gateway=gateway, claim=claim, policy=chosen)
 
 
 # ---- handlers ----------------------------------------------------------------------------------
@@ -300,9 +554,13 @@ RECORDED_ONLY = frozenset(kind for kind, handler in HANDLERS.items() if handler 
 
 def replay_event(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
-    event_id: str,
-) -> WebhookStatus | None:
-    """Process a failed (or ignored-by-error) stored event again, from the dashboard."""
+    event_id: str, policy: RetryPolicy | None = None,
+) -> Outcome | None:
+    """Process a failed or dead-lettered event again now, from the dashboard.
+
+    A dead letter gets a fresh set of attempts (a person decided to try again); if this try
+    fails too, the worker retries it with backoff as any other failure.
+    """
     authorize(operator, Action.REPLAY_WEBHOOK, session=session_factory)
     with session_factory.begin() as session:
         row = session.scalars(
@@ -310,8 +568,12 @@ def replay_event(
         ).one_or_none()
         if row is None:
             raise NotFoundError(f"No stored event {event_id}.")
-        if row.status != WebhookStatus.FAILED.value:
-            raise ConflictError(f"Event {event_id} is {row.status}; only failed events replay.")
+        if row.status not in (WebhookStatus.FAILED.value, WebhookStatus.DEAD.value):
+            raise ConflictError(f"Event {event_id} is {row.status}; only failed or "
+                                f"dead-lettered events replay.")
+        if row.status == WebhookStatus.DEAD.value:
+            row.attempts = 0
         audit.record(session, actor=operator, action="webhook.replay", result="requested",
-                     target=event_id)
-    return process_event(session_factory, gateway=gateway, event_id=event_id)
+                     target=event_id, input={"status": row.status})
+    return process_event(session_factory, gateway=gateway, event_id=event_id,
+                         worker_id=f"replay:{operator.username}", policy=policy)

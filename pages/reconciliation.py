@@ -4,7 +4,8 @@ The run itself is ``lib.payouts.reconciliation.reconcile``: it settles what it c
 ``unknown`` row whose transfer exists with the same amount, currency and destination) and
 reports every disagreement. The page commits those settlements with their audit entries in one
 transaction, keeps the report in the session (so downloading it does not run it again) and
-exports it through ``lib.exports``.
+exports it through ``lib.exports``. The worker's daily run (``lib.reconciliation_runs``) is
+stored; its latest report is shown first.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lib.payouts.decisions import (
 )
 from lib.payouts.queries import recent_drift
 from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID, RESOLVED_REVERSAL
+from lib.reconciliation_runs import latest_reports
 from lib.roles import Action
 
 operator = require(Action.RECONCILE)
@@ -128,6 +130,39 @@ def drift() -> None:
 decisions()
 drift()
 
+
+
+def scheduled_run() -> None:
+    """The worker's latest stored daily run."""
+    with context.session_factory() as session:
+        latest = latest_reports(session, operator=operator, limit=1)
+    st.subheader("Daily run (background worker)")
+    if not latest:
+        st.caption("The worker's daily run has not stored a report yet.")
+        return
+    run = latest[0]
+    period = f"{run.period_start:%Y-%m-%d %H:%M} to {run.period_end:%Y-%m-%d %H:%M} UTC"
+    st.caption(f"Run at {run.started_at:%Y-%m-%d %H:%M} UTC over {period}, by "
+               f"{run.triggered_by}.")
+    if run.status != "ok":
+        st.error(f"The last daily run failed: {run.error}")
+        return
+    (st.error if run.mismatches else st.success)(
+        f"{run.summary.get('transfers_seen', 0)} transfer(s) checked, {run.mismatches} "
+        f"mismatch(es), {run.resolved} unknown payout(s) settled.")
+    needs_a_person = [r for r in run.items if r["kind"] in MISMATCH_KINDS]
+    if needs_a_person:
+        st.dataframe(needs_a_person, hide_index=True, width="stretch", column_order=COLUMNS)
+    csv_download("Download the daily report (CSV)", run.items, COLUMNS,
+                 file_name=f"reconciliation-daily-{run.started_at:%Y-%m-%d}.csv",
+                 key="reconciliation_daily_download")
+
+
+try:
+    scheduled_run()
+except ConnectOpsError as exc:
+    show_error(exc)
+st.subheader("Run now")
 since, until = date_range("Period", key="reconciliation_dates", days=7)
 if st.button("Run reconciliation", key="reconciliation_run", type="primary",
              disabled=since is None or until is None):

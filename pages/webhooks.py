@@ -1,6 +1,10 @@
-"""Webhooks and sync: what Stripe has told us lately, what failed, replays, and a full sync.
+"""Webhooks and sync: the background worker, what Stripe has told us lately, what failed,
+replays, and a full sync.
 
-Replaying and syncing are admin actions checked again in ``lib`` (``REPLAY_WEBHOOK``,
+The worker (``python -m lib.worker``) processes the stored events and runs the scheduled
+jobs: its heartbeat, the queue and each job's last and next run come first. Failed events are
+retried by the worker with backoff; dead letters (all attempts used) wait for a person's
+replay. Replaying and syncing are admin actions checked again in ``lib`` (``REPLAY_WEBHOOK``,
 ``SYNC_ACCOUNTS``). The sync reports progress through its callback after each page of accounts;
 Stripe does not say how many accounts there are, so the bar fills as pages arrive and is full
 when the last page is in.
@@ -14,24 +18,59 @@ from dashboard.context import get_context
 from dashboard.page_kit import PAGE_SIZE, csv_download, require, show_error
 from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError
+from lib.jobs import default_jobs
 from lib.roles import Action
 from lib.sync import sync_all_accounts
 from lib.webhook_queries import failed_events, last_events_per_type
-from lib.webhooks import replay_event
+from lib.webhooks import RetryPolicy, WebhookStatus, replay_event
+from lib.worker_status import job_statuses, queue_summary, stale_after, worker_health, workers
 
 operator = require(Action.VIEW_WEBHOOKS)
 context = get_context()
 state = st.session_state
 TYPE_COLUMNS = ["type", "received", "failed", "last_received_at", "last_status",
                 "last_event_id", "last_account"]
-FAILED_COLUMNS = ["stripe_event_id", "type", "received_at", "attempts", "error", "account",
-                  "endpoint"]
+FAILED_COLUMNS = ["stripe_event_id", "type", "state", "attempts", "next_attempt_at", "error",
+                  "received_at", "account", "endpoint"]
+WORKER_COLUMNS = ["worker_id", "state", "last_seen_at", "started_at", "events_processed",
+                  "events_failed", "stopped_at"]
+JOB_COLUMNS = ["name", "every", "last_finished_at", "last_status", "last_result", "next_run_at",
+               "running_on", "description"]
 SYNC_PAGE = 100
 
 st.title("Webhooks and sync")
 if state.get("webhooks_flash"):
     kind, text = state.pop("webhooks_flash")
     (st.success if kind == "ok" else st.error)(text)
+
+
+def background_worker() -> None:
+    st.subheader("Background worker")
+    stale = stale_after(context.settings)
+    with context.session_factory() as session:
+        health = worker_health(session, operator=operator, stale=stale)
+        running = workers(session, operator=operator, stale=stale)
+        queue = queue_summary(session, operator=operator)
+        jobs = job_statuses(session, operator=operator, jobs=default_jobs(context.settings))
+    if health.alive and health.last_seen_at is not None:
+        st.success(f"Running: last heartbeat at {health.last_seen_at:%H:%M:%S} UTC.",
+                   icon=":material/favorite:")
+    else:
+        st.error(health.message, icon=":material/heart_broken:")
+    waiting, processing, retrying, dead = st.columns(4)
+    waiting.metric("Waiting", queue.waiting)
+    processing.metric("Being processed", queue.processing)
+    retrying.metric("Retrying", queue.retrying)
+    dead.metric("Dead letters", queue.dead)
+    if queue.oldest_waiting_at is not None:
+        st.caption(f"Oldest waiting event received at {queue.oldest_waiting_at:%Y-%m-%d %H:%M:%S} "
+                   "UTC.")
+    if running:
+        st.dataframe([w.to_dict() for w in running], hide_index=True, width="stretch",
+                     column_order=WORKER_COLUMNS)
+    st.markdown("**Scheduled jobs** (each runs once per interval, whichever worker is free)")
+    st.dataframe([j.to_dict() for j in jobs], hide_index=True, width="stretch",
+                 column_order=JOB_COLUMNS)
 
 
 def events_by_type() -> None:
@@ -49,6 +88,8 @@ def events_by_type() -> None:
 
 def failures() -> None:
     st.subheader("Failed events")
+    st.caption("Retrying: the worker tries again at the time shown, with a growing wait. "
+               "Dead letter: every attempt failed; replay it once the cause is fixed.")
     # The page number is read before the query and its input drawn once the total is known: one
     # count and one page of the failures per run instead of two of each.
     offset = page_offset("webhooks_failed_page", filters=None)
@@ -75,13 +116,19 @@ def failures() -> None:
     chosen = st.selectbox("Event to replay", ids, key="webhooks_replay_id")
     if st.button("Replay event", key="webhooks_replay") and chosen:
         try:
-            status = replay_event(context.session_factory, gateway=context.gateway,
-                                  operator=operator, event_id=chosen)
+            outcome = replay_event(context.session_factory, gateway=context.gateway,
+                                   operator=operator, event_id=chosen,
+                                   policy=RetryPolicy.from_settings(context.settings))
         except ConnectOpsError as exc:
             show_error(exc)
             return
-        state["webhooks_flash"] = ("ok", f"Event {chosen} replayed: "
-                                   f"{status.value if status else 'already being processed'}.")
+        if outcome is None:
+            state["webhooks_flash"] = ("ok", f"Event {chosen} is being processed by a worker.")
+        elif outcome.status in (WebhookStatus.FAILED, WebhookStatus.DEAD):
+            state["webhooks_flash"] = ("error", f"Event {chosen} failed again: {outcome.note}")
+        else:
+            state["webhooks_flash"] = ("ok", f"Event {chosen} replayed: "
+                                       f"{outcome.status.value}.")
         st.rerun()
 
 
@@ -112,6 +159,7 @@ def sync() -> None:
 
 
 try:
+    background_worker()
     events_by_type()
     failures()
 except ConnectOpsError as exc:

@@ -1,8 +1,10 @@
 """``make demo``: the whole product on one machine, offline.
 
 Migrates a SQLite database under ``data/``, starts the Stripe emulator, seeds demo data once,
-then starts the companion service and the dashboard wired to each other, prints the three URLs
-and the demo logins, and stops everything cleanly on Ctrl-C.
+then starts the companion service, the background worker (``python -m lib.worker``: it
+processes the webhooks the companion stores and runs the scheduled jobs) and the dashboard
+wired to each other, prints the three URLs and the demo logins, and stops everything cleanly
+on Ctrl-C.
 
 Demo secrets (JWT, cookie key, webhook signing secrets) are generated once into
 ``data/demo.env`` so logins and links survive a restart; they are never used outside the demo.
@@ -99,6 +101,32 @@ def demo_environment() -> dict[str, str]:
     return env
 
 
+def _wait_for_worker(process: subprocess.Popen[bytes], env: dict[str, str],
+                     timeout: float = 60) -> None:
+    """Wait for the worker's first heartbeat in the database (it has no port to poll)."""
+    from sqlalchemy import select
+
+    from lib.db import make_engine
+    from lib.models import WorkerHeartbeat
+
+    engine = make_engine(env["DATABASE_URL"])
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"demo: the worker exited (code {process.returncode}); "
+                                 "see its output above.")
+            with engine.connect() as connection:
+                if connection.scalar(select(WorkerHeartbeat.worker_id).where(
+                        WorkerHeartbeat.pid == process.pid, WorkerHeartbeat.stopped_at.is_(None))):
+                    return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo: the worker wrote no heartbeat within {timeout:.0f}s.")
+            time.sleep(0.3)
+    finally:
+        engine.dispose()
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -172,6 +200,10 @@ def main() -> int:
             "companion", [PYTHON, "-m", "server", "--host", HOST, "--port", str(SERVER_PORT)], env)
         _wait_for(f"http://{HOST}:{SERVER_PORT}/healthz", server, "the companion service")
         subprocess.run([PYTHON, "-m", "scripts.seed_demo"], cwd=ROOT, env=env, check=True)
+        # After the seed: the first scheduled runs (sync, daily reconciliation) see its data
+        # whole, and the webhooks it caused are waiting for the worker.
+        worker = processes.start("worker", [PYTHON, "-m", "lib.worker"], env)
+        _wait_for_worker(worker, env)
         dashboard = processes.start(
             "dashboard",
             [PYTHON, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
@@ -190,6 +222,7 @@ def main() -> int:
             f"  dashboard          http://{HOST}:{DASHBOARD_PORT}",
             f"  companion service  http://{HOST}:{SERVER_PORT}   (API docs: /docs)",
             f"  Stripe emulator    http://{HOST}:{EMULATOR_PORT}",
+            "  background worker  python -m lib.worker (webhooks and scheduled jobs)",
             "  logins: admin / finance / manager, password: connect-ops-demo",
         ]
         if link:

@@ -202,19 +202,14 @@ class ReversalErrorEnvelope(_Closed):
 
 class WebhookReceived(_Closed):
     received: Literal[True]
-    duplicate: bool = Field(description="The event id was stored before: nothing done again")
+    duplicate: bool = Field(description="The event id was stored before: nothing stored again "
+                                        "(it is processed, or queued for the worker)")
     ignored: bool = Field(description="Stored but not for this deployment (e.g. livemode)")
 
 
 class WebhookRefused(_Closed):
     received: Literal[False]
     error: str
-
-
-class WebhookFailed(_Closed):
-    received: Literal[True]
-    processed: Literal[False]
-    error: str = Field(description="The error code recorded on the stored event")
 
 
 # ---- operations --------------------------------------------------------------------------------

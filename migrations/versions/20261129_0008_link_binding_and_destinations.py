@@ -12,7 +12,7 @@
   raising it revokes them all.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-29 09:00:00
 """
 
@@ -26,7 +26,7 @@ from alembic import op
 import lib.db
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

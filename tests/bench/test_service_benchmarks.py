@@ -11,7 +11,7 @@ import pytest
 
 import bench.common
 from bench.__main__ import ORDER
-from bench.loadgen import build_request, run_load
+from bench.loadgen import build_request, run_load, run_paced
 
 
 @pytest.fixture
@@ -41,16 +41,19 @@ def test_companion_measures_every_endpoint_against_the_floor(results, database_b
     rows = {r["name"]: r for r in _rows(results)}
     endpoints = ["/healthz", "callback invalid_state", "freelancer status",
                  "webhook intake (signed)"]
-    assert set(rows) == {"floor: bare Starlette GET", "floor: bare Starlette POST", *endpoints}
+    assert set(rows) == {"floor: bare Starlette GET", "floor: bare Starlette POST",
+                         "floor: Starlette POST + one INSERT and commit", *endpoints}
     for name in endpoints:
         row = rows[name]
         assert row["backend"] == database_backend and row["unit"] == "req/s"
-        assert row["value"] > 0 and row["ratio"] > 0 and row["limit"] == 0.5
+        # Webhook intake is held to the floor that does its database work (issue 18).
+        intake = name == "webhook intake (signed)"
+        assert row["value"] > 0 and row["ratio"] > 0 and row["limit"] == (0.7 if intake else 0.5)
         # Only the expected answer was counted, and nothing else came back.
         assert set(row["details"]["statuses"]) == {str(row["details"]["expected_status"])}
         assert row["details"]["transport_errors"] == 0
         assert name in out
-    assert "target ≥ 50 % of the floor's rps" in out
+    assert "target ≥ 50 % of the floor's rps" in out and "≥ 70 % of the insert floor" in out
 
 
 @pytest.mark.timeout(120)
@@ -77,9 +80,10 @@ def test_payouts_pays_with_one_and_several_operators(results, database_backend, 
     assert "N/1 scaling" in out
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_webhooks_settle_every_event_of_the_mix(results, database_backend, capsys) -> None:
-    out = _run("webhooks", ["--events", "60", "--concurrency", "4"], database_backend, capsys)
+    out = _run("webhooks", ["--events", "60", "--concurrency", "4", "--paced-seconds", "0.3"],
+               database_backend, capsys)
     rows = {r["name"]: r for r in _rows(results)}
     intake = rows["intake only: 60 balance.available"]
     e2e = rows["end to end: 60 mixed events"]
@@ -88,10 +92,21 @@ def test_webhooks_settle_every_event_of_the_mix(results, database_backend, capsy
     assert e2e["details"]["unsettled"] == {}
     mix = e2e["details"]["mix"]
     assert mix["duplicates"] == 6 and mix["account.updated"] > 0
-    # Duplicates are stored once: 54 distinct mixed events were added.
+    # Duplicates are stored once: 54 distinct mixed events were added, and processed.
     assert e2e["details"]["stored_distinct"] == 54
     assert e2e["ratio"] == pytest.approx(e2e["value"] / intake["value"])
-    assert "end to end" in out
+    workers = [1, 2] if database_backend == "postgresql" else [1]
+    for count in workers:
+        label = f"{count} worker{'s' if count > 1 else ''}"
+        at = f"at 100 events/s, {label}"
+        for name in (f"intake p50 {at}", f"intake p99 {at}", f"processing lag p50 {at}",
+                     f"processing lag p99 {at}", f"processing rate {at}"):
+            row = rows[name]
+            assert row["unit"] in ("ms", "events/s") and row["value"] > 0, name
+            assert row["details"]["events"] == 30 and row["details"]["transport_errors"] == 0
+        assert rows[f"intake p50 {at}"]["details"]["statuses"] == {"200": 30}
+        assert rows[f"processing lag p50 {at}"]["details"]["processed"] > 0
+    assert "end to end" in out and "processing lag p99" in out
 
 
 def test_load_generator_refuses_an_unbounded_cycle_and_an_empty_list() -> None:
@@ -99,6 +114,8 @@ def test_load_generator_refuses_an_unbounded_cycle_and_an_empty_list() -> None:
         run_load(1, [build_request("GET", "/", port=1)])
     with pytest.raises(ValueError, match="at least one request"):
         run_load(1, [], cycle=False)
+    with pytest.raises(ValueError, match="positive rate"):
+        run_paced(1, [build_request("GET", "/", port=1)], rate=0)
 
 
 def test_make_bench_runs_the_five_benchmarks_in_order() -> None:

@@ -147,3 +147,18 @@ def test_drift_reported_by_transfer_events_is_listed(app, world) -> None:
     assert "Drift reported by Stripe's events" in texts(at)
     (table,) = [d.value for d in at.dataframe if "ledger says" in d.value.columns]
     assert table["payout"].tolist() == [payout_id] and table["ledger says"].tolist() == ["rejected"]
+def test_the_workers_daily_run_is_stored_and_shown(app, world) -> None:
+    from lib.jobs import WORKER_OPERATOR
+    from lib.reconciliation_runs import run_scheduled_reconciliation
+
+    transfer_id = stray_transfer(world)
+    at = open_page(app, "reconciliation.py", "finance")
+    assert "The worker's daily run has not stored a report yet." in texts(at)
+    stored = run_scheduled_reconciliation(world.session_factory, gateway=world.gateway,
+                                          operator=WORKER_OPERATOR)
+    assert (stored.status, stored.mismatches) == ("ok", 1)
+    at = open_page(app, "reconciliation.py", "finance")
+    assert not at.exception, at.exception
+    assert "1 transfer(s) checked, 1 mismatch(es), 0 unknown payout(s) settled." in errors(at)
+    assert list(at.dataframe[0].value["stripe_transfer_id"]) == [transfer_id]
+    assert "Choose a period and run the reconciliation." in texts(at)  # the manual run is apart

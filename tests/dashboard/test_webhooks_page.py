@@ -1,13 +1,16 @@
-"""The Webhooks and sync page: events per type, failures, replay, sync with progress."""
+"""The Webhooks and sync page: the worker and its jobs, events per type, failures and dead
+letters, replay, sync with progress; and the admins' warning when no worker runs."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from lib.db import utcnow
 from lib.errors import PermissionDeniedError
-from lib.models import ConnectedAccount, WebhookEvent, WebhookStatus
+from lib.models import ConnectedAccount, ScheduledJob, WebhookEvent, WebhookStatus, WorkerHeartbeat
 from lib.sync import sync_all_accounts
 from lib.webhooks import replay_event
 from tests.dashboard import emulator_env
@@ -20,14 +23,19 @@ from tests.dashboard.emulator_env import (
 )
 
 stripe_env, world = emulator_env.stripe_env, emulator_env.world  # fixtures
+#: The page's tables in order (no worker has a heartbeat in these tests).
+JOBS, TYPES, FAILED = 0, 1, 2
+NO_WORKER = "No background worker has ever run"
 
 
 def store(world, event_id: str, type_: str, status: WebhookStatus, error: str | None = None,
-          account: str = "acct_unknown123") -> None:
+          account: str = "acct_unknown123", attempts: int = 1) -> None:
     with world.session_factory.begin() as session:
         session.add(WebhookEvent(
             stripe_event_id=event_id, type=type_, endpoint="connect", account=account,
-            received_at=utcnow(), status=status.value, attempts=1, error=error,
+            received_at=utcnow(), status=status.value, attempts=attempts, error=error,
+            next_attempt_at=utcnow() + timedelta(minutes=5) if status == WebhookStatus.FAILED
+            else None,
             payload={"id": event_id, "type": type_, "account": account, "livemode": False,
                      "created": 1_780_000_000, "data": {"object": {"id": account,
                                                                    "object": "account"}}},
@@ -47,9 +55,10 @@ def test_events_failures_and_replay(app, world) -> None:
           error="stripe_unavailable: Stripe did not answer")
     at = open_page(app, "webhooks.py", "admin")
     assert not at.exception, at.exception
-    types, failed = at.dataframe[0].value, at.dataframe[1].value
+    types, failed = at.dataframe[TYPES].value, at.dataframe[FAILED].value
     assert set(types["type"]) == {"transfer.created", "account.updated"}
     assert list(failed["error"]) == ["stripe_unavailable: Stripe did not answer"]
+    assert list(failed["state"]) == ["retrying"]
     at = at.button(key="webhooks_replay").click().run()
     assert not at.exception, at.exception
     assert "Event evt_bad replayed: ignored." in texts(at)
@@ -96,10 +105,59 @@ def test_failures_are_counted_and_paged_once_per_run(app, world) -> None:
         store(world, f"evt_bad{n}", "account.updated", WebhookStatus.FAILED, error="boom")
     at = open_page(app, "webhooks.py", "admin")
     assert not at.exception, at.exception
-    assert len(at.dataframe[1].value) == 50 and "Page 1 of 2 · 55 rows" in texts(at)
+    assert len(at.dataframe[FAILED].value) == 50 and "Page 1 of 2 · 55 rows" in texts(at)
     with QueryCounter() as counter:
         at.number_input(key="webhooks_failed_page").set_value(2).run()
     assert not at.exception, at.exception
-    assert len(at.dataframe[1].value) == 5
-    failures = [s for s in counter.statements if "webhook_events.status =" in s]
+    assert len(at.dataframe[FAILED].value) == 5
+    failures = [s for s in counter.statements if "webhook_events.status IN" in s
+                and "GROUP BY" not in s]
     assert len(failures) == 2, counter.statements   # the count and the page, once each
+
+
+def test_no_worker_is_an_error_here_and_a_warning_on_every_admin_page(app, stripe_env) -> None:
+    at = open_page(app, "webhooks.py", "admin")
+    assert not at.exception, at.exception
+    assert any(NO_WORKER in e.value for e in at.error)
+    for page in ("accounts.py", "payouts.py", "audit_log.py"):
+        at = open_page(app, page, "admin")
+        assert not at.exception, at.exception
+        assert any(NO_WORKER in w.value for w in at.warning), page
+    at = open_page(app, "accounts.py", "finance")  # not an admin: not their business
+    assert not any(NO_WORKER in w.value for w in at.warning)
+
+
+def test_a_live_worker_its_jobs_and_a_dead_letter(app, world) -> None:
+    now = utcnow()
+    with world.session_factory.begin() as session:
+        session.add(WorkerHeartbeat(worker_id="host:42:abcd", hostname="host", pid=42,
+                                    started_at=now, last_seen_at=now, events_processed=7,
+                                    events_failed=1))
+        session.add(ScheduledJob(name="reconciliation", interval_seconds=86_400,
+                                 next_run_at=now + timedelta(days=1), last_started_at=now,
+                                 last_finished_at=now, last_status="ok",
+                                 last_result="report #1: 0 transfer(s)", runs=1, failures=0))
+    store(world, "evt_dead", "account.updated", WebhookStatus.DEAD,
+          error="RuntimeError: boom", attempts=10)
+    at = open_page(app, "webhooks.py", "admin")
+    assert not at.exception, at.exception
+    assert not any(NO_WORKER in w.value for w in at.warning)
+    assert any("Running: last heartbeat" in s.value for s in at.success)
+    worker_table, jobs, failed = (at.dataframe[n].value for n in (0, 1, 3))
+    assert list(worker_table["state"]) == ["running"]
+    assert list(worker_table["events_processed"]) == [7]
+    by_name = jobs.set_index("name")
+    assert set(by_name.index) == {"sync_accounts", "purge_oauth_states",
+                                  "abandon_connection_attempts", "reconciliation"}
+    assert by_name.loc["reconciliation", "last_result"] == "report #1: 0 transfer(s)"
+    assert by_name.loc["sync_accounts", "last_result"] == "never run yet"
+    assert list(failed["state"]) == ["dead letter"]
+    assert list(failed["error"]) == ["RuntimeError: boom"]
+    assert [m.value for m in at.metric][-1] == "1"  # dead letters
+    at = at.button(key="webhooks_replay").click().run()
+    assert not at.exception, at.exception
+    assert "Event evt_dead replayed: ignored." in texts(at)
+    with world.session_factory() as session:
+        row = session.scalars(select(WebhookEvent).where(
+            WebhookEvent.stripe_event_id == "evt_dead")).one()
+    assert (row.status, row.attempts) == ("ignored", 1)

@@ -25,10 +25,12 @@ from lib.connect_flow import connection_status, create_onboarding_link, handle_o
 from lib.errors import ConfigurationError, StripeRequestError, ValidationError
 from lib.freelancers import create_freelancer
 from lib.models import ConnectionAttempt
+from lib.onboarding_urls import UrlPurpose
 from lib.roles import Operator
 from lib.settings import load_settings
 from lib.stripe_gateway import StripeGateway
 from tests.factories import make_settings
+from tests.lib.test_connect_flow import signed_of
 
 ADMIN = Operator.from_role_names("alice", ["admin"])
 
@@ -95,9 +97,9 @@ def test_freelancers_here_and_abroad_onboard_and_become_payable(
         gateway = StripeGateway(settings)
         freelancer_id = _freelancer(session_factory, country)
         link = _link(session_factory, gateway, settings, freelancer_id)
-        onboard(link.url, action="complete")
+        back = onboard(link.url, action="complete")
         result = handle_onboarding_return(session_factory, gateway=gateway,
-                                          attempt_id=link.attempt_id)
+                                          url=signed_of(settings, back, UrlPurpose.RETURN))
         assert result.completed and result.status is ConnectionStatus.ACTIVE
         account = gateway.retrieve_account(str(result.account_id)).data
         assert account["country"] == country

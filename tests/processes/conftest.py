@@ -1,6 +1,7 @@
-"""Real processes for the process-level fault tests (issue 8): the companion and payout workers.
+"""Real processes for the process-level fault tests (issue 8): the companion and workers.
 
-The companion runs as ``python -m server`` (what ``make demo`` and production run) and workers as
+The companion runs as ``python -m server`` (what ``make demo`` and production run), the
+background worker as ``python -m lib.worker`` (issue 18) and payout workers as
 ``python -m lib.payouts …``, each a subprocess with its own interpreter, engine and connection
 pool: a SIGKILL, a cut database link or two replicas are then the real thing, not threads
 sharing one process. Each runs in a temporary working directory (no developer ``.env``) with
@@ -49,7 +50,7 @@ from tests.secret_scan import SECRETS
 from tests.support.servers import HOST, free_port
 
 START_TIMEOUT = 60.0  # two cores shared with other work: an interpreter start can be slow
-_APP_SETTING_PREFIXES = ("STRIPE_", "AUTH_", "PAYOUT_", "EMULATOR_")
+_APP_SETTING_PREFIXES = ("STRIPE_", "AUTH_", "PAYOUT_", "EMULATOR_", "WORKER_", "WEBHOOK_", "SYNC_")
 _APP_SETTING_NAMES = {"DATABASE_URL", "JWT_SECRET", "BACKEND_URL", "FRONTEND_URL", "LOG_LEVEL"}
 #: The emulator's delivery settings as the session's other tests expect them.
 _EMULATOR_DELIVERY_DEFAULTS = {"webhook_url": None, "connect_webhook_url": None,
@@ -210,6 +211,21 @@ class Processes:
             )
         self.workers.append(process)
         return process, log_path
+
+    def background_worker(self, *args: str, database_url: str, emulator_url: str,
+                          name: str = "bg-worker", **extra_env: str) -> subprocess.Popen[bytes]:
+        """Start ``python -m lib.worker ARGS`` (the product's worker) with the test's settings."""
+        log_path = self.workdir / f"{name}-{len(self.logs)}.log"
+        self.logs.append(log_path)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # a fixed argv, no shell
+                [sys.executable, "-m", "lib.worker", *args], cwd=self.workdir, stdout=log,
+                stderr=subprocess.STDOUT,
+                env=process_env(database_url=database_url, emulator_url=emulator_url,
+                                backend_url="http://127.0.0.1:9", **extra_env),
+            )
+        self.workers.append(process)
+        return process
 
     def stop_all(self) -> None:
         for companion in self.started:

@@ -12,7 +12,7 @@ Recovery as the README and ``lib.payouts.execution`` document it: a restarted co
 ``submitted`` row alone (another executor may still be on it); once it is stale (10 minutes) the
 sweeper ``python -m lib.payouts retry`` resends it with the same idempotency key, or
 ``python -m lib.payouts reconcile`` finds the transfer, or Stripe's redelivered
-``transfer.created`` webhook settles it. The tests age the row's ``updated_at`` by eleven minutes
+``transfer.created`` webhook, processed by ``python -m lib.worker``, settles it. The tests age the row's ``updated_at`` by eleven minutes
 instead of waiting for them.
 """
 
@@ -195,6 +195,9 @@ def test_killed_after_stripe_paid_settles_with_that_transfer_never_a_second(
         # Stripe delivers transfer.created at least once; the restarted service settles the row
         # at once (no staleness needed: the transfer itself proves the outcome).
         wire_webhooks(emulator, second.url)
+        processes.background_worker("--no-jobs", database_url=database_url,
+                                    emulator_url=emulator.base_url,
+                                    WORKER_POLL_SECONDS="0.05")
         event_id = _transfer_created_event(emulator, paid_at_stripe["id"])
         emulator.resend_event(event_id)
         assert emulator.flush_webhooks(timeout=30)

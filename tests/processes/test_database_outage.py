@@ -69,6 +69,17 @@ def _companion(module_processes: Processes, _proxy: TcpProxy, _pg_database: str,
                                       emulator_url=_shared_emulator.base_url)
 
 
+@pytest.fixture(scope="module")
+def _worker(module_processes: Processes, _proxy: TcpProxy, _pg_database: str,
+            _shared_emulator: EmulatorHandle) -> None:
+    """``python -m lib.worker`` behind the same proxy: the outage cuts it off too."""
+    proxied = make_url(_pg_database).set(host="127.0.0.1", port=_proxy.port)
+    module_processes.background_worker(
+        "--no-jobs", database_url=proxied.render_as_string(hide_password=False),
+        emulator_url=_shared_emulator.base_url, WORKER_POLL_SECONDS="0.05",
+        WORKER_HEARTBEAT_SECONDS="0.5", WEBHOOK_RETRY_BASE_SECONDS="0.2")
+
+
 @pytest.fixture
 def proxy(_proxy: TcpProxy) -> Iterator[TcpProxy]:
     yield _proxy
@@ -136,11 +147,13 @@ def test_payout_refused_while_the_database_is_down_then_paid_once(
 
 
 def test_link_cut_while_stripe_executes_the_transfer_heals_through_the_webhook(
-    companion: Companion, proxy: TcpProxy, quiet_emulator: EmulatorHandle,
+    companion: Companion, _worker: None, proxy: TcpProxy, quiet_emulator: EmulatorHandle,
     session_factory: sessionmaker[Session],
 ) -> None:
     """Cut after the row is claimed, while the companion waits for Stripe: Stripe pays, the
-    ledger cannot be told; the transfer.created webhook (retried by Stripe) settles it."""
+    ledger cannot be told; the transfer.created webhook (retried by Stripe until the intake
+    can store it) is processed by the worker once it reaches the database again, and settles
+    the row."""
     freelancer_id = payable_freelancer(quiet_emulator, session_factory)
     wire_webhooks(quiet_emulator, companion.url, webhook_max_attempts=10,
                   webhook_retry_delay=0.3)

@@ -6,7 +6,8 @@ same settings and the same public ``BACKEND_URL`` (the load balancer's address),
 gets each request. What must hold with nothing shared but the database:
 
 - an OAuth state issued through one replica is consumed through the other, exactly once;
-- one webhook event delivered to both replicas at the same moment is processed once;
+- one webhook event delivered to both replicas at the same moment is stored once and
+  processed once by one of two ``python -m lib.worker`` processes;
 - one payout executed at the same moment by both replicas and two ``lib.payouts`` workers is
   claimed by one of them: one Stripe transfer, one settled row.
 """
@@ -98,6 +99,16 @@ def _replica_pair(module_processes: Processes, _shared_emulator: EmulatorHandle,
     return public, first, second
 
 
+@pytest.fixture(scope="module")
+def _two_workers(module_processes: Processes, _shared_emulator: EmulatorHandle,
+                 _pg_database: str) -> None:
+    """Two ``python -m lib.worker`` processes beside the replicas, as production runs them."""
+    for n in range(2):
+        module_processes.background_worker(
+            "--no-jobs", database_url=_pg_database, emulator_url=_shared_emulator.base_url,
+            name=f"bg-worker-{n + 1}", WORKER_POLL_SECONDS="0.05")
+
+
 @pytest.fixture
 def replicas(_replica_pair: tuple[str, Companion, Companion], quiet_emulator: EmulatorHandle,
              session_factory: sessionmaker[Session]) -> tuple[Companion, Companion]:
@@ -162,7 +173,7 @@ def _unknown_payout_with_a_transfer(emulator: EmulatorHandle,
 
 
 def test_one_event_delivered_to_both_replicas_at_once_is_processed_once(
-    replicas: tuple[Companion, Companion], quiet_emulator: EmulatorHandle,
+    replicas: tuple[Companion, Companion], _two_workers: None, quiet_emulator: EmulatorHandle,
     session_factory: sessionmaker[Session],
 ) -> None:
     payout_id, event_id = _unknown_payout_with_a_transfer(quiet_emulator, session_factory)
@@ -185,6 +196,12 @@ def test_one_event_delivered_to_both_replicas_at_once_is_processed_once(
     assert [a.status_code for a in answers] == [200] * deliveries
     assert sum(not a.json()["duplicate"] for a in answers) == 1
 
+    def processed() -> bool:
+        with session_factory() as session:
+            return session.scalars(select(WebhookEvent.status).where(
+                WebhookEvent.stripe_event_id == event_id)).one() == "processed"
+
+    wait_until(processed, timeout=60, what="the event processed by one of the two workers")
     with session_factory() as session:
         stored = session.scalars(select(WebhookEvent).where(
             WebhookEvent.stripe_event_id == event_id)).one()

@@ -1,8 +1,10 @@
 """``make demo`` end to end: ``python -m scripts.demo`` as a user runs it, in a temporary folder.
 
-It must bring up the emulator, the companion and the dashboard on SQLite, seed once, print what a
-user needs (and it must work), survive a restart without duplicating anything, stop every child on
-Ctrl-C or SIGTERM, and never touch the database a shell's ``DATABASE_URL`` names.
+It must bring up the emulator, the companion, the background worker and the dashboard on SQLite,
+seed once, print what a user needs (and it must work), process Stripe's webhooks end to end
+through the worker and run its scheduled jobs, survive a restart without duplicating anything,
+stop every child on Ctrl-C or SIGTERM (the worker gracefully), and never touch the database a
+shell's ``DATABASE_URL`` names.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from lib.models import Freelancer, Payout
+from lib.models import (
+    ConnectedAccount,
+    Freelancer,
+    Payout,
+    ScheduledJob,
+    WebhookEvent,
+    WorkerHeartbeat,
+)
 from lib.settings import PROJECT_ROOT as ROOT
 from tests.support.servers import HOST, free_port
 
@@ -102,6 +111,57 @@ def _counts(data: Path) -> tuple[int, int]:
         engine.dispose()
 
 
+def _query(data: Path, statement):  # type: ignore[no-untyped-def]
+    engine = create_engine(f"sqlite:///{data / 'connect_ops.db'}")
+    try:
+        with engine.connect() as conn:
+            return conn.execute(statement).all()
+    finally:
+        engine.dispose()
+
+
+def _poll(condition, what: str, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+def _worker_in_the_loop(data: Path, emulator: str) -> None:
+    """The worker processed the seed's webhooks, ran every scheduled job, and processes a new
+    event from Stripe (the emulator) into the mirror."""
+    def jobs_done() -> bool:
+        rows = _query(data, select(ScheduledJob.name, ScheduledJob.last_status))
+        return {name for name, status in rows if status == "ok"} == {
+            "sync_accounts", "purge_oauth_states", "abandon_connection_attempts",
+            "reconciliation"}
+
+    def events_settled() -> bool:
+        statuses = [s for (s,) in _query(data, select(WebhookEvent.status))]
+        return bool(statuses) and not {"received", "processing"} & set(statuses)
+
+    _poll(jobs_done, "every scheduled job run once")
+    _poll(events_settled, "the seed's webhooks processed")
+    assert "dead" not in {s for (s,) in _query(data, select(WebhookEvent.status))}
+    [(account_id,)] = _query(data, select(Freelancer.stripe_account_id).where(
+        Freelancer.stripe_account_id.is_not(None)).order_by(Freelancer.id).limit(1))
+    answer = httpx.post(f"{emulator}/_emulator/accounts/{account_id}", json={"requirements": {
+        "currently_due": ["individual.id_number"], "eventually_due": ["individual.id_number"]}})
+    assert answer.status_code == 200, answer.text
+
+    def mirrored() -> bool:
+        [(requirements,)] = _query(data, select(ConnectedAccount.requirements).where(
+            ConnectedAccount.stripe_id == account_id))
+        return (requirements or {}).get("currently_due") == ["individual.id_number"]
+
+    _poll(mirrored, "the new account.updated processed into the mirror", timeout=60)
+
+
+def _worker_stopped_gracefully(data: Path) -> None:
+    beats = _query(data, select(WorkerHeartbeat.stopped_at))
+    assert beats and all(stopped is not None for (stopped,) in beats), beats
+
+
 def _stop(run: DemoRun, signum: int, ports: dict[str, int]) -> None:
     run.process.send_signal(signum)
     assert run.process.wait(timeout=60) == 0, run.output()[-3000:]
@@ -140,7 +200,10 @@ def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> 
 
         seeded = _counts(tmp_path)
         assert seeded[0] >= 40 and seeded[1] > 0, seeded
+        assert "background worker  python -m lib.worker" in banner
+        _worker_in_the_loop(tmp_path, f"http://{HOST}:{ports['emulator']}")
         _stop(first, signal.SIGINT, ports)  # Ctrl-C
+    _worker_stopped_gracefully(tmp_path)
 
     assert (tmp_path / "demo.env").stat().st_mode & 0o077 == 0  # the demo's secrets: owner only
     secrets_before = (tmp_path / "demo.env").read_text()
@@ -153,6 +216,7 @@ def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> 
                            headers={"Authorization": f"Bearer {second.token('freelancer')}"})
         assert status.status_code == 200
         _stop(second, signal.SIGTERM, ports)
+    _worker_stopped_gracefully(tmp_path)
 
     assert (tmp_path / "demo.env").read_text() == secrets_before  # logins and links survive
 

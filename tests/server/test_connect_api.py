@@ -22,6 +22,7 @@ from lib.tokens import issue_token
 from tests.conftest import requires_postgresql
 from tests.factories import TEST_JWT_SECRET, make_settings
 from tests.support.servers import free_port, running_companion
+from tests.support.worker import wait_until_settled
 
 API = "/api/v1/freelancer"
 
@@ -218,6 +219,7 @@ def test_duplicate_and_out_of_order_webhooks_processed_once(live) -> None:
     ids = [d["event_id"] for d in deliveries]
     assert len(ids) > len(set(ids))  # duplicates really were delivered
     factory = live["session_factory"]
+    wait_until_settled(factory)  # the worker processes what the intake stored
     with factory() as session:
         rows = session.scalars(select(WebhookEvent).where(
             WebhookEvent.type == "account.updated")).all()

@@ -1,4 +1,5 @@
-"""Webhook intake over HTTP: real HMAC signatures, nothing stored unless verified."""
+"""Webhook intake over HTTP: real HMAC signatures, nothing stored unless verified; a verified
+event is stored and acknowledged, and only the worker processes it (issue 18)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
+from lib import webhooks
 from lib.db import utcnow
 from lib.freelancers import create_freelancer
 from lib.models import Freelancer, WebhookEvent
+from lib.stripe_gateway import StripeGateway
+from lib.worker import Worker
 from server.app import create_app
 from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET, make_settings
 
@@ -36,13 +40,26 @@ def signed(body: dict | bytes, secret: str, timestamp: int | None = None) -> tup
     return payload, {"Stripe-Signature": header, "Content-Type": "application/json"}
 
 
+#: Stripe is unreachable in this module: a handler that calls it fails.
+SETTINGS = make_settings(stripe_api_base="http://127.0.0.1:9", stripe_connect_base="http://127.0.0.1:9")
+
+
 @pytest.fixture
 def client(session_factory):
-    app = create_app(make_settings(stripe_api_base="http://127.0.0.1:9",
-                                   stripe_connect_base="http://127.0.0.1:9"),
-                     session_factory=session_factory)
+    app = create_app(SETTINGS, session_factory=session_factory)
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def worker(session_factory) -> Worker:
+    """The worker, driven one pass at a time by the test (no scheduled jobs)."""
+    return Worker(session_factory, gateway=StripeGateway(SETTINGS), settings=SETTINGS, jobs=[])
+
+
+def the_row(session_factory) -> WebhookEvent:
+    with session_factory() as session:
+        return session.scalars(select(WebhookEvent)).one()
 
 
 def stored(session_factory) -> int:
@@ -118,9 +135,10 @@ def test_live_event_on_test_deployment_is_ignored_and_recorded(client, session_f
     assert row.status == "ignored" and "live-mode event" in (row.error or "")
 
 
-def test_deauthorization_is_confirmed_with_stripe_before_detaching(client, session_factory):
+def test_deauthorization_is_confirmed_with_stripe_before_detaching(client, session_factory,
+                                                                   worker) -> None:
     # Stripe is unreachable here: the event cannot be confirmed, so nothing is detached and
-    # the delivery fails (Stripe retries). The confirmed path runs in test_connect_api.py.
+    # the attempt fails (the worker retries it). The confirmed path runs in test_connect_api.py.
     with session_factory.begin() as session:
         freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
         freelancer.stripe_account_id = "acct_gone"
@@ -131,14 +149,16 @@ def test_deauthorization_is_confirmed_with_stripe_before_detaching(client, sessi
                  created=int(time.time()) + 1,
                  data={"object": {"id": "ca_x", "object": "application"}})
     payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
-    assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 200
+    assert worker.process_due_events() == 1
     with session_factory() as session:
         freelancer = session.get(Freelancer, freelancer_id)
         assert freelancer is not None and freelancer.stripe_account_id == "acct_gone"
-        assert session.scalars(select(WebhookEvent.status)).one() == "failed"
+    assert the_row(session_factory).status == "failed"
 
 
-def test_stale_deauthorization_does_not_undo_a_reconnect(client, session_factory) -> None:
+def test_stale_deauthorization_does_not_undo_a_reconnect(client, session_factory,
+                                                          worker) -> None:
     with session_factory.begin() as session:
         freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
         freelancer.stripe_account_id = "acct_back"
@@ -149,6 +169,7 @@ def test_stale_deauthorization_does_not_undo_a_reconnect(client, session_factory
                  created=int(time.time()) - 3600)
     payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
     assert client.post(CONNECT, content=payload, headers=headers).status_code == 200
+    assert worker.process_due_events() == 1
     with session_factory() as session:
         freelancer = session.get(Freelancer, freelancer_id)
         assert freelancer is not None and freelancer.stripe_account_id == "acct_back"
@@ -156,7 +177,8 @@ def test_stale_deauthorization_does_not_undo_a_reconnect(client, session_factory
     assert row.status == "ignored"
 
 
-def test_processing_failure_is_recorded_and_answered_500(client, session_factory) -> None:
+def test_processing_failure_is_recorded_and_retried_by_the_worker(client, session_factory,
+                                                                   worker) -> None:
     # account.updated for a known account re-reads it from Stripe; Stripe is unreachable here.
     with session_factory.begin() as session:
         freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
@@ -164,14 +186,19 @@ def test_processing_failure_is_recorded_and_answered_500(client, session_factory
     body = event("evt_fail", "account.updated", account="acct_known")
     payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
     response = client.post(CONNECT, content=payload, headers=headers)
-    assert response.status_code == 500
-    with session_factory() as session:
-        row = session.scalars(select(WebhookEvent)).one()
+    assert response.status_code == 200  # acknowledged: the failure is the worker's business
+    assert worker.process_due_events() == 1
+    row = the_row(session_factory)
     assert row.status == "failed" and row.error and "stripe_connection_error" in row.error
-    # Stripe's retry of the same event is processed again (and fails again here).
-    assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
-    with session_factory() as session:
-        assert session.scalars(select(WebhookEvent.attempts)).one() == 2
+    assert row.next_attempt_at is not None and row.next_attempt_at > utcnow()
+    # Stripe's redelivery is acknowledged and changes nothing: the retry is scheduled already.
+    again = client.post(CONNECT, content=payload, headers=headers)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert worker.process_due_events() == 0  # not due yet: backoff
+    assert the_row(session_factory).attempts == 1
+    later = webhooks.claim_due(session_factory, worker_id="later", policy=worker.policy,
+                               now=row.next_attempt_at)
+    assert [c.attempt for c in later] == [2]
 
 
 def test_recorded_only_event_is_stored_processed_in_one_commit(client, session_factory) -> None:
@@ -197,16 +224,52 @@ def test_recorded_only_event_is_stored_processed_in_one_commit(client, session_f
     assert row.processed_at is not None
 
 
-def test_handled_event_is_still_claimed_and_finished(client, session_factory) -> None:
-    # account.updated re-reads the account from Stripe (unreachable here): it goes through the
-    # claim, so the failure is recorded on the row and Stripe is told to retry.
+def test_intake_runs_no_handler_and_calls_no_stripe(client, session_factory, worker,
+                                                      monkeypatch) -> None:
+    # account.updated for our account needs Stripe: the request only stores it, in one commit.
+    calls: list[str] = []
+    monkeypatch.setitem(webhooks.HANDLERS, "account.updated",
+                        lambda _f, _g, received: calls.append(received["id"]))
+    with session_factory.begin() as session:
+        create_freelancer(session, name="Ada", email="ada@example.com").stripe_account_id = (
+            "acct_1")
+    engine = session_factory.kw["bind"]
+    commits: list[str] = []
+
+    def count_commit(_connection) -> None:
+        commits.append("commit")
+
+    body = event("evt_acct", "account.updated", account="acct_1",
+                 data={"object": {"id": "acct_1", "object": "account"}})
+    payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
+    sa_event.listen(engine, "commit", count_commit)
+    try:
+        response = client.post(CONNECT, content=payload, headers=headers)
+    finally:
+        sa_event.remove(engine, "commit", count_commit)
+    assert response.status_code == 200
+    assert response.json() == {"received": True, "duplicate": False, "ignored": False}
+    assert calls == [] and len(commits) == 1
+    row = the_row(session_factory)
+    assert (row.status, row.attempts, row.lease_token) == ("received", 0, None)
+    assert worker.process_due_events() == 1
+    assert calls == ["evt_acct"]
+    row = the_row(session_factory)
+    assert (row.status, row.attempts, row.lease_token) == ("processed", 1, None)
+
+
+def test_handled_event_is_claimed_and_finished_by_the_worker(client, session_factory,
+                                                             worker) -> None:
+    # account.updated re-reads the account from Stripe (unreachable here): the worker's claim
+    # records the failure on the row and schedules the retry.
     with session_factory.begin() as session:
         freelancer = create_freelancer(session, name="Ada", email="ada@example.com")
         freelancer.stripe_account_id = "acct_1"
     body = event("evt_acct", "account.updated", account="acct_1",
                  data={"object": {"id": "acct_1", "object": "account"}})
     payload, headers = signed(body, TEST_CONNECT_WEBHOOK_SECRET)
-    assert client.post(CONNECT, content=payload, headers=headers).status_code == 500
-    with session_factory() as session:
-        row = session.scalars(select(WebhookEvent)).one()
-    assert (row.status, row.attempts) == ("failed", 1)
+    assert client.post(CONNECT, content=payload, headers=headers).status_code == 200
+    assert the_row(session_factory).status == "received"
+    assert worker.process_due_events() == 1
+    row = the_row(session_factory)
+    assert (row.status, row.attempts, row.lease_token) == ("failed", 1, None)

@@ -58,8 +58,11 @@ class ServerThread:
 @contextmanager
 def running_companion(
     emulator: object, settings: Settings, port: int, session_factory: sessionmaker[Session],
+    *, worker: bool = True,
 ) -> Iterator[str]:
-    """The companion service on ``port``, with the emulator's webhooks and redirects pointed at it."""
+    """The companion service on ``port``, with the emulator's webhooks and redirects pointed at
+    it, and (unless ``worker=False``) a background worker processing what it stores."""
+    from tests.support.worker import running_worker
     backend = settings.backend_url
     emulator.configure(  # type: ignore[attr-defined]
         backend_url=backend,
@@ -69,7 +72,11 @@ def running_companion(
     )
     server = ServerThread(create_app(settings, session_factory=session_factory), port).start()
     try:
-        yield server.url
+        if worker:
+            with running_worker(session_factory, settings):
+                yield server.url
+        else:
+            yield server.url
     finally:
         server.stop()
         # Leave the shared emulator delivering nowhere once this service is gone.
