@@ -25,7 +25,8 @@ def test_unconfirmed_destinations_are_flagged(app, session_factory, user) -> Non
     _, account_id = _held(session_factory, "Nina New")
     at = open_page(app, "accounts.py", user)
     assert not at.exception
-    assert "1 new payout destination not confirmed yet" in at.warning[0].value
+    (held,) = [w.value for w in at.warning if "destination" in w.value]
+    assert "1 new payout destination not confirmed yet" in held
     flagged = at.dataframe[0].value                       # above the accounts table
     assert list(flagged["Freelancer"]) == ["Nina New"]
     assert list(flagged["New account"]) == [account_id]
@@ -35,7 +36,8 @@ def test_nothing_flagged_when_every_destination_is_confirmed(app, session_factor
     with session_factory.begin() as session:
         add_freelancer(session, state="active", name="Carl Confirmed")
     at = open_page(app, "accounts.py", "admin")
-    assert not at.exception and not at.warning
+    # (Admins may also be warned that no background worker runs here: not this page's business.)
+    assert not at.exception and not [w for w in at.warning if "destination" in w.value]
     assert "not confirmed" not in page_text(at)
 
 

@@ -28,11 +28,12 @@ from lib.connect_flow import (
     handle_oauth_callback,
     refresh_connection,
 )
+from lib.destinations import confirm_destination
 from lib.freelancers import create_freelancer, get_freelancer
 from lib.models import AuditLog, Payout, PayoutStatus, WebhookEvent, WebhookStatus
 from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import request_payout
-from lib.roles import Operator
+from lib.roles import Operator, Role
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from lib.webhooks import Endpoint, process_event, store_event
@@ -59,6 +60,11 @@ class World:
         result = handle_oauth_callback(self.session_factory, gateway=self.gateway,
                                        params=consent(url))
         assert result.success and result.account_id
+        # Issue 19: a new destination is paid only once confirmed; Ada confirms hers.
+        with self.session_factory.begin() as session:
+            confirm_destination(session, operator=Operator(
+                f"freelancer:{freelancer_id}", frozenset({Role.FREELANCER})),
+                freelancer_id=freelancer_id, account_id=result.account_id)
         return freelancer_id, result.account_id
 
     def revoke_at_stripe(self, account_id: str) -> None:
@@ -123,16 +129,20 @@ def test_a_deauthorization_event_read_with_a_refused_key_detaches_nobody(world: 
     bad_key = StripeGateway(make_settings(stripe_api_base=world.emulator.base_url,
                                           stripe_connect_base=world.emulator.base_url,
                                           stripe_secret_key="sk_test_"))
-    with pytest.raises(errors.StripeAuthenticationError):
-        process_event(world.session_factory, gateway=bad_key, event_id=event["id"])
+    # The worker records the failure on the event (retried later), never a detach.
+    failed = process_event(world.session_factory, gateway=bad_key, event_id=event["id"],
+                           worker_id="test-worker")
+    assert failed is not None and failed.status is WebhookStatus.FAILED
+    assert failed.note is not None and "stripe_authentication_error" in failed.note
     assert world.attached(freelancer_id) == account_id
 
     world.revoke_at_stripe(account_id)
     with world.session_factory.begin() as session:
         session.execute(update(WebhookEvent).where(WebhookEvent.stripe_event_id == event["id"])
-                        .values(status=WebhookStatus.RECEIVED.value))
-    assert process_event(world.session_factory, gateway=world.gateway,
-                         event_id=event["id"]) is WebhookStatus.PROCESSED
+                        .values(status=WebhookStatus.RECEIVED.value, next_attempt_at=None))
+    done = process_event(world.session_factory, gateway=world.gateway, event_id=event["id"],
+                         worker_id="test-worker")
+    assert done is not None and done.status is WebhookStatus.PROCESSED
     assert world.attached(freelancer_id) is None
 
 
