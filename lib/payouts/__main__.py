@@ -4,6 +4,7 @@
     python -m lib.payouts bulk FILE.csv --dry-run  --operator alice
     python -m lib.payouts bulk FILE.csv --confirm  --operator alice
     python -m lib.payouts retry --operator alice          # resend unknown/stale rows, same keys
+    python -m lib.payouts retry-reversals --operator alice  # the same for reversals
     python -m lib.payouts reverse 1042 [--amount 10.00] --reason "Paid twice" --operator alice
 
 Who acts: ``--operator USERNAME`` must be a user of the dashboard's users file
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     blk.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
     rty = sub.add_parser("retry", help="resend unknown and stale rows with their own keys")
     rty.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    rrv = sub.add_parser("retry-reversals",
+                         help="resend unknown and stale reversals with their own keys")
+    rrv.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
     rev = sub.add_parser("reverse", help="reverse (part of) a paid payout")
     rev.add_argument("payout_id", type=int)
     rev.add_argument("--amount", help="major units, e.g. 10.00 (default: all that remains)")
@@ -155,11 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                          "stripe_reversal_id": reversal.stripe_reversal_id or "",
                          "error": reversal.error_message or ""}])
             return 0 if reversal.status in ("succeeded", "pending_approval") else 1
+        if args.command == "retry-reversals":
+            reversals = retry_unsettled_reversals(factory, gateway=gateway, operator=operator)
+            _write_csv([{"reversal_id": r.id, "payout_id": r.payout_id, "status": r.status}
+                        for r in reversals])
+            return 0
         payouts = retry_unsettled(factory, gateway=gateway, operator=operator)
-        reversals = retry_unsettled_reversals(factory, gateway=gateway, operator=operator)
-        _write_csv([{"payout_id": p.id, "reversal_id": "", "status": p.status} for p in payouts]
-                   + [{"payout_id": r.payout_id, "reversal_id": r.id, "status": r.status}
-                      for r in reversals])
+        _write_csv([{"payout_id": p.id, "status": p.status} for p in payouts])
         return 0
     except ConfigurationError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
