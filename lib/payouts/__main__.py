@@ -32,6 +32,7 @@ from lib.logging_setup import configure_logging
 from lib.operator_accounts import load_credentials
 from lib.payouts.bulk import confirm_bulk, preview_bulk
 from lib.payouts.execution import retry_unsettled
+from lib.payouts.ledger import scoped_token
 from lib.payouts.reconciliation import reconcile
 from lib.payouts.reversal import retry_unsettled_reversals, reverse_payout
 from lib.roles import Operator, canonical_username
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             reversal = reverse_payout(
                 factory, gateway=gateway, operator=operator, payout_id=args.payout_id,
                 amount=args.amount, reason=args.reason, settings=settings,
-                client_request_token=f"cli:{operator.username}:{args.key}" if args.key else None,
+                client_request_token=scoped_token("cli", operator.username, args.key),
                 confirm_duplicate_of=args.confirm_duplicate_of)
             _write_csv([{"reversal_id": reversal.id, "payout_id": reversal.payout_id,
                          "amount_minor": reversal.amount_minor, "status": reversal.status,

@@ -29,6 +29,7 @@ Approval threshold and maximum
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import uuid
@@ -146,7 +147,23 @@ def _clean_description(description: str | None) -> str:
     return text
 
 
-def _clean_token(token: str | None) -> str | None:
+def scoped_token(door: str, username: str, key: str | None) -> str | None:
+    """A client's own idempotency key, scoped to the door and the person who sent it.
+
+    ``api:alice:invoice-1001``. Keys may be up to 255 characters themselves, so a scoped token
+    that would not fit the column is replaced by its SHA-256 (deterministic: the same key
+    always finds the same row; short tokens keep their readable form).
+    """
+    if key is None:
+        return None
+    token = f"{door}:{username}:{key}"
+    if len(token) <= MAX_TOKEN:
+        return token
+    return f"{door}:sha256:{hashlib.sha256(token.encode('utf-8')).hexdigest()}"
+
+
+def clean_token(token: str | None) -> str | None:
+    """A client request token, trimmed; refused when empty or longer than the column."""
     if token is None:
         return None
     value = token.strip()
@@ -245,7 +262,7 @@ def _request_payout(
         raise ValidationError("A bulk payout needs the file fingerprint, its line and its key.")
     money = parse_money(amount, currency, settings=settings)
     text = _clean_description(description)
-    token = _clean_token(client_request_token)
+    token = clean_token(client_request_token)
 
     existing = _existing(session, token=token, bulk_row_key=bulk_row_key)
     if existing is not None:

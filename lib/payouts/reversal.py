@@ -62,7 +62,7 @@ from lib.payouts.execution import (
     SAVED_SERVER_ERROR,
     STALE_SUBMITTED_AFTER,
 )
-from lib.payouts.ledger import KEY_PREFIX, get_payout, new_nonce
+from lib.payouts.ledger import KEY_PREFIX, clean_token, get_payout, new_nonce
 from lib.payouts.limits import limits_for
 from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.settings import Settings
@@ -121,6 +121,7 @@ def request_reversal(
         authorize(operator, Action.REVERSE_PAYOUT, session=session_factory,
                   target=f"payout:{payout_id}")
         text = _clean_reason(reason)
+        client_request_token = clean_token(client_request_token)
         with session_factory.begin() as session:
             existing = _by_token(session, client_request_token)
             if existing is not None:
@@ -158,8 +159,9 @@ def request_reversal(
 
 def _clean_reason(reason: str | None) -> str:
     text = (reason or "").strip()
-    if not text or len(text) > MAX_REASON:
-        raise ValidationError(f"A reversal needs a reason of 1 to {MAX_REASON} characters.")
+    if not text or len(text) > MAX_REASON or any(ord(ch) < 32 and ch != "\t" for ch in text):
+        raise ValidationError(f"A reversal needs a reason: one line of 1 to {MAX_REASON} "
+                              "characters.")
     return text
 
 

@@ -29,7 +29,7 @@ from lib.models import Payout, PayoutReversal, PayoutStatus, PayoutType, Reversa
 from lib.money import Money, format_money
 from lib.payouts.duplicates import LikelyDuplicateError
 from lib.payouts.execution import SAVED_SERVER_ERROR, PreflightFailedError, execute_payout
-from lib.payouts.ledger import get_payout, request_payout
+from lib.payouts.ledger import get_payout, request_payout, scoped_token
 from lib.payouts.reversal import reverse_payout
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims
@@ -206,8 +206,8 @@ def _create_payout(
         with context.session_factory.begin() as session:
             payout = request_payout(
                 session, operator=operator, settings=context.settings,
-                client_request_token=f"api:{operator.username}:{idempotency_key}"
-                if idempotency_key else None, confirm_duplicate_of=confirm_duplicate_of,
+                client_request_token=scoped_token("api", operator.username, idempotency_key),
+                confirm_duplicate_of=confirm_duplicate_of,
                 audit_refusals_with=context.session_factory, **body,
             )
             payout_id = payout.id
@@ -335,8 +335,8 @@ def _create_reversal(
         reversal = reverse_payout(
             context.session_factory, gateway=context.gateway, operator=operator,
             payout_id=payout_id, settings=context.settings,
-            client_request_token=f"api:{operator.username}:{idempotency_key}"
-            if idempotency_key else None, confirm_duplicate_of=confirm_duplicate_of, **body)
+            client_request_token=scoped_token("api", operator.username, idempotency_key),
+            confirm_duplicate_of=confirm_duplicate_of, **body)
     except LikelyDuplicateError as exc:
         return _duplicate_answer(exc)
     with context.session_factory() as session:

@@ -215,3 +215,27 @@ def test_reversals_through_the_api(guarded, emulator, session_factory) -> None:
     stripe = StripeGateway(make_settings(stripe_api_base=emulator.base_url,
                                          stripe_connect_base=emulator.base_url))
     assert stripe.retrieve_transfer(row.stripe_transfer_id)["amount_reversed"] == 4000
+
+
+@pytest.mark.parametrize("path", ["", "/1/reversals"])
+def test_a_255_character_idempotency_key_fits(guarded, path) -> None:
+    """The key is scoped to its sender ("api:alice:…"), then hashed when it would not fit."""
+    client, freelancer_id = guarded
+    key = "k" * 255
+    paid = client.post(URL, json={"freelancerId": freelancer_id, "amount": "30.00",
+                                  "currency": "usd", "description": "Long key"},
+                       headers={**bearer(Role.ADMIN), "Idempotency-Key": key})
+    assert paid.status_code == 200, paid.json()
+    if not path:
+        again = client.post(URL, json={"freelancerId": freelancer_id, "amount": "30.00",
+                                       "currency": "usd", "description": "Long key"},
+                            headers={**bearer(Role.ADMIN), "Idempotency-Key": key})
+        assert again.json()["data"]["payoutId"] == paid.json()["data"]["payoutId"]
+        return
+    url = f"{URL}/{paid.json()['data']['payoutId']}/reversals"
+    first = client.post(url, json={"amount": "1.00", "reason": "r"},
+                        headers={**bearer(Role.ADMIN), "Idempotency-Key": key})
+    again = client.post(url, json={"amount": "1.00", "reason": "r"},
+                        headers={**bearer(Role.ADMIN), "Idempotency-Key": key})
+    assert first.status_code == 200 and again.json()["data"]["reversalId"] == first.json()[
+        "data"]["reversalId"]
