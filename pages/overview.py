@@ -33,6 +33,14 @@ if refresh.button("Refresh now", key="overview_refresh", icon=":material/refresh
 
 for alert in alerts_for(kpis):
     (st.error if alert.level == "error" else st.warning)(alert.message, icon=":material/warning:")
+needed = cache.funds_needed(context.session_factory, context.gateway, operator)
+for short in needed or []:
+    st.error(f"Funds needed: {short.currency.upper()} is short by {short.display} for the "
+             "payouts already approved or awaiting approval."
+             + (" See Funding." if operator.can(Action.VIEW_FUNDING) else ""),
+             icon=":material/account_balance:")
+if needed is None:
+    st.caption("Stripe's balance could not be read just now: funding was not checked.")
 
 if kpis.connected == 0 and not kpis.payouts_this_month and not kpis.success_rate.denominator:
     st.info("No connected accounts yet. Generate a first link on the Onboarding links page; "

@@ -31,9 +31,11 @@ from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError, NotFoundError
 from lib.exports import rows_to_csv
 from lib.freelancers import get_freelancer, search_freelancers
+from lib.funding import clear_bulk_preview, note_bulk_preview
 from lib.models import PayoutStatus
 from lib.money import SUPPORTED_CURRENCIES, format_money
 from lib.payouts import (
+    BulkPreview,
     PayoutFilter,
     confirm_bulk,
     execute_payout,
@@ -242,18 +244,36 @@ def _start_bulk() -> None:
     state["payouts_bulk_in_flight"] = True
 
 
+def _note_preview(preview: BulkPreview | None) -> None:
+    """Tell the Funding page what this file is about to pay (issue 21); once per file."""
+    noted = state.get("payouts_bulk_noted")
+    fingerprint = preview.fingerprint if preview is not None else None
+    if noted == fingerprint:
+        return
+    with context.session_factory.begin() as session:
+        if preview is None:
+            clear_bulk_preview(session, operator=operator)
+        else:
+            note_bulk_preview(session, operator=operator, fingerprint=preview.fingerprint,
+                              totals=[(t.currency, t.rows, t.amount_minor)
+                                      for t in preview.totals])
+    state["payouts_bulk_noted"] = fingerprint
+
+
 def bulk_upload() -> None:
     st.caption("A CSV with a header naming freelancer_email (or freelancer_id), amount, currency "
                "and optionally description. Nothing is paid until you confirm the preview; "
                "confirming the same file again only finishes what is unfinished.")
     uploaded = st.file_uploader("Payouts CSV", type=["csv"], key="payouts_bulk_file")
     if uploaded is None:
+        _note_preview(None)
         return
     data = uploaded.getvalue()
     try:
         with context.session_factory() as session:
             preview = preview_bulk(session, gateway=context.gateway, operator=operator,
                                    csv_bytes=data, settings=context.settings)
+        _note_preview(preview)
     except ConnectOpsError as exc:
         show_error(exc)
         return
