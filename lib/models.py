@@ -372,6 +372,9 @@ class AuditLog(Base):
         Index("ix_audit_log_action", "action"),
         #: The Result filter's choices are read from it (0005).
         Index("ix_audit_log_result", "result"),
+        #: A freelancer's timeline reads the entries about them, their payouts and accounts
+        #: (0010).
+        Index("ix_audit_log_target", "target", "occurred_at"),
     )
 
 

@@ -20,6 +20,7 @@ import streamlit as st
 from dashboard import cache
 from dashboard.context import get_context
 from dashboard.navigation import PAGES_DIR
+from dashboard.timeline import render_timeline
 from dashboard.widgets import (
     PAGE_SIZE,
     deferred_csv,
@@ -254,6 +255,8 @@ if detail.payouts:
                    "Payouts page lists them all.")
 else:
     st.caption("No payouts yet.")
+
+render_timeline(context, operator, detail.freelancer_id)
 
 # ---- admin actions ---------------------------------------------------------------------------
 ACTIONS = (Action.REFRESH_ACCOUNT, Action.GENERATE_LINK, Action.DISCONNECT, Action.REQUEST_PAYOUT)

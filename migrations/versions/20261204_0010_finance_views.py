@@ -6,6 +6,7 @@
   kept from account updates, for the freelancer's timeline and the requirement ageing report.
 - ``bulk_previews``: the bulk payout file each operator is previewing, counted as committed
   money on the Funding page.
+- ``ix_audit_log_target``: the timeline's audit entries by target.
 
 Revision ID: 0010
 Revises: 0006
@@ -106,9 +107,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bulk_previews")),
         sa.UniqueConstraint("operator", name=op.f("uq_bulk_previews_operator")),
     )
+    # A freelancer's timeline reads the audit entries about them, their payouts and accounts.
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_log_target", ["target", "occurred_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_log_target")
     op.drop_table("bulk_previews")
     with op.batch_alter_table("requirement_changes", schema=None) as batch_op:
         batch_op.drop_index("ix_requirement_changes_account_id")
