@@ -114,12 +114,15 @@ def _window(column: Any, since: datetime | None, until: datetime | None) -> list
 
 
 def _attempts(session: Session, freelancer_id: int, since: datetime | None,
-              until: datetime | None) -> Iterator[TimelineEntry]:
+              until: datetime | None, accounts: set[str]) -> Iterator[TimelineEntry]:
+    """Each attempt's issue and outcome; collects the accounts they connected to."""
     rows = session.scalars(
         select(ConnectionAttempt).where(ConnectionAttempt.freelancer_id == freelancer_id,
                                         *_window(ConnectionAttempt.started_at, since, until))
         .order_by(ConnectionAttempt.started_at.desc()).limit(PER_SOURCE))
     for a in rows:
+        if a.stripe_account_id:
+            accounts.add(a.stripe_account_id)
         method = labels.method(a.method)
         yield TimelineEntry(a.started_at, Kind.CONNECTION, f"Link issued: {method}",
                             by=a.issued_by, reference=f"attempt {a.id}")
@@ -236,19 +239,13 @@ def _bank(session: Session, freelancer_id: int, since: datetime | None,
                             "Stripe", b.stripe_payout_id)
 
 
-def _accounts_of(session: Session, freelancer: Freelancer) -> list[str]:
-    found = {freelancer.stripe_account_id} if freelancer.stripe_account_id else set()
-    found.update(a for a in session.scalars(
-        select(ConnectionAttempt.stripe_account_id).where(
-            ConnectionAttempt.freelancer_id == freelancer.id,
-            ConnectionAttempt.stripe_account_id.is_not(None)).distinct()) if a)
-    return sorted(found)
-
-
 def _audit(session: Session, freelancer: Freelancer, payout_ids: list[int],
-           since: datetime | None, until: datetime | None) -> tuple[list[TimelineEntry], bool]:
+           accounts: set[str], since: datetime | None,
+           until: datetime | None) -> tuple[list[TimelineEntry], bool]:
+    if freelancer.stripe_account_id:
+        accounts = accounts | {freelancer.stripe_account_id}
     targets = [f"freelancer:{freelancer.id}", *(f"payout:{pid}" for pid in payout_ids),
-               *_accounts_of(session, freelancer)]
+               *sorted(accounts)]
     rows = list(session.scalars(
         select(AuditLog).where(AuditLog.target.in_(targets),
                                *_window(AuditLog.occurred_at, since, until))
@@ -304,12 +301,14 @@ def freelancer_timeline(
     wanted = set(kinds) if kinds is not None else set(Kind)
     hidden = frozenset() if operator.can(Action.VIEW_AUDIT_LOG) else frozenset({Kind.AUDIT})
     entries: list[TimelineEntry] = []
-    entries.extend(_attempts(session, freelancer_id, since, until))
+    accounts: set[str] = set()
+    entries.extend(_attempts(session, freelancer_id, since, until, accounts))
     entries.extend(_requirements(session, freelancer_id, since, until))
     payouts, payout_ids, truncated = _payouts(session, freelancer_id, since, until)
     entries.extend(payouts)
     entries.extend(_bank(session, freelancer_id, since, until))
-    audit_entries, audit_truncated = _audit(session, freelancer, payout_ids, since, until)
+    audit_entries, audit_truncated = _audit(session, freelancer, payout_ids, accounts, since,
+                                            until)
     entries.extend(e for e in audit_entries if e.kind not in hidden)
     entries.extend(_current_connection(freelancer, entries, since, until))
     oldest = datetime.min.replace(tzinfo=UTC)

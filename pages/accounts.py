@@ -20,6 +20,7 @@ import streamlit as st
 from dashboard import cache
 from dashboard.context import get_context
 from dashboard.navigation import PAGES_DIR
+from dashboard.tables import money
 from dashboard.timeline import render_timeline
 from dashboard.widgets import (
     PAGE_SIZE,
@@ -34,6 +35,7 @@ from dashboard.widgets import (
     styled_status,
     when,
 )
+from lib import labels
 from lib.account_queries import (
     EXPORT_COLUMNS,
     MAX_EXPORT,
@@ -233,8 +235,9 @@ if detail.capabilities:
 st.markdown("**Connection history**")
 if detail.attempts:
     st.dataframe(pd.DataFrame([{
-        "Started": when(a.started_at), "Method": a.method, "Issued by": a.issued_by,
-        "Outcome": a.outcome, "Reason": a.failure_reason or "",
+        "Started": when(a.started_at), "Method": labels.method(a.method),
+        "Issued by": a.issued_by, "Outcome": labels.outcome(a.outcome),
+        "Reason": labels.failure_reason(a.failure_reason),
         "Returned": when(a.returned_at), "Finished": when(a.finished_at),
         "Account": a.stripe_account_id or "",
     } for a in detail.attempts]), hide_index=True, width="stretch",
@@ -245,8 +248,9 @@ else:
 st.markdown("**Payout history**")
 if detail.payouts:
     st.dataframe(pd.DataFrame([{
-        "Created": when(p.created_at), "Amount": p.amount, "Currency": p.currency,
-        "Status": p.status, "Transfer": p.stripe_transfer_id or "", "Description": p.description,
+        "Created": when(p.created_at), "Amount": money(p.amount_minor, p.currency),
+        "Status": labels.payout_status(p.status), "Transfer": p.stripe_transfer_id or "",
+        "Description": p.description,
         "Requested by": p.requested_by,
     } for p in detail.payouts]), hide_index=True, width="stretch",
         key="accounts_payouts_table")

@@ -27,11 +27,13 @@ from dashboard.page_kit import (
     require,
     show_error,
 )
+from dashboard.tables import money, show_table
 from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError, NotFoundError
 from lib.exports import rows_to_csv
 from lib.freelancers import get_freelancer, search_freelancers
 from lib.funding import clear_bulk_preview, note_bulk_preview
+from lib.labels import payout_status
 from lib.models import PayoutStatus
 from lib.money import SUPPORTED_CURRENCIES, format_money
 from lib.payouts import (
@@ -278,10 +280,12 @@ def bulk_upload() -> None:
         show_error(exc)
         return
     st.subheader("Dry run")
-    st.dataframe(preview.to_rows(), hide_index=True, width="stretch",
-                 column_order=["row", "freelancer", "name", "amount", "currency", "description",
-                               "ok", "problems"])
-    st.dataframe([t.to_row() for t in preview.totals], hide_index=True)
+    show_table(preview.to_rows(), ["row", "freelancer", "name", "amount", "currency",
+                                   "description", "ok", "problems"], key="payouts_bulk_rows",
+               labels={"row": "Line", "ok": "Ready"})
+    show_table([t.to_row() for t in preview.totals],
+               ["currency", "rows", "total", "available", "covered"], key="payouts_bulk_totals",
+               labels={"available": "Available at Stripe", "covered": "Covered"})
     if preview.balance_error:
         st.warning(f"Could not read the platform balance: {preview.balance_error}")
     good, bad = len(preview.good_rows), len(preview.bad_rows)
@@ -308,7 +312,8 @@ def bulk_upload() -> None:
         st.error(state["payouts_bulk_error"])
     if result and result[0] == preview.fingerprint:
         st.success("Bulk payout finished: one row per payout below.")
-        st.dataframe(result[1], hide_index=True, width="stretch")
+        show_table(result[1], ["row", "payout_id", "status", "detail"],
+                   key="payouts_bulk_results", labels={"row": "Line"})
         csv_download("Download results CSV", result[1], ["row", "payout_id", "status", "detail"],
                      file_name="bulk-payout-results.csv", key="payouts_bulk_download")
 
@@ -383,14 +388,19 @@ def ledger() -> None:
         pager(total, key="payouts_ledger_page")
     if not page.rows:
         st.info("No payouts match these filters.")
-    st.dataframe([{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in page.rows],
-                 hide_index=True, width="stretch", column_order=LEDGER_COLUMNS)
+    show_table([{**{c: getattr(r, c) for c in LEDGER_COLUMNS},
+                 "amount": money(r.amount_minor, r.currency),
+                 "status": payout_status(r.status), "payout_type": r.payout_type.title()}
+                for r in page.rows], [c for c in LEDGER_COLUMNS if c != "currency"],
+               key="payouts_ledger_table", labels={"id": "#", "stripe_transfer_id": "Transfer"})
     if total <= PAGE_SIZE:
         st.caption(f"{total} payout{'s' if total != 1 else ''}")
     if totals:
         st.caption("Totals per currency and status (never added across currencies)")
-        st.dataframe([{"currency": t.currency.upper(), "status": t.status, "count": t.count,
-                       "amount": t.amount} for t in totals], hide_index=True)
+        show_table([{"currency": t.currency.upper(), "status": payout_status(t.status),
+                     "count": t.count, "amount": money(t.amount_minor, t.currency)}
+                    for t in totals], ["currency", "status", "count", "amount"],
+                   key="payouts_totals_table", note_zone=False)
     if operator.can(Action.EXPORT):
         def build() -> bytes:
             with context.session_factory() as session:

@@ -205,7 +205,8 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     small = queries_to_render(app, "accounts.py", "admin", setup=with_detail)
     seed_many(session_factory, 450)
     large = queries_to_render(app, "accounts.py", "admin", setup=with_detail)
-    assert 7 <= len(small) == len(large) <= 12, large
+    # Up to 12 for the table and the detail, and one per source of the timeline (issue 21).
+    assert 7 <= len(small) == len(large) <= 19, large
 
 
 def _list_statements(statements: list[str]) -> list[str]:
