@@ -102,10 +102,17 @@ def _sample_points(field: str, title: str, axis: alt.Axis | None = None,
     )
 
 
+def _bucket_axis(title: str, field: str = "bucket") -> alt.X:
+    """Days or weeks as bands (bars as wide as their bucket), labelled "13 Sep"."""
+    return alt.X(f"yearmonthdate({field}):O", title=title,
+                 axis=alt.Axis(format="%d %b", formatType="time", labelAngle=0,
+                               labelOverlap="greedy"))
+
+
 @template("volume_and_rate")
 def volume_and_rate(bucket_title: str) -> alt.TopLevelMixin:
     """Attempts started per bucket (bars, left axis) and the success rate (line, right axis)."""
-    x = alt.X("bucket:T", title=bucket_title, axis=alt.Axis(format="%d %b", labelAngle=0))
+    x = _bucket_axis(bucket_title)
     tips = [alt.Tooltip("bucket:T", title=bucket_title, format="%Y-%m-%d"),
             alt.Tooltip("attempts:Q", title="Attempts started"),
             alt.Tooltip("decided:Q", title="With an outcome"),
@@ -140,9 +147,10 @@ def funnel() -> alt.TopLevelMixin:
 @template("failure_reasons")
 def failure_reasons(bucket_title: str) -> alt.TopLevelMixin:
     return alt.Chart().mark_bar().encode(
-        x=alt.X("bucket:T", title=bucket_title, axis=alt.Axis(format="%d %b", labelAngle=0)),
+        x=_bucket_axis(bucket_title),
         y=alt.Y("attempts:Q", title="Failed or abandoned attempts", stack="zero"),
-        color=alt.Color("reason:N", title="Reason", scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("reason:N", title="Reason", scale=alt.Scale(scheme="tableau10"),
+                        legend=alt.Legend(labelLimit=320, orient="bottom", columns=2)),
         tooltip=[alt.Tooltip("bucket:T", title=bucket_title, format="%Y-%m-%d"),
                  alt.Tooltip("reason:N", title="Reason"),
                  alt.Tooltip("attempts:Q", title="Attempts")],
@@ -163,16 +171,17 @@ def duration_distribution() -> alt.TopLevelMixin:
 
 
 @template("median_by_week")
-def median_by_week() -> alt.TopLevelMixin:
-    x = alt.X("week:T", title="Week of", axis=alt.Axis(format="%d %b", labelAngle=0))
+def median_by_week(unit: str) -> alt.TopLevelMixin:
+    """The weekly median in ``unit`` (minutes or hours: the rows' ``median`` is in it)."""
+    x = _bucket_axis("Week of", "week")
     tips = [alt.Tooltip("week:T", title="Week of", format="%Y-%m-%d"),
-            alt.Tooltip("median_hours:Q", title="Median (hours)"),
+            alt.Tooltip("median:Q", title=f"Median ({unit})"),
             alt.Tooltip("connections:Q", title="Connections"),
             alt.Tooltip("sample:N", title="Sample")]
+    title = f"Median time to connect ({unit})"
     line = alt.Chart().mark_line(color=RATE, strokeWidth=2.5).encode(
-        x=x, y=alt.Y("median_hours:Q", title="Median time to connect (hours)"), tooltip=tips)
-    points = _sample_points("median_hours", "Median time to connect (hours)").encode(
-        x=x, tooltip=tips)
+        x=x, y=alt.Y("median:Q", title=title), tooltip=tips)
+    points = _sample_points("median", title).encode(x=x, tooltip=tips)
     return alt.layer(line, points).properties(height=240)
 
 
@@ -181,24 +190,31 @@ def median_by_week() -> alt.TopLevelMixin:
 
 @template("requirements_due")
 def requirements_due() -> alt.TopLevelMixin:
-    """Accounts per requirement, grouped by urgency; a click picks (list, requirement)."""
+    """Accounts per requirement, one bar per (list, requirement), most urgent list first and
+    the most asked first within it; a click picks (list, requirement).
+
+    The rows need ``row`` (unique: ``bucket|label``), ``label``, ``category``, ``bucket`` and
+    ``accounts``, in the order they are drawn (urgency, then accounts descending).
+    """
     pick = alt.selection_point(name="pick", fields=["bucket", "label"])
-    y = alt.Y("label:N", title=None, sort=alt.EncodingSortField("accounts", op="sum",
-                                                                   order="descending"),
-              axis=alt.Axis(labelLimit=340, labelFontSize=12))
-    y_offset = alt.YOffset("category:N", sort=URGENCY_ORDER)
+    # The rows come sorted (urgency, then accounts): a field sort is dropped when layers union
+    # their domains, the order of the data is not.
+    y = alt.Y("row:N", title=None, sort=None,
+              axis=alt.Axis(labelLimit=360, labelFontSize=12,
+                            labelExpr="split(datum.label, '|')[1]"))
     colour = alt.Color("category:N", title="When", sort=URGENCY_ORDER,
                        scale=alt.Scale(domain=URGENCY_ORDER,
                                        range=[URGENCY[n] for n in URGENCY_ORDER]),
                        legend=alt.Legend(orient="top"))
     tips = [alt.Tooltip("category:N", title="When"), alt.Tooltip("label:N", title="Requirement"),
             alt.Tooltip("accounts:Q", title="Accounts")]
-    bars = alt.Chart().mark_bar(cursor="pointer").encode(
-        y=y, yOffset=y_offset, x=alt.X("accounts:Q", title="Accounts"), color=colour,
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)), tooltip=tips,
+    bars = alt.Chart().mark_bar(cursor="pointer", height={"band": 0.75}).encode(
+        y=y, x=alt.X("accounts:Q", title="Accounts", axis=alt.Axis(tickMinStep=1, format="d")),
+        color=colour, opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
+        tooltip=tips,
     ).add_params(pick)
-    counts = alt.Chart().mark_text(align="left", dx=3, fontSize=11).encode(
-        y=y, yOffset=y_offset, x=alt.X("accounts:Q"), text=alt.Text("accounts:Q"))
+    counts = alt.Chart().mark_text(align="left", dx=4, fontSize=12).encode(
+        y=y, x=alt.X("accounts:Q"), text=alt.Text("accounts:Q"))
     return alt.layer(bars, counts)
 
 
@@ -207,9 +223,11 @@ def requirements_due() -> alt.TopLevelMixin:
 
 @template("bank_failures_by_reason")
 def bank_failures_by_reason() -> alt.TopLevelMixin:
-    y = alt.Y("reason:N", title=None, sort="-x", axis=alt.Axis(labelLimit=360))
-    bars = alt.Chart().mark_bar(color=URGENCY["Past due"]).encode(
-        y=y, x=alt.X("failures:Q", title="Failed bank payouts"),
+    y = alt.Y("reason:N", title=None, sort="-x", axis=alt.Axis(labelLimit=480,
+                                                               labelFontSize=12))
+    bars = alt.Chart().mark_bar(color=URGENCY["Past due"], height={"band": 0.7}).encode(
+        y=y, x=alt.X("failures:Q", title="Failed bank payouts",
+                     axis=alt.Axis(tickMinStep=1, format="d")),
         tooltip=[alt.Tooltip("reason:N", title="Reason"),
                  alt.Tooltip("failures:Q", title="Failed payouts")])
     counts = alt.Chart().mark_text(align="left", dx=3).encode(

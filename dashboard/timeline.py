@@ -63,7 +63,9 @@ def render_timeline(context: AppContext, operator: Operator, freelancer_id: int)
         "amount": e.amount, "by": e.by, "reference": e.reference,
     } for e in timeline.entries], list(EXPORT_COLUMNS), key=f"accounts_timeline_{freelancer_id}",
         labels={"at": f"When ({TIME_ZONE})", "kind": "What"}, note_zone=False,
-        height=min(38 + 35 * len(timeline.entries), 420))
+        height=min(38 + 35 * len(timeline.entries), 420),
+        column_config={"Detail": st.column_config.TextColumn(width="large"),
+                       "Event": st.column_config.TextColumn(width="medium")})
     counts = ", ".join(f"{n} {KIND_LABELS[k].lower()}" for k, n in timeline.counts().items() if n)
     st.caption(f"{len(timeline.entries)} entries, newest first: {counts}."
                + (" The oldest entries of a busy source are left out; narrow the dates."

@@ -206,8 +206,8 @@ with badge:
 
 facts = st.columns(4)
 facts[0].markdown(f"**Stripe account**  \n`{detail.stripe_account_id or 'none'}`")
-facts[1].markdown(f"**Type / method**  \n{detail.account_type or '–'} / "
-                  f"{detail.connection_method or '–'}")
+facts[1].markdown(f"**Type / method**  \n{(detail.account_type or '–').title()} / "
+                  f"{labels.method(detail.connection_method) or '–'}")
 facts[2].markdown(f"**Country**  \n{detail.country or '–'}")
 facts[3].markdown(f"**Last synced**  \n{when(detail.last_synced) or '–'}")
 facts = st.columns(4)

@@ -54,8 +54,12 @@ if not people:
     st.stop()
 
 open_ = [p for p in people if not p.paid_since]
-st.metric("Freelancers still to fix their bank details", len(open_), border=True,
-          help="A failed payout and no payout paid since.")
+tiles = st.columns(3)
+tiles[0].metric("Still to fix their bank details", len(open_), border=True,
+                help="Freelancers with a failed payout and no payout paid since.")
+tiles[1].metric("Fixed since", len(people) - len(open_), border=True,
+                help="A payout to their bank was paid after the failure.")
+tiles[2].metric("Failed payouts", sum(p.failures for p in people), border=True)
 
 # ---- per freelancer ---------------------------------------------------------------------------
 st.subheader("Per freelancer")
@@ -65,8 +69,8 @@ show_table([{
     "failed_amount": p.failed_amounts, "last_failed_at": p.last_failed_at,
     "reason": p.reason, "what_to_do": p.remedy,
     "state": "Paid since: fixed" if p.paid_since else "Still failing",
-} for p in people], ["freelancer", "email", "stripe_account_id", "failures", "failed_amount",
-                     "last_failed_at", "reason", "what_to_do", "state"],
+} for p in people], ["freelancer", "state", "reason", "what_to_do", "failures", "failed_amount",
+                     "last_failed_at", "email", "stripe_account_id"],
     key="bank_payouts_people", labels={"failed_amount": "Amount that failed",
                                        "last_failed_at": "Last failure",
                                        "what_to_do": "What they should do"})
@@ -77,7 +81,7 @@ for p in people:
 st.markdown("**Why they failed**")
 charts.show("bank_failures_by_reason",
             pd.DataFrame([{"reason": r, "failures": n} for r, n in reasons.items()]),
-            key="bank_payouts_reasons_chart", height=max(90, 34 * len(reasons)))
+            key="bank_payouts_reasons_chart", height=40 * len(reasons) + 20)
 
 # ---- send them to their payment settings ------------------------------------------------------
 st.subheader("Send a freelancer to their payment settings")
@@ -138,4 +142,4 @@ if operator.can(Action.EXPORT):
 
     deferred_csv(f"Download CSV ({page.total:,} failed payouts)", _export_rows, EXPORT_COLUMNS,
                  key="bank_payouts_csv", file_name="failed-bank-payouts.csv")
-st.caption(f"Amounts in each payout's own currency; times in {TIME_ZONE}.")
+st.caption("Amounts are in each payout's own currency.")

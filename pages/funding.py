@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import cache
 from dashboard.context import get_context
 from dashboard.tables import TIME_ZONE, money, show_table
-from dashboard.widgets import kpi_tile, require_page, show_lib_error
+from dashboard.widgets import require_page, show_lib_error
 from lib.errors import ConnectOpsError
 from lib.funding import BULK_PREVIEW_TTL
 from lib.roles import Action
@@ -64,11 +64,11 @@ tiles = st.columns(min(4, len(shown)))
 for index, currency in enumerate(sorted(shown, key=lambda c: -(c.shortfall_minor or 0))[:8]):
     short = currency.shortfall_minor
     with tiles[index % len(tiles)]:
-        kpi_tile(f"{currency.currency.upper()} available", currency.money(currency.available_minor),
-                 delta=(None if short is None else
-                        f"-{currency.money(short)} short" if short else
-                        f"covers {currency.money(currency.committed_minor)} committed"),
-                 help=currency.verdict)
+        st.metric(f"{currency.currency.upper()} available", currency.money(currency.available_minor),
+                  delta=(None if short is None else f"{currency.money(short)} short" if short
+                         else f"covers the {currency.money(currency.committed_minor)} committed"),
+                  delta_color="red" if short else "green", delta_arrow="off",
+                  help=currency.verdict, border=True)
 
 # ---- per currency ------------------------------------------------------------------------------
 st.subheader("Per currency")
@@ -86,16 +86,14 @@ for c in position.currencies:
         "committed": money(c.committed_minor, c.currency),
         "shortfall": c.money(c.shortfall_minor) if c.shortfall_minor else
         ("" if c.shortfall_minor == 0 else "unknown"),
-        "next_release": (f"{c.next_release.on:%Y-%m-%d}: {money(c.next_release.amount_minor, c.currency)}"
-                         if c.next_release else ""),
-        "verdict": c.verdict,
+        "next_release": f"{c.next_release.on:%Y-%m-%d}" if c.next_release else "",
     })
-show_table(rows, list(rows[0]), key="funding_table", labels={
+columns = [c for c in rows[0] if c not in ("approved", "bulk") or any(r[c] for r in rows)]
+show_table(rows, columns, key="funding_table", labels={
     "available": "Available now", "pending": "Pending at Stripe",
     "awaiting_approval": "Awaiting approval", "approved": "Approved, not sent",
-    "bulk": "Bulk files being previewed", "committed": "Committed",
-    "shortfall": "Shortfall", "next_release": f"Next pending release ({TIME_ZONE})",
-    "verdict": "What it means"}, note_zone=False)
+    "bulk": "Bulk files previewed", "committed": "Committed",
+    "shortfall": "Shortfall", "next_release": f"Next release ({TIME_ZONE})"}, note_zone=False)
 st.caption("Committed = awaiting approval + approved but not sent + bulk files previewed on the "
            f"Payouts page in the last {int(BULK_PREVIEW_TTL.total_seconds() // 3600)} hours and "
            "not yet confirmed. Payouts already sent left the balance when Stripe accepted them.")

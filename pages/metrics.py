@@ -174,12 +174,15 @@ with left:
 with right:
     st.markdown("**Median per week**")
     if timing.weeks:
+        # Minutes unless some week's median runs into hours: "0.3 h" reads worse than "20 min".
+        in_hours = max(w.median_seconds for w in timing.weeks) >= 3 * 3_600
         medians = pd.DataFrame([{
-            "week": pd.Timestamp(w.week), "median_hours": w.median_hours,
-            "connections": w.connections,
+            "week": pd.Timestamp(w.week), "connections": w.connections,
+            "median": round(w.median_seconds / (3_600 if in_hours else 60), 1),
             "sample": charts.SAMPLE_SMALL if w.small_sample else charts.SAMPLE_ENOUGH,
         } for w in timing.weeks])
-        charts.show("median_by_week", medians, key="metrics_median_chart")
+        charts.show("median_by_week", medians, "hours" if in_hours else "minutes",
+                    key="metrics_median_chart")
     else:
         st.info("No connection was made in this range.")
 details(humanise([{"bucket": b.bucket, "attempts": b.attempts} for b in data["durations"]],

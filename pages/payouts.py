@@ -348,9 +348,10 @@ def _retry_unknown() -> None:
 def ledger() -> None:
     c1, c2, c3 = st.columns(3)
     status = c1.selectbox("Status", ["any", *[s.value for s in PayoutStatus]],
-                          key="payouts_ledger_status")
+                          key="payouts_ledger_status",
+                          format_func=lambda s: "Any" if s == "any" else payout_status(s))
     currency = c2.selectbox("Currency", ["any", *CURRENCIES], key="payouts_ledger_currency",
-                            format_func=str.upper)
+                            format_func=lambda c: "Any" if c == "any" else c.upper())
     with c3:
         start, end = date_range("Created between", key="payouts_ledger_dates", days=30)
     search = st.text_input("Freelancer (name, email or account id)",

@@ -86,11 +86,13 @@ def _picked_from_chart() -> None:
 
 
 if counts:
-    frame = pd.DataFrame([{"category": c.category, "label": c.label, "accounts": c.accounts,
-                           "bucket": c.bucket} for c in counts])
-    bars = len({c.label for c in counts}) + len(counts)
+    rank = {name: index for index, name in enumerate(charts.URGENCY_ORDER)}
+    frame = pd.DataFrame([{
+        "row": f"{c.bucket}|{c.label}", "label": c.label, "category": c.category,
+        "bucket": c.bucket, "accounts": c.accounts,
+    } for c in sorted(counts, key=lambda c: (rank.get(c.category, 9), -c.accounts, c.label))])
     charts.show("requirements_due", frame, key="requirements_counts_chart",
-                height=max(160, 14 * bars), on_select=_picked_from_chart)
+                height=max(120, 24 * len(counts)), on_select=_picked_from_chart)
     st.caption("Red: past due (payouts stop or have stopped). Orange: due now. Blue: Stripe is "
                "verifying. Grey: due later. Click a bar to list its accounts below.")
     with st.expander("Table and CSV"):

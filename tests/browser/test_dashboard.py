@@ -57,7 +57,7 @@ def log_out(page: Page) -> None:
 
 
 def open_page(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     expect(page.get_by_role("heading", name=title, level=1).first).to_be_visible()
     settle(page)
 

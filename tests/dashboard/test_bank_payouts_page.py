@@ -48,7 +48,7 @@ def test_failures_per_freelancer_in_plain_words(app, session_factory, user) -> N
     assert (ada["Reason"], ada["Amount that failed"], ada["State"]) == (
         "The bank account has been closed.", "$99.00 USD", "Still failing")
     assert {m.label: m.value for m in at.metric}[
-        "Freelancers still to fix their bank details"] == "2"
+        "Still to fix their bank details"] == "2"
     assert at.get("vega_lite_chart")
     for element in at.dataframe:
         assert all("_" not in str(c) for c in element.value.columns)
