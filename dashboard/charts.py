@@ -148,9 +148,9 @@ def funnel() -> alt.TopLevelMixin:
 def failure_reasons(bucket_title: str) -> alt.TopLevelMixin:
     return alt.Chart().mark_bar().encode(
         x=_bucket_axis(bucket_title),
-        y=alt.Y("attempts:Q", title="Failed or abandoned attempts", stack="zero"),
+        y=alt.Y("attempts:Q", title="Attempts", stack="zero"),
         color=alt.Color("reason:N", title="Reason", scale=alt.Scale(scheme="tableau10"),
-                        legend=alt.Legend(labelLimit=320, orient="bottom", columns=2)),
+                        legend=alt.Legend(labelLimit=320)),
         tooltip=[alt.Tooltip("bucket:T", title=bucket_title, format="%Y-%m-%d"),
                  alt.Tooltip("reason:N", title="Reason"),
                  alt.Tooltip("attempts:Q", title="Attempts")],
@@ -178,7 +178,7 @@ def median_by_week(unit: str) -> alt.TopLevelMixin:
             alt.Tooltip("median:Q", title=f"Median ({unit})"),
             alt.Tooltip("connections:Q", title="Connections"),
             alt.Tooltip("sample:N", title="Sample")]
-    title = f"Median time to connect ({unit})"
+    title = f"Median ({unit})"
     line = alt.Chart().mark_line(color=RATE, strokeWidth=2.5).encode(
         x=x, y=alt.Y("median:Q", title=title), tooltip=tips)
     points = _sample_points("median", title).encode(x=x, tooltip=tips)

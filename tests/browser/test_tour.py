@@ -64,6 +64,10 @@ def shot(page: Page, name: str) -> Path:
     only the viewport: the full one is taken with the window as tall as the content.
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # Charts draw after the script run ends: wait until each has its canvas or svg.
+    page.wait_for_function("""() => [...document.querySelectorAll(
+        '[data-testid="stVegaLiteChart"]')].every(el => el.querySelector('canvas, svg'))""",
+                           timeout=20_000)
     path = SCREENSHOTS / f"tour-{name}.png"
     page.screenshot(path=str(path))
     height = page.evaluate("""() => {
