@@ -170,8 +170,8 @@ def _codes_for(session: Session, requirement: RequirementFilter | None) -> list[
     """The codes of ``requirement``'s list that read as its label (seeks on the index)."""
     if requirement is None:
         return None
-    codes = session.scalars(select(distinct(RequirementCode.code))
-                            .where(RequirementCode.bucket == requirement.bucket))
+    codes = session.scalars(select(RequirementCode.code)
+                            .where(RequirementCode.bucket == requirement.bucket).distinct())
     return [c for c in codes if requirement_label(str(c)) == requirement.label]
 
 
