@@ -38,10 +38,12 @@ def render_timeline(context: AppContext, operator: Operator, freelancer_id: int)
     """The timeline of ``freelancer_id`` with its filters and export."""
     st.markdown("**Timeline**")
     kinds_shown = [k for k in Kind if k is not Kind.AUDIT or operator.can(Action.VIEW_AUDIT_LOG)]
+    # The story first; the audit entries behind it (one per step of each payout) on demand.
     left, right = st.columns([3, 2])
     chosen_kinds = left.multiselect(
-        "Show", kinds_shown, default=kinds_shown, format_func=KIND_LABELS.__getitem__,
-        key=f"accounts_timeline_kinds_{freelancer_id}")
+        "Show", kinds_shown, default=[k for k in kinds_shown if k is not Kind.AUDIT],
+        format_func=KIND_LABELS.__getitem__, key=f"accounts_timeline_kinds_{freelancer_id}",
+        help="Audit entries (who did what, step by step) are off by default: add them here.")
     chosen_dates = right.date_input(f"Between ({TIME_ZONE})", value=(),
                                     key=f"accounts_timeline_dates_{freelancer_id}",
                                     help="Leave empty for the whole story.")

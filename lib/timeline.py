@@ -260,7 +260,9 @@ def _audit(session: Session, freelancer: Freelancer, payout_ids: list[int],
             continue
         detail = row.detail or ""
         entries.append(TimelineEntry(
-            row.occurred_at, Kind.AUDIT, f"{row.action} → {row.result}", detail,
+            row.occurred_at, Kind.AUDIT,
+            f"{labels.spelled(row.action.replace('.', ' '))}: "
+            f"{row.result.replace('_', ' ').replace(':', ', ')}", detail,
             by=row.actor + (f" ({row.actor_role})" if row.actor_role else ""),
             reference=f"audit {row.id}" + (f" · {row.target}" if row.target else "")))
     return entries, len(rows) == PER_SOURCE

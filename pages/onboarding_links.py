@@ -27,8 +27,9 @@ context = get_context()
 state = st.session_state
 ONBOARDING = "Onboarding link: create a new Express account"
 OAUTH = "OAuth link: connect an existing Standard account"
-LINK_COLUMNS = ["started_at", "freelancer_name", "freelancer_email", "method", "status",
-                "link_expires_at", "issued_by", "failure_reason", "stripe_account_id"]
+#: What became of the link first: the status is why a person opens this table.
+LINK_COLUMNS = ["started_at", "freelancer_name", "status", "method", "failure_reason",
+                "link_expires_at", "freelancer_email", "issued_by", "stripe_account_id"]
 
 st.title("Onboarding links")
 

@@ -116,7 +116,7 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
     # link on Onboarding links either way.
     open_page(page, "Onboarding links")
     table = page.get_by_test_id("stDataFrame").first
-    expect(table).to_contain_text("succeeded")
+    expect(table).to_contain_text("Succeeded")
     shoot(page, screenshot, "03-link-succeeded")
     open_page(page, "Accounts")
     if page.get_by_text("This page is being built.").count() == 0:

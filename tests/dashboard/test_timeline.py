@@ -26,6 +26,9 @@ def test_the_detail_shows_the_timeline_with_filters_and_export(app, story, user)
     assert "entries, newest first" in page_text(at)
     assert any(b.label == "Download timeline (CSV)" for b in at.get("download_button"))
 
+    # The story first: audit entries are one choice away, off by default.
+    shown = at.multiselect(key=f"accounts_timeline_kinds_{story}")
+    assert "audit" not in shown.value and "Audit entries" in shown.options
     at.multiselect(key=f"accounts_timeline_kinds_{story}").set_value(["bank"]).run()
     assert not at.exception
     assert list(table(at, "When (UTC)")["Event"]) == ["Bank payout failed"]
