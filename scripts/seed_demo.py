@@ -176,6 +176,18 @@ def _connect_through_oauth(factory: sessionmaker[Session], gateway: StripeGatewa
         raise ConnectOpsError(f"demo OAuth connection failed: {result.reason}")
 
 
+def _backdate_oauth_connection(factory: sessionmaker[Session], freelancer_id: int,
+                               days_ago: int) -> None:
+    """The real OAuth dance ran just now; the demo's story has it days ago (like the payouts)."""
+    moment = utcnow() - timedelta(days=days_ago)
+    with factory.begin() as session:
+        session.execute(update(Freelancer).where(Freelancer.id == freelancer_id)
+                        .values(connected_at=moment))
+        session.execute(update(ConnectionAttempt).where(
+            ConnectionAttempt.freelancer_id == freelancer_id).values(
+            started_at=moment - timedelta(minutes=4), finished_at=moment))
+
+
 def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
                      emulator: Emulator, settings: Settings, *, freelancer_id: int, email: str,
                      country: str, state: str, index: int) -> datetime:
@@ -183,7 +195,7 @@ def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
         email=email, country=country, metadata={"freelancer_id": str(freelancer_id)},
         idempotency_key=f"connectops-demo-seed-{freelancer_id}",
     )
-    connected_at = utcnow() - timedelta(days=6 + (index * 7) % 80, hours=index % 11)
+    connected_at = utcnow() - timedelta(days=connected_days_ago(state, index), hours=index % 11)
     if state != "pending_new":
         # What Stripe asked for when the freelancer connected, before they finished onboarding:
         # the mirror saw it then, so the timeline shows requirements changing over time.
@@ -206,14 +218,27 @@ def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
     return connected_at
 
 
+def connected_days_ago(state: str, index: int) -> int:
+    """When the freelancer connected: payees 50-80 days ago (their payouts and bank payouts
+    come after, so each freelancer's timeline reads in order), the others within 90 days."""
+    return 50 + 2 * index if state == "active" else 6 + (index * 7) % 80
+
+
 def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emulator: Emulator,
                     settings: Settings, payees: list[int], rng: random.Random) -> int:
-    """About 90 days of payouts, made in the past on the emulator's clock, ledger to match."""
+    """About 90 days of payouts, made in the past on the emulator's clock, ledger to match
+    (each after its payee connected)."""
     made = 0
+    with factory() as session:
+        since = {f.id: f.connected_at for f in session.scalars(
+            select(Freelancer).where(Freelancer.id.in_(payees)))}
+    now = utcnow()
     try:
         for number in range(len(payees) * 3):
             freelancer_id = payees[number % len(payees)]
-            offset = -rng.randint(1, 88) * DAY - rng.randint(0, DAY)
+            connected = since.get(freelancer_id) or now - timedelta(days=89)
+            days = max(2, min(88, (now - connected).days - 1))
+            offset = -rng.randint(1, days) * DAY - rng.randint(0, DAY // 2)
             emulator.set_clock_offset(offset)
             with factory() as session:
                 freelancer = session.get(Freelancer, freelancer_id)
@@ -385,6 +410,8 @@ def seed(settings: Settings) -> bool:
         connected_at = None
         if oauth:
             _connect_through_oauth(factory, gateway, settings, freelancer_id)
+            _backdate_oauth_connection(factory, freelancer_id,
+                                       connected_days_ago(state, index))
         elif state != "not_connected":
             connected_at = _connect_express(factory, gateway, emulator, settings,
                                             freelancer_id=freelancer_id, email=email,
