@@ -89,12 +89,13 @@ def open_titled(page: Page, title: str) -> None:
 
 
 def cut_off_metric_labels(page: Page) -> list[str]:
-    """Metric labels whose text does not fit their box (an ellipsis a person cannot read)."""
-    return page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMetricLabel"]')]
-        .filter(el => {
-            const text = el.querySelector('p') || el;
-            return text.scrollWidth > text.clientWidth + 1;
-        })
+    """Metric labels, values and deltas whose text does not fit their box (an ellipsis a
+    person cannot read)."""
+    return page.evaluate("""() => [...document.querySelectorAll(
+            '[data-testid="stMetricLabel"], [data-testid="stMetricValue"], ' +
+            '[data-testid="stMetricDelta"]')]
+        .filter(el => [el, ...el.querySelectorAll('*')].some(
+            node => node.clientWidth > 0 && node.scrollWidth > node.clientWidth + 1))
         .map(el => el.innerText)""")
 
 
