@@ -20,6 +20,7 @@ from lib import audit
 from lib.db import utcnow
 from lib.errors import ConfigurationError, ValidationError
 from lib.freelancers import get_freelancer
+from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, authorize
 from lib.settings import Settings
 from lib.tokens import issue_token
@@ -60,8 +61,12 @@ def payment_settings_link(
             "companion's JWT_SECRET here too, or run `python -m server.links "
             f"{freelancer_id}` where it is set.")
     freelancer = get_freelancer(session, freelancer_id=freelancer_id)
+    # Bound to the freelancer's page-access generation (issue 19): `server.links --revoke`
+    # raises it, which ends this link too.
     token = issue_token(secret=settings.jwt_secret.get_secret_value(),
-                        subject=str(freelancer.id), role=Role.FREELANCER, lifetime=lifetime)
+                        subject=str(freelancer.id), role=Role.FREELANCER, lifetime=lifetime,
+                        page_generation=page_access_generation(session,
+                                                               freelancer_id=freelancer.id))
     url = f"{settings.backend_url.rstrip('/')}{LOGIN_PATH}?{urlencode({'token': token})}"
     expires_at = utcnow() + lifetime
     audit.record(session, actor=operator, action="freelancer.settings_link", result="issued",

@@ -144,7 +144,7 @@ funnel = pd.DataFrame([{
 } for s in data["funnel"]])
 charts.show("funnel", funnel, key="metrics_funnel_chart")
 st.caption("Distinct freelancers with a link issued in the range; each stage is part of the "
-           "one before. Verified: charges and payouts enabled, nothing due now.")
+           "one before. Verified: payable (transfers active, payouts enabled, details submitted, nothing due).")
 details(humanise([{"stage": s.stage, "freelancers": s.freelancers,
                    "share_of_issued": s.share_of_issued} for s in data["funnel"]],
                  ["stage", "freelancers", "share_of_issued"]),
