@@ -1,18 +1,22 @@
 # Connect Ops: two commands on a fresh machine (Python 3.11+ and make).
 #   make demo   install, migrate, seed, run emulator + companion + dashboard (Ctrl-C stops all)
 #   make test   install, lint, run every test (again on PostgreSQL when TEST_DATABASE_URL is set)
+#   make notebook   the finance notebook in JupyterLab (installs JupyterLab on first use)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
+NOTEBOOK_STAMP := $(VENV)/.notebook-installed
+#: The database the notebook reads: DATABASE_URL, else the demo's.
+NOTEBOOK_DATABASE_URL ?= $(if $(DATABASE_URL),$(DATABASE_URL),sqlite:///$(CURDIR)/data/connect_ops.db)
 
 demo-reset:
 	rm -f data/connect_ops.db data/connect_ops.db-wal data/connect_ops.db-shm data/emulator-state.json data/demo.env
 	@echo "Demo data removed; the next make demo seeds afresh."
 
-.PHONY: demo demo-reset test test-sqlite test-postgres lint install clean bench
+.PHONY: demo demo-reset test test-sqlite test-postgres lint install clean bench notebook
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
@@ -28,7 +32,14 @@ $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
+$(NOTEBOOK_STAMP): requirements-notebook.txt $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-notebook.txt
+	@touch $@
+
 install: $(RUNTIME_STAMP)
+
+notebook: $(NOTEBOOK_STAMP)
+	DATABASE_URL='$(NOTEBOOK_DATABASE_URL)' $(BIN)/jupyter lab notebooks/finance.ipynb
 
 demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m scripts.demo

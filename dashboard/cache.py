@@ -15,12 +15,20 @@ import streamlit as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lib import account_queries, connection_metrics, insights, requirements_queries
+from lib import (
+    account_queries,
+    connection_metrics,
+    connection_timing,
+    funding,
+    insights,
+    requirements_queries,
+)
 from lib.account_queries import AccountCursor, AccountFilter, AccountPage
 from lib.connection_metrics import DateRange, Grain
 from lib.models import AuditLog, WebhookEvent
-from lib.requirements_queries import RequirementCount, RequirementsPage
+from lib.requirements_queries import RequirementCount, RequirementFilter, RequirementsPage
 from lib.roles import Operator
+from lib.stripe_gateway import StripeGateway
 
 Factory = sessionmaker[Session]
 
@@ -49,10 +57,12 @@ def country_options(_factory: Factory, operator: Operator) -> list[str]:
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=128)
 def requirements_page(_factory: Factory, operator: Operator, within_days: int | None,
-                      limit: int, offset: int) -> RequirementsPage:
+                      limit: int, offset: int,
+                      requirement: RequirementFilter | None = None) -> RequirementsPage:
     with _factory() as session:
         return requirements_queries.list_requirements_due(
-            session, operator=operator, within_days=within_days, limit=limit, offset=offset)
+            session, operator=operator, within_days=within_days, limit=limit, offset=offset,
+            requirement=requirement)
 
 
 #: Longer: it aggregates the whole requirement index (tens of ms at 100,000 accounts).
@@ -77,7 +87,23 @@ def metrics(_factory: Factory, operator: Operator, period: DateRange,
                 session, operator=operator, period=period, grain=grain)),
             "durations": list(connection_metrics.time_to_connect(
                 session, operator=operator, period=period)),
+            "timing": [connection_timing.median_time_to_connect(
+                session, operator=operator, period=period)],
         }
+
+
+#: The Stripe balance read behind the Funding page and the Overview's "funds needed": short, so
+#: a top-up shows soon; keyed by operator like every wrapper here.
+@st.cache_data(ttl=60, show_spinner=False, max_entries=32)
+def funding_position(_factory: Factory, _gateway: StripeGateway,
+                     operator: Operator) -> funding.FundingPosition:
+    return funding.funding_position(_factory, gateway=_gateway, operator=operator)
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=32)
+def funds_needed(_factory: Factory, _gateway: StripeGateway,
+                 operator: Operator) -> list[funding.Shortfall] | None:
+    return funding.funds_needed(_factory, gateway=_gateway, operator=operator)
 
 
 def clear_account_reads() -> None:

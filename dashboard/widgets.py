@@ -5,10 +5,8 @@ ways a table becomes a CSV: in memory for small tables (chart data) and deferred
 (the query runs only when the button is clicked, in Streamlit's download thread). Every CSV goes
 through ``lib.exports`` (formula-injection safe).
 
-Charts are Vega-Lite specs handed to ``st.vega_lite_chart`` (what ``st.altair_chart`` sends the
-browser too): building the same chart through Altair validated every encoding channel against
-the Vega-Lite JSON schema on every script run, 15-25 ms per chart on this machine, for a spec
-these pages write once.
+Charts live in ``dashboard/charts.py`` (Altair, each spec built once); tables go through
+``dashboard/tables.py`` (human headers, readable cells, UTC).
 """
 
 from __future__ import annotations
@@ -21,10 +19,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard import tables
 from dashboard.auth import current_operator
 from dashboard.context import get_context
+from dashboard.tables import humanise
 from lib.errors import ConnectOpsError, PermissionDeniedError
-from lib.exports import rows_to_csv
+from lib.exports import frame_to_csv, rows_to_csv
 from lib.roles import Action, Operator, authorize
 
 PAGE_SIZE = 50
@@ -92,8 +92,8 @@ def kpi_tile(label: str, value: str, *, delta: str | float | None = None,
 
 
 def when(moment: datetime | None) -> str:
-    """A timestamp for tables: UTC, minutes, no microseconds."""
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+    """A timestamp for tables: UTC, minutes, no microseconds (``dashboard.tables.when``)."""
+    return tables.when(moment)
 
 
 def page_offset(key: str, *, filters: object, page_size: int = PAGE_SIZE) -> int:
@@ -123,33 +123,14 @@ def pager(total: int, *, key: str, page_size: int = PAGE_SIZE) -> None:
     right.caption(f"Page {number} of {pages:,} · {total:,} rows")
 
 
-def channel(name: str, kind: str, title: str | None = "", **options: Any) -> dict[str, Any]:
-    """One Vega-Lite encoding channel: ``kind`` is quantitative, nominal, ordinal or temporal.
-
-    ``title`` None hides the axis title; "" (the default) leaves Vega-Lite's (the field name).
-    """
-    found: dict[str, Any] = {"field": name, "type": kind, **options}
-    if title != "":
-        found["title"] = title
-    return found
-
-
-def chart(frame: pd.DataFrame, mark: str | dict[str, Any], *, key: str,
-          tooltip: Sequence[str], **encoding: dict[str, Any]) -> None:
-    """A chart of ``frame`` as wide as the page, with ``tooltip`` columns on hover."""
-    tips = [channel(c, "quantitative" if pd.api.types.is_numeric_dtype(frame[c]) else "nominal")
-            for c in tooltip]
-    st.vega_lite_chart(frame, {"mark": mark, "encoding": {**encoding, "tooltip": tips}},
-                       width="stretch", key=key)
-
-
 def table_with_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, key: str,
-                   file_name: str, column_config: Mapping[str, Any] | None = None) -> None:
-    """A small in-memory table and, below it, its CSV (the same rows and columns)."""
-    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
+                   file_name: str, column_config: Mapping[str, Any] | None = None,
+                   labels: Mapping[str, str] | None = None) -> None:
+    """A small in-memory table and, below it, its CSV: the same rows, human column names."""
+    frame = humanise(rows, columns, labels)
     st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_table",
                  column_config=dict(column_config or {}))
-    st.download_button("Download CSV", data=rows_to_csv(rows, columns), file_name=file_name,
+    st.download_button("Download CSV", data=frame_to_csv(frame), file_name=file_name,
                        mime="text/csv", key=f"{key}_csv", on_click="ignore",
                        icon=":material/download:")
 

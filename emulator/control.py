@@ -19,7 +19,7 @@ from emulator import account_state as st
 from emulator.agreements import agreement_of
 from emulator.config import RUNTIME_FIELDS, ConfigError
 from emulator.faults import make_fault
-from emulator.resources.balance import balance_object
+from emulator.resources.balance import balance_object, pending_funds
 from emulator.resources.common import Ctx
 from emulator.resources.payouts import fail_payout, pay_payout
 from emulator.runtime import Runtime
@@ -168,7 +168,7 @@ async def get_clock(request: Request) -> Response:
 
 
 async def set_balance(request: Request) -> Response:
-    """POST /_emulator/balance {"currency","amount","mode":"set"|"add","account"?,"pending"?}."""
+    """POST /_emulator/balance {"currency","amount","mode","account"?,"pending"?,"available_on"?}."""
     rt = _rt(request)
     body = await _json(request)
     currency = str(body.get("currency", "usd")).lower()
@@ -182,9 +182,15 @@ async def set_balance(request: Request) -> Response:
         if scope != PLATFORM and scope not in s["accounts"]:
             raise KeyError(scope)
         cell = s["balances"].setdefault(scope, {}).setdefault(currency, {"available": 0, "pending": 0})
+        before = cell[field]
         cell[field] = amount if mode == "set" else cell[field] + amount
         if cell[field] < 0:
             raise ControlError("a balance cannot go below zero here")
+        if field == "pending" and cell[field] > before:
+            # The date Stripe would release them: available_on (unix), default in 2 days.
+            available_on = int(body.get("available_on") or rt.store.now() + 2 * 86_400)
+            pending_funds(rt.store, scope, currency=currency, amount=cell[field] - before,
+                          available_on=available_on)
         rt.store.mark_dirty()
         ctx = Ctx(store=rt.store, request_id="", api_key="")
         result = balance_object(ctx, scope)

@@ -557,7 +557,110 @@ class AuditLog(Base):
         Index("ix_audit_log_action", "action"),
         #: The Result filter's choices are read from it (0005).
         Index("ix_audit_log_result", "result"),
+        #: A freelancer's timeline reads the entries about them, their payouts and accounts
+        #: (0010).
+        Index("ix_audit_log_target", "target", "occurred_at"),
     )
+
+
+class BankPayoutStatus(enum.StrEnum):
+    """Stripe's ``payout.status`` values."""
+
+    PENDING = "pending"
+    IN_TRANSIT = "in_transit"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class BankPayout(Base):
+    """A connected account's own payout from its Stripe balance to its bank (issue 21).
+
+    Not money the platform moves: Stripe pays the freelancer's balance out to their bank and
+    tells us through the Connect webhooks (``payout.created|paid|failed|…``). Kept so finance
+    can see who is not receiving their money and why (``failure_code``). Written by
+    ``lib.bank_payouts`` from the event's payout object; a later status never goes back to an
+    earlier one (see that module).
+    """
+
+    __tablename__ = "bank_payouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_payout_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_account_id: Mapped[str] = mapped_column(String(255))
+    #: The freelancer the account belonged to when the event was processed.
+    freelancer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("freelancers.id", ondelete="SET NULL"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    failure_code: Mapped[str | None] = mapped_column(String(100))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    arrival_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stripe_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: ``created`` of the newest event applied: an older event never overwrites a newer one.
+    event_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the payout reached ``paid`` or ``failed`` here (the event's time).
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        _enum_check("status", BankPayoutStatus),
+        #: The Failed bank payouts page: failed ones, newest first.
+        Index("ix_bank_payouts_status", "status", "settled_at"),
+        #: A freelancer's timeline.
+        Index("ix_bank_payouts_freelancer_id", "freelancer_id", "stripe_created"),
+        Index("ix_bank_payouts_stripe_account_id", "stripe_account_id"),
+    )
+
+
+class RequirementChange(Base):
+    """What Stripe started or stopped asking a freelancer's account for, and when (issue 21).
+
+    Written by ``lib.requirement_index`` in the transaction that changes the account's
+    requirement codes or deadline (the upsert of an account update, a sync, a connection), so a
+    freelancer's timeline shows requirements over time, not only today's. ``added`` / ``removed``
+    map a requirements list (``past_due``, ``currently_due``, …) to codes.
+    """
+
+    __tablename__ = "requirement_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("connected_accounts.id", ondelete="CASCADE"))
+    freelancer_id: Mapped[int] = mapped_column(ForeignKey("freelancers.id", ondelete="CASCADE"))
+    #: When the mirror saw it: the account's fetch time.
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str | None] = mapped_column(String(20))
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    added: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    removed: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        Index("ix_requirement_changes_freelancer_id", "freelancer_id", "observed_at"),
+        Index("ix_requirement_changes_account_id", "account_id", "observed_at"),
+    )
+
+
+class BulkPreviewNote(Base):
+    """The bulk payout file an operator is previewing: money about to be committed (issue 21).
+
+    One per operator (the latest preview replaces the earlier one); the Funding page counts it
+    until the file is confirmed (its rows are then ledger rows), cleared, or stale.
+    """
+
+    __tablename__ = "bulk_previews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operator: Mapped[str] = mapped_column(String(200), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    previewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    #: currency -> total of the file's payable rows, minor units.
+    totals: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 @event.listens_for(Session, "before_flush")

@@ -11,6 +11,14 @@ What the table says
     other) and has something due: one per code in each of its lists :data:`BUCKETS`
     (:func:`codes_of`), each carrying the account's ``current_deadline``.
 
+History
+    Every refresh that rewrites an attached account's rows also writes one
+    ``requirement_changes`` row: the codes added and removed per list and the deadline before
+    and after, stamped with the account's fetch time. That is how a freelancer's timeline (and
+    the requirement ageing report) sees requirements over time, not only today's. Detaching
+    writes none (the disconnection is its own event); attaching writes what Stripe asked for
+    at connection. :func:`rebuild` writes none: it restates the present, nothing changed.
+
 What keeps it true, in the transaction that changes the answer
     - ``lib.accounts.upsert_account`` writes through Core (no ORM events), so it calls
       :func:`refresh_accounts` itself after a write its ``synced_at`` guard let through.
@@ -39,7 +47,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, event, insert, inspect, select
 from sqlalchemy.orm import Session, UOWTransaction
 
-from lib.models import ConnectedAccount, Freelancer, RequirementCode
+from lib.db import utcnow
+from lib.models import ConnectedAccount, Freelancer, RequirementChange, RequirementCode
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +63,7 @@ REBUILD_BATCH = 2_000
 _ACCOUNTS = ConnectedAccount.__table__
 _FREELANCERS = Freelancer.__table__
 _CODES = RequirementCode.__table__
+_CHANGES = RequirementChange.__table__
 _PENDING = "requirement_index_pending"
 
 
@@ -90,20 +100,28 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
 
 
 def _refresh(connection: Connection, stripe_ids: Iterable[str]) -> int:
-    """Make the rows of ``stripe_ids`` what their mirrors say; the number of accounts rewritten."""
+    """Make the rows of ``stripe_ids`` what their mirrors say; the number of accounts rewritten.
+
+    Each attached account whose codes or deadline changed also gets a ``requirement_changes``
+    row (what was added and removed): the history a freelancer's timeline shows.
+    """
     changed = 0
     for chunk in _chunks(sorted(set(stripe_ids))):
         wanted: dict[int, set[Row]] = {}
+        owners: dict[int, tuple[int, str | None, datetime | None]] = {}
         statement = (
             select(_ACCOUNTS.c.id, _ACCOUNTS.c.requirements, _ACCOUNTS.c.current_deadline,
-                   _FREELANCERS.c.id.is_not(None))
+                   _FREELANCERS.c.id, _ACCOUNTS.c.status, _ACCOUNTS.c.synced_at)
             .select_from(_ACCOUNTS)
             .outerjoin(_FREELANCERS, _FREELANCERS.c.stripe_account_id == _ACCOUNTS.c.stripe_id)
             .where(_ACCOUNTS.c.stripe_id.in_(chunk))
             .with_for_update(of=_ACCOUNTS)
         )
-        for account_id, requirements, deadline, attached in connection.execute(statement):
-            wanted[account_id] = _wanted(requirements, deadline) if attached else set()
+        for account_id, requirements, deadline, owner, status, synced_at in connection.execute(
+                statement):
+            wanted[account_id] = _wanted(requirements, deadline) if owner is not None else set()
+            if owner is not None:
+                owners[account_id] = (owner, status, synced_at)
         if not wanted:
             continue
         stored: dict[int, set[Row]] = {account_id: set() for account_id in wanted}
@@ -119,8 +137,43 @@ def _refresh(connection: Connection, stripe_ids: Iterable[str]) -> int:
         fresh = [row for account_id in stale for row in _insert_rows(account_id, wanted[account_id])]
         if fresh:
             connection.execute(insert(_CODES), fresh)
+        history = [change for account_id in stale if account_id in owners
+                   for change in _change(account_id, owners[account_id], stored[account_id],
+                                         wanted[account_id])]
+        if history:
+            connection.execute(insert(_CHANGES), history)
         changed += len(stale)
     return changed
+
+
+def _by_bucket(rows: Iterable[Row]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for bucket, code, _ in rows:
+        found.setdefault(bucket, []).append(code)
+    return {bucket: sorted(codes) for bucket, codes in sorted(found.items())}
+
+
+def _change(account_id: int, owner: tuple[int, str | None, datetime | None], before: set[Row],
+            after: set[Row]) -> list[dict[str, Any]]:
+    """The history row for one account whose rows go from ``before`` to ``after`` (or none).
+
+    Detaching (``after`` empty because no freelancer holds the account) never gets here: only
+    attached accounts are passed. Attaching is a change from nothing: what Stripe asked for when
+    the freelancer connected.
+    """
+    freelancer_id, status, observed_at = owner
+    old_codes = {(bucket, code) for bucket, code, _ in before}
+    new_codes = {(bucket, code) for bucket, code, _ in after}
+    old_deadline = next(iter(before))[2] if before else None
+    new_deadline = next(iter(after))[2] if after else None
+    added = [row for row in after if (row[0], row[1]) not in old_codes]
+    removed = [row for row in before if (row[0], row[1]) not in new_codes]
+    if not added and not removed and old_deadline == new_deadline:
+        return []
+    return [{"account_id": account_id, "freelancer_id": freelancer_id,
+             "observed_at": observed_at or utcnow(), "status": status,
+             "deadline": new_deadline, "previous_deadline": old_deadline,
+             "added": _by_bucket(added), "removed": _by_bucket(removed)}]
 
 
 def refresh_accounts(*, session: Session, stripe_ids: Iterable[str]) -> int:

@@ -119,6 +119,21 @@ class RequirementCount:
     category: str
     label: str
     accounts: int
+    #: The requirements list (``past_due`` …): with ``label``, what a bar of the chart filters
+    #: (``category`` already names it for people, so it takes no part in comparisons).
+    bucket: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementFilter:
+    """Accounts asked for one requirement (its plain label) in one list: a bar of the chart."""
+
+    bucket: str
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.bucket not in dict(CATEGORIES):
+            raise ValidationError(f"Unknown requirements list {self.bucket!r}.")
 
 
 def _something_due() -> ColumnElement[bool]:
@@ -138,12 +153,26 @@ def _deadline_cutoff(within_days: int | None, now: datetime) -> datetime | None:
     return now + timedelta(days=within_days)
 
 
-def _scope(statement: Select[Any], within_days: int | None, now: datetime) -> Select[Any]:
+def _scope(statement: Select[Any], within_days: int | None, now: datetime,
+           asked: list[str] | None = None, bucket: str | None = None) -> Select[Any]:
     statement = statement.where(_something_due())
     cutoff = _deadline_cutoff(within_days, now)
     if cutoff is not None:
         statement = statement.where(ConnectedAccount.current_deadline < cutoff)
+    if asked is not None:
+        statement = statement.where(ConnectedAccount.id.in_(
+            select(RequirementCode.account_id).where(RequirementCode.bucket == bucket,
+                                                     RequirementCode.code.in_(asked))))
     return statement
+
+
+def _codes_for(session: Session, requirement: RequirementFilter | None) -> list[str] | None:
+    """The codes of ``requirement``'s list that read as its label (seeks on the index)."""
+    if requirement is None:
+        return None
+    codes = session.scalars(select(RequirementCode.code)
+                            .where(RequirementCode.bucket == requirement.bucket).distinct())
+    return [c for c in codes if requirement_label(str(c)) == requirement.label]
 
 
 def _in_scope(statement: Select[Any], cutoff: datetime | None) -> Select[Any]:
@@ -186,27 +215,36 @@ def _to_row(values: Any) -> RequirementDueRow:
 def list_requirements_due(
     session: Session, *, operator: Operator, within_days: int | None = None,
     limit: int = 50, offset: int = 0, now: datetime | None = None,
+    requirement: RequirementFilter | None = None,
 ) -> RequirementsPage:
-    """One page of accounts with something to provide, soonest deadline first."""
+    """One page of accounts with something to provide, soonest deadline first (only those
+    asked for ``requirement`` when given)."""
     authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     moment = now or utcnow()
+    asked = _codes_for(session, requirement)
     # Counted on the index's covering key, not by reading every (wide) account row.
-    total = session.scalar(_in_scope(
-        select(func.count(distinct(RequirementCode.account_id))),
-        _deadline_cutoff(within_days, moment))) or 0
-    rows = session.execute(_scope(_row_select(), within_days, moment).limit(limit)
-                           .offset(offset))
+    counted = select(func.count(distinct(RequirementCode.account_id)))
+    if requirement is not None:
+        counted = counted.where(RequirementCode.bucket == requirement.bucket,
+                                RequirementCode.code.in_(asked or []))
+    total = session.scalar(_in_scope(counted, _deadline_cutoff(within_days, moment))) or 0
+    bucket = requirement.bucket if requirement is not None else None
+    rows = session.execute(_scope(_row_select(), within_days, moment, asked, bucket)
+                           .limit(limit).offset(offset))
     return RequirementsPage([_to_row(r) for r in rows], int(total), limit, offset)
 
 
 def iter_export_rows(
     session: Session, *, operator: Operator, within_days: int | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, requirement: RequirementFilter | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every row of the filtered list as export dicts (account, labels, remediation)."""
     authorize(operator, Action.EXPORT, session=session)
-    statement = _scope(_row_select(), within_days, now or utcnow()).limit(MAX_EXPORT)
+    statement = _scope(_row_select(), within_days, now or utcnow(),
+                       _codes_for(session, requirement),
+                       requirement.bucket if requirement is not None else None
+                       ).limit(MAX_EXPORT)
     for values in session.execute(statement.execution_options(yield_per=EXPORT_CHUNK)):
         yield _to_row(values).export()
 
@@ -246,6 +284,6 @@ def requirement_counts(
                 counts[(bucket, label)] = int(accounts)
     names = dict(CATEGORIES)
     rank = {name: index for index, (_, name) in enumerate(CATEGORIES)}
-    result = [RequirementCount(names[bucket], label, accounts)
+    result = [RequirementCount(names[bucket], label, accounts, bucket)
               for (bucket, label), accounts in counts.items()]
     return sorted(result, key=lambda r: (rank[r.category], -r.accounts, r.label))

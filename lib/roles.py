@@ -48,6 +48,14 @@ class Action(enum.StrEnum):
     DECIDE_SETTLEMENT = "decide_settlement"
     REPLAY_WEBHOOK = "replay_webhook"
     EXPORT = "export"
+    #: Issue 21: the platform's balance against what is committed, per currency.
+    VIEW_FUNDING = "view_funding"
+    #: Issue 21: connected accounts' failed payouts to their bank.
+    VIEW_BANK_PAYOUTS = "view_bank_payouts"
+    #: Issue 21: a signed link that signs a freelancer in to their payment settings.
+    SEND_SETTINGS_LINK = "send_settings_link"
+    #: Issue 21: the finance reports (the notebook's figures).
+    VIEW_REPORTS = "view_reports"
     MANAGE_OWN_CONNECTION = "manage_own_connection"
 
 
@@ -55,7 +63,8 @@ _FINANCE = frozenset(
     {
         Action.VIEW_ACCOUNTS, Action.VIEW_REQUIREMENTS, Action.VIEW_PAYOUTS,
         Action.VIEW_AUDIT_LOG, Action.APPROVE_PAYOUT, Action.REJECT_PAYOUT,
-        Action.RECONCILE, Action.DECIDE_SETTLEMENT, Action.EXPORT,
+        Action.RECONCILE, Action.DECIDE_SETTLEMENT, Action.EXPORT, Action.VIEW_FUNDING,
+        Action.VIEW_BANK_PAYOUTS, Action.SEND_SETTINGS_LINK, Action.VIEW_REPORTS,
     }
 )
 _MANAGER = frozenset({Action.VIEW_OVERVIEW, Action.VIEW_METRICS})

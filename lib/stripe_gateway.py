@@ -314,6 +314,19 @@ class StripeGateway:
         with translate_errors("Reading the platform balance"):
             return _as_result(self._client.v1.balance.retrieve())
 
+    def iter_balance_transactions(
+        self, *, created_gte: int | None = None, page_size: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """The platform's balance transactions, newest first (``available_on`` dates pending
+        funds: the balance itself says how much is pending, not when it becomes available)."""
+        params: dict[str, Any] = {"limit": page_size}
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        with translate_errors("Listing balance transactions"):
+            page = self._client.v1.balance_transactions.list(params)  # type: ignore[arg-type]
+            for txn in page.auto_paging_iter():
+                yield txn.to_dict()
+
     def create_transfer(
         self,
         *,

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.accounts import get_account, mark_deauthorized, upsert_account
+from lib.bank_payouts import apply_payout_event
 from lib.connect_flow import detach
 from lib.connection_attempts import succeed_pending_for_account
 from lib.db import utcnow
@@ -540,9 +541,12 @@ HANDLERS: dict[str, Handler] = {
     "transfer.created": _transfer_event,
     "transfer.updated": _transfer_event,
     "transfer.reversed": _transfer_event,
-    "payout.paid": _recorded_only,
-    "payout.failed": _recorded_only,
-    "payout.created": _recorded_only,
+    # Connected accounts' payouts to their bank: kept for the Failed bank payouts page.
+    "payout.created": apply_payout_event,
+    "payout.updated": apply_payout_event,
+    "payout.paid": apply_payout_event,
+    "payout.failed": apply_payout_event,
+    "payout.canceled": apply_payout_event,
     "balance.available": _recorded_only,
 }
 #: Types stored already processed by :func:`store_event` (no claim, no second transaction).

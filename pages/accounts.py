@@ -21,6 +21,8 @@ from dashboard import cache
 from dashboard.context import get_context
 from dashboard.destinations import destination_panel, unconfirmed_flag
 from dashboard.navigation import PAGES_DIR
+from dashboard.tables import money
+from dashboard.timeline import render_timeline
 from dashboard.widgets import (
     PAGE_SIZE,
     deferred_csv,
@@ -34,6 +36,7 @@ from dashboard.widgets import (
     styled_status,
     when,
 )
+from lib import labels
 from lib.account_queries import (
     EXPORT_COLUMNS,
     MAX_EXPORT,
@@ -205,8 +208,8 @@ with badge:
 
 facts = st.columns(4)
 facts[0].markdown(f"**Stripe account**  \n`{detail.stripe_account_id or 'none'}`")
-facts[1].markdown(f"**Type / method**  \n{detail.account_type or '–'} / "
-                  f"{detail.connection_method or '–'}")
+facts[1].markdown(f"**Type / method**  \n{(detail.account_type or '–').title()} / "
+                  f"{labels.method(detail.connection_method) or '–'}")
 facts[2].markdown(f"**Country**  \n{detail.country or '–'}")
 facts[3].markdown(f"**Last synced**  \n{when(detail.last_synced) or '–'}")
 facts = st.columns(4)
@@ -235,8 +238,9 @@ if detail.capabilities:
 st.markdown("**Connection history**")
 if detail.attempts:
     st.dataframe(pd.DataFrame([{
-        "Started": when(a.started_at), "Method": a.method, "Issued by": a.issued_by,
-        "Outcome": a.outcome, "Reason": a.failure_reason or "",
+        "Started": when(a.started_at), "Method": labels.method(a.method),
+        "Issued by": a.issued_by, "Outcome": labels.outcome(a.outcome),
+        "Reason": labels.failure_reason(a.failure_reason),
         "Returned": when(a.returned_at), "Finished": when(a.finished_at),
         "Account": a.stripe_account_id or "",
     } for a in detail.attempts]), hide_index=True, width="stretch",
@@ -247,8 +251,9 @@ else:
 st.markdown("**Payout history**")
 if detail.payouts:
     st.dataframe(pd.DataFrame([{
-        "Created": when(p.created_at), "Amount": p.amount, "Currency": p.currency,
-        "Status": p.status, "Transfer": p.stripe_transfer_id or "", "Description": p.description,
+        "Created": when(p.created_at), "Amount": money(p.amount_minor, p.currency),
+        "Status": labels.payout_status(p.status), "Transfer": p.stripe_transfer_id or "",
+        "Description": p.description,
         "Requested by": p.requested_by,
     } for p in detail.payouts]), hide_index=True, width="stretch",
         key="accounts_payouts_table")
@@ -257,6 +262,8 @@ if detail.payouts:
                    "Payouts page lists them all.")
 else:
     st.caption("No payouts yet.")
+
+render_timeline(context, operator, detail.freelancer_id)
 
 # ---- admin actions ---------------------------------------------------------------------------
 ACTIONS = (Action.REFRESH_ACCOUNT, Action.GENERATE_LINK, Action.DISCONNECT, Action.REQUEST_PAYOUT)

@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard.context import get_context
 from dashboard.page_kit import require, show_error
+from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
 from lib.models import PayoutStatus
 from lib.payouts import PayoutFilter, approve_payout, execute_payout, list_payouts, reject_payout
@@ -82,12 +83,13 @@ if not page.rows:
     st.info("Nothing is waiting for approval.")
     st.stop()
 
-st.dataframe([{c: getattr(r, c) for c in COLUMNS} for r in page.rows], hide_index=True,
-             width="stretch", column_order=COLUMNS)
+show_table([{**{c: getattr(r, c) for c in COLUMNS}, "amount": money(r.amount_minor, r.currency)}
+            for r in page.rows], [c for c in COLUMNS if c != "currency"],
+           key="approvals_table", labels={"id": "#"})
 if page.total > len(page.rows):
     st.caption(f"Showing the newest {len(page.rows)} of {page.total}.")
 
-labels = {r.id: f"#{r.id} · {r.amount} {r.currency.upper()} to {r.freelancer_name} "
+labels = {r.id: f"#{r.id} · {money(r.amount_minor, r.currency)} to {r.freelancer_name} "
                 f"(requested by {r.requested_by})" for r in page.rows}
 chosen = st.selectbox("Payout", list(labels), format_func=labels.__getitem__,
                       key="approvals_payout")

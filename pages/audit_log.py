@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard.context import get_context
 from dashboard.page_kit import PAGE_SIZE, date_range, prepared_csv, require, show_error
+from dashboard.tables import show_table
 from dashboard.widgets import page_offset, pager
 from lib.audit_queries import COLUMNS, AuditFilter, distinct_values, export_audit, list_audit
 from lib.errors import ConnectOpsError
@@ -60,8 +61,8 @@ if total > PAGE_SIZE:
 if not page.rows:
     st.info("No audit entries match these filters.")
 else:
-    st.dataframe([{c: getattr(r, c) for c in COLUMNS} for r in page.rows], hide_index=True,
-                 width="stretch", column_order=list(COLUMNS))
+    show_table([{c: getattr(r, c) for c in COLUMNS} for r in page.rows], list(COLUMNS),
+               key="audit_log_table")
     if total <= PAGE_SIZE:
         st.caption(f"{total} entr{'ies' if total != 1 else 'y'}")
 

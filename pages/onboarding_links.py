@@ -13,6 +13,8 @@ import streamlit as st
 
 from dashboard.context import get_context
 from dashboard.page_kit import plain, require, show_error
+from dashboard.tables import show_table
+from lib import labels
 from lib.connect_flow import ConnectLink, create_oauth_link, create_onboarding_link
 from lib.db import utcnow
 from lib.errors import ConnectOpsError, NotFoundError
@@ -25,8 +27,9 @@ context = get_context()
 state = st.session_state
 ONBOARDING = "Onboarding link: create a new Express account"
 OAUTH = "OAuth link: connect an existing Standard account"
-LINK_COLUMNS = ["started_at", "freelancer_name", "freelancer_email", "method", "status",
-                "link_expires_at", "issued_by", "failure_reason", "stripe_account_id"]
+#: What became of the link first: the status is why a person opens this table.
+LINK_COLUMNS = ["started_at", "freelancer_name", "status", "method", "failure_reason",
+                "link_expires_at", "freelancer_email", "issued_by", "stripe_account_id"]
 
 st.title("Onboarding links")
 
@@ -121,8 +124,12 @@ def recent() -> None:
     if not rows:
         st.info("No links issued yet.")
         return
-    st.dataframe([r.to_dict() for r in rows], hide_index=True, width="stretch",
-                 column_order=LINK_COLUMNS)
+    show_table([{**r.to_dict(), "method": labels.method(r.method),
+                 "status": labels.spelled(r.status),
+                 "failure_reason": labels.failure_reason(r.failure_reason)} for r in rows],
+               LINK_COLUMNS, key="onboarding_links_table",
+               labels={"started_at": "Issued", "freelancer_name": "Freelancer",
+                       "freelancer_email": "Email"})
 
 
 left, right = st.columns([3, 2])

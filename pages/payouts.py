@@ -27,13 +27,17 @@ from dashboard.page_kit import (
     require,
     show_error,
 )
+from dashboard.tables import money, show_table
 from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError, NotFoundError
 from lib.exports import rows_to_csv
 from lib.freelancers import get_freelancer, search_freelancers
+from lib.funding import clear_bulk_preview, note_bulk_preview
+from lib.labels import payout_status
 from lib.models import Payout, PayoutStatus
 from lib.money import SUPPORTED_CURRENCIES, format_money
 from lib.payouts import (
+    BulkPreview,
     PayoutFilter,
     confirm_bulk,
     execute_payout,
@@ -277,6 +281,22 @@ def _start_bulk() -> None:
     state["payouts_bulk_in_flight"] = True
 
 
+def _note_preview(preview: BulkPreview | None) -> None:
+    """Tell the Funding page what this file is about to pay (issue 21); once per file."""
+    noted = state.get("payouts_bulk_noted")
+    fingerprint = preview.fingerprint if preview is not None else None
+    if noted == fingerprint:
+        return
+    with context.session_factory.begin() as session:
+        if preview is None:
+            clear_bulk_preview(session, operator=operator)
+        else:
+            note_bulk_preview(session, operator=operator, fingerprint=preview.fingerprint,
+                              totals=[(t.currency, t.rows, t.amount_minor)
+                                      for t in preview.totals])
+    state["payouts_bulk_noted"] = fingerprint
+
+
 def bulk_upload() -> None:
     st.caption("A CSV with a header naming freelancer_email (or freelancer_id), amount, currency "
                "and optionally description and reference (an invoice number). Nothing is paid "
@@ -285,21 +305,26 @@ def bulk_upload() -> None:
                "a reference tells apart rows that are otherwise the same.")
     uploaded = st.file_uploader("Payouts CSV", type=["csv"], key="payouts_bulk_file")
     if uploaded is None:
+        _note_preview(None)
         return
     data = uploaded.getvalue()
     try:
         with context.session_factory() as session:
             preview = preview_bulk(session, gateway=context.gateway, operator=operator,
                                    csv_bytes=data, settings=context.settings)
+        _note_preview(preview)
     except ConnectOpsError as exc:
         show_error(exc)
         return
     st.subheader("Dry run")
-    st.dataframe(preview.to_rows(), hide_index=True, width="stretch",
-                 column_order=["row", "freelancer", "name", "amount", "currency", "description",
-                               "reference", "ok", "problems", "already_in_ledger",
-                               "looks_like"])
-    st.dataframe([t.to_row() for t in preview.totals], hide_index=True)
+    show_table(preview.to_rows(), ["row", "freelancer", "name", "amount", "currency",
+                                   "description", "reference", "ok", "problems",
+                                   "already_in_ledger", "looks_like"], key="payouts_bulk_rows",
+               labels={"row": "Line", "ok": "Ready", "already_in_ledger": "Already in ledger",
+                       "looks_like": "Looks like"})
+    show_table([t.to_row() for t in preview.totals],
+               ["currency", "rows", "total", "available", "covered"], key="payouts_bulk_totals",
+               labels={"available": "Available at Stripe", "covered": "Covered"})
     if preview.balance_error:
         st.warning(f"Could not read the platform balance: {preview.balance_error}")
     good, bad = len(preview.good_rows), len(preview.bad_rows)
@@ -339,7 +364,8 @@ def bulk_upload() -> None:
         st.error(state["payouts_bulk_error"])
     if result and result[0] == preview.fingerprint:
         st.success("Bulk payout finished: one row per payout below.")
-        st.dataframe(result[1], hide_index=True, width="stretch")
+        show_table(result[1], ["row", "payout_id", "status", "detail"],
+                   key="payouts_bulk_results", labels={"row": "Line"})
         csv_download("Download results CSV", result[1], ["row", "payout_id", "status", "detail"],
                      file_name="bulk-payout-results.csv", key="payouts_bulk_download")
 
@@ -374,9 +400,10 @@ def _retry_unknown() -> None:
 def ledger() -> None:
     c1, c2, c3 = st.columns(3)
     status = c1.selectbox("Status", ["any", *[s.value for s in PayoutStatus]],
-                          key="payouts_ledger_status")
+                          key="payouts_ledger_status",
+                          format_func=lambda s: "Any" if s == "any" else payout_status(s))
     currency = c2.selectbox("Currency", ["any", *CURRENCIES], key="payouts_ledger_currency",
-                            format_func=str.upper)
+                            format_func=lambda c: "Any" if c == "any" else c.upper())
     with c3:
         start, end = date_range("Created between", key="payouts_ledger_dates", days=30)
     search = st.text_input("Freelancer (name, email or account id)",
@@ -414,15 +441,21 @@ def ledger() -> None:
         pager(total, key="payouts_ledger_page")
     if not page.rows:
         st.info("No payouts match these filters.")
-    st.dataframe([{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in page.rows],
-                 hide_index=True, width="stretch", column_order=LEDGER_COLUMNS)
+    show_table([{**{c: getattr(r, c) for c in LEDGER_COLUMNS},
+                 "amount": money(r.amount_minor, r.currency),
+                 "status": payout_status(r.status), "payout_type": r.payout_type.title()}
+                for r in page.rows], [c for c in LEDGER_COLUMNS if c != "currency"],
+               key="payouts_ledger_table", labels={"id": "#", "stripe_transfer_id": "Transfer"})
     if total <= PAGE_SIZE:
         st.caption(f"{total} payout{'s' if total != 1 else ''}")
     if totals:
         st.caption("Totals per currency and status (never added across currencies)")
-        st.dataframe([{"currency": t.currency.upper(), "status": t.status, "count": t.count,
-                       "amount": t.amount, "reversed": t.reversed, "net": t.net}
-                      for t in totals], hide_index=True)
+        show_table([{"currency": t.currency.upper(), "status": payout_status(t.status),
+                     "count": t.count, "amount": money(t.amount_minor, t.currency),
+                     "reversed": money(t.reversed_minor, t.currency),
+                     "net": money(t.net_minor, t.currency)}
+                    for t in totals], ["currency", "status", "count", "amount", "reversed", "net"],
+                   key="payouts_totals_table", note_zone=False)
     if operator.can(Action.EXPORT):
         def build() -> bytes:
             with context.session_factory() as session:

@@ -16,7 +16,9 @@ import streamlit as st
 
 from dashboard.context import get_context
 from dashboard.page_kit import csv_download, date_range, plain, require, show_error
+from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
+from lib.labels import payout_status, spelled
 from lib.money import Money, format_money
 from lib.payouts import ReconciliationItem, reconcile
 from lib.payouts.decisions import (
@@ -190,6 +192,19 @@ resolved = [r for r in rows if r["kind"] in (RESOLVED_PAID, RESOLVED_REVERSAL)]
 other = [r for r in rows if r["kind"] not in MISMATCH_KINDS
          and r["kind"] not in (RESOLVED_PAID, RESOLVED_REVERSAL)]
 
+#: What a person reads: amounts with their currency instead of minor units and codes.
+SHOWN = ["kind", "detail", "payout_id", "ledger_status", "ledger_amount", "stripe_amount",
+         "stripe_transfer_id", "ledger_destination", "stripe_destination"]
+
+
+def _readable(row: dict) -> dict:
+    return {**row, "kind": spelled(row.get("kind")),
+            "ledger_status": payout_status(row.get("ledger_status")) if row.get("ledger_status")
+            else "",
+            "ledger_amount": money(row.get("ledger_amount_minor"), row.get("ledger_currency")),
+            "stripe_amount": money(row.get("stripe_amount_minor"), row.get("stripe_currency"))}
+
+
 st.subheader(f"Period {report_state['period']}")
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Stripe transfers", summary.get("transfers_seen", 0))
@@ -207,6 +222,7 @@ for title, chosen in (("Mismatches", mismatches),
                       ("Still open (retry with the same key, or in flight)", other)):
     if chosen:
         st.markdown(f"**{title}**")
-        st.dataframe(chosen, hide_index=True, width="stretch", column_order=COLUMNS)
+        show_table([_readable(row) for row in chosen], SHOWN, key=f"reconciliation_{title[:8]}",
+                   labels={"payout_id": "Payout #", "kind": "Finding"})
 csv_download("Download the report (CSV)", rows, COLUMNS, file_name="reconciliation.csv",
              key="reconciliation_download")

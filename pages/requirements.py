@@ -1,5 +1,6 @@
-"""Requirements due: every connected account with something to provide, soonest deadline first,
-what is asked most (a bar chart in plain words), and an export that says what to do per account.
+"""Requirements due: who must give Stripe what, by when? Every connected account with something
+to provide, soonest deadline first; what is asked most (bars coloured by urgency, past due in
+red, the count on each bar; clicking a bar lists its accounts); an export that says what to do.
 
 The export carries a remediation text rather than an onboarding link: links are single use and
 die after about five minutes (see ``lib.requirements_queries``).
@@ -7,17 +8,14 @@ die after about five minutes (see ``lib.requirements_queries``).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache
+from dashboard import cache, charts
 from dashboard.context import get_context
+from dashboard.tables import TIME_ZONE
 from dashboard.widgets import (
     PAGE_SIZE,
-    channel,
-    chart,
     deferred_csv,
     page_offset,
     pager,
@@ -29,7 +27,12 @@ from dashboard.widgets import (
     when,
 )
 from lib.errors import ConnectOpsError
-from lib.requirements_queries import CATEGORIES, EXPORT_COLUMNS, iter_export_rows
+from lib.requirements_queries import (
+    CATEGORIES,
+    EXPORT_COLUMNS,
+    RequirementFilter,
+    iter_export_rows,
+)
 from lib.roles import Action
 
 operator = require_page(Action.VIEW_REQUIREMENTS)
@@ -45,11 +48,20 @@ within = st.number_input("Deadline within N days", min_value=0, max_value=365, v
                          help="Overdue deadlines are included: they are the most urgent.")
 within_days = None if within is None else int(within)
 
-offset = page_offset("requirements_page", filters=within_days)
+state = st.session_state
+#: The (list, requirement) whose accounts are listed: set by a click on a bar or the selectbox.
+PICKED = "requirements_picked"
 try:
     counts = cache.requirement_counts(context.session_factory, operator, within_days)
+    options = {(c.bucket, c.label): f"{c.label} ({c.category.lower()}): {c.accounts:,}"
+               for c in counts}
+    if state.get(PICKED) not in options:
+        state.pop(PICKED, None)     # that requirement is not asked within this deadline
+    picked = state.get(PICKED)
+    requirement = RequirementFilter(*picked) if picked else None
+    offset = page_offset("requirements_page", filters=(within_days, requirement))
     page = cache.requirements_page(context.session_factory, operator, within_days, PAGE_SIZE,
-                                   offset)
+                                   offset, requirement)
 except ConnectOpsError as exc:
     show_lib_error(exc)
     st.stop()
@@ -62,29 +74,50 @@ if page.total == 0:
 
 # ---- what is asked most ----------------------------------------------------------------------
 st.subheader("What Stripe is asking for")
-count_rows = [asdict(c) for c in counts]
-if count_rows:
-    frame = pd.DataFrame(count_rows)
-    urgency = [name for _, name in CATEGORIES]
-    chart(frame, "bar", key="requirements_counts_chart",
-          y=channel("label", "nominal", None, sort="-x", axis={"labelLimit": 320}),
-          x=channel("accounts", "quantitative", "Accounts"),
-          color=channel("category", "nominal", "When", sort=urgency),
-          yOffset=channel("category", "nominal", sort=urgency),
-          tooltip=["category", "label", "accounts"])
-    table_with_csv(count_rows, ["category", "label", "accounts"], key="requirements_counts",
-                   file_name="requirements-by-type.csv")
+
+
+def _picked_from_chart() -> None:
+    """A bar was clicked: list the accounts it counts (a click on nothing lists them all)."""
+    chosen = (state.get("requirements_counts_chart") or {}).get("selection", {}).get("pick")
+    if chosen:
+        state[PICKED] = (str(chosen[0].get("bucket")), str(chosen[0].get("label")))
+    else:
+        state.pop(PICKED, None)
+
+
+if counts:
+    rank = {name: index for index, name in enumerate(charts.URGENCY_ORDER)}
+    frame = pd.DataFrame([{
+        "row": f"{c.bucket}|{c.label}", "label": c.label, "category": c.category,
+        "bucket": c.bucket, "accounts": c.accounts,
+    } for c in sorted(counts, key=lambda c: (rank.get(c.category, 9), -c.accounts, c.label))])
+    charts.show("requirements_due", frame, key="requirements_counts_chart",
+                height=max(120, 24 * len(counts)), on_select=_picked_from_chart)
+    st.caption("Red: past due (payouts stop or have stopped). Orange: due now. Blue: Stripe is "
+               "verifying. Grey: due later. Click a bar to list its accounts below.")
+    with st.expander("Table and CSV"):
+        table_with_csv([{"category": c.category, "label": c.label, "accounts": c.accounts}
+                        for c in counts], ["category", "label", "accounts"],
+                       key="requirements_counts", file_name="requirements-by-type.csv",
+                       labels={"category": "When", "label": "Requirement"})
 
 # ---- the accounts ----------------------------------------------------------------------------
 st.subheader("Accounts")
+st.selectbox("Accounts asked for", list(options), format_func=options.__getitem__, index=None,
+             placeholder="Every requirement (click a bar, or choose one here)", key=PICKED)
+if requirement is not None:
+    st.caption(f"{page.total:,} account(s) asked for {requirement.label} "
+               f"({dict(CATEGORIES)[requirement.bucket].lower()}). Clear the choice above to "
+               "list every account.")
 table = pd.DataFrame([{
     "Deadline": when(r.deadline) or "none", "Freelancer": r.name, "Email": r.email,
     "Status": status_cell(r.status), "Stripe account": r.stripe_account_id,
-    "Type": r.account_type or "",
+    "Type": (r.account_type or "").title(),
     **{name: "; ".join(r.labels(key)) for key, name in CATEGORIES},
     "What to do": r.remediation,
 } for r in page.rows])
 st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
+st.caption(f"Deadlines are {TIME_ZONE}.")
 pager(page.total, key="requirements_page")
 
 if operator.can(Action.EXPORT):
@@ -93,7 +126,8 @@ if operator.can(Action.EXPORT):
     def _export_rows():  # type: ignore[no-untyped-def]
         # Runs in Streamlit's download thread: its own session, the filter shown now.
         with factory() as session:
-            yield from iter_export_rows(session, operator=operator, within_days=within_days)
+            yield from iter_export_rows(session, operator=operator, within_days=within_days,
+                                        requirement=requirement)
 
     deferred_csv(f"Download CSV with remediation ({page.total:,} accounts)", _export_rows,
                  EXPORT_COLUMNS, key="requirements_export", file_name="requirements-due.csv")

@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard.context import get_context
 from dashboard.page_kit import PAGE_SIZE, csv_download, require, show_error
+from dashboard.tables import show_table
 from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError
 from lib.jobs import default_jobs
@@ -81,7 +82,7 @@ def events_by_type() -> None:
         st.info("No webhook events received yet.")
         return
     rows = [t.to_dict() for t in types]
-    st.dataframe(rows, hide_index=True, width="stretch", column_order=TYPE_COLUMNS)
+    show_table(rows, TYPE_COLUMNS, key="webhooks_types_table")
     csv_download("Download (CSV)", rows, TYPE_COLUMNS, file_name="webhook-event-types.csv",
                  key="webhooks_types_download")
 
@@ -107,7 +108,7 @@ def failures() -> None:
         st.success("No failed events.")
         return
     rows = [r.to_dict() for r in page.rows]
-    st.dataframe(rows, hide_index=True, width="stretch", column_order=FAILED_COLUMNS)
+    show_table(rows, FAILED_COLUMNS, key="webhooks_failed_table")
     csv_download("Download failures (CSV)", rows, FAILED_COLUMNS,
                  file_name="webhook-failures.csv", key="webhooks_failed_download")
     if not operator.can(Action.REPLAY_WEBHOOK):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,13 +21,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from emulator.page_driver import consent
 from lib.account_terms import UnsupportedCountryError, account_terms
 from lib.accounts import get_account, upsert_account
+from lib.bank_payouts import apply_payout_event
 from lib.connect_flow import create_oauth_link, handle_oauth_callback
 from lib.connection_attempts import FailureReason
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.destinations import confirm_destination
 from lib.errors import ConfigurationError, ConnectOpsError
 from lib.freelancers import create_freelancer
-from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod, Freelancer, Payout
+from lib.models import (
+    AttemptOutcome,
+    ConnectionAttempt,
+    ConnectionMethod,
+    Freelancer,
+    Payout,
+    PayoutStatus,
+)
 from lib.money import Money, to_decimal, wire_exponent
 from lib.payouts.approval import approve_payout
 from lib.payouts.execution import execute_payout
@@ -135,12 +143,17 @@ def _payable_country(settings: Settings, country: str) -> str:
     return country
 
 
-def _attempts(rng: random.Random, freelancer: Freelancer, connected: bool) -> list[ConnectionAttempt]:
-    """A believable history: some failures and abandons, then the connection if any."""
+def _attempts(rng: random.Random, freelancer: Freelancer, connected: bool,
+              connected_at: datetime | None = None) -> list[ConnectionAttempt]:
+    """A believable history: some failures and abandons, then the connection if any (made at
+    ``connected_at`` when given: the account's first requirements were seen then)."""
     now = utcnow()
     rows: list[ConnectionAttempt] = []
     start = now - timedelta(days=rng.randint(5, 89), hours=rng.randint(0, 23))
-    for _ in range(rng.choice([0, 0, 1, 1, 2])):
+    tries = rng.choice([0, 0, 1, 1, 2])
+    if connected_at is not None:
+        start = connected_at - timedelta(hours=(tries * 40) + 1)
+    for _ in range(tries):
         reason = rng.choice([FailureReason.ACCESS_DENIED, FailureReason.ACCESS_DENIED,
                              FailureReason.INVALID_STATE, FailureReason.EXCHANGE_FAILED,
                              FailureReason.SERVER_ERROR, FailureReason.ABANDONED])
@@ -151,9 +164,11 @@ def _attempts(rng: random.Random, freelancer: Freelancer, connected: bool) -> li
             issued_by="admin", started_at=start, outcome=outcome.value,
             failure_reason=reason.value,
             finished_at=start + timedelta(minutes=rng.randint(1, 600))))
-        start += timedelta(hours=rng.randint(2, 72))
+        start += timedelta(hours=rng.randint(2, 36))
     if connected and freelancer.stripe_account_id:
         finished = start + timedelta(minutes=rng.randint(2, 45))
+        if connected_at is not None:
+            start, finished = connected_at - (finished - start), connected_at
         method = freelancer.connection_method or ConnectionMethod.ACCOUNT_LINK.value
         rows.append(ConnectionAttempt(
             freelancer_id=freelancer.id, method=method, issued_by="admin",
@@ -188,13 +203,36 @@ def _connect_through_oauth(factory: sessionmaker[Session], gateway: StripeGatewa
                                 account_id=result.account_id)
 
 
+def _backdate_oauth_connection(factory: sessionmaker[Session], freelancer_id: int,
+                               days_ago: int) -> None:
+    """The real OAuth dance ran just now; the demo's story has it days ago (like the payouts)."""
+    moment = utcnow() - timedelta(days=days_ago)
+    with factory.begin() as session:
+        session.execute(update(Freelancer).where(Freelancer.id == freelancer_id)
+                        .values(connected_at=moment))
+        session.execute(update(ConnectionAttempt).where(
+            ConnectionAttempt.freelancer_id == freelancer_id).values(
+            started_at=moment - timedelta(minutes=4), finished_at=moment))
+
+
 def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
                      emulator: Emulator, settings: Settings, *, freelancer_id: int, email: str,
-                     country: str, state: str, index: int) -> None:
+                     country: str, state: str, index: int) -> datetime:
     account = gateway.create_express_account(
         email=email, country=country, metadata={"freelancer_id": str(freelancer_id)},
         idempotency_key=f"connectops-demo-seed-{freelancer_id}",
     )
+    connected_at = utcnow() - timedelta(days=connected_days_ago(state, index), hours=index % 11)
+    if state != "pending_new":
+        # What Stripe asked for when the freelancer connected, before they finished onboarding:
+        # the mirror saw it then, so the timeline shows requirements changing over time.
+        first = gateway.retrieve_account(account.id).data
+        with factory.begin() as session:
+            upsert_account(session, account=first, fetched_at=connected_at)
+            freelancer = session.get(Freelancer, freelancer_id)
+            assert freelancer is not None
+            freelancer.stripe_account_id = account.id
+            freelancer.connection_method = ConnectionMethod.ACCOUNT_LINK.value
     _apply_state(emulator, settings, account.id, state, index)
     fetched_at = utcnow()
     current = gateway.retrieve_account(account.id).data
@@ -204,16 +242,30 @@ def _connect_express(factory: sessionmaker[Session], gateway: StripeGateway,
         assert freelancer is not None
         freelancer.stripe_account_id = account.id
         freelancer.connection_method = ConnectionMethod.ACCOUNT_LINK.value
+    return connected_at
+
+
+def connected_days_ago(state: str, index: int) -> int:
+    """When the freelancer connected: payees 50-80 days ago (their payouts and bank payouts
+    come after, so each freelancer's timeline reads in order), the others within 90 days."""
+    return 50 + 2 * index if state == "active" else 6 + (index * 7) % 80
 
 
 def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emulator: Emulator,
                     settings: Settings, payees: list[int], rng: random.Random) -> int:
-    """About 90 days of payouts, made in the past on the emulator's clock, ledger to match."""
+    """About 90 days of payouts, made in the past on the emulator's clock, ledger to match
+    (each after its payee connected)."""
     made = 0
+    with factory() as session:
+        since = {f.id: f.connected_at for f in session.scalars(
+            select(Freelancer).where(Freelancer.id.in_(payees)))}
+    now = utcnow()
     try:
         for number in range(len(payees) * 3):
             freelancer_id = payees[number % len(payees)]
-            offset = -rng.randint(1, 88) * DAY - rng.randint(0, DAY)
+            connected = since.get(freelancer_id) or now - timedelta(days=89)
+            days = max(2, min(88, (now - connected).days - 1))
+            offset = -rng.randint(1, days) * DAY - rng.randint(0, DAY // 2)
             emulator.set_clock_offset(offset)
             with factory() as session:
                 freelancer = session.get(Freelancer, freelancer_id)
@@ -272,6 +324,113 @@ def _reversals(factory: sessionmaker[Session], gateway: StripeGateway,
     return made
 
 
+#: (failure code, or None for paid) of each bank payout a payee's account makes, per payee.
+BANK_PLAN: tuple[tuple[str | None, ...], ...] = (
+    (None, "account_closed", "account_closed"),
+    (None, None, "invalid_account_number"),
+    ("no_account", None),                       # failed, then fixed: paid since
+    (None, "bank_account_restricted"),
+    (None, None, None),
+)
+
+
+def _currency_of(factory: sessionmaker[Session], freelancer_id: int) -> tuple[str, str]:
+    with factory() as session:
+        freelancer = session.get(Freelancer, freelancer_id)
+        assert freelancer is not None and freelancer.stripe_account_id
+        mirror = get_account(session, stripe_id=freelancer.stripe_account_id)
+        return freelancer.stripe_account_id, (mirror.default_currency if mirror else None) or "usd"
+
+
+def _bank_payouts(factory: sessionmaker[Session], gateway: StripeGateway, emulator: Emulator,
+                  settings: Settings, payees: list[int]) -> int:
+    """Payees' own payouts to their bank over the last weeks, some refused by the bank.
+
+    Made on the emulator (each account's balance topped up, payouts settled paid or failed
+    through the control API), then their ``payout.*`` events are read back from the emulator
+    and applied by the same handler the Connect webhook runs (``lib.bank_payouts``): the demo
+    has them whether or not the companion received the webhooks (it ignores repeats).
+    """
+    assert settings.stripe_secret_key is not None
+    key = settings.stripe_secret_key.get_secret_value()
+    previous = emulator.http.get("/_emulator/config").json().get("payout_settle_seconds", 0)
+    emulator.http.post("/_emulator/config", json={"payout_settle_seconds": 10 * 365 * DAY})
+    accounts: list[str] = []
+    failed = 0
+    try:
+        for n, outcomes in enumerate(BANK_PLAN):
+            if n >= len(payees):
+                break
+            account_id, currency = _currency_of(factory, payees[n])
+            accounts.append(account_id)
+            for m, code in enumerate(outcomes):
+                emulator.set_clock_offset(-(40 - 12 * m - n) * DAY)
+                emulator.http.post("/_emulator/balance", json={
+                    "amount": 60_000, "currency": currency, "mode": "add",
+                    "account": account_id}).raise_for_status()
+                created = emulator.http.post(
+                    "/v1/payouts", data={"amount": str(40_000 + 1_000 * n), "currency": currency},
+                    headers={"Authorization": f"Bearer {key}", "Stripe-Account": account_id})
+                created.raise_for_status()
+                payout_id = created.json()["id"]
+                emulator.set_clock_offset(-(40 - 12 * m - n) * DAY + 2 * DAY)
+                if code is None:
+                    emulator.http.post(f"/_emulator/payouts/{payout_id}/pay").raise_for_status()
+                else:
+                    emulator.http.post(f"/_emulator/payouts/{payout_id}/fail",
+                                       json={"failure_code": code}).raise_for_status()
+                    failed += 1
+    finally:
+        emulator.set_clock_offset(0)
+        emulator.http.post("/_emulator/config", json={"payout_settle_seconds": previous})
+    for account_id in accounts:
+        events = emulator.http.get("/v1/events", params={"type": "payout.*", "limit": 100},
+                                   headers={"Authorization": f"Bearer {key}",
+                                            "Stripe-Account": account_id})
+        events.raise_for_status()
+        for event in sorted(events.json()["data"], key=lambda e: (e["created"], e["id"])):
+            apply_payout_event(factory, gateway, event)
+    return failed
+
+
+def _committed(factory: sessionmaker[Session], currency: str) -> int:
+    with factory() as session:
+        return int(session.scalar(
+            select(func.coalesce(func.sum(Payout.amount_minor), 0)).where(
+                Payout.currency == currency,
+                Payout.status.in_([PayoutStatus.PENDING_APPROVAL.value,
+                                   PayoutStatus.PENDING.value]))) or 0)
+
+
+def _funding_states(factory: sessionmaker[Session], emulator: Emulator, settings: Settings,
+                    payees: list[int]) -> None:
+    """The Funding page's three states: USD covered, EUR short until pending funds arrive in
+    three days, GBP short with nothing pending (funds must be added)."""
+    by_currency: dict[str, int] = {}
+    for freelancer_id in payees:
+        by_currency.setdefault(_currency_of(factory, freelancer_id)[1], freelancer_id)
+    now = int(utcnow().timestamp())
+    for currency, amount, pending in (("eur", "2400.00", True), ("gbp", "1800.00", False)):
+        freelancer_id = by_currency.get(currency)
+        if freelancer_id is None:
+            continue
+        with factory.begin() as session:
+            # Above the approval threshold: it waits for a second operator.
+            request_payout(session, operator=ADMIN, freelancer_id=freelancer_id, amount=amount,
+                           currency=currency, description="Quarterly bonus (awaiting approval)",
+                           client_request_token=f"demo-seed-funding-{currency}",
+                           settings=settings)
+        committed = _committed(factory, currency)
+        short = 150_000 if pending else 90_000
+        emulator.http.post("/_emulator/balance", json={
+            "amount": max(0, committed - short), "currency": currency,
+            "mode": "set"}).raise_for_status()
+        if pending:
+            emulator.http.post("/_emulator/balance", json={
+                "amount": short + 50_000, "currency": currency, "mode": "add", "pending": True,
+                "available_on": now + 3 * DAY}).raise_for_status()
+
+
 def seed(settings: Settings) -> bool:
     """Seed once; False when the database already has freelancers."""
     engine = make_engine(settings.database_url)
@@ -301,22 +460,29 @@ def seed(settings: Settings) -> bool:
         # The first OAuth connection stays unconfirmed: the Accounts page flags it, and it is
         # not paid until someone confirms it.
         held = oauth and index == 3
+        connected_at = None
         if oauth:
             _connect_through_oauth(factory, gateway, settings, freelancer_id, confirm=not held)
+            _backdate_oauth_connection(factory, freelancer_id,
+                                       connected_days_ago(state, index))
         elif state != "not_connected":
-            _connect_express(factory, gateway, emulator, settings, freelancer_id=freelancer_id,
-                             email=email, country=country, state=state, index=index)
+            connected_at = _connect_express(factory, gateway, emulator, settings,
+                                            freelancer_id=freelancer_id, email=email,
+                                            country=country, state=state, index=index)
         if state == "active" and not held:
             payees.append(freelancer_id)
         with factory.begin() as session:
             freelancer = session.get(Freelancer, freelancer_id)
             assert freelancer is not None
-            history = _attempts(rng, freelancer, connected=state != "not_connected" and not oauth)
+            history = _attempts(rng, freelancer, connected=state != "not_connected" and not oauth,
+                                connected_at=connected_at)
             session.add_all(history)
     made = _payout_history(factory, gateway, emulator, settings, payees, rng)
     _reversals(factory, gateway, settings)
-    logger.info("seeded %d freelancers (%d payable) and %d payouts", len(states), len(payees),
-                made)
+    failed = _bank_payouts(factory, gateway, emulator, settings, payees)
+    _funding_states(factory, emulator, settings, payees)
+    logger.info("seeded %d freelancers (%d payable), %d payouts and %d failed bank payouts",
+                len(states), len(payees), made, failed)
     engine.dispose()
     return True
 

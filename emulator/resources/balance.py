@@ -1,13 +1,14 @@
 """Balances per scope (the platform and each connected account) and balance transactions.
 
 Amounts live in `state["balances"][scope][currency] = {"available", "pending"}`; every
-movement writes a `txn_` balance transaction (kept for `expand[]=balance_transaction` and
-`/_emulator/state`; the balance_transactions endpoints are outside the served subset).
+movement writes a `txn_` balance transaction, listed by `GET /v1/balance_transactions` (newest
+first, per scope) and kept for `expand[]=balance_transaction` and `/_emulator/state`.
 
 Funds credited as pending (a transfer to a `recipient` account: available 24 hours later, per
-"Service agreement types") wait in `state["pending_funds"]` until emulator time reaches their
-`available_on`; every balance read or debit first releases what is due, so a clock jump is seen
-by the next request without waiting for a background tick.
+"Service agreement types"; or pending funds added through the control API, with the
+`available_on` date given there and a `pending` transaction) wait in `state["pending_funds"]`
+until emulator time reaches their `available_on`; every balance read or debit first releases what
+is due, so a clock jump is seen by the next request without waiting for a background tick.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.errors import balance_insufficient
-from emulator.resources.common import Ctx, skeleton
+from emulator.resources.common import Ctx, paginate, skeleton
 from emulator.store import PLATFORM, Store, new_id
 
 
@@ -150,6 +151,32 @@ def retrieve_balance(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> 
     return balance_object(ctx, ctx.scope)
 
 
+def pending_funds(store: Store, scope: str, *, currency: str, amount: int,
+                  available_on: int) -> str:
+    """Record ``amount`` of pending funds becoming available on ``available_on`` (unix)."""
+    txn_id = ledger(store, scope, amount=amount, currency=currency, txn_type="adjustment",
+                    source="emulator_control", description="Pending funds (emulator control)")
+    txn = store.state["balance_transactions"][txn_id]
+    txn.update({"status": "pending", "available_on": int(available_on)})
+    return txn_id
+
+
+def list_balance_transactions(ctx: Ctx, params: dict[str, Any],
+                              path: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/balance_transactions (filters: created, currency, type, source)."""
+    wanted = {key: str(params[key]) for key in ("currency", "type", "source") if params.get(key)}
+    if "currency" in wanted:
+        wanted["currency"] = wanted["currency"].lower()
+    items = [
+        txn for txn_id, txn in ctx.state["balance_transactions"].items()
+        if ctx.state["scope"].get(txn_id, PLATFORM) == ctx.scope
+        and all(str(txn.get(key)) == value for key, value in wanted.items())
+        and (not params.get("payout") or txn.get("source") == params["payout"])
+    ]
+    return paginate(items, params, "/v1/balance_transactions")
+
+
 ROUTES = {
     ("GET", "/v1/balance"): retrieve_balance,
+    ("GET", "/v1/balance_transactions"): list_balance_transactions,
 }

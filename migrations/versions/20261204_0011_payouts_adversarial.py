@@ -11,7 +11,7 @@
 - ``settlement_decisions``: two people's decision on a row that no retry may settle.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-04 19:00:00
 """
 
@@ -25,7 +25,7 @@ from alembic import op
 import lib.db
 
 revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

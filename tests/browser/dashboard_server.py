@@ -60,6 +60,11 @@ def running_dashboard(*, database_url: str, emulator_url: str, backend_url: str,
     env = dashboard_env(database_url=database_url, emulator_url=emulator_url,
                         backend_url=backend_url)
     env.update(extra_env or {})
+    # Streamlit reads .streamlit/config.toml from its working directory: the project's (theme,
+    # the operators' toolbar) applies here as in `make demo`.
+    (workdir / ".streamlit").mkdir(exist_ok=True)
+    (workdir / ".streamlit" / "config.toml").write_bytes(
+        (PROJECT_ROOT / ".streamlit" / "config.toml").read_bytes())
     log = (workdir / "streamlit.log").open("wb")
     process = subprocess.Popen(  # a fixed argv, no shell
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",

@@ -59,7 +59,7 @@ def log_out(page: Page) -> None:
 
 
 def open_page(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     expect(page.get_by_role("heading", name=title, level=1).first).to_be_visible()
     settle(page)
 
@@ -124,7 +124,7 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
     # link on Onboarding links either way.
     open_page(page, "Onboarding links")
     table = page.get_by_test_id("stDataFrame").first
-    expect(table).to_contain_text("succeeded")
+    expect(table).to_contain_text("Succeeded")
     shoot(page, screenshot, "03-link-succeeded")
     open_page(page, "Accounts")
     if page.get_by_text("This page is being built.").count() == 0:

@@ -45,7 +45,7 @@ def test_finance_approves_and_the_payout_is_sent(app, world) -> None:
     payout_id = big_request(world)
     at = open_page(app, "approvals.py", "finance")
     assert not at.exception, at.exception
-    assert list(at.dataframe[0].value["id"]) == [payout_id]
+    assert list(at.dataframe[0].value["#"]) == [payout_id]
     at = at.button(key="approvals_approve").click().run()
     assert not at.exception, at.exception
     payout = status_of(world, payout_id)

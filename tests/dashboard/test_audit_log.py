@@ -35,7 +35,7 @@ def test_entries_filters_paging_and_export(app, dashboard_env, entries) -> None:
     assert len(at.dataframe[0].value) == 11
     at.selectbox(key="audit_log_action").set_value("auth.login_failed").run()
     table = at.dataframe[0].value
-    assert list(table["actor"]) == ["=cmd|' /C calc'!A0"]
+    assert list(table["Actor"]) == ["=cmd|' /C calc'!A0"]
     at = at.button(key="audit_log_export_prepare").click().run()
     assert not at.exception
     assert len(at.get("download_button")) == 1

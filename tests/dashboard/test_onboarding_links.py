@@ -51,8 +51,8 @@ def test_add_a_freelancer_then_issue_an_oauth_link(app, world) -> None:
     assert url.startswith(world.emulator.base_url) and "state=" in url
     assert "expires in" in texts(at)
     links = at.dataframe[0].value
-    assert list(links["status"]) == ["pending"]
-    assert list(links["method"]) == ["oauth"]
+    assert list(links["Status"]) == ["Pending"]
+    assert list(links["Method"]) == ["OAuth (Standard account)"]
 
 
 def test_onboarding_link_creates_the_express_account(app, world) -> None:
@@ -64,7 +64,7 @@ def test_onboarding_link_creates_the_express_account(app, world) -> None:
     assert not at.exception, at.exception
     assert at.code[0].value.startswith(world.emulator.base_url)
     assert world.emulator.state()["counts"]["accounts"] == before + 1
-    assert list(at.dataframe[0].value["method"]) == ["account_link"]
+    assert list(at.dataframe[0].value["Method"]) == ["Onboarding link (Express)"]
 
 
 def test_a_bad_email_is_one_clear_message(app, stripe_env) -> None:

@@ -150,7 +150,7 @@ def test_bulk_preview_then_confirm(app, world) -> None:
     at.run()
     assert not at.exception, at.exception
     preview = at.dataframe[0].value
-    assert list(preview["ok"]) == [True, False]
+    assert list(preview["Ready"]) == ["Yes", "No"]
     assert payout_count(world.session_factory) == 0
     at = at.button(key="payouts_bulk_confirm").click().run()
     assert not at.exception, at.exception
@@ -170,7 +170,8 @@ def test_ledger_with_data_filters_and_export(app, world) -> None:
     assert not at.exception, at.exception
     assert "payouts_amount" not in [t.key for t in at.text_input]
     ledger = at.dataframe[0].value
-    assert list(ledger["status"]) == ["paid"]
+    assert list(ledger["Status"]) == ["Paid"]
+    assert list(ledger["Amount"]) == ["$25.00 USD"]
     at.selectbox(key="payouts_ledger_status").set_value("failed").run()
     assert "No payouts match these filters." in texts(at)
     at.selectbox(key="payouts_ledger_status").set_value("any").run()

@@ -66,9 +66,9 @@ def test_unknown_is_resolved_and_a_stray_transfer_is_a_mismatch(app, world) -> N
     with world.session_factory() as session:
         assert session.get(Payout, payout_id).status == PayoutStatus.PAID
     mismatches, resolved = at.dataframe[0].value, at.dataframe[1].value
-    assert list(mismatches["kind"]) == ["missing_ledger"]
-    assert list(mismatches["stripe_transfer_id"]) == [transfer_id]
-    assert list(resolved["payout_id"]) == [payout_id]
+    assert list(mismatches["Finding"]) == ["Missing ledger"]
+    assert list(mismatches["Stripe transfer"]) == [transfer_id]
+    assert list(resolved["Payout #"]) == [payout_id]
     assert "1 mismatch(es) need a person." in errors(at)
     assert at.get("download_button")
     # Running again finds the row already paid: nothing left to resolve.

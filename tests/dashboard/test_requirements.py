@@ -45,7 +45,7 @@ def test_deadline_filter(app, session_factory) -> None:
     assert not at.exception
     assert list(at.dataframe[1].value["Freelancer"]) == ["Soon"]
     counts = at.dataframe[0].value
-    assert list(counts["label"]) == [
+    assert list(counts["Requirement"]) == [
         "Identity document (passport, ID card or licence)", "Government ID number",
         "Identity document (passport, ID card or licence)"]
     at.number_input(key="requirements_within_days").set_value(0).run()
@@ -69,3 +69,39 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     seed_many(session_factory, 450)
     large = queries_to_render(app, "requirements.py", "finance")
     assert 4 <= len(small) == len(large) <= 8, large
+
+
+def test_bars_are_coloured_by_urgency_with_their_counts(app, session_factory) -> None:
+    """Issue 21: past due is the alarming colour, each bar carries its count."""
+    import json
+
+    seed_many(session_factory, 70)
+    at = open_page(app, "requirements.py", "finance")
+    [chart] = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    bars, counts = spec["layer"]
+    colour = bars["encoding"]["color"]["scale"]
+    assert colour["domain"][0] == "Past due" and colour["range"][0] == "#d92d20"
+    assert dict(zip(colour["domain"], colour["range"], strict=True))["Eventually due"] != "#d92d20"
+    assert counts["mark"]["type"] == "text" and counts["encoding"]["text"]["field"] == "accounts"
+    assert [p["name"] for p in spec["params"]] == ["pick"]   # a click picks (list, requirement)
+
+
+def test_a_requirement_lists_exactly_its_accounts(app, session_factory) -> None:
+    """What a bar leads to: the accounts it counts (chosen here through the selectbox, which a
+    click on the bar sets too)."""
+    with session_factory.begin() as session:
+        add_freelancer(session, state="disabled", name="Overdue")
+        add_freelancer(session, state="restricted", name="Soon", deadline_days=3)
+        add_freelancer(session, state="pending_verification", name="Review")
+    at = open_page(app, "requirements.py", "finance")
+    picker = at.selectbox(key="requirements_picked")
+    past_due = ("past_due", "Bank account or debit card for payouts")
+    assert "Bank account or debit card for payouts (past due): 1" in picker.options
+    picker.set_value(past_due).run()
+    assert not at.exception
+    assert list(at.dataframe[1].value["Freelancer"]) == ["Overdue"]
+    assert "1 account(s) asked for Bank account or debit card for payouts (past due)" in \
+        page_text(at)
+    at.selectbox(key="requirements_picked").set_value(None).run()
+    assert list(at.dataframe[1].value["Freelancer"]) == ["Overdue", "Soon", "Review"]

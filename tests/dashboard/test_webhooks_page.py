@@ -56,9 +56,10 @@ def test_events_failures_and_replay(app, world) -> None:
     at = open_page(app, "webhooks.py", "admin")
     assert not at.exception, at.exception
     types, failed = at.dataframe[TYPES].value, at.dataframe[FAILED].value
-    assert set(types["type"]) == {"transfer.created", "account.updated"}
-    assert list(failed["error"]) == ["stripe_unavailable: Stripe did not answer"]
-    assert list(failed["state"]) == ["retrying"]
+    assert set(types["Type"]) == {"transfer.created", "account.updated"}
+    assert "Last received" in types.columns
+    assert list(failed["Error"]) == ["stripe_unavailable: Stripe did not answer"]
+    assert list(failed["State"]) == ["retrying"]
     at = at.button(key="webhooks_replay").click().run()
     assert not at.exception, at.exception
     assert "Event evt_bad replayed: ignored." in texts(at)

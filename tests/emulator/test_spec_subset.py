@@ -24,12 +24,13 @@ SERVED = {
     ("GET", "/v1/transfers/{transfer}"), ("POST", "/v1/transfers/{transfer}"),
     ("GET", "/v1/transfers/{id}/reversals"), ("POST", "/v1/transfers/{id}/reversals"),
     ("GET", "/v1/transfers/{transfer}/reversals/{id}"), ("POST", "/v1/transfers/{transfer}/reversals/{id}"),
-    ("GET", "/v1/balance"), ("GET", "/v1/charges"), ("POST", "/v1/charges"),
+    ("GET", "/v1/balance"), ("GET", "/v1/balance_transactions"),
+    ("GET", "/v1/charges"), ("POST", "/v1/charges"),
     ("GET", "/v1/charges/{charge}"), ("GET", "/v1/payouts"), ("POST", "/v1/payouts"),
     ("GET", "/v1/payouts/{payout}"), ("GET", "/v1/events"), ("GET", "/v1/events/{id}"),
 }
 
-RESOURCES = ["account", "account_link", "balance", "capability", "charge", "deleted_account",
+RESOURCES = ["account", "account_link", "balance", "balance_transaction", "capability", "charge", "deleted_account",
              "event", "login_link", "payout", "transfer", "transfer_reversal"]
 
 # Stripe's account_link, balance and login_link objects genuinely have no id.

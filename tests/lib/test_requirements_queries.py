@@ -112,3 +112,26 @@ def test_remediation_rules() -> None:
                        due_now=True, eventually_due=True) == REMEDY_DASHBOARD
     assert remediation(account_type="express", connection_method=None, status="ACTIVE",
                        due_now=False, eventually_due=True).startswith("Not urgent")
+
+
+def test_a_bar_of_the_chart_filters_the_list_to_its_accounts(session_factory, planted) -> None:
+    """Issue 21: each (list, requirement) bar leads to exactly the accounts it counts."""
+    from lib.errors import ValidationError
+    from lib.requirements_queries import RequirementFilter
+
+    with session_factory() as session:
+        counts = requirement_counts(session, operator=FINANCE, now=NOW)
+        for count in counts:
+            chosen = RequirementFilter(count.bucket, count.label)
+            page = list_requirements_due(session, operator=FINANCE, now=NOW,
+                                         requirement=chosen)
+            assert page.total == len(page.rows) == count.accounts, count
+            exported = list(iter_export_rows(session, operator=FINANCE, now=NOW,
+                                             requirement=chosen))
+            assert [r["name"] for r in exported] == [r.name for r in page.rows]
+        past_due = list_requirements_due(session, operator=FINANCE, now=NOW,
+                                         requirement=RequirementFilter(
+                                             "past_due", "Bank account or debit card for payouts"))
+    assert [r.name for r in past_due.rows] == ["Overdue"]
+    with pytest.raises(ValidationError, match="Unknown requirements list"):
+        RequirementFilter("soon_due", "x")

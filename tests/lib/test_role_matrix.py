@@ -25,7 +25,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from emulator.testing import EmulatorHandle
-from lib import account_queries, audit_queries, connection_metrics, requirements_queries
+from lib import (
+    account_queries,
+    audit_queries,
+    bank_payouts,
+    connection_metrics,
+    connection_timing,
+    finance_reports,
+    freelancer_links,
+    funding,
+    requirements_queries,
+    timeline,
+)
 from lib.accounts import upsert_account
 from lib.audit import REFUSED
 from lib.connect_flow import create_oauth_link, create_onboarding_link, disconnect
@@ -121,6 +132,20 @@ list_payouts               Y      Y       -      -      -         -
 payout_totals              Y      Y       -      -      -         -
 webhook_event_types        Y      -       -      -      -         -
 failed_webhooks            Y      -       -      -      -         -
+funding_position           Y      Y       -      -      -         -
+funds_needed               Y      -       Y      -      -         -
+note_bulk_preview          Y      -       -      -      -         -
+failed_bank_payouts        Y      Y       -      -      -         -
+bank_failures_per_person   Y      Y       -      -      -         -
+export_bank_failures       Y      Y       -      -      -         -
+settings_link              Y      Y       -      -      -         -
+freelancer_timeline        Y      Y       -      -      -         -
+export_timeline            Y      Y       -      -      -         -
+metrics_median_to_connect  Y      -       Y      -      -         -
+report_payouts_by_month    Y      Y       -      -      -         -
+report_connect_durations   Y      Y       -      -      -         -
+report_requirement_ageing  Y      Y       -      -      -         -
+report_bank_failure_rates  Y      Y       -      -      -         -
 """
 
 
@@ -459,6 +484,42 @@ def _plain(call: Callable[[Session, Operator | None], object]) -> Callable[[Worl
 
 PERIOD = connection_metrics.DateRange(date.today() - timedelta(days=30), date.today())
 
+
+def _with_payout_factory(call: Callable[[World, Operator | None], object]
+                         ) -> Callable[[World], Runner]:
+    """A read that takes the session factory (it calls Stripe), with a payout committed."""
+    def prepare(w: World) -> Runner:
+        w.payout()
+        return lambda op: call(w, op)
+    return prepare
+
+
+def _with_bank_failure(call: Callable[[Session, Operator | None], object]
+                       ) -> Callable[[World], Runner]:
+    def prepare(w: World) -> Runner:
+        freelancer = w.freelancer(connected=True)
+        with w.session_factory.begin() as session:
+            bank_payouts.record_payout(session, payout={
+                "id": "po_matrix", "object": "payout", "amount": 4_200, "currency": "usd",
+                "status": "failed", "failure_code": "account_closed"},
+                account_id=str(freelancer.stripe_account_id), event_created=utcnow())
+        return w.reads(call)
+    return prepare
+
+
+def _about_a_freelancer(call: Callable[[Session, Operator | None, int], object]
+                        ) -> Callable[[World], Runner]:
+    def prepare(w: World) -> Runner:
+        fid = w.freelancer(connected=True).id
+        return w.reads(lambda s, op: call(s, op, fid))
+    return prepare
+
+
+def _settings_link(w: World) -> Runner:
+    fid = w.freelancer(connected=True).id
+    return w.writes(lambda s, op: freelancer_links.payment_settings_link(
+        s, operator=op, settings=w.settings, freelancer_id=fid))
+
 CASES: dict[str, Case] = {
     "oauth_link": Case(Action.GENERATE_LINK, _oauth_link),
     "onboarding_link": Case(Action.GENERATE_LINK, _onboarding_link),
@@ -533,6 +594,36 @@ CASES: dict[str, Case] = {
         lambda s, op: last_events_per_type(s, operator=op))),
     "failed_webhooks": Case(Action.VIEW_WEBHOOKS, _plain(
         lambda s, op: failed_events(s, operator=op))),
+    # Issue 21.
+    "funding_position": Case(Action.VIEW_FUNDING, _with_payout_factory(
+        lambda w, op: funding.funding_position(w.session_factory, gateway=w.gateway,
+                                               operator=op))),
+    "funds_needed": Case(Action.VIEW_OVERVIEW, _with_payout_factory(
+        lambda w, op: funding.funds_needed(w.session_factory, gateway=w.gateway, operator=op))),
+    "note_bulk_preview": Case(Action.REQUEST_PAYOUT, lambda w: w.writes(
+        lambda s, op: funding.note_bulk_preview(s, operator=op, fingerprint="f" * 64,
+                                                totals=[("usd", 1, 1_250)]))),
+    "failed_bank_payouts": Case(Action.VIEW_BANK_PAYOUTS, _with_bank_failure(
+        lambda s, op: bank_payouts.failed_payouts(s, operator=op))),
+    "bank_failures_per_person": Case(Action.VIEW_BANK_PAYOUTS, _with_bank_failure(
+        lambda s, op: bank_payouts.failures_by_freelancer(s, operator=op))),
+    "export_bank_failures": Case(Action.EXPORT, _with_bank_failure(
+        lambda s, op: bank_payouts.iter_failure_rows(s, operator=op))),
+    "settings_link": Case(Action.SEND_SETTINGS_LINK, _settings_link),
+    "freelancer_timeline": Case(Action.VIEW_ACCOUNTS, _about_a_freelancer(
+        lambda s, op, fid: timeline.freelancer_timeline(s, operator=op, freelancer_id=fid))),
+    "export_timeline": Case(Action.EXPORT, _about_a_freelancer(
+        lambda s, op, fid: timeline.timeline_export_rows(s, operator=op, freelancer_id=fid))),
+    "metrics_median_to_connect": Case(Action.VIEW_METRICS, _plain(
+        lambda s, op: connection_timing.median_time_to_connect(s, operator=op, period=PERIOD))),
+    "report_payouts_by_month": Case(Action.VIEW_REPORTS, _with_payout(
+        lambda s, op: finance_reports.payouts_by_month(s, operator=op))),
+    "report_connect_durations": Case(Action.VIEW_REPORTS, _plain(
+        lambda s, op: finance_reports.connect_durations(s, operator=op, period=PERIOD))),
+    "report_requirement_ageing": Case(Action.VIEW_REPORTS, _with_account(
+        lambda s, op: finance_reports.requirement_ageing(s, operator=op))),
+    "report_bank_failure_rates": Case(Action.VIEW_REPORTS, _with_bank_failure(
+        lambda s, op: finance_reports.bank_failure_rates(s, operator=op))),
 }
 
 

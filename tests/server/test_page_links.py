@@ -102,3 +102,20 @@ def test_revoking_an_unknown_freelancer_is_one_line(env, capsys, freelancer_id) 
     assert links.main(["nobody@example.com", "--revoke"]) == 2
     assert capsys.readouterr().err == (
         "connect-ops links: No freelancer has the email nobody@example.com.\n")
+
+
+def test_a_link_the_desk_issues_after_a_revocation_works(env, freelancer_id, client,
+                                                         session_factory) -> None:
+    """The dashboard's links (lib.freelancer_links, issue 21) carry the current generation."""
+    from lib.freelancer_links import payment_settings_link
+    from lib.page_access import revoke_page_access
+    from lib.roles import Operator
+
+    admin = Operator("admin", frozenset({Role.ADMIN}))
+    with session_factory.begin() as session:
+        revoke_page_access(session, freelancer_id=freelancer_id, actor=admin)
+        link = payment_settings_link(session, operator=admin, settings=make_settings(),
+                                     freelancer_id=freelancer_id)
+    parts = urlsplit(link.url)
+    assert client.get(f"{parts.path}?{parts.query}").status_code == 303
+    assert client.get(SETTINGS_PATH).status_code == 200

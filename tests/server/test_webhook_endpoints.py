@@ -25,7 +25,7 @@ CONNECT = "/api/v1/stripe/connect-webhooks"
 PLATFORM = "/api/v1/stripe/webhooks"
 
 
-def event(event_id: str = "evt_1", type_: str = "payout.paid", **extra) -> dict:
+def event(event_id: str = "evt_1", type_: str = "balance.available", **extra) -> dict:
     body = {"id": event_id, "object": "event", "type": type_, "livemode": False,
             "created": int(time.time()), "api_version": "2024-04-10",
             "data": {"object": {"id": "po_1", "object": "payout"}}}
@@ -202,7 +202,7 @@ def test_processing_failure_is_recorded_and_retried_by_the_worker(client, sessio
 
 
 def test_recorded_only_event_is_stored_processed_in_one_commit(client, session_factory) -> None:
-    # payout.paid changes nothing of ours: no claim and no finish, one transaction in all.
+    # balance.available changes nothing of ours: no claim and no finish, one transaction in all.
     engine = session_factory.kw["bind"]
     commits: list[str] = []
 
