@@ -152,8 +152,8 @@ def test_a_live_worker_its_jobs_and_a_dead_letter(app, world) -> None:
                                   "abandon_connection_attempts", "reconciliation"}
     assert by_name.loc["reconciliation", "last_result"] == "report #1: 0 transfer(s)"
     assert by_name.loc["sync_accounts", "last_result"] == "never run yet"
-    assert list(failed["state"]) == ["dead letter"]
-    assert list(failed["error"]) == ["RuntimeError: boom"]
+    assert list(failed["State"]) == ["dead letter"]
+    assert list(failed["Error"]) == ["RuntimeError: boom"]
     assert [m.value for m in at.metric][-1] == "1"  # dead letters
     at = at.button(key="webhooks_replay").click().run()
     assert not at.exception, at.exception
