@@ -100,11 +100,14 @@ def _operator_run(url: str, settings: object, index: int, freelancer_ids: list[i
                 if not checked.ok:
                     problems.append(checked.summary())
                     continue
+                token = uuid.uuid4().hex
                 with factory.begin() as session:
                     payout_id = request_payout(
                         session, operator=operator, freelancer_id=freelancer_id,
-                        amount=AMOUNT, currency="usd", description="bench payout",
-                        client_request_token=uuid.uuid4().hex, settings=settings,  # type: ignore[arg-type]
+                        # One invoice each: the same description again would be a likely
+                        # duplicate (lib.payouts.duplicates) and need a confirmation.
+                        amount=AMOUNT, currency="usd", description=f"bench invoice {token}",
+                        client_request_token=token, settings=settings,  # type: ignore[arg-type]
                         audit_refusals_with=factory,
                     ).id
                 payout = execute_payout(factory, gateway=gateway, payout_id=payout_id,

@@ -35,6 +35,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("payouts.py", "Payouts", ":material/payments:", frozenset({Action.VIEW_PAYOUTS})),
     PageSpec("approvals.py", "Approvals", ":material/approval:",
              frozenset({Action.APPROVE_PAYOUT})),
+    PageSpec("reversals.py", "Reversals", ":material/undo:",
+             frozenset({Action.REVERSE_PAYOUT, Action.APPROVE_PAYOUT})),
     PageSpec("funding.py", "Funding", ":material/account_balance:",
              frozenset({Action.VIEW_FUNDING})),
     PageSpec("bank_payouts.py", "Failed bank payouts", ":material/money_off:",

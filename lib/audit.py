@@ -28,17 +28,23 @@ logger = logging.getLogger(__name__)
 _MAX_VALUE = 500
 
 
+def _text(value: str, limit: int) -> str:
+    """Masked, truncated, and without NUL (PostgreSQL's text and JSONB cannot hold U+0000: a
+    refusal of input that carried one must still be recorded, not fail on it)."""
+    return mask_secrets(value).replace("\x00", "\\x00")[:limit]
+
+
 def _clean(value: Any) -> Any:
     """Keep the input readable and free of secrets (strings are masked and truncated)."""
     if isinstance(value, str):
-        return mask_secrets(value)[:_MAX_VALUE]
+        return _text(value, _MAX_VALUE)
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {_text(str(k), 100): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value][:50]
     if value is None or isinstance(value, bool | int):
         return value
-    return str(value)[:_MAX_VALUE]
+    return _text(str(value), _MAX_VALUE)
 
 
 def _entry(
@@ -53,7 +59,7 @@ def _entry(
         name, role = actor if isinstance(actor, str) and actor else "anonymous", None
     return AuditLog(
         actor=name[:200], actor_role=role, action=action, target=target, result=result,
-        input=_clean(dict(input or {})), detail=mask_secrets(detail)[:2000] if detail else None,
+        input=_clean(dict(input or {})), detail=_text(detail, 2000) if detail else None,
         idempotency_key=idempotency_key, stripe_request_id=stripe_request_id,
     )
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -73,6 +74,29 @@ class PayoutStatus(enum.StrEnum):
     UNKNOWN = "unknown"
     REJECTED = "rejected"
     REVERSED = "reversed"
+
+
+class ReversalStatus(enum.StrEnum):
+    """A reversal's lifecycle: the payout's, ending in ``succeeded`` instead of ``paid``."""
+
+    PENDING_APPROVAL = "pending_approval"
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+
+
+class DecisionOutcome(enum.StrEnum):
+    PAID = "paid"
+    NOT_PAID = "not_paid"
+
+
+class DecisionStatus(enum.StrEnum):
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+    WITHDRAWN = "withdrawn"
 
 
 class PayoutType(enum.StrEnum):
@@ -298,6 +322,11 @@ class Payout(Base):
     amount_reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     bulk_fingerprint: Mapped[str | None] = mapped_column(String(64))
     bulk_row: Mapped[int | None] = mapped_column(Integer)
+    #: A bulk row's identity by content (freelancer, amount, currency, description, reference):
+    #: re-saving a sheet (line endings, BOM, column order) cannot make its rows new payouts.
+    bulk_row_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: The client's own reference (an invoice number from a bulk file's ``reference`` column).
+    reference: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -319,7 +348,13 @@ class Payout(Base):
 
 
 class PayoutReversal(Base):
-    """A (partial) reversal of a paid transfer, recorded before Stripe is called."""
+    """A (partial) reversal of a paid transfer, recorded before Stripe is called.
+
+    Its lifecycle mirrors a payout's (``lib.payouts.reversal``): written with its amount
+    reserved on the payout, approved by a second person at or above the threshold, claimed
+    (``submitted``) before the call, finished only by the claimer, retried with its own key
+    only within Stripe's key window.
+    """
 
     __tablename__ = "payout_reversals"
 
@@ -327,19 +362,66 @@ class PayoutReversal(Base):
     payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=ReversalStatus.PENDING.value)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    #: Carried by the API's Idempotency-Key or the form, so a double submit finds this row.
+    client_request_token: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_request_id: Mapped[str | None] = mapped_column(String(255))
     requested_by: Mapped[str] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_by: Mapped[str | None] = mapped_column(String(200))
+    rejection_reason: Mapped[str | None] = mapped_column(String(500))
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: First claim for sending: Stripe's key window is counted from here.
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        _enum_check("status", ReversalStatus),
         Index("ix_payout_reversals_payout_id", "payout_id"),
+        Index("ix_payout_reversals_status", "status"),
+    )
+
+
+class SettlementDecision(Base):
+    """A person's decision on a payout or reversal no retry may settle, made by two people.
+
+    Rows past Stripe's idempotency window, or whose key Stripe answers with a saved 500, cannot
+    be settled by retrying: one operator proposes "paid by tr_…" or "not paid" with a reason,
+    a second confirms it, and only then the ledger changes (``lib.payouts.decisions``).
+    """
+
+    __tablename__ = "settlement_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: ``payout`` or ``reversal``.
+    subject: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[int] = mapped_column(Integer)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
+    outcome: Mapped[str] = mapped_column(String(20))
+    #: The transfer (tr_…) or reversal (trr_…) Stripe made, for a "paid" decision.
+    stripe_object_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default=DecisionStatus.OPEN.value)
+    proposed_by: Mapped[str] = mapped_column(String(200))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("subject IN ('payout', 'reversal')", name="subject_valid"),
+        _enum_check("outcome", DecisionOutcome),
+        _enum_check("status", DecisionStatus),
+        #: At most one open proposal per payout or reversal (the database settles the race).
+        Index("ix_settlement_decisions_open", "subject", "subject_id", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+        Index("ix_settlement_decisions_payout_id", "payout_id"),
     )
 
 

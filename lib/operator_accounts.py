@@ -20,7 +20,7 @@ import bcrypt
 import yaml
 
 from lib.errors import ConfigurationError, ValidationError
-from lib.roles import Role
+from lib.roles import Role, canonical_username
 from lib.settings import PROJECT_ROOT, Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,17 @@ def load_credentials(settings: Settings) -> dict[str, Any]:
     users = (document.get("credentials") or {}).get("usernames") if isinstance(document, dict) else None
     if not isinstance(users, dict) or not users:
         raise ConfigurationError(f"AUTH_CONFIG_PATH file {path} has no credentials.usernames.")
+    seen: dict[str, str] = {}
     for username, user in users.items():
+        # streamlit-authenticator lower-cases names at login and the desk compares canonical
+        # names (lib.roles.canonical_username): two entries one person could sign in as would
+        # make the two-person rule compare the wrong people.
+        other = seen.setdefault(canonical_username(str(username)), str(username))
+        if other != str(username):
+            raise ConfigurationError(
+                f"Users {other!r} and {username!r} in {path} are the same name in another case "
+                "or Unicode form: keep one."
+            )
         if not isinstance(user, dict) or not str(user.get("password", "")).startswith("$2"):
             raise ConfigurationError(
                 f"User {username!r} in {path} has no bcrypt password hash."
@@ -80,6 +90,10 @@ def add_user(path: Path, *, username: str, name: str, email: str, role: Role, pa
     if path.exists():
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     users = document.setdefault("credentials", {}).setdefault("usernames", {})
+    # Stored canonical (what the login form and lib.roles compare): "Alice" replaces "alice".
+    username = canonical_username(username)
+    for existing in [n for n in users if canonical_username(str(n)) == username]:
+        del users[existing]
     users[username] = {
         "name": name, "email": email, "password": hash_password(password), "roles": [role.value],
     }

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib.db import utcnow
 from lib.errors import ConnectOpsError
 from lib.models import JobStatus, ReconciliationRun
-from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID, reconcile
+from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID, RESOLVED_REVERSAL, reconcile
 from lib.roles import Action, Operator, authorize
 from lib.stripe_gateway import StripeGateway
 
@@ -52,15 +52,17 @@ def run_scheduled_reconciliation(
     started = now or utcnow()
     since = started - lookback
     try:
+        # Reconciliation reads Stripe with no transaction open and commits its own settlements;
+        # only the report is written here, in one short transaction.
+        report = reconcile(session_factory, gateway=gateway, operator=operator, since=since)
+        rows = report.rows()
         with session_factory.begin() as session:
-            report = reconcile(session, gateway=gateway, operator=operator, since=since)
-            rows = report.rows()
             run = ReconciliationRun(
                 started_at=started, finished_at=utcnow(), period_start=since,
                 period_end=report.until, triggered_by=operator.username,
                 status=JobStatus.OK.value,
                 mismatches=sum(1 for r in rows if r["kind"] in MISMATCH_KINDS),
-                resolved=sum(1 for r in rows if r["kind"] == RESOLVED_PAID),
+                resolved=sum(1 for r in rows if r["kind"] in (RESOLVED_PAID, RESOLVED_REVERSAL)),
                 summary=report.summary(), items=rows)
             session.add(run)
             session.flush()

@@ -9,6 +9,7 @@ refusal is a clear ``PermissionDeniedError`` and one audit entry (``authorize.<a
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +44,8 @@ class Action(enum.StrEnum):
     REJECT_PAYOUT = "reject_payout"
     REVERSE_PAYOUT = "reverse_payout"
     RECONCILE = "reconcile"
+    #: Propose or confirm how a payout no retry may settle ended (two people).
+    DECIDE_SETTLEMENT = "decide_settlement"
     REPLAY_WEBHOOK = "replay_webhook"
     EXPORT = "export"
     #: Issue 21: the platform's balance against what is committed, per currency.
@@ -60,8 +63,8 @@ _FINANCE = frozenset(
     {
         Action.VIEW_ACCOUNTS, Action.VIEW_REQUIREMENTS, Action.VIEW_PAYOUTS,
         Action.VIEW_AUDIT_LOG, Action.APPROVE_PAYOUT, Action.REJECT_PAYOUT,
-        Action.RECONCILE, Action.EXPORT, Action.VIEW_FUNDING, Action.VIEW_BANK_PAYOUTS,
-        Action.SEND_SETTINGS_LINK, Action.VIEW_REPORTS,
+        Action.RECONCILE, Action.DECIDE_SETTLEMENT, Action.EXPORT, Action.VIEW_FUNDING,
+        Action.VIEW_BANK_PAYOUTS, Action.SEND_SETTINGS_LINK, Action.VIEW_REPORTS,
     }
 )
 _MANAGER = frozenset({Action.VIEW_OVERVIEW, Action.VIEW_METRICS})
@@ -74,12 +77,34 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
 }
 
 
+def canonical_username(name: str) -> str:
+    """One spelling per person: ``Alice``, ``alice`` and ``ａｌｉｃｅ`` are the same operator.
+
+    The two-person rule compares usernames; the dashboard, API tokens and the command line
+    must therefore agree on one identity whatever case or Unicode form a name was typed in
+    (NFKC folds compatibility forms such as full-width letters, ``casefold`` folds case more
+    thoroughly than ``lower``: ``ß`` and ``ss`` are one name).
+    """
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
 @dataclass(frozen=True, slots=True)
 class Operator:
-    """The person (or freelancer) on whose behalf an action runs."""
+    """The person (or freelancer) on whose behalf an action runs.
+
+    ``username`` is stored canonical (:func:`canonical_username`), so every comparison and every
+    audit entry sees one spelling per person, whichever door (dashboard, API, CLI) they came in.
+    """
 
     username: str
     roles: frozenset[Role]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "username", canonical_username(self.username))
+
+    def is_same_person(self, username: str | None) -> bool:
+        """True when ``username`` (as stored on a row, any spelling) names this operator."""
+        return username is not None and canonical_username(username) == self.username
 
     @classmethod
     def from_role_names(cls, username: str, role_names: object) -> Operator:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from lib.errors import ConfigurationError
+from lib.money import SUPPORTED_CURRENCIES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "connect_ops.db"
@@ -133,9 +134,16 @@ class Settings(BaseSettings):
     #: ``provider value=our role`` pairs, comma separated (e.g. connect-ops-admins=admin).
     oidc_role_map: str = ""
 
-    # Payout policy (integer minor units; see lib.money)
+    # Payout policy (integer minor units; see lib.money and lib.payouts.limits)
+    #: Both in ``payout_base_currency``'s minor units; other currencies get derived defaults.
     payout_approval_threshold_minor: int = Field(default=100_000, ge=0)
     payout_max_minor: int = Field(default=5_000_000, gt=0)
+    payout_base_currency: str = "usd"
+    #: Exact per-currency limits in that currency's minor units: ``jpy=150000,gbp=80000``.
+    payout_approval_thresholds: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    payout_maxima: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    #: A payout (or reversal) like one made within this many days asks for confirmation.
+    payout_duplicate_window_days: int = Field(default=7, ge=0, le=366)
 
     # The background worker (python -m lib.worker; see lib/worker.py)
     #: How long a claimed event or job is held before another worker may take it over. The
@@ -170,6 +178,35 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("payout_base_currency", mode="before")
+    @classmethod
+    def _currency_code(cls, value: object) -> object:
+        if isinstance(value, str):
+            code = value.strip().lower()
+            if code not in SUPPORTED_CURRENCIES:
+                raise ValueError(f"{value!r} is not a currency Stripe supports")
+            return code
+        return value
+
+    @field_validator("payout_approval_thresholds", "payout_maxima", mode="before")
+    @classmethod
+    def _currency_amounts(cls, value: object) -> object:
+        """``"jpy=150000, gbp=80000"`` (minor units) from the environment, or a mapping."""
+        if isinstance(value, str):
+            pairs = [part.strip() for part in value.split(",") if part.strip()]
+            parsed: dict[str, int] = {}
+            for pair in pairs:
+                code, sep, amount = pair.partition("=")
+                code = code.strip().lower()
+                if not sep or code not in SUPPORTED_CURRENCIES or not amount.strip().isdigit():
+                    raise ValueError(
+                        f"{pair!r} is not CURRENCY=MINOR_UNITS (for example jpy=150000)")
+                parsed[code] = int(amount.strip())
+            return parsed
+        if isinstance(value, dict):
+            return {str(k).strip().lower(): v for k, v in value.items()}
+        return value
 
     @field_validator(
         "stripe_api_base", "stripe_connect_base", "frontend_url", "stripe_publishable_key",

@@ -397,6 +397,15 @@ class StripeGateway:
             )
         return _as_result(reversal)
 
+    def iter_transfer_reversals(self, transfer_id: str, *, page_size: int = 100
+                                ) -> Iterator[dict[str, Any]]:
+        """Every reversal of one transfer, newest first (reconciliation of reversals)."""
+        with translate_errors(f"Listing the reversals of transfer {transfer_id}"):
+            page = self._client.v1.transfers.reversals.list(
+                transfer_id, {"limit": page_size})  # type: ignore[arg-type]
+            for reversal in page.auto_paging_iter():
+                yield reversal.to_dict()
+
     # ---- OAuth -----------------------------------------------------------------------------
 
     def oauth_authorize_url(

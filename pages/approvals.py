@@ -94,7 +94,7 @@ labels = {r.id: f"#{r.id} · {money(r.amount_minor, r.currency)} to {r.freelance
 chosen = st.selectbox("Payout", list(labels), format_func=labels.__getitem__,
                       key="approvals_payout")
 selected = next(r for r in page.rows if r.id == chosen)
-if selected.requested_by == operator.username:
+if operator.is_same_person(selected.requested_by):
     st.warning("You requested this payout: a second operator must approve it.")
 
 left, right = st.columns(2)

@@ -34,7 +34,7 @@ from lib.exports import rows_to_csv
 from lib.freelancers import get_freelancer, search_freelancers
 from lib.funding import clear_bulk_preview, note_bulk_preview
 from lib.labels import payout_status
-from lib.models import PayoutStatus
+from lib.models import Payout, PayoutStatus
 from lib.money import SUPPORTED_CURRENCIES, format_money
 from lib.payouts import (
     BulkPreview,
@@ -48,7 +48,9 @@ from lib.payouts import (
     request_payout,
     totals_by_currency,
 )
+from lib.payouts.duplicates import LikelyDuplicateError, find_payout_duplicate
 from lib.payouts.ledger import needs_approval, parse_money
+from lib.payouts.limits import limits_for
 from lib.roles import Action
 
 operator = require(Action.VIEW_PAYOUTS)
@@ -61,7 +63,7 @@ LEDGER_COLUMNS = ["id", "created_at", "freelancer_name", "amount", "currency", "
 EXPORT_COLUMNS = ["id", "created_at", "freelancer_id", "freelancer_name", "freelancer_email",
                   "amount_minor", "amount", "currency", "status", "payout_type", "description",
                   "requested_by", "approved_by", "stripe_transfer_id", "error_code",
-                  "error_message", "amount_reversed_minor", "completed_at"]
+                  "error_message", "reversed_minor", "net_minor", "net", "completed_at"]
 
 st.title("Payouts")
 
@@ -75,7 +77,8 @@ def _fresh_form() -> None:
     state["payouts_stage"] = "form"
     state["payouts_in_flight"] = False
     state["payouts_send"] = False
-    for name in ("payouts_draft", "payouts_result", "payouts_amount", "payouts_description"):
+    for name in ("payouts_draft", "payouts_result", "payouts_amount", "payouts_description",
+                 "payouts_repeat_ok"):
         state.pop(name, None)
 
 
@@ -112,6 +115,8 @@ def _check(freelancer_id: int, name: str, amount: str, currency: str,
         with context.session_factory() as session:
             result = preflight(session, gateway=context.gateway, freelancer_id=freelancer_id,
                                money=money)
+            earlier = find_payout_duplicate(session, freelancer_id=freelancer_id, money=money,
+                                            description=description, settings=context.settings)
     except ConnectOpsError as exc:
         show_error(exc)
         return
@@ -120,9 +125,19 @@ def _check(freelancer_id: int, name: str, amount: str, currency: str,
         "currency": money.currency, "description": description.strip(),
         "shown": format_money(money), "ok": result.ok,
         "approval": needs_approval(context.settings, money), "checks": result.to_rows(),
+        "limits": limits_for(context.settings, money.currency).describe(),
+        "duplicate_of": _earlier(earlier),
     }
     state["payouts_stage"] = "confirm"
     st.rerun()
+
+
+def _earlier(payout: Payout | None) -> dict[str, Any] | None:
+    """What the form says about the payout this one repeats (None when it repeats nothing)."""
+    if payout is None:
+        return None
+    return {"id": payout.id, "status": payout.status, "by": payout.requested_by,
+            "when": f"{payout.created_at:%Y-%m-%d %H:%M} UTC", "description": payout.description}
 
 
 def _send(draft: dict[str, Any]) -> None:
@@ -135,8 +150,17 @@ def _send(draft: dict[str, Any]) -> None:
                 amount=draft["amount"], currency=draft["currency"],
                 description=draft["description"], client_request_token=state["payouts_token"],
                 settings=context.settings, audit_refusals_with=factory,
+                confirm_duplicate_of=(draft["duplicate_of"] or {}).get("id")
+                if state.get("payouts_repeat_ok") else None,
             )
             payout_id, status = payout.id, payout.status
+    except LikelyDuplicateError as exc:
+        # Another payout like this one appeared since the check: show it and ask again.
+        state["payouts_in_flight"] = state["payouts_send"] = False
+        with factory() as session:
+            draft["duplicate_of"] = _earlier(session.get(Payout, exc.earlier_id))
+        state["payouts_repeat_ok"] = False
+        st.rerun()
     except ConnectOpsError as exc:
         state["payouts_in_flight"] = state["payouts_send"] = False
         show_error(exc)
@@ -223,17 +247,28 @@ def confirm_step(draft: dict[str, Any]) -> None:
          for c in draft["checks"]],
         hide_index=True, width="stretch",
     )
+    st.caption(f"Limits in {draft['currency'].upper()}: {plain(draft['limits'])}")
     if not draft["ok"]:
         st.error("The checks above must pass before this payout can be sent.")
     elif draft["approval"]:
         st.warning("This amount is at or above the approval threshold: confirming records the "
                    "request and a second operator approves it on the Approvals page.")
+    repeat = draft.get("duplicate_of")
+    if repeat:
+        st.warning(
+            f"Payout #{repeat['id']} already pays {plain(draft['freelancer'])} "
+            f"{plain(draft['shown'])} for “{plain(repeat['description'] or 'no description')}” "
+            f"({repeat['status']}, requested {repeat['when']} by {plain(repeat['by'])}). "
+            "Is this a second payment?", icon=":material/content_copy:")
+        st.checkbox(f"Yes: pay again, this is not a repeat of #{repeat['id']}",
+                    key="payouts_repeat_ok")
+    blocked = bool(repeat) and not state.get("payouts_repeat_ok")
     in_flight = bool(state.get("payouts_in_flight"))
     left, right = st.columns([1, 4])
     left.button("Back", key="payouts_back", on_click=_back_to_form, disabled=in_flight)
     label = "Confirm request" if draft["approval"] else "Confirm and send payout"
     right.button(label, key="payouts_submit", type="primary", on_click=_start_send,
-                 disabled=in_flight or not draft["ok"])
+                 disabled=in_flight or not draft["ok"] or blocked)
     if state.get("payouts_send"):
         with st.spinner("Sending the payout…"):
             _send(draft)
@@ -264,8 +299,10 @@ def _note_preview(preview: BulkPreview | None) -> None:
 
 def bulk_upload() -> None:
     st.caption("A CSV with a header naming freelancer_email (or freelancer_id), amount, currency "
-               "and optionally description. Nothing is paid until you confirm the preview; "
-               "confirming the same file again only finishes what is unfinished.")
+               "and optionally description and reference (an invoice number). Nothing is paid "
+               "until you confirm the preview. Rows are recognised by their content, so "
+               "confirming the same sheet again (even re-saved) only finishes what is unfinished; "
+               "a reference tells apart rows that are otherwise the same.")
     uploaded = st.file_uploader("Payouts CSV", type=["csv"], key="payouts_bulk_file")
     if uploaded is None:
         _note_preview(None)
@@ -281,8 +318,10 @@ def bulk_upload() -> None:
         return
     st.subheader("Dry run")
     show_table(preview.to_rows(), ["row", "freelancer", "name", "amount", "currency",
-                                   "description", "ok", "problems"], key="payouts_bulk_rows",
-               labels={"row": "Line", "ok": "Ready"})
+                                   "description", "reference", "ok", "problems",
+                                   "already_in_ledger", "looks_like"], key="payouts_bulk_rows",
+               labels={"row": "Line", "ok": "Ready", "already_in_ledger": "Already in ledger",
+                       "looks_like": "Looks like"})
     show_table([t.to_row() for t in preview.totals],
                ["currency", "rows", "total", "available", "covered"], key="payouts_bulk_totals",
                labels={"available": "Available at Stripe", "covered": "Covered"})
@@ -290,18 +329,31 @@ def bulk_upload() -> None:
         st.warning(f"Could not read the platform balance: {preview.balance_error}")
     good, bad = len(preview.good_rows), len(preview.bad_rows)
     st.caption(f"{good} row(s) ready, {bad} with problems (skipped).")
+    if preview.already_in_ledger:
+        st.info(f"{len(preview.already_in_ledger)} row(s) were already paid (or sent) from this "
+                "sheet or an earlier copy of it: they are finished, never paid again.")
+    matches = preview.ledger_matches
+    if matches:
+        st.warning(f"{len(matches)} row(s) look like payouts already in the ledger (same "
+                   "freelancer, amount, currency and description recently; see 'looks_like'). "
+                   "Remove them from the file, or confirm they are new payments.")
+        st.checkbox(f"I checked the {len(matches)} row(s): they are new payments",
+                    key="payouts_bulk_ack")
+    acknowledged = not matches or bool(state.get("payouts_bulk_ack"))
     if good and not preview.covered:
         st.error("The available balance does not cover the ready rows in every currency.")
     result = state.get("payouts_bulk_result")
     in_flight = bool(state.get("payouts_bulk_in_flight"))
     st.button(f"Confirm: pay {good} row(s)", key="payouts_bulk_confirm", type="primary",
-              on_click=_start_bulk, disabled=in_flight or not good or not preview.covered)
+              on_click=_start_bulk,
+              disabled=in_flight or not good or not preview.covered or not acknowledged)
     if in_flight:
         state.pop("payouts_bulk_error", None)
         try:
             with st.spinner("Paying the file's rows…"):
                 done = confirm_bulk(context.session_factory, gateway=context.gateway,
-                                    operator=operator, csv_bytes=data, settings=context.settings)
+                                    operator=operator, csv_bytes=data, settings=context.settings,
+                                    acknowledge_matches=acknowledged)
             state["payouts_bulk_result"] = (preview.fingerprint, done.to_rows())
         except ConnectOpsError as exc:
             state["payouts_bulk_error"] = exc.message
@@ -399,14 +451,18 @@ def ledger() -> None:
     if totals:
         st.caption("Totals per currency and status (never added across currencies)")
         show_table([{"currency": t.currency.upper(), "status": payout_status(t.status),
-                     "count": t.count, "amount": money(t.amount_minor, t.currency)}
-                    for t in totals], ["currency", "status", "count", "amount"],
+                     "count": t.count, "amount": money(t.amount_minor, t.currency),
+                     "reversed": money(t.reversed_minor, t.currency),
+                     "net": money(t.net_minor, t.currency)}
+                    for t in totals], ["currency", "status", "count", "amount", "reversed", "net"],
                    key="payouts_totals_table", note_zone=False)
     if operator.can(Action.EXPORT):
         def build() -> bytes:
             with context.session_factory() as session:
-                rows = export_rows(session, operator=operator, filters=filters)
-            return rows_to_csv(rows, EXPORT_COLUMNS)
+                export = export_rows(session, operator=operator, filters=filters)
+            if export.notice():
+                st.warning(export.notice())
+            return rows_to_csv(export.rows, EXPORT_COLUMNS)
 
         prepared_csv("ledger CSV", build, fingerprint=repr(filters),
                      file_name="payouts-ledger.csv", key="payouts_ledger_export")

@@ -15,12 +15,21 @@ from dataclasses import fields
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import csv_download, date_range, require, show_error
+from dashboard.page_kit import csv_download, date_range, plain, require, show_error
 from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
 from lib.labels import payout_status, spelled
+from lib.money import Money, format_money
 from lib.payouts import ReconciliationItem, reconcile
-from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID
+from lib.payouts.decisions import (
+    awaiting_decision,
+    confirm_decision,
+    open_decisions,
+    propose_decision,
+    withdraw_decision,
+)
+from lib.payouts.queries import recent_drift
+from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID, RESOLVED_REVERSAL
 from lib.reconciliation_runs import latest_reports
 from lib.roles import Action
 
@@ -33,6 +42,95 @@ st.title("Reconciliation")
 st.caption("Compares Stripe's transfers created in the period with the payouts ledger. Payouts "
            "with an unknown outcome are looked up whatever their date and settled when Stripe "
            "has their transfer; everything else that disagrees is listed for a person.")
+
+if state.get("reconciliation_flash"):
+    kind, text = state.pop("reconciliation_flash")
+    (st.success if kind == "ok" else st.error)(text)
+
+
+def decisions() -> None:
+    """Rows no retry may settle: one person proposes how they ended, a second confirms."""
+    with context.session_factory() as session:
+        awaiting = awaiting_decision(session, operator=operator)
+        proposals = open_decisions(session, operator=operator)
+    if not awaiting and not proposals:
+        return
+    st.subheader("Needs a person's decision")
+    st.caption("Sent long ago with no known outcome (Stripe may have forgotten the idempotency "
+               "key), or answered with a saved error no retry can change. Look the payout up in "
+               "Stripe's dashboard, then record what happened; a second person confirms.")
+    if awaiting:
+        st.dataframe([{"what": f"{a.subject} #{a.subject_id}", "payout": a.payout_id,
+                       "status": a.status,
+                       "amount": format_money(Money(a.amount_minor, a.currency)),
+                       "destination": a.destination, "first sent": a.first_sent,
+                       "why": a.why} for a in awaiting], hide_index=True, width="stretch")
+        labels = {(a.subject, a.subject_id): f"{a.subject} #{a.subject_id} · "
+                  f"{format_money(Money(a.amount_minor, a.currency))}" for a in awaiting}
+        with st.form("reconciliation_propose"):
+            chosen = st.selectbox("Row", list(labels), format_func=labels.__getitem__,
+                                  key="reconciliation_decide_row")
+            outcome = st.radio("What happened at Stripe", ["paid", "not_paid"], horizontal=True,
+                               format_func={"paid": "It was made (name the tr_/trr_ object)",
+                                            "not_paid": "It was never made"}.__getitem__,
+                               key="reconciliation_decide_outcome")
+            made_by = st.text_input("Stripe object (tr_… or trr_…)", key="reconciliation_decide_obj")
+            reason = st.text_input("How you know (required)", key="reconciliation_decide_reason",
+                                   max_chars=500)
+            if st.form_submit_button("Propose this decision") and chosen is not None:
+                try:
+                    propose_decision(context.session_factory, gateway=context.gateway,
+                                     operator=operator, subject=chosen[0], subject_id=chosen[1],
+                                     outcome=outcome, stripe_object_id=made_by, reason=reason)
+                except ConnectOpsError as exc:
+                    show_error(exc)
+                else:
+                    state["reconciliation_flash"] = ("ok", "Proposed: a second person confirms it "
+                                                           "below.")
+                    st.rerun()
+    for decision in proposals:
+        said = ("made by " + str(decision.stripe_object_id) if decision.outcome == "paid"
+                else "never made")
+        st.write(f"Decision #{decision.id}: {decision.subject} #{decision.subject_id} was {said}"
+                 f" — proposed by {plain(decision.proposed_by)}: “{plain(decision.reason)}”")
+        left, right = st.columns(2)
+        if left.button("Confirm", key=f"reconciliation_confirm_{decision.id}", type="primary",
+                       disabled=operator.is_same_person(decision.proposed_by),
+                       help="A second person confirms; the proposer cannot."):
+            try:
+                confirm_decision(context.session_factory, gateway=context.gateway,
+                                 operator=operator, decision_id=decision.id)
+            except ConnectOpsError as exc:
+                show_error(exc)
+            else:
+                state["reconciliation_flash"] = ("ok", f"Decision #{decision.id} confirmed; the "
+                                                       "ledger now says so.")
+                st.rerun()
+        if right.button("Withdraw", key=f"reconciliation_withdraw_{decision.id}"):
+            try:
+                with context.session_factory.begin() as session:
+                    withdraw_decision(session, operator=operator, decision_id=decision.id,
+                                      reason="withdrawn on the Reconciliation page")
+            except ConnectOpsError as exc:
+                show_error(exc)
+            else:
+                st.rerun()
+
+
+def drift() -> None:
+    with context.session_factory() as session:
+        rows = recent_drift(session, operator=operator)
+    if rows:
+        st.subheader("Drift reported by Stripe's events")
+        st.caption("Stripe made a transfer the ledger says was not made (or that differs from its "
+                   "payout). Nothing was changed automatically: find out why.")
+        st.dataframe([{"when": r.occurred_at, "payout": r.payout_id, "transfer": r.transfer,
+                       "ledger says": r.ledger_status, "detail": r.detail} for r in rows],
+                     hide_index=True, width="stretch")
+
+
+decisions()
+drift()
 
 
 
@@ -72,10 +170,9 @@ if st.button("Run reconciliation", key="reconciliation_run", type="primary",
              disabled=since is None or until is None):
     assert since is not None and until is not None
     try:
-        with st.spinner("Reading Stripe's transfers…"), \
-                context.session_factory.begin() as session:
-            report = reconcile(session, gateway=context.gateway, operator=operator,
-                               since=since, until=until)
+        with st.spinner("Reading Stripe's transfers…"):
+            report = reconcile(context.session_factory, gateway=context.gateway,
+                               operator=operator, since=since, until=until)
             state["reconciliation_report"] = {
                 "period": f"{since:%Y-%m-%d} to {until:%Y-%m-%d} (exclusive)",
                 "summary": report.summary(), "rows": report.rows(),
@@ -91,8 +188,9 @@ if not report_state:
 rows = report_state["rows"]
 summary = report_state["summary"]
 mismatches = [r for r in rows if r["kind"] in MISMATCH_KINDS]
-resolved = [r for r in rows if r["kind"] == RESOLVED_PAID]
-other = [r for r in rows if r["kind"] not in MISMATCH_KINDS and r["kind"] != RESOLVED_PAID]
+resolved = [r for r in rows if r["kind"] in (RESOLVED_PAID, RESOLVED_REVERSAL)]
+other = [r for r in rows if r["kind"] not in MISMATCH_KINDS
+         and r["kind"] not in (RESOLVED_PAID, RESOLVED_REVERSAL)]
 
 #: What a person reads: amounts with their currency instead of minor units and codes.
 SHOWN = ["kind", "detail", "payout_id", "ledger_status", "ledger_amount", "stripe_amount",
@@ -119,7 +217,8 @@ if mismatches:
     st.error(f"{len(mismatches)} mismatch(es) need a person.")
 else:
     st.success("No mismatches: the ledger and Stripe agree for this period.")
-for title, chosen in (("Mismatches", mismatches), ("Unknown payouts resolved as paid", resolved),
+for title, chosen in (("Mismatches", mismatches),
+                      ("Unknown payouts and reversals resolved", resolved),
                       ("Still open (retry with the same key, or in flight)", other)):
     if chosen:
         st.markdown(f"**{title}**")

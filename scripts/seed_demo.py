@@ -36,9 +36,11 @@ from lib.models import (
     Payout,
     PayoutStatus,
 )
+from lib.money import Money, to_decimal, wire_exponent
 from lib.payouts.approval import approve_payout
 from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import request_payout
+from lib.payouts.reversal import reverse_payout
 from lib.roles import Operator, Role
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
@@ -299,6 +301,29 @@ def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emul
     return made
 
 
+def _reversals(factory: sessionmaker[Session], gateway: StripeGateway,
+               settings: Settings) -> int:
+    """A partial and a full reversal of paid payouts, and one large reversal awaiting approval."""
+    with factory() as session:
+        paid = list(session.scalars(select(Payout).where(Payout.status == "paid")
+                                    .order_by(Payout.amount_minor.desc(), Payout.id).limit(12)))
+    made = 0
+    plans = [("half", "Invoice paid twice: half was already settled by card"),
+             (None, "Job cancelled by the client; fee refunded"),
+             (None, "Duplicate invoice, reversed in full")]
+    for payout, (share, reason) in zip(paid[::4], plans, strict=False):
+        amount = None
+        if share is not None:  # half, in whole units of the currency
+            unit = 10 ** wire_exponent(payout.currency)
+            amount = str(to_decimal(Money(payout.amount_minor // 2 // unit * unit,
+                                          payout.currency)))
+        reverse_payout(factory, gateway=gateway, operator=ADMIN, payout_id=payout.id,
+                       amount=amount, reason=reason, settings=settings,
+                       client_request_token=f"demo-seed-reversal-{payout.id}")
+        made += 1
+    return made
+
+
 #: (failure code, or None for paid) of each bank payout a payee's account makes, per payee.
 BANK_PLAN: tuple[tuple[str | None, ...], ...] = (
     (None, "account_closed", "account_closed"),
@@ -453,6 +478,7 @@ def seed(settings: Settings) -> bool:
                                 connected_at=connected_at)
             session.add_all(history)
     made = _payout_history(factory, gateway, emulator, settings, payees, rng)
+    _reversals(factory, gateway, settings)
     failed = _bank_payouts(factory, gateway, emulator, settings, payees)
     _funding_states(factory, emulator, settings, payees)
     logger.info("seeded %d freelancers (%d payable), %d payouts and %d failed bank payouts",

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lib.account_status import ConnectionStatus
-from lib.models import PayoutStatus, PayoutType
+from lib.models import PayoutStatus, PayoutType, ReversalStatus
 
 #: Ids are PostgreSQL ``integer`` columns; a larger number can name nothing (and overflowed
 #: SQLite's driver with a 500 before it was refused).
@@ -153,13 +153,48 @@ class PreflightFailure(_Closed):
     checks: list[PreflightCheck]
 
 
+class DuplicateOf(_Closed):
+    """A likely duplicate: repeat the request with ``Confirm-Duplicate-Of: <earlierId>``."""
+
+    earlierId: int = Field(description="The payout (or reversal) this request repeats")
+
+
 class PayoutErrorEnvelope(_Closed):
-    """A refusal; ``data`` is the ledger row when Stripe refused, the checks when preflight did."""
+    """A refusal; ``data`` is the ledger row when Stripe refused, the checks when preflight did,
+    the earlier payout when the request looks like a duplicate."""
 
     success: Literal[False]
     message: str
     code: str | None = None
-    data: PayoutView | PreflightFailure | None = None
+    data: PayoutView | PreflightFailure | DuplicateOf | None = None
+
+
+class ReversalView(_Closed):
+    reversalId: int
+    payoutId: int
+    status: ReversalStatus
+    amountMinor: int = Field(description="Integer minor units, as Stripe counts them")
+    amountDisplay: str = Field(examples=["$10.00 USD"])
+    currency: str
+    reason: str
+    stripeReversalId: str | None
+    requestedBy: str
+    approvedBy: str | None
+    error: PayoutErrorDetail | None
+    createdAt: str = Field(description="ISO 8601")
+
+
+class ReversalEnvelope(_Closed):
+    success: Literal[True]
+    message: str
+    data: ReversalView
+
+
+class ReversalErrorEnvelope(_Closed):
+    success: Literal[False]
+    message: str
+    code: str | None = None
+    data: ReversalView | DuplicateOf | None = None
 
 
 # ---- webhooks ----------------------------------------------------------------------------------

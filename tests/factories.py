@@ -24,6 +24,10 @@ def make_settings(**overrides: Any) -> Settings:
         "backend_url": "http://127.0.0.1:8000",
         "stripe_max_network_retries": 0,
         "stripe_timeout_seconds": 10,
+        # The likely-duplicate guard (lib.payouts.duplicates) is off unless a test turns it on:
+        # most tests pay one freelancer the same amount many times on purpose. Its own tests,
+        # the page and API tests of the guard and the payout state machine run with it on.
+        "payout_duplicate_window_days": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -4,6 +4,8 @@
     python -m lib.payouts bulk FILE.csv --dry-run  --operator alice
     python -m lib.payouts bulk FILE.csv --confirm  --operator alice
     python -m lib.payouts retry --operator alice          # resend unknown/stale rows, same keys
+    python -m lib.payouts retry-reversals --operator alice  # the same for reversals
+    python -m lib.payouts reverse 1042 [--amount 10.00] --reason "Paid twice" --operator alice
 
 Who acts: ``--operator USERNAME`` must be a user of the dashboard's users file
 (``AUTH_CONFIG_PATH``) and acts with that user's roles, so the command line obeys the same rules
@@ -30,8 +32,10 @@ from lib.logging_setup import configure_logging
 from lib.operator_accounts import load_credentials
 from lib.payouts.bulk import confirm_bulk, preview_bulk
 from lib.payouts.execution import retry_unsettled
+from lib.payouts.ledger import scoped_token
 from lib.payouts.reconciliation import reconcile
-from lib.roles import Operator
+from lib.payouts.reversal import retry_unsettled_reversals, reverse_payout
+from lib.roles import Operator, canonical_username
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
 
@@ -58,16 +62,31 @@ def _parser() -> argparse.ArgumentParser:
     mode = blk.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true", help="validate and total; pay nothing")
     mode.add_argument("--confirm", action="store_true", help="pay every good row (resumable)")
+    blk.add_argument("--acknowledge-matches", action="store_true",
+                     help="pay rows that look like payouts already in the ledger (checked)")
     blk.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
     rty = sub.add_parser("retry", help="resend unknown and stale rows with their own keys")
     rty.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    rrv = sub.add_parser("retry-reversals",
+                         help="resend unknown and stale reversals with their own keys")
+    rrv.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
+    rev = sub.add_parser("reverse", help="reverse (part of) a paid payout")
+    rev.add_argument("payout_id", type=int)
+    rev.add_argument("--amount", help="major units, e.g. 10.00 (default: all that remains)")
+    rev.add_argument("--reason", required=True)
+    rev.add_argument("--key", help="an idempotency key: running the command again with the same "
+                                   "key returns the same reversal")
+    rev.add_argument("--confirm-duplicate-of", type=int,
+                     help="the earlier reversal this one knowingly repeats")
+    rev.add_argument("--operator", required=True, help="a user of AUTH_CONFIG_PATH")
     return parser
 
 
 def operator_from_users_file(settings: Settings, username: str) -> Operator:
     """The operator ``username`` with the roles the users file gives them."""
     users = load_credentials(settings)["usernames"]
-    user = users.get(username)
+    wanted = canonical_username(username)
+    user = next((u for name, u in users.items() if canonical_username(str(name)) == wanted), None)
     if user is None:
         raise ConfigurationError(
             f"--operator {username!r} is not a user of {settings.auth_config_path}."
@@ -104,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     gateway = StripeGateway(settings)
     try:
         if args.command == "reconcile":
-            with factory.begin() as session:
-                report = reconcile(session, gateway=gateway, operator=operator,
-                                   since=args.since, until=args.until)
+            report = reconcile(factory, gateway=gateway, operator=operator,
+                               since=args.since, until=args.until)
             _write_csv(report.rows())
             sys.stderr.write(f"{PROG} reconcile: {report.summary()}\n")
             return 1 if report.mismatches else 0
@@ -124,11 +142,28 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{len(preview.bad_rows)} with problems; {totals}\n")
                 return 0
             result = confirm_bulk(factory, gateway=gateway, operator=operator, csv_bytes=data,
-                                  settings=settings)
+                                  settings=settings,
+                                  acknowledge_matches=args.acknowledge_matches)
             _write_csv(result.to_rows())
             sys.stderr.write(f"{PROG} bulk: {result.count('paid')} paid, "
                              f"{result.count('pending_approval')} awaiting approval, "
                              f"{result.count('unknown')} unknown, {len(result.skipped)} skipped\n")
+            return 0
+        if args.command == "reverse":
+            reversal = reverse_payout(
+                factory, gateway=gateway, operator=operator, payout_id=args.payout_id,
+                amount=args.amount, reason=args.reason, settings=settings,
+                client_request_token=scoped_token("cli", operator.username, args.key),
+                confirm_duplicate_of=args.confirm_duplicate_of)
+            _write_csv([{"reversal_id": reversal.id, "payout_id": reversal.payout_id,
+                         "amount_minor": reversal.amount_minor, "status": reversal.status,
+                         "stripe_reversal_id": reversal.stripe_reversal_id or "",
+                         "error": reversal.error_message or ""}])
+            return 0 if reversal.status in ("succeeded", "pending_approval") else 1
+        if args.command == "retry-reversals":
+            reversals = retry_unsettled_reversals(factory, gateway=gateway, operator=operator)
+            _write_csv([{"reversal_id": r.id, "payout_id": r.payout_id, "status": r.status}
+                        for r in reversals])
             return 0
         payouts = retry_unsettled(factory, gateway=gateway, operator=operator)
         _write_csv([{"payout_id": p.id, "status": p.status} for p in payouts])

@@ -45,7 +45,7 @@ def approve_payout(
 def _approve(session: Session, *, operator: Operator, payout_id: int) -> Payout:
     authorize(operator, Action.APPROVE_PAYOUT, session=session, target=f"payout:{payout_id}")
     payout = get_payout(session, payout_id=payout_id)
-    if payout.requested_by == operator.username:
+    if operator.is_same_person(payout.requested_by):
         raise PermissionDeniedError(
             f"{operator.username} requested payout {payout_id} and cannot approve it: "
             "a second operator must."
@@ -96,8 +96,13 @@ def _reject(session: Session, *, operator: Operator, payout_id: int, reason: str
     if payout.status not in allowed:
         raise ConflictError(f"Payout {payout_id} is {payout.status}; it can no longer be rejected.")
     now = utcnow()
+    if payout.submitted_at is not None:
+        # Sent to Stripe at least once: Stripe may have paid it, so only a retry with its key,
+        # reconciliation or a person's recorded decision may settle it, never a rejection.
+        raise ConflictError(f"Payout {payout_id} was already sent to Stripe; it can no longer "
+                            "be rejected. Reconcile it instead.")
     moved = set_status_where(
-        session, payout_id=payout_id, allowed=allowed,
+        session, payout_id=payout_id, allowed=allowed, never_submitted=True,
         values={"status": PayoutStatus.REJECTED.value, "rejected_by": operator.username,
                 "rejection_reason": text, "completed_at": now, "updated_at": now},
     )

@@ -1,9 +1,17 @@
 """Bulk payouts from a CSV: a dry-run preview, then a confirm that can be repeated safely.
 
 The file: a header row naming ``freelancer_email`` or ``freelancer_id`` (either or both),
-``amount``, ``currency`` and optionally ``description``; UTF-8 (a BOM is fine), at most
-:data:`MAX_CSV_BYTES` and :data:`MAX_ROWS` rows. Each row is identified by its line number in
-the file (the header is line 1), which the preview shows.
+``amount``, ``currency`` and optionally ``description`` and ``reference`` (an invoice number,
+at most 100 characters); UTF-8 (a BOM is fine), at most :data:`MAX_CSV_BYTES` and
+:data:`MAX_ROWS` rows. The preview shows each row by its line number (the header is line 1).
+
+Row identity
+    A row is identified by its **content** (:mod:`lib.payouts.bulk_keys`: freelancer, amount,
+    currency, description, reference), never by the file's bytes or the row's line: a sheet
+    saved again with other line endings, a BOM, a trailing newline, reordered columns or sorted
+    rows is the same instruction and finds the payouts it already made. Two rows of one file
+    with the same content are refused as duplicates unless a reference or description tells
+    them apart.
 
 Preview (:func:`preview_bulk`) parses every row and names every problem (missing field, unknown
 freelancer, bad amount or currency, a duplicate of an earlier row, an account that fails its
@@ -13,9 +21,12 @@ balance (one ``Balance.retrieve``). It writes nothing.
 Confirm (:func:`confirm_bulk`) takes the session *factory*: each good row becomes its own payout
 request (committed) and is then executed (its own transactions around its own Stripe call, see
 :mod:`lib.payouts.execution`), so one row's failure or a crash never undoes another's payment.
-Rows are keyed by (SHA-256 of the file's bytes, line number), a UNIQUE pair in the ledger:
-confirming the same file again, or re-uploading it after a crash, finds each row's existing
-payout and only finishes what is unfinished (retrying unknown outcomes with the same key).
+Rows are keyed by their content key, a UNIQUE column of the ledger: confirming the same file
+again, or re-uploading it (re-saved or not) after a crash, finds each row's existing payout and
+only finishes what is unfinished (retrying unknown outcomes with the same key).
+The preview also flags rows that look like a payout already in the ledger by other means (the
+same freelancer, amount, currency and description within the duplicate window, see
+:mod:`lib.payouts.duplicates`); confirm refuses such a file until the operator acknowledges them.
 Rows at or above the approval threshold wait for a second operator like any other payout.
 Confirm refuses to start when the good rows still to pay exceed the available balance of
 their currency, so a batch is never left half-paid for lack of funds.
@@ -39,6 +50,8 @@ from lib.errors import ConflictError, ConnectOpsError, StripeGatewayError, Valid
 from lib.freelancers import normalise_email
 from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
 from lib.money import Money, format_money
+from lib.payouts.bulk_keys import bulk_row_key
+from lib.payouts.duplicates import find_payout_duplicate
 from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import parse_money, request_payout
 from lib.payouts.preflight import PreflightResult, account_checks, available_in
@@ -56,6 +69,8 @@ MISSING_FIELD = "missing_field"
 UNKNOWN_FREELANCER = "unknown_freelancer"
 BAD_AMOUNT = "bad_amount"
 BAD_DESCRIPTION = "bad_description"
+BAD_REFERENCE = "bad_reference"
+MAX_REFERENCE = 100
 DUPLICATE_ROW = "duplicate_row"
 NOT_PAYABLE = "not_payable"
 
@@ -79,11 +94,20 @@ class BulkRow:
     amount_text: str
     currency_text: str
     description: str
+    reference: str | None = None
     freelancer_id: int | None = None
     freelancer_name: str | None = None
     money: Money | None = None
     preflight: PreflightResult | None = None
     problems: list[BulkProblem] = field(default_factory=list)
+    #: The content key (set once freelancer and amount are known).
+    row_key: str | None = None
+    #: The payout this very row already made (a re-upload resumes it, never pays it again).
+    existing_payout_id: int | None = None
+    existing_status: str | None = None
+    #: A payout made otherwise that this row looks like (confirm needs an acknowledgement).
+    matches_payout_id: int | None = None
+    match_detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -96,9 +120,12 @@ class BulkRow:
             "amount": format_money(self.money) if self.money else self.amount_text,
             "amount_minor": self.money.amount_minor if self.money else None,
             "currency": self.money.currency if self.money else self.currency_text,
-            "description": self.description, "ok": self.ok,
-            "problems": "; ".join(p.message for p in self.problems),
+            "description": self.description, "reference": self.reference or "",
+            "ok": self.ok, "problems": "; ".join(p.message for p in self.problems),
             "problem_codes": ",".join(p.code for p in self.problems),
+            "already_in_ledger": (f"#{self.existing_payout_id} ({self.existing_status})"
+                                  if self.existing_payout_id else ""),
+            "looks_like": self.match_detail,
         }
 
 
@@ -142,6 +169,16 @@ class BulkPreview:
     def covered(self) -> bool:
         return all(t.covered for t in self.totals)
 
+    @property
+    def ledger_matches(self) -> list[BulkRow]:
+        """Good rows that look like a payout already made otherwise (acknowledge before paying)."""
+        return [r for r in self.rows if r.ok and r.matches_payout_id is not None]
+
+    @property
+    def already_in_ledger(self) -> list[BulkRow]:
+        """Good rows this file (or a re-saved copy) already made a payout for."""
+        return [r for r in self.rows if r.ok and r.existing_payout_id is not None]
+
     def to_rows(self) -> list[dict[str, Any]]:
         return [r.to_row() for r in self.rows]
 
@@ -169,7 +206,7 @@ class BulkResult:
 
 
 def fingerprint_of(csv_bytes: bytes) -> str:
-    """The file's identity: SHA-256 of its exact bytes."""
+    """The upload's SHA-256 (names the upload in the audit log; rows are keyed by content)."""
     return hashlib.sha256(csv_bytes).hexdigest()
 
 
@@ -207,7 +244,7 @@ def _read(csv_bytes: bytes) -> list[tuple[int, dict[str, str]]]:
             need = missing + ([] if has_ref else ["freelancer_email or freelancer_id"])
             raise ValidationError(
                 "The CSV header must name freelancer_email or freelancer_id, amount, currency "
-                f"(and optionally description); missing: {', '.join(need)}."
+                f"(and optionally description, reference); missing: {', '.join(need)}."
             )
         if len(set(names)) != len(names):
             raise ValidationError("The CSV header names a column twice.")
@@ -292,15 +329,16 @@ def _build_rows(session: Session, csv_bytes: bytes, settings: Settings) -> list[
     raw_rows = _read(csv_bytes)
     by_id, by_email = _freelancers(session, raw_rows)
     accounts = _accounts(session, [*by_id.values(), *by_email.values()])
-    seen: dict[tuple[int, int, str, str], int] = {}
+    seen: dict[str, int] = {}
     rows: list[BulkRow] = []
     for line, raw in raw_rows:
         description = raw.get("description", "") or DEFAULT_DESCRIPTION
+        reference = raw.get("reference", "") or None
         row = BulkRow(
             row_number=line,
             freelancer_ref=raw.get("freelancer_email") or raw.get("freelancer_id", ""),
             amount_text=raw.get("amount", ""), currency_text=raw.get("currency", ""),
-            description=description,
+            description=description, reference=reference,
         )
         rows.append(row)
         if "__extra__" in raw:
@@ -318,18 +356,25 @@ def _build_rows(session: Session, csv_bytes: bytes, settings: Settings) -> list[
         if len(description) > 500 or any(ord(ch) < 32 for ch in description):
             row.problems.append(BulkProblem(BAD_DESCRIPTION, "The description must be one line "
                                             "of at most 500 characters."))
+        if reference is not None and (len(reference) > MAX_REFERENCE
+                                      or any(ord(ch) < 32 for ch in reference)):
+            row.problems.append(BulkProblem(BAD_REFERENCE, "The reference must be one line of at "
+                                            f"most {MAX_REFERENCE} characters."))
         if freelancer is None:
             continue
         row.freelancer_id, row.freelancer_name = freelancer.id, freelancer.name
         if row.money is None:
             continue
-        key = (freelancer.id, row.money.amount_minor, row.money.currency, description.lower())
-        if key in seen:
+        row.row_key = bulk_row_key(
+            freelancer_id=freelancer.id, amount_minor=row.money.amount_minor,
+            currency=row.money.currency, description=description, reference=reference)
+        if row.row_key in seen:
             row.problems.append(BulkProblem(
-                DUPLICATE_ROW, f"Same freelancer, amount, currency and description as line "
-                f"{seen[key]}: give it a distinct description if both are meant."))
+                DUPLICATE_ROW, f"Same freelancer, amount, currency, description and reference as "
+                f"line {seen[row.row_key]}: give it a reference (or a distinct description) if "
+                "both are meant."))
             continue
-        seen[key] = line
+        seen[row.row_key] = line
         account = accounts.get(freelancer.stripe_account_id or "")
         row.preflight = PreflightResult(tuple(account_checks(freelancer, account, row.money)))
         if not row.preflight.ok:
@@ -360,6 +405,32 @@ def _balance(gateway: StripeGateway | None) -> tuple[dict[str, Any] | None, str 
         return None, exc.message
 
 
+def _mark_ledger_matches(session: Session, rows: list[BulkRow], settings: Settings) -> None:
+    """Say which rows this file already paid, and which look like payouts made otherwise."""
+    keys = [r.row_key for r in rows if r.ok and r.row_key]
+    existing: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(keys):
+        for key, payout_id, status in session.execute(
+            select(Payout.bulk_row_key, Payout.id, Payout.status)
+            .where(Payout.bulk_row_key.in_(chunk))
+        ):
+            existing[str(key)] = (int(payout_id), str(status))
+    for row in rows:
+        if not row.ok or row.row_key is None or row.money is None:
+            continue
+        if row.row_key in existing:
+            row.existing_payout_id, row.existing_status = existing[row.row_key]
+            continue
+        assert row.freelancer_id is not None
+        earlier = find_payout_duplicate(session, freelancer_id=row.freelancer_id,
+                                        money=row.money, description=row.description,
+                                        settings=settings)
+        if earlier is not None:
+            row.matches_payout_id = earlier.id
+            row.match_detail = (f"payout #{earlier.id} ({earlier.status}, "
+                                f"{earlier.created_at:%Y-%m-%d}, {earlier.payout_type})")
+
+
 def preview_bulk(
     session: Session, *, gateway: StripeGateway | None, operator: Operator, csv_bytes: bytes,
     settings: Settings,
@@ -367,32 +438,37 @@ def preview_bulk(
     """Validate every row and total the good ones against the balance; writes nothing."""
     authorize(operator, Action.REQUEST_PAYOUT, session=session)
     rows = _build_rows(session, csv_bytes, settings)
+    _mark_ledger_matches(session, rows, settings)
+    to_pay = [r for r in rows if r.ok and r.existing_payout_id is None]
     balance, error = _balance(gateway)
     return BulkPreview(fingerprint=fingerprint_of(csv_bytes), rows=rows,
-                       totals=_totals(rows, balance), balance_error=error)
-
-
-def _existing_statuses(session: Session, fingerprint: str) -> dict[int, str]:
-    return {
-        row: status for row, status in session.execute(
-            select(Payout.bulk_row, Payout.status).where(Payout.bulk_fingerprint == fingerprint)
-        ) if row is not None
-    }
+                       totals=_totals(to_pay, balance), balance_error=error)
 
 
 def confirm_bulk(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
-    csv_bytes: bytes, settings: Settings,
+    csv_bytes: bytes, settings: Settings, acknowledge_matches: bool = False,
 ) -> BulkResult:
-    """Create and send a payout for every good row, once, however often this is called."""
+    """Create and send a payout for every good row, once, however often this is called.
+
+    Rows that look like payouts made otherwise (see :attr:`BulkPreview.ledger_matches`) refuse
+    the whole file unless ``acknowledge_matches`` says the operator checked them.
+    """
     try:
         authorize(operator, Action.REQUEST_PAYOUT, session=session_factory)
         fingerprint = fingerprint_of(csv_bytes)
         with session_factory() as session:
             rows = _build_rows(session, csv_bytes, settings)
-            done = _existing_statuses(session, fingerprint)
+            _mark_ledger_matches(session, rows, settings)
+        matches = [r for r in rows if r.ok and r.matches_payout_id is not None]
+        if matches and not acknowledge_matches:
+            lines = ", ".join(f"line {r.row_number} ~ {r.match_detail}" for r in matches[:10])
+            more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+            raise ConflictError(
+                f"{len(matches)} row(s) look like payouts already in the ledger ({lines}{more}). "
+                "Check them, then confirm again acknowledging them, or remove them.")
         to_pay = [r for r in rows if r.ok and PayoutStatus(
-            done.get(r.row_number, PayoutStatus.PENDING)) not in _DONE_OR_SENT]
+            r.existing_status or PayoutStatus.PENDING) not in _DONE_OR_SENT]
         balance, error = _balance(gateway)
         short = [t for t in _totals(to_pay, balance) if not t.covered]
         if short:
@@ -412,7 +488,9 @@ def confirm_bulk(
     audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",
                      result="started", target=f"bulk:{fingerprint[:16]}",
                      input={"fingerprint": fingerprint, "rows": len(rows),
-                            "good": sum(1 for r in rows if r.ok), "to_pay": len(to_pay)})
+                            "good": sum(1 for r in rows if r.ok), "to_pay": len(to_pay),
+                            "already_in_ledger": sum(1 for r in rows if r.existing_payout_id),
+                            "acknowledged_matches": [r.matches_payout_id for r in matches]})
     results = [_pay_row(session_factory, gateway=gateway, operator=operator, settings=settings,
                         row=row, fingerprint=fingerprint) for row in rows if row.ok]
     result = BulkResult(fingerprint=fingerprint, results=results,
@@ -429,14 +507,17 @@ def _pay_row(
     session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     settings: Settings, row: BulkRow, fingerprint: str,
 ) -> BulkRowResult:
-    assert row.money is not None and row.freelancer_id is not None
+    assert row.money is not None and row.freelancer_id is not None and row.row_key is not None
     try:
         with session_factory.begin() as session:
+            # The ledger match was shown in the preview and acknowledged at confirm; the content
+            # key (unique) is what keeps this row from ever making a second payout.
             payout = request_payout(
                 session, operator=operator, freelancer_id=row.freelancer_id, amount=row.money,
                 currency=row.money.currency, description=row.description,
                 client_request_token=None, settings=settings, payout_type=PayoutType.BULK,
-                bulk_fingerprint=fingerprint, bulk_row=row.row_number,
+                bulk_fingerprint=fingerprint, bulk_row=row.row_number, bulk_row_key=row.row_key,
+                reference=row.reference, check_duplicates=False,
             )
             payout_id, status = payout.id, PayoutStatus(payout.status)
         if status in (PayoutStatus.PENDING, PayoutStatus.UNKNOWN, PayoutStatus.SUBMITTED):

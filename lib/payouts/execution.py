@@ -28,10 +28,10 @@ Outcomes
       may exist. Resolved by executing again (same key; Stripe replays) or by reconciliation.
     * a 500 Stripe saved under the key (``StripeSavedServerError``) → ``unknown`` too, but a
       retry would only replay it: such a row is not retried; reconciliation settles it from
-      Stripe's transfers or hands it to a person.
-    * the platform key refused → ``unknown`` (Stripe executed nothing; a retry with the same key
-      once the key is fixed settles it). A row that was ever submitted never returns to
-      ``pending``.
+      Stripe's transfers or two people decide (:mod:`lib.payouts.decisions`).
+    * the platform key refused (401/403) → ``unknown``, like no answer: this attempt executed
+      nothing, but an earlier one may have, and a row that was ever submitted never returns to
+      ``pending`` (where it could be rejected, or sent after Stripe forgot its key).
 
 A row stuck in ``submitted`` (the process died during the call)
     is treated like ``unknown`` once its last claim (``updated_at``) is older than
@@ -83,7 +83,12 @@ TERMINAL = frozenset({PayoutStatus.PAID, PayoutStatus.FAILED, PayoutStatus.REJEC
 #: ``error_code`` of a row whose Stripe answer was a 500 saved under its key (see the docstring).
 SAVED_SERVER_ERROR = StripeSavedServerError.code
 #: 4xx answers that say "not executed yet, try again with the same key" rather than "refused".
-_RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+RETRYABLE_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+
+
+def is_saved_server_error(error_code: str | None) -> bool:
+    """True for a row only reconciliation or a person can settle (see SAVED_SERVER_ERROR)."""
+    return error_code == SAVED_SERVER_ERROR
 
 
 class PreflightFailedError(ConflictError):
@@ -253,12 +258,15 @@ def _send(
                            operator=operator)
         return row
     except StripeAuthenticationError as exc:
-        # The key was refused: nothing executed. Unknown, never pending: a submitted row stays
-        # on its idempotency key, and a retry once the key is fixed settles it.
+        # Stripe refused the key before executing *this* attempt, but the row has been claimed
+        # and may have been executed by an earlier attempt whose answer was lost. A row that was
+        # ever submitted never goes back to ``pending``: there it could be rejected while Stripe
+        # paid it, or be sent again after Stripe forgot its key. It stays ``unknown`` until a
+        # retry with the same key (once the key is fixed) or reconciliation settles it.
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
                              status=PayoutStatus.UNKNOWN)
     except StripeRequestError as exc:
-        definitive = exc.http_status != 409 and exc.stripe_code not in _RETRYABLE_CODES
+        definitive = exc.http_status != 409 and exc.stripe_code not in RETRYABLE_CODES
         status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN
         return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
                              status=status)
@@ -321,8 +329,11 @@ def _record_error(
     exc: StripeGatewayError, status: PayoutStatus,
 ) -> Payout:
     now = utcnow()
+    # A saved 500 is named as such whatever Stripe's own code: it decides who may settle the row.
+    code = SAVED_SERVER_ERROR if isinstance(exc, StripeSavedServerError) else (
+        exc.stripe_code or exc.code)[:100]
     values: dict[str, Any] = {
-        "status": status.value, "error_code": (exc.stripe_code or exc.code)[:100],
+        "status": status.value, "error_code": code,
         "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,
         "updated_at": now,
     }
@@ -354,11 +365,16 @@ def retry_unsettled(
     authorize_execution(operator, session=session_factory)
     cutoff = utcnow() - stale_after
     with session_factory() as session:
+        # Rows past the key window and rows Stripe answers with a saved 500 are not retried:
+        # only reconciliation or a person's decision settles them.
         ids = list(session.scalars(
-            select(Payout.id).where(or_(
-                Payout.status == PayoutStatus.UNKNOWN,
-                and_(Payout.status == PayoutStatus.SUBMITTED, Payout.updated_at < cutoff),
-            )).order_by(Payout.id).limit(limit)
+            select(Payout.id).where(
+                or_(Payout.status == PayoutStatus.UNKNOWN,
+                    and_(Payout.status == PayoutStatus.SUBMITTED, Payout.updated_at < cutoff)),
+                func.coalesce(Payout.submitted_at, Payout.created_at)
+                >= utcnow() - IDEMPOTENCY_WINDOW,
+                or_(Payout.error_code.is_(None), Payout.error_code != SAVED_SERVER_ERROR),
+            ).order_by(Payout.id).limit(limit)
         ))
     results = []
     for payout_id in ids:

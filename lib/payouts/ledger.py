@@ -19,19 +19,17 @@ Double submits
     in a SAVEPOINT and an ``IntegrityError`` means another request with the same token won the
     race: we re-read and return that row. The same token with a different freelancer, amount or
     currency is a ``ConflictError`` (a client bug, or a replay of another request). Bulk rows use
-    the (``bulk_fingerprint``, ``bulk_row``) unique pair the same way.
+    their content key (``bulk_row_key``, :mod:`lib.payouts.bulk_keys`) the same way.
 
-Approval threshold policy
-    ``settings.payout_approval_threshold_minor`` is compared with the *wire* integer
-    (``Money.amount_minor``), exactly like ``settings.payout_max_minor`` in ``lib.money``. The
-    default 100,000 means $1,000.00, €1,000.00, ¥100,000, KWD 100.000. For currencies whose minor
-    unit is worth less than a US cent this asks for approval on smaller payouts (it fails safe:
-    more approvals, never fewer); the few minor units worth slightly more than a cent (GBP, CHF)
-    are within a few tens of percent. A per-currency map would need a new setting.
+Approval threshold and maximum
+    Per currency (:mod:`lib.payouts.limits`): set in a base currency and derived for the others
+    (¥150,000 and $1,000 both need a second approver by default), or set exactly per currency.
+    Both are compared with the *wire* integer (``Money.amount_minor``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import uuid
@@ -47,6 +45,8 @@ from lib import audit
 from lib.errors import ConflictError, ConnectOpsError, NotFoundError, ValidationError
 from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
 from lib.money import Money, normalise_currency, parse_amount, to_decimal
+from lib.payouts.duplicates import check_payout_duplicate
+from lib.payouts.limits import limits_for, maximum_or_refuse
 from lib.roles import Action, AuditedRefusal, Operator, authorize
 from lib.settings import Settings
 
@@ -71,8 +71,7 @@ def new_nonce() -> str:
 
 def approval_threshold_minor(settings: Settings, currency: str) -> int:
     """The wire amount at or above which a payout in ``currency`` needs a second operator."""
-    normalise_currency(currency)
-    return settings.payout_approval_threshold_minor
+    return limits_for(settings, currency).approval_threshold_minor
 
 
 def needs_approval(settings: Settings, money: Money) -> bool:
@@ -92,9 +91,10 @@ def parse_money(amount: AmountInput, currency: str, *, settings: Settings) -> Mo
             raise ValidationError("The amount must be positive.")
         # Re-parse through the same rules (steps, maxima) as typed text.
         return parse_amount(
-            _money_text(amount), code, maximum_minor=settings.payout_max_minor
+            _money_text(amount), code, maximum_minor=maximum_or_refuse(settings, code)
         )
-    return parse_amount(amount, currency, maximum_minor=settings.payout_max_minor)
+    code = normalise_currency(currency)
+    return parse_amount(amount, code, maximum_minor=maximum_or_refuse(settings, code))
 
 
 def _money_text(money: Money) -> str:
@@ -147,7 +147,23 @@ def _clean_description(description: str | None) -> str:
     return text
 
 
-def _clean_token(token: str | None) -> str | None:
+def scoped_token(door: str, username: str, key: str | None) -> str | None:
+    """A client's own idempotency key, scoped to the door and the person who sent it.
+
+    ``api:alice:invoice-1001``. Keys may be up to 255 characters themselves, so a scoped token
+    that would not fit the column is replaced by its SHA-256 (deterministic: the same key
+    always finds the same row; short tokens keep their readable form).
+    """
+    if key is None:
+        return None
+    token = f"{door}:{username}:{key}"
+    if len(token) <= MAX_TOKEN:
+        return token
+    return f"{door}:sha256:{hashlib.sha256(token.encode('utf-8')).hexdigest()}"
+
+
+def clean_token(token: str | None) -> str | None:
+    """A client request token, trimmed; refused when empty or longer than the column."""
     if token is None:
         return None
     value = token.strip()
@@ -156,20 +172,17 @@ def _clean_token(token: str | None) -> str | None:
     return value
 
 
-def _existing(
-    session: Session, *, token: str | None, bulk_fingerprint: str | None, bulk_row: int | None
-) -> Payout | None:
+def _existing(session: Session, *, token: str | None, bulk_row_key: str | None
+              ) -> Payout | None:
     if token is not None:
         found = session.scalars(
             select(Payout).where(Payout.client_request_token == token)
         ).one_or_none()
         if found is not None:
             return found
-    if bulk_fingerprint is not None and bulk_row is not None:
+    if bulk_row_key is not None:
         return session.scalars(
-            select(Payout).where(
-                Payout.bulk_fingerprint == bulk_fingerprint, Payout.bulk_row == bulk_row
-            )
+            select(Payout).where(Payout.bulk_row_key == bulk_row_key)
         ).one_or_none()
     return None
 
@@ -195,9 +208,19 @@ def request_payout(
     payout_type: PayoutType | str = PayoutType.MANUAL,
     bulk_fingerprint: str | None = None,
     bulk_row: int | None = None,
+    bulk_row_key: str | None = None,
+    reference: str | None = None,
+    confirm_duplicate_of: int | None = None,
+    check_duplicates: bool = True,
     audit_refusals_with: sessionmaker[Session] | None = None,
 ) -> Payout:
-    """Write a payout request to the ledger (or return the row this token already made)."""
+    """Write a payout request to the ledger (or return the row this token already made).
+
+    A new row like a payout of the last ``PAYOUT_DUPLICATE_WINDOW_DAYS`` (same freelancer,
+    amount, currency, description) is refused with ``LikelyDuplicateError`` unless
+    ``confirm_duplicate_of`` names that payout (:mod:`lib.payouts.duplicates`); bulk files
+    check their rows against the ledger in their preview instead (``check_duplicates=False``).
+    """
     request_input = {
         "freelancer_id": freelancer_id, "amount": str(amount) if not isinstance(amount, Money)
         else f"{amount.amount_minor} minor", "currency": currency,
@@ -209,7 +232,9 @@ def request_payout(
             session, operator=operator, freelancer_id=freelancer_id, amount=amount,
             currency=currency, description=description, client_request_token=client_request_token,
             settings=settings, payout_type=payout_type, bulk_fingerprint=bulk_fingerprint,
-            bulk_row=bulk_row, request_input=request_input,
+            bulk_row=bulk_row, bulk_row_key=bulk_row_key, reference=reference,
+            confirm_duplicate_of=confirm_duplicate_of, check_duplicates=check_duplicates,
+            request_input=request_input,
         )
     except ConnectOpsError as exc:
         audit_refusal(audit_refusals_with, session=session, operator=operator,
@@ -222,7 +247,8 @@ def _request_payout(
     session: Session, *, operator: Operator, freelancer_id: int, amount: AmountInput,
     currency: str, description: str | None, client_request_token: str | None,
     settings: Settings, payout_type: PayoutType | str, bulk_fingerprint: str | None,
-    bulk_row: int | None, request_input: dict[str, Any],
+    bulk_row: int | None, bulk_row_key: str | None, reference: str | None,
+    confirm_duplicate_of: int | None, check_duplicates: bool, request_input: dict[str, Any],
 ) -> Payout:
     authorize(operator, Action.REQUEST_PAYOUT, session=session,
               target=f"freelancer:{freelancer_id}")
@@ -230,14 +256,15 @@ def _request_payout(
         kind = PayoutType(payout_type)
     except ValueError:
         raise ValidationError(f"Unknown payout type {payout_type!r} (MANUAL or BULK).") from None
-    if (bulk_fingerprint is None) != (bulk_row is None):
-        raise ValidationError("A bulk payout needs both the file fingerprint and the row number.")
+    if (bulk_fingerprint is None) != (bulk_row is None) or (
+        bulk_row_key is not None and bulk_fingerprint is None
+    ):
+        raise ValidationError("A bulk payout needs the file fingerprint, its line and its key.")
     money = parse_money(amount, currency, settings=settings)
     text = _clean_description(description)
-    token = _clean_token(client_request_token)
+    token = clean_token(client_request_token)
 
-    existing = _existing(session, token=token, bulk_fingerprint=bulk_fingerprint,
-                         bulk_row=bulk_row)
+    existing = _existing(session, token=token, bulk_row_key=bulk_row_key)
     if existing is not None:
         return _duplicate(session, existing, operator=operator, freelancer_id=freelancer_id,
                           money=money, request_input=request_input)
@@ -249,6 +276,10 @@ def _request_payout(
         raise ConflictError(
             f"{freelancer.name} has no connected Stripe account: connect them before paying."
         )
+    if check_duplicates:
+        check_payout_duplicate(session, freelancer_id=freelancer.id, money=money,
+                               description=text, settings=settings,
+                               confirmed=confirm_duplicate_of)
 
     status = PayoutStatus.PENDING_APPROVAL if needs_approval(settings, money) else (
         PayoutStatus.PENDING
@@ -260,7 +291,8 @@ def _request_payout(
         # A placeholder unique value until the id is known (same savepoint, never committed).
         idempotency_key=f"unassigned-{uuid.uuid4().hex}",
         client_request_token=token, requested_by=operator.username,
-        bulk_fingerprint=bulk_fingerprint, bulk_row=bulk_row,
+        bulk_fingerprint=bulk_fingerprint, bulk_row=bulk_row, bulk_row_key=bulk_row_key,
+        reference=reference,
     )
     try:
         with session.begin_nested():
@@ -270,8 +302,7 @@ def _request_payout(
             session.flush()
     except IntegrityError:
         # Another request with the same token (or bulk row) committed first: that row wins.
-        existing = _existing(session, token=token, bulk_fingerprint=bulk_fingerprint,
-                             bulk_row=bulk_row)
+        existing = _existing(session, token=token, bulk_row_key=bulk_row_key)
         if existing is None:
             raise
         return _duplicate(session, existing, operator=operator, freelancer_id=freelancer_id,
@@ -309,12 +340,19 @@ def _duplicate(
 
 def set_status_where(
     session: Session, *, payout_id: int, allowed: tuple[PayoutStatus, ...],
-    values: Mapping[str, Any],
+    values: Mapping[str, Any], never_submitted: bool = False,
 ) -> bool:
-    """Conditionally update one row: True when this caller moved it (the database decides)."""
+    """Conditionally update one row: True when this caller moved it (the database decides).
+
+    ``never_submitted`` also requires that the row was never claimed for sending, so a decision
+    that may only stop money (a rejection) cannot race an executor's claim.
+    """
+    statement = update(Payout).where(
+        Payout.id == payout_id, Payout.status.in_([s.value for s in allowed]))
+    if never_submitted:
+        statement = statement.where(Payout.submitted_at.is_(None))
     result = session.execute(
-        update(Payout)
-        .where(Payout.id == payout_id, Payout.status.in_([s.value for s in allowed]))
+        statement
         .values(**values)
         .execution_options(synchronize_session=False)
     )

@@ -16,9 +16,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from lib.errors import ValidationError
-from lib.models import Freelancer, Payout, PayoutStatus
+from lib.models import AuditLog, Freelancer, Payout, PayoutReversal, PayoutStatus, ReversalStatus
 from lib.money import minor_to_display, normalise_currency
 from lib.paging import check_page
+from lib.payouts.reversal import reversed_amounts
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -73,11 +74,37 @@ class PayoutPage:
 
 @dataclass(frozen=True, slots=True)
 class CurrencyTotal:
+    """One (currency, status) cell of the ledger; ``net`` is paid minus what reversals took back."""
+
     currency: str
     status: str
     count: int
     amount_minor: int
     amount: str
+    reversed_minor: int = 0
+    reversed: str = ""
+    net_minor: int = 0
+    net: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRows:
+    """The rows of an export and whether the cap cut it (say so, never stop silently)."""
+
+    rows: list[dict[str, Any]]
+    matching: int
+    cap: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.matching > len(self.rows)
+
+    def notice(self) -> str | None:
+        """What a person must be told when the export is not the whole ledger."""
+        if not self.truncated:
+            return None
+        return (f"The export holds the oldest {len(self.rows):,} of {self.matching:,} matching "
+                "payouts: narrow the dates to export the rest.")
 
 
 def _where(statement: Select[Any], filters: PayoutFilter) -> Select[Any]:
@@ -135,25 +162,131 @@ def list_payouts(
 def totals_by_currency(
     session: Session, *, operator: Operator, filters: PayoutFilter | None = None
 ) -> list[CurrencyTotal]:
-    """Count and sum per (currency, status) for the filters: never adds across currencies."""
+    """Count and sum per (currency, status) for the filters: never adds across currencies.
+
+    Each cell also carries what succeeded reversals took back from its payouts and the net
+    (paid minus reversed): the money that really reached freelancers.
+    """
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    chosen = filters or PayoutFilter()
     statement = _where(
         select(Payout.currency, Payout.status, func.count(), func.sum(Payout.amount_minor)),
-        filters or PayoutFilter(),
+        chosen,
     ).group_by(Payout.currency, Payout.status).order_by(Payout.currency, Payout.status)
-    return [
-        CurrencyTotal(currency=c, status=s, count=int(n), amount_minor=int(total or 0),
-                      amount=minor_to_display(int(total or 0), c))
-        for c, s, n, total in session.execute(statement)
-    ]
+    reversed_by_cell = {
+        (c, s): int(total or 0) for c, s, total in session.execute(_where(
+            select(Payout.currency, Payout.status, func.sum(PayoutReversal.amount_minor))
+            .join(PayoutReversal, PayoutReversal.payout_id == Payout.id)
+            .where(PayoutReversal.status == ReversalStatus.SUCCEEDED), chosen,
+        ).group_by(Payout.currency, Payout.status))
+    }
+    cells = []
+    for c, s, n, total in session.execute(statement):
+        amount = int(total or 0)
+        taken = reversed_by_cell.get((c, s), 0)
+        cells.append(CurrencyTotal(
+            currency=c, status=s, count=int(n), amount_minor=amount,
+            amount=minor_to_display(amount, c), reversed_minor=taken,
+            reversed=minor_to_display(taken, c), net_minor=amount - taken,
+            net=minor_to_display(amount - taken, c)))
+    return cells
 
 
 def export_rows(
-    session: Session, *, operator: Operator, filters: PayoutFilter | None = None
-) -> list[dict[str, Any]]:
-    """Every matching row as a plain dict (CSV/DataFrame ready), oldest first."""
+    session: Session, *, operator: Operator, filters: PayoutFilter | None = None,
+    cap: int = MAX_EXPORT,
+) -> ExportRows:
+    """Matching rows as plain dicts (CSV/DataFrame ready), oldest first, at most ``cap``.
+
+    The result says how many rows matched, so a cut export is announced, never silent. Each row
+    carries what succeeded reversals took back and the net.
+    """
     authorize(operator, Action.EXPORT, session=session)
-    statement = _where(_joined(), filters or PayoutFilter()).order_by(
-        Payout.created_at, Payout.id
-    ).limit(MAX_EXPORT)
-    return [asdict(_row(p, f)) for p, f in session.execute(statement)]
+    chosen = filters or PayoutFilter()
+    matching = int(session.scalar(_where(select(func.count()).select_from(Payout), chosen)) or 0)
+    statement = _where(_joined(), chosen).order_by(Payout.created_at, Payout.id).limit(cap)
+    rows = [(p, f) for p, f in session.execute(statement)]
+    taken = reversed_amounts(session, [p.id for p, _ in rows])
+    out = []
+    for payout, freelancer in rows:
+        row = asdict(_row(payout, freelancer))
+        row["reversed_minor"] = taken.get(payout.id, 0)
+        row["net_minor"] = payout.amount_minor - row["reversed_minor"]
+        row["net"] = minor_to_display(row["net_minor"], payout.currency)
+        out.append(row)
+    return ExportRows(rows=out, matching=matching, cap=cap)
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalRow:
+    """A reversal with its payout's freelancer and currency, as the Reversals page lists it."""
+
+    id: int
+    payout_id: int
+    freelancer_name: str
+    amount: str
+    currency: str
+    amount_minor: int
+    status: str
+    reason: str
+    requested_by: str
+    approved_by: str | None
+    stripe_reversal_id: str | None
+    error_message: str | None
+    created_at: datetime
+
+
+def list_reversals(
+    session: Session, *, operator: Operator, status: str | None = None, limit: int = 200,
+) -> list[ReversalRow]:
+    """The newest reversals (optionally of one status), newest first."""
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    check_page(limit, 0, maximum=MAX_PAGE)
+    statement = (
+        select(PayoutReversal, Payout, Freelancer)
+        .join(Payout, Payout.id == PayoutReversal.payout_id)
+        .join(Freelancer, Freelancer.id == Payout.freelancer_id)
+        .order_by(PayoutReversal.id.desc()).limit(limit)
+    )
+    if status is not None:
+        if status not in ReversalStatus._value2member_map_:
+            raise ValidationError(f"Unknown reversal status {status!r}.")
+        statement = statement.where(PayoutReversal.status == status)
+    return [
+        ReversalRow(id=r.id, payout_id=p.id, freelancer_name=f.name,
+                    amount=minor_to_display(r.amount_minor, p.currency), currency=p.currency,
+                    amount_minor=r.amount_minor, status=r.status, reason=r.reason,
+                    requested_by=r.requested_by, approved_by=r.approved_by,
+                    stripe_reversal_id=r.stripe_reversal_id, error_message=r.error_message,
+                    created_at=r.created_at)
+        for r, p, f in session.execute(statement)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftRow:
+    """Stripe moved money the ledger says it did not (from a transfer event), to be looked at."""
+
+    occurred_at: datetime
+    payout_id: int | None
+    transfer: str | None
+    ledger_status: str | None
+    detail: str | None
+
+
+def recent_drift(session: Session, *, operator: Operator, limit: int = 50) -> list[DriftRow]:
+    """The newest drift reports (``payout.drift`` audit entries written by transfer events)."""
+    from lib.payouts.webhooks import DRIFT_ACTION
+
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    found = []
+    for entry in session.scalars(select(AuditLog).where(AuditLog.action == DRIFT_ACTION)
+                                 .order_by(AuditLog.id.desc()).limit(limit)):
+        target = entry.target or ""
+        payout_id = int(target.split(":", 1)[1]) if target.startswith("payout:") and \
+            target.split(":", 1)[1].isdigit() else None
+        data = entry.input or {}
+        found.append(DriftRow(occurred_at=entry.occurred_at, payout_id=payout_id,
+                              transfer=data.get("transfer"),
+                              ledger_status=data.get("ledger_status"), detail=entry.detail))
+    return found

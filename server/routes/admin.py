@@ -2,8 +2,15 @@
 
 The body is parsed by hand, handing every JSON number with a fraction or exponent to the money
 parser as the exact text it was written as (``100.50`` stays ``"100.50"``): never a float, and
-``1e3`` is refused like any exponent notation. ``Idempotency-Key`` becomes the ledger's client request
-token: a retried request returns the same ledger row and can never pay twice.
+``1e3`` is refused like any exponent notation.
+
+Retries and duplicates (issue 17)
+    ``Idempotency-Key`` becomes the ledger's client request token: a retried request returns the
+    same ledger row and can never pay twice. The guide's request shape has no such header, so a
+    client that omits it is still protected: a request for the same freelancer, amount, currency
+    and description as a payout of the last ``PAYOUT_DUPLICATE_WINDOW_DAYS`` is refused with
+    409 ``likely_duplicate`` naming the earlier payout (``data.earlierId``), unless the request
+    says it is intended with ``Confirm-Duplicate-Of: <that id>``. Reversals work the same way.
 """
 
 from __future__ import annotations
@@ -13,15 +20,17 @@ import logging
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lib.errors import ValidationError
-from lib.models import Payout, PayoutStatus, PayoutType
+from lib.models import Payout, PayoutReversal, PayoutStatus, PayoutType, ReversalStatus
 from lib.money import Money, format_money
+from lib.payouts.duplicates import LikelyDuplicateError
 from lib.payouts.execution import SAVED_SERVER_ERROR, PreflightFailedError, execute_payout
-from lib.payouts.ledger import request_payout
+from lib.payouts.ledger import get_payout, request_payout, scoped_token
+from lib.payouts.reversal import reverse_payout
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims
 from server.app_context import ServiceContext, context_of
@@ -33,6 +42,8 @@ from server.schemas import (
     STRIPE_ERRORS,
     PayoutEnvelope,
     PayoutErrorEnvelope,
+    ReversalEnvelope,
+    ReversalErrorEnvelope,
     documented,
 )
 from server.security import bearer_claims
@@ -121,6 +132,24 @@ def payout_view(payout: Payout) -> dict[str, Any]:
     }
 
 
+#: ``Confirm-Duplicate-Of``: the id of the earlier payout or reversal a request knowingly repeats.
+ConfirmDuplicateOf = Annotated[str | None, Header(pattern=r"^[0-9]{1,10}$", description=(
+    "The id of the earlier payout (or reversal) this request knowingly repeats, as named by a "
+    "409 likely_duplicate answer"))]
+
+
+def _earlier_id(header: str | None) -> int | None:
+    """The ``Confirm-Duplicate-Of`` header's id (digits only, checked by its pattern)."""
+    return int(header) if header else None
+IdempotencyKey = Annotated[str | None, Header(max_length=255, pattern=IDEMPOTENCY_KEY_PATTERN,
+                                              description="Makes retries of this request safe")]
+
+
+def _duplicate_answer(exc: LikelyDuplicateError) -> JSONResponse:
+    return JSONResponse({"success": False, "message": exc.message, "code": exc.code,
+                         "data": {"earlierId": exc.earlier_id}}, 409)
+
+
 _MESSAGES = {
     PayoutStatus.PAID.value: (200, "Payout sent"),
     PayoutStatus.PENDING_APPROVAL.value: (202, "Payout recorded; it needs a second approver"),
@@ -145,7 +174,9 @@ SAVED_ERROR_MESSAGE = (
                **AUTH_ERRORS,
                403: documented("Only admins request payouts"),
                404: documented("The freelancer does not exist"),
-               409: documented("Preflight failed or token reused", PayoutErrorEnvelope),
+               409: documented("Preflight failed, token reused, or a likely duplicate "
+                               "(data.earlierId; repeat with Confirm-Duplicate-Of)",
+                               PayoutErrorEnvelope),
                422: documented("Invalid body or refused by Stripe", PayoutErrorEnvelope),
                **STRIPE_ERRORS},
 )
@@ -153,15 +184,17 @@ async def create_payout(
     request: Request,
     claims: Annotated[TokenClaims, Depends(bearer_claims)],
     context: Annotated[ServiceContext, Depends(context_of)],
-    idempotency_key: Annotated[str | None, Header(max_length=255,
-                                                  pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
+    idempotency_key: IdempotencyKey = None,
+    confirm_duplicate_of: ConfirmDuplicateOf = None,
 ) -> JSONResponse:
     raw = await request.body()
-    return await run_in_threadpool(_create_payout, raw, claims, context, idempotency_key)
+    return await run_in_threadpool(_create_payout, raw, claims, context, idempotency_key,
+                                   _earlier_id(confirm_duplicate_of))
 
 
 def _create_payout(
     raw: bytes, claims: TokenClaims, context: ServiceContext, idempotency_key: str | None,
+    confirm_duplicate_of: int | None,
 ) -> JSONResponse:
     if claims.role is Role.FREELANCER:
         refusal = refuse(claims.operator(), Action.REQUEST_PAYOUT,
@@ -169,14 +202,17 @@ def _create_payout(
         return fail(403, refusal.message, refusal.code)
     body = _parse_body(raw)
     operator = claims.operator()
-    with context.session_factory.begin() as session:
-        payout = request_payout(
-            session, operator=operator, settings=context.settings,
-            client_request_token=f"api:{operator.username}:{idempotency_key}"
-            if idempotency_key else None,
-            audit_refusals_with=context.session_factory, **body,
-        )
-        payout_id = payout.id
+    try:
+        with context.session_factory.begin() as session:
+            payout = request_payout(
+                session, operator=operator, settings=context.settings,
+                client_request_token=scoped_token("api", operator.username, idempotency_key),
+                confirm_duplicate_of=confirm_duplicate_of,
+                audit_refusals_with=context.session_factory, **body,
+            )
+            payout_id = payout.id
+    except LikelyDuplicateError as exc:
+        return _duplicate_answer(exc)
     # A 500 Stripe saved under the payout's key is replayed to every retry: not retried here.
     saved_error = (payout.status == PayoutStatus.UNKNOWN.value
                    and payout.error_code == SAVED_SERVER_ERROR)
@@ -199,3 +235,114 @@ def _create_payout(
         return JSONResponse({"success": False, "message": message,
                              "data": payout_view(payout)}, status_code)
     return ok(message, payout_view(payout), status_code=status_code)
+
+
+# ---- reversals -----------------------------------------------------------------------------------
+
+_REVERSAL_FIELDS = {"amount", "reason"}
+_REVERSAL_MESSAGES = {
+    ReversalStatus.SUCCEEDED.value: (200, "Reversal made"),
+    ReversalStatus.PENDING_APPROVAL.value: (202, "Reversal recorded; it needs a second approver"),
+    ReversalStatus.UNKNOWN.value: (202, "Stripe did not answer; the reversal will be settled by "
+                                        "retry or reconciliation (never made twice)"),
+    ReversalStatus.SUBMITTED.value: (202, "Reversal is being sent"),
+    ReversalStatus.FAILED.value: (422, "Stripe refused the reversal"),
+}
+REVERSAL_BODY_SCHEMA = {
+    "type": "object", "required": ["reason"], "additionalProperties": False,
+    "properties": {
+        "amount": {"type": ["number", "string", "null"],
+                   "description": "Major units; omitted or null reverses all that remains"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+    },
+}
+
+
+def _parse_reversal_body(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_BODY_BYTES:
+        raise ValidationError("The request body is too large.")
+    try:
+        body = json.loads(raw, parse_float=str)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("The body must be a JSON object.") from None
+    if not isinstance(body, dict):
+        raise ValidationError("The body must be a JSON object.")
+    unknown = sorted(set(body) - _REVERSAL_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
+    amount = body.get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | str)):
+        raise ValidationError("amount must be a number such as 10.50.")
+    if not isinstance(body.get("reason"), str):
+        raise ValidationError("reason is required.")
+    return {"amount": amount, "reason": body["reason"]}
+
+
+def reversal_view(reversal: PayoutReversal, currency: str) -> dict[str, Any]:
+    """The reversal row as the API reports it."""
+    return {
+        "reversalId": reversal.id, "payoutId": reversal.payout_id, "status": reversal.status,
+        "amountMinor": reversal.amount_minor,
+        "amountDisplay": format_money(Money(reversal.amount_minor, currency)),
+        "currency": currency, "reason": reversal.reason,
+        "stripeReversalId": reversal.stripe_reversal_id, "requestedBy": reversal.requested_by,
+        "approvedBy": reversal.approved_by,
+        "error": ({"code": reversal.error_code, "message": reversal.error_message}
+                  if reversal.error_code else None),
+        "createdAt": reversal.created_at.isoformat(),
+    }
+
+
+@router.post(
+    "/payouts/{payout_id}/reversals", summary="Reverse (part of) a paid payout",
+    response_model=ReversalEnvelope,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": REVERSAL_BODY_SCHEMA,
+        "example": {"amount": "10.00", "reason": "Invoice paid twice"}}}}},
+    responses={202: documented("Awaiting approval, or outcome unknown", ReversalEnvelope),
+               **AUTH_ERRORS,
+               403: documented("Only admins reverse payouts"),
+               404: documented("The payout does not exist"),
+               409: documented("Not a paid payout, nothing left to reverse, token reused, or a "
+                               "likely duplicate (data.earlierId)", ReversalErrorEnvelope),
+               422: documented("Invalid body or refused by Stripe", ReversalErrorEnvelope),
+               **STRIPE_ERRORS},
+)
+async def create_reversal(
+    payout_id: Annotated[int, Path(ge=1, le=MAX_ID, examples=[1])],
+    request: Request,
+    claims: Annotated[TokenClaims, Depends(bearer_claims)],
+    context: Annotated[ServiceContext, Depends(context_of)],
+    idempotency_key: IdempotencyKey = None,
+    confirm_duplicate_of: ConfirmDuplicateOf = None,
+) -> JSONResponse:
+    raw = await request.body()
+    return await run_in_threadpool(_create_reversal, payout_id, raw, claims, context,
+                                   idempotency_key, _earlier_id(confirm_duplicate_of))
+
+
+def _create_reversal(
+    payout_id: int, raw: bytes, claims: TokenClaims, context: ServiceContext,
+    idempotency_key: str | None, confirm_duplicate_of: int | None,
+) -> JSONResponse:
+    operator = claims.operator()
+    if claims.role is Role.FREELANCER:
+        refusal = refuse(operator, Action.REVERSE_PAYOUT, "This endpoint is for operators.",
+                         session=context.session_factory)
+        return fail(403, refusal.message, refusal.code)
+    body = _parse_reversal_body(raw)
+    try:
+        reversal = reverse_payout(
+            context.session_factory, gateway=context.gateway, operator=operator,
+            payout_id=payout_id, settings=context.settings,
+            client_request_token=scoped_token("api", operator.username, idempotency_key),
+            confirm_duplicate_of=confirm_duplicate_of, **body)
+    except LikelyDuplicateError as exc:
+        return _duplicate_answer(exc)
+    with context.session_factory() as session:
+        currency = get_payout(session, payout_id=reversal.payout_id).currency
+    view = reversal_view(reversal, currency)
+    status_code, message = _REVERSAL_MESSAGES.get(reversal.status, (200, "Reversal recorded"))
+    if status_code >= 400:
+        return JSONResponse({"success": False, "message": message, "data": view}, status_code)
+    return ok(message, view, status_code=status_code)

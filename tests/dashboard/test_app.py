@@ -80,7 +80,7 @@ def test_each_role_is_offered_exactly_its_pages() -> None:
 
     assert titles("manager") == ["Overview", "Connection metrics"]
     assert titles("finance") == ["Accounts", "Requirements due", "Payouts", "Approvals",
-                                 "Funding", "Failed bank payouts", "Reconciliation",
+                                 "Reversals", "Funding", "Failed bank payouts", "Reconciliation",
                                  "Audit log"]
     assert titles("admin") == [p.title for p in PAGES]
 

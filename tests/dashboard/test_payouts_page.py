@@ -219,3 +219,46 @@ def test_the_ledger_is_counted_once_per_run(app, stripe_env) -> None:
     counts = [s for s in counter.statements
               if "count(*)" in s and "FROM payouts" in s and "GROUP BY" not in s]
     assert len(counts) == 1, counter.statements
+
+
+# ---- issue 17: the likely-duplicate guard, limits per currency, bulk rows like earlier payouts ---
+
+def test_paying_the_same_again_names_the_earlier_payout_and_needs_a_confirmation(app, world):
+    world.freelancer(name="Paula Payee")
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "25.00", "Invoice 7")
+    at = at.button(key="payouts_submit").click().run()
+    first = only_payout(world)
+    at = at.button(key="payouts_new").click().run()
+    at = fill_and_check(at, "25.00", "invoice 7 ")
+    assert f"Payout #{first.id} already pays Paula Payee" in texts(at), texts(at)
+    assert at.button(key="payouts_submit").disabled
+    at.checkbox(key="payouts_repeat_ok").check()
+    at = at.run()
+    assert not at.button(key="payouts_submit").disabled
+    at = at.button(key="payouts_submit").click().run()
+    assert not at.exception, at.exception
+    assert payout_count(world.session_factory) == 2 and world.transfers() == 2
+
+
+def test_the_confirm_step_shows_the_currency_limits(app, world):
+    world.freelancer()
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "25.00")
+    assert r"Limits in USD: Needs a second approver at or above \$1,000\.00 USD" in texts(at)
+
+
+def test_bulk_rows_like_earlier_payouts_need_an_acknowledgement(app, world):
+    world.freelancer(email="bulk2@example.com", name="Bo Bulk")
+    at = fill_and_check(open_page(app, "payouts.py", "admin"), "12.00", "Week 1")
+    at.button(key="payouts_submit").click().run()
+    csv = (b"freelancer_email,amount,currency,description\n"
+           b"bulk2@example.com,12.00,usd,week 1\n")
+    at = open_page(app, "payouts.py", "admin")
+    at.file_uploader(key="payouts_bulk_file").set_value(("pay.csv", csv, "text/csv"))
+    at.run()
+    assert "look like payouts already in the ledger" in texts(at)
+    assert at.button(key="payouts_bulk_confirm").disabled
+    at.checkbox(key="payouts_bulk_ack").check()
+    at = at.run()
+    at = at.button(key="payouts_bulk_confirm").click().run()
+    assert not at.exception, at.exception
+    assert payout_count(world.session_factory) == 2

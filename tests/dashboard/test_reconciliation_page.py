@@ -86,11 +86,67 @@ def test_manager_is_refused(app, stripe_env) -> None:
 
 
 def test_lib_refuses_the_manager(world) -> None:
-    with world.session_factory() as session, pytest.raises(PermissionDeniedError):
-        reconcile(session, gateway=world.gateway, operator=OPERATORS["manager"],
+    with pytest.raises(PermissionDeniedError):
+        reconcile(world.session_factory, gateway=world.gateway, operator=OPERATORS["manager"],
                   since=utcnow() - timedelta(days=1))
 
 
+# ---- issue 17: two people decide rows no retry may settle; drift is listed -----------------------
+
+def expired_payout(world) -> int:
+    """A payout sent two days ago whose outcome Stripe never told us (and it never paid)."""
+    fid = world.freelancer(name="Old Unknown")
+    with world.session_factory.begin() as session:
+        payout = request_payout(session, operator=OPERATORS["admin"], freelancer_id=fid,
+                                amount="42.00", currency="usd", description="Lost long ago",
+                                client_request_token=None, settings=world.settings)
+        payout.status, payout.error_code = "unknown", "stripe_connection_error"
+        payout.submitted_at = payout.created_at = utcnow() - timedelta(days=2)
+        return payout.id
+
+
+def test_two_people_decide_an_expired_unknown_payout(app, world) -> None:
+    payout_id = expired_payout(world)
+    at = open_page(app, "reconciliation.py", "finance")
+    assert "Needs a person's decision" in texts(at)
+    at.radio(key="reconciliation_decide_outcome").set_value("not_paid")
+    at.text_input(key="reconciliation_decide_reason").input("Not in Stripe's dashboard")
+    at = at.button(key="FormSubmitter:reconciliation_propose-Propose this decision").click().run()
+    assert not at.exception, at.exception
+    assert "a second person confirms" in texts(at)
+    (confirm,) = [b for b in at.button if b.key and b.key.startswith("reconciliation_confirm_")]
+    assert confirm.disabled  # the proposer cannot confirm
+    other = open_page(app, "reconciliation.py", "admin")
+    other = other.button(key=confirm.key).click().run()
+    assert not other.exception, other.exception
+    assert "confirmed" in texts(other)
+    with world.session_factory() as session:
+        row = session.get(Payout, payout_id)
+        assert (row.status, row.error_code) == ("failed", "decided_not_paid")
+
+
+def test_drift_reported_by_transfer_events_is_listed(app, world) -> None:
+    from lib.payouts.webhooks import apply_transfer_event
+
+    fid = world.freelancer(name="Drifty")
+    with world.session_factory.begin() as session:
+        payout = request_payout(session, operator=OPERATORS["admin"], freelancer_id=fid,
+                                amount="9.00", currency="usd", description="Rejected one",
+                                client_request_token=None, settings=world.settings)
+        payout.status = "rejected"
+        key, account = payout.idempotency_key, payout.stripe_account_id
+        payout_id = payout.id
+    world.emulator.set_balance(100_000, "usd")
+    transfer = world.gateway.create_transfer(amount_minor=900, currency="usd",
+                                             destination=account, idempotency_key=key,
+                                             metadata={"ledger_key": key})
+    apply_transfer_event(world.session_factory, gateway=world.gateway,
+                         event={"id": "evt_d", "type": "transfer.created",
+                                "data": {"object": {"id": transfer.id}}})
+    at = open_page(app, "reconciliation.py", "finance")
+    assert "Drift reported by Stripe's events" in texts(at)
+    (table,) = [d.value for d in at.dataframe if "ledger says" in d.value.columns]
+    assert table["payout"].tolist() == [payout_id] and table["ledger says"].tolist() == ["rejected"]
 def test_the_workers_daily_run_is_stored_and_shown(app, world) -> None:
     from lib.jobs import WORKER_OPERATOR
     from lib.reconciliation_runs import run_scheduled_reconciliation

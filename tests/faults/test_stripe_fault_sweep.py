@@ -620,9 +620,8 @@ def _send_from_dashboard(sweep: Sweep, ctx: dict[str, Any]) -> Outcome:
 
 def _reconcile_then_retry(sweep: Sweep, ctx: dict[str, Any], fault: str) -> None:
     sweep.settle_held()
-    with sweep.session_factory.begin() as session:
-        report = reconcile(session, gateway=sweep.gateway, operator=FINANCE,
-                           since=datetime.now(UTC) - timedelta(hours=1))
+    report = reconcile(sweep.session_factory, gateway=sweep.gateway, operator=FINANCE,
+                       since=datetime.now(UTC) - timedelta(hours=1))
     kinds = [item.kind for item in report.items]
     # Stripe did it: reconciliation finds the transfer. It did not: retry with the same key.
     assert kinds == ([RESOLVED_PAID] if fault in EXECUTED else [RETRY_SAME_KEY]), kinds
@@ -671,9 +670,8 @@ def _old_transfer_setup(sweep: Sweep) -> dict[str, Any]:
 
 def _reconcile_period(sweep: Sweep, ctx: dict[str, Any]) -> Outcome:
     def run() -> Any:
-        with sweep.session_factory.begin() as session:
-            return reconcile(session, gateway=sweep.gateway, operator=FINANCE,
-                             since=datetime.now(UTC) - timedelta(hours=1))
+        return reconcile(sweep.session_factory, gateway=sweep.gateway, operator=FINANCE,
+                         since=datetime.now(UTC) - timedelta(hours=1))
 
     def ok(report: Any) -> Outcome:
         ctx["reports"].append(report.summary())
@@ -727,7 +725,8 @@ def _reversal_setup(sweep: Sweep) -> dict[str, Any]:
 
 def _reverse(sweep: Sweep, ctx: dict[str, Any]) -> Outcome:
     reversal = reverse_payout(sweep.session_factory, gateway=sweep.gateway, operator=ADMIN,
-                              payout_id=ctx["payout"], amount=None, reason="Duplicate invoice")
+                              payout_id=ctx["payout"], amount=None, reason="Duplicate invoice",
+                              settings=sweep.settings)
     ctx["reversal"] = reversal.id
     return Outcome(reversal.status, reversal.error_message or "")
 
@@ -1039,8 +1038,7 @@ def test_a_saved_500_through_the_payout_api(sweep: Sweep) -> None:
         submits = session.scalars(select(AuditLog.result).where(
             AuditLog.action == "payout.submit")).all()
     assert submits == ["submitted"]
-    with sweep.session_factory.begin() as session:
-        report = reconcile(session, gateway=sweep.gateway, operator=FINANCE,
-                           since=datetime.now(UTC) - timedelta(hours=1))
+    report = reconcile(sweep.session_factory, gateway=sweep.gateway, operator=FINANCE,
+                       since=datetime.now(UTC) - timedelta(hours=1))
     assert [item.kind for item in report.items] == [SAVED_ERROR]
     assert _transfers(sweep) == 0

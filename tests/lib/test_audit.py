@@ -40,3 +40,16 @@ def test_record_now_survives_callers_rollback(session_factory) -> None:
     with session_factory() as session:
         actions = [e.action for e in session.scalars(select(AuditLog))]
     assert actions == ["payout.approve"]
+
+
+def test_an_entry_holds_what_postgresql_cannot_store_as_text(session_factory) -> None:
+    """A refusal of input carrying NUL is still recorded (U+0000 is not valid PostgreSQL text)."""
+    from lib import audit
+    from lib.models import AuditLog
+
+    audit.record_now(session_factory, actor="fuzz", action="payout.reverse", result="refused",
+                     input={"reason": "a\x00b", "k\x00": ["x\x00"]}, detail="d\x00e")
+    with session_factory() as session:
+        entry = session.query(AuditLog).one()
+    assert entry.input == {"reason": "a\\x00b", "k\\x00": ["x\\x00"]}
+    assert entry.detail == "d\\x00e"

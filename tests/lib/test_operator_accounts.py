@@ -60,3 +60,30 @@ def test_command_asks_twice_and_writes(tmp_path, monkeypatch) -> None:
     assert main(["add", "eve", "--name", "Eve", "--email", "e@example.com", "--role", "admin",
                  "--file", str(path)]) == 2
     assert "eve" not in yaml.safe_load(path.read_text())["credentials"]["usernames"]
+
+
+def test_one_person_one_entry_whatever_the_case(tmp_path) -> None:
+    """Issue 17, defect 5: the users file cannot hold one name twice in another case."""
+    path = tmp_path / "auth.yaml"
+    path.write_text("credentials:\n  usernames:\n"
+                    "    alice:\n      password: $2b$12$x\n      roles: [admin]\n"
+                    "    Alice:\n      password: $2b$12$y\n      roles: [finance]\n")
+    with pytest.raises(ConfigurationError, match="same name"):
+        load_credentials(make_settings(auth_config_path=path))
+    path.unlink()
+    add_user(path, username="Grace", name="G", email="g@example.com", role=Role.FINANCE,
+             password="a long enough password")
+    add_user(path, username="GRACE", name="G", email="g@example.com", role=Role.ADMIN,
+             password="a long enough password")
+    users = load_credentials(make_settings(auth_config_path=path))["usernames"]
+    assert list(users) == ["grace"] and users["grace"]["roles"] == ["admin"]
+
+
+def test_the_command_line_operator_is_the_dashboards_user(tmp_path) -> None:
+    from lib.payouts.__main__ import operator_from_users_file
+
+    path = tmp_path / "auth.yaml"
+    add_user(path, username="fiona", name="F", email="f@example.com", role=Role.FINANCE,
+             password="a long enough password")
+    operator = operator_from_users_file(make_settings(auth_config_path=path), "Fiona")
+    assert operator.username == "fiona" and operator.roles == {Role.FINANCE}

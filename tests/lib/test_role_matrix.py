@@ -51,10 +51,24 @@ from lib.operator_accounts import DEMO_AUTH_PATH
 from lib.payouts import queries as payout_queries
 from lib.payouts.approval import approve_payout, reject_payout
 from lib.payouts.bulk import confirm_bulk, preview_bulk
+from lib.payouts.decisions import (
+    awaiting_decision,
+    confirm_decision,
+    propose_decision,
+    withdraw_decision,
+)
 from lib.payouts.execution import execute_payout, retry_unsettled
 from lib.payouts.ledger import request_payout
 from lib.payouts.reconciliation import reconcile
-from lib.payouts.reversal import retry_reversal, reverse_payout
+from lib.payouts.reversal import (
+    approve_reversal,
+    execute_reversal,
+    reject_reversal,
+    request_reversal,
+    retry_reversal,
+    retry_unsettled_reversals,
+    reverse_payout,
+)
 from lib.roles import Action, Operator, Role
 from lib.settings import PROJECT_ROOT, Settings
 from lib.stripe_gateway import StripeGateway
@@ -87,7 +101,16 @@ approve_payout             Y      Y       -      -      -         -
 reject_payout              Y      Y       -      -      -         -
 reverse_payout             Y      -       -      -      -         -
 retry_reversal             Y      -       -      -      -         -
+request_reversal           Y      -       -      -      -         -
+execute_reversal           Y      -       -      -      -         -
+retry_unsettled_reversals  Y      -       -      -      -         -
+approve_reversal           Y      Y       -      -      -         -
+reject_reversal            Y      Y       -      -      -         -
 reconcile                  Y      Y       -      -      -         -
+awaiting_decision          Y      Y       -      -      -         -
+propose_decision           Y      Y       -      -      -         -
+confirm_decision           Y      Y       -      -      -         -
+withdraw_decision          Y      Y       -      -      -         -
 replay_webhook             Y      -       -      -      -         -
 export_accounts            Y      Y       -      -      -         -
 export_requirements        Y      Y       -      -      -         -
@@ -317,7 +340,86 @@ def _reject(w: World) -> Runner:
 def _reverse(w: World) -> Runner:
     payout_id = w.paid_payout().id
     return lambda op: reverse_payout(w.session_factory, gateway=w.gateway, operator=op,
-                                     payout_id=payout_id, amount="5.00", reason="Overpaid")
+                                     payout_id=payout_id, amount="5.00", reason="Overpaid",
+                                     settings=w.settings)
+
+
+def _request_reversal(w: World) -> Runner:
+    payout_id = w.paid_payout().id
+    return lambda op: request_reversal(w.session_factory, operator=op, payout_id=payout_id,
+                                       amount="5.00", reason="Overpaid", settings=w.settings)
+
+
+def _pending_reversal(w: World, *, amount: str = "5.00", paid: str = "25.00") -> int:
+    """A reversal REQUESTER asked for (awaiting approval when ``amount`` is large)."""
+    w.emu.set_balance(1_000_000, "usd")
+    payout_id = w.payout(amount=paid)
+    with w.session_factory.begin() as session:
+        if session.get_one(Payout, payout_id).status == "pending_approval":
+            approve_payout(session, operator=OPERATORS["finance"], payout_id=payout_id)
+    execute_payout(w.session_factory, gateway=w.gateway, payout_id=payout_id,
+                   operator=REQUESTER)
+    return request_reversal(w.session_factory, operator=REQUESTER, payout_id=payout_id,
+                            amount=amount, reason="Overpaid", settings=w.settings).id
+
+
+def _execute_reversal(w: World) -> Runner:
+    reversal_id = _pending_reversal(w)
+    return lambda op: execute_reversal(w.session_factory, gateway=w.gateway, operator=op,
+                                       reversal_id=reversal_id)
+
+
+def _retry_unsettled_reversals(w: World) -> Runner:
+    return lambda op: retry_unsettled_reversals(w.session_factory, gateway=w.gateway,
+                                                operator=op)
+
+
+def _approve_reversal(w: World) -> Runner:
+    reversal_id = _pending_reversal(w, amount="1500.00", paid="2000.00")
+    return w.writes(lambda s, op: approve_reversal(s, operator=op, reversal_id=reversal_id))
+
+
+def _reject_reversal(w: World) -> Runner:
+    reversal_id = _pending_reversal(w, amount="1500.00", paid="2000.00")
+    return w.writes(lambda s, op: reject_reversal(s, operator=op, reversal_id=reversal_id,
+                                                  reason="Not agreed"))
+
+
+def _past_the_key_window(w: World) -> int:
+    """A payout sent two days ago whose outcome was never known: only people may settle it."""
+    payout_id = w.payout()
+    with w.session_factory.begin() as session:
+        row = session.get_one(Payout, payout_id)
+        row.status, row.error_code = "unknown", "stripe_connection_error"
+        row.submitted_at = row.created_at = utcnow() - timedelta(days=2)
+    return payout_id
+
+
+def _propose(w: World) -> Runner:
+    payout_id = _past_the_key_window(w)
+    return lambda op: propose_decision(w.session_factory, gateway=w.gateway, operator=op,
+                                       subject="payout", subject_id=payout_id,
+                                       outcome="not_paid", stripe_object_id=None,
+                                       reason="Not at Stripe")
+
+
+def _proposed(w: World) -> int:
+    return propose_decision(w.session_factory, gateway=w.gateway, operator=REQUESTER,
+                            subject="payout", subject_id=_past_the_key_window(w),
+                            outcome="not_paid", stripe_object_id=None,
+                            reason="Not at Stripe").id
+
+
+def _confirm(w: World) -> Runner:
+    decision_id = _proposed(w)
+    return lambda op: confirm_decision(w.session_factory, gateway=w.gateway, operator=op,
+                                       decision_id=decision_id)
+
+
+def _withdraw(w: World) -> Runner:
+    decision_id = _proposed(w)
+    return w.writes(lambda s, op: withdraw_decision(s, operator=op, decision_id=decision_id,
+                                                    reason="Found it"))
 
 
 def _retry_reversal(w: World) -> Runner:
@@ -339,7 +441,7 @@ def _retry_reversal(w: World) -> Runner:
 def _reconcile(w: World) -> Runner:
     w.paid_payout()
     since = utcnow() - timedelta(days=1)
-    return w.writes(lambda s, op: reconcile(s, gateway=w.gateway, operator=op, since=since))
+    return lambda op: reconcile(w.session_factory, gateway=w.gateway, operator=op, since=since)
 
 
 def _replay(w: World) -> Runner:
@@ -440,7 +542,17 @@ CASES: dict[str, Case] = {
     "reject_payout": Case(Action.REJECT_PAYOUT, _reject),
     "reverse_payout": Case(Action.REVERSE_PAYOUT, _reverse),
     "retry_reversal": Case(Action.REVERSE_PAYOUT, _retry_reversal),
+    "request_reversal": Case(Action.REVERSE_PAYOUT, _request_reversal),
+    "execute_reversal": Case(Action.REVERSE_PAYOUT, _execute_reversal),
+    "retry_unsettled_reversals": Case(Action.REVERSE_PAYOUT, _retry_unsettled_reversals),
+    "approve_reversal": Case(Action.APPROVE_PAYOUT, _approve_reversal),
+    "reject_reversal": Case(Action.REJECT_PAYOUT, _reject_reversal),
     "reconcile": Case(Action.RECONCILE, _reconcile),
+    "awaiting_decision": Case(Action.VIEW_PAYOUTS, _plain(
+        lambda s, op: awaiting_decision(s, operator=op))),
+    "propose_decision": Case(Action.DECIDE_SETTLEMENT, _propose),
+    "confirm_decision": Case(Action.DECIDE_SETTLEMENT, _confirm),
+    "withdraw_decision": Case(Action.DECIDE_SETTLEMENT, _withdraw),
     "replay_webhook": Case(Action.REPLAY_WEBHOOK, _replay),
     "export_accounts": Case(Action.EXPORT, _with_account(
         lambda s, op: account_queries.iter_export_rows(s, operator=op))),

@@ -33,7 +33,9 @@ from sqlalchemy.orm import sessionmaker
 
 from lib.accounts import upsert_account
 from lib.freelancers import create_freelancer
-from lib.roles import Role
+from lib.payouts.execution import execute_payout
+from lib.payouts.ledger import request_payout
+from lib.roles import Operator, Role
 from lib.stripe_gateway import StripeGateway
 from lib.tokens import issue_token
 from server.app import create_app
@@ -69,6 +71,8 @@ CONFIG = schemathesis.Config.from_dict({
          "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 400]}}},
         {"include-path": "/api/v1/admin/payouts",
          "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 422]}}},
+        {"include-path": "/api/v1/admin/payouts/{payout_id}/reversals",
+         "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 422]}}},
     ],
 })
 
@@ -79,6 +83,7 @@ ROLE_OF_PATH = {
     "/api/v1/freelancer/stripe-connect": "freelancer",
     "/api/v1/freelancer/stripe-connect-confirm": "freelancer",
     "/api/v1/admin/payouts": "admin",
+    "/api/v1/admin/payouts/{payout_id}/reversals": "admin",
 }
 
 
@@ -103,6 +108,15 @@ def world(emulator, session_factory) -> Iterator[dict]:
         freelancer_id = freelancer.id
     # The payout example in the OpenAPI document (the guide's request) pays freelancer 1.
     assert freelancer_id == 1
+    # The reversal example reverses payout 1: a paid one, with plenty left to reverse.
+    with session_factory.begin() as session:
+        payout_id = request_payout(session, operator=Operator(ADMIN, frozenset({Role.ADMIN})),
+                                   freelancer_id=freelancer_id, amount="500.00", currency="usd",
+                                   description="fuzz", client_request_token=None,
+                                   settings=settings).id
+    paid = execute_payout(session_factory, gateway=gateway, payout_id=payout_id,
+                          operator=Operator(ADMIN, frozenset({Role.ADMIN})))
+    assert (payout_id, paid.status) == (1, "paid")
     now = int(time.time())
     tokens = {
         # The freelancer calls as the platform's frontend does: with the platform's own token.

@@ -12,6 +12,7 @@ from lib.errors import ConflictError, ConnectOpsError, PermissionDeniedError, Va
 from lib.models import AuditLog, Payout, PayoutStatus
 from lib.payouts.approval import approve_payout, reject_payout
 from lib.payouts.ledger import request_payout
+from lib.roles import Operator, Role, canonical_username
 from tests.factories import make_settings
 from tests.lib.payouts.helpers import ADMIN, ADMIN_2, FINANCE, FINANCE_2, MANAGER, add_freelancer
 
@@ -148,3 +149,41 @@ def test_unknown_payout(session_factory):
     with session_factory.begin() as session, pytest.raises(ConnectOpsError) as info:
         approve_payout(session, operator=FINANCE, payout_id=12345)
     assert info.value.code == "not_found"
+
+
+# ---- one identity per operator across dashboard, API tokens and CLI (issue 17, defect 5) --------
+
+_ALICE_API = Operator("Alice", frozenset({Role.ADMIN}))  # an API token's subject as typed
+_ALICE_DASHBOARD = Operator("alice", frozenset({Role.ADMIN}))  # streamlit-authenticator lowers
+
+
+@pytest.mark.parametrize("spelling", ["Alice", "ALICE", " alice ", "ａｌｉｃｅ"])
+def test_a_request_under_one_spelling_cannot_be_approved_under_another(session_factory, spelling):
+    with session_factory.begin() as session:
+        freelancer = add_freelancer(session)
+        payout_id = request_payout(
+            session, operator=Operator(spelling, frozenset({Role.ADMIN})),
+            freelancer_id=freelancer.id, amount="2500.00", currency="usd", description="big",
+            client_request_token=None, settings=SETTINGS,
+        ).id
+    assert _status(session_factory, payout_id).requested_by == "alice"
+    with session_factory.begin() as session, pytest.raises(PermissionDeniedError, match="second"):
+        approve_payout(session, operator=_ALICE_DASHBOARD, payout_id=payout_id)
+    assert _status(session_factory, payout_id).status == PayoutStatus.PENDING_APPROVAL
+
+
+def test_a_row_written_before_canonical_names_still_binds_its_requester(session_factory):
+    """Rows written with a mixed-case requester keep the two-person rule."""
+    payout_id = _big_payout(session_factory)
+    with session_factory.begin() as session:
+        session.get(Payout, payout_id).requested_by = "Arthur"
+    with session_factory.begin() as session, pytest.raises(PermissionDeniedError):
+        approve_payout(session, operator=ADMIN_2, payout_id=payout_id)
+    with session_factory.begin() as session:
+        assert approve_payout(session, operator=_ALICE_API, payout_id=payout_id).status == "pending"
+
+
+def test_operator_names_are_canonical():
+    assert _ALICE_API.username == "alice" == _ALICE_DASHBOARD.username
+    assert canonical_username("Straße") == canonical_username("STRASSE")
+    assert _ALICE_API.is_same_person("ALICE") and not _ALICE_API.is_same_person(None)

@@ -183,3 +183,91 @@ def test_bom_and_id_email_disagreement(world, people):
 def test_only_requesters_may_upload(world):
     with pytest.raises(PermissionDeniedError):
         _preview(world, b"freelancer_id,amount,currency\n1,1,usd\n", operator=FINANCE)
+
+
+# ---- rows identified by content (issue 17, defect 4) ------------------------------------------
+
+def _sheet(payable) -> list[tuple[str, str, str, str]]:
+    return [(payable[i % 3].email, f"{i + 1}.00", "usd", f"line {i}") for i in range(6)]
+
+
+def _resaved(rows, *, crlf=False, bom=False, trailing=False, reorder=False, sort=False) -> bytes:
+    header = ["freelancer_email", "amount", "currency", "description"]
+    order = [3, 1, 0, 2] if reorder else [0, 1, 2, 3]
+    body = sorted(rows, reverse=True) if sort else rows
+    newline = "\r\n" if crlf else "\n"
+    lines = [",".join(header[i] for i in order)] + [",".join(r[i] for i in order) for r in body]
+    text = newline.join(lines) + (newline + newline if trailing else newline)
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+@pytest.mark.parametrize("variant", [
+    {"crlf": True}, {"bom": True}, {"trailing": True}, {"reorder": True}, {"sort": True},
+    {"crlf": True, "bom": True, "reorder": True, "sort": True, "trailing": True},
+], ids=["crlf", "bom", "trailing-newline", "reordered-columns", "sorted-rows", "all"])
+def test_a_resaved_sheet_after_a_partial_run_pays_no_row_twice(world, people, variant):
+    payable, _ = people
+    world.emu.set_balance(1_000_000, "usd")
+    rows = _sheet(payable)
+    original = _resaved(rows)
+    world.emu.inject_fault("commit_then_drop", path="/v1/transfers", method="POST", count=2)
+    first = _confirm(world, original)
+    assert sorted(r.status for r in first.results) == ["paid"] * 4 + ["unknown"] * 2
+    resaved = _resaved(rows, **variant)
+    assert resaved != original
+    preview = _preview(world, resaved)
+    assert len(preview.already_in_ledger) == 6 and not preview.ledger_matches
+    again = _confirm(world, resaved)
+    assert sorted(r.status for r in again.results) == ["paid"] * 6
+    assert len(world.transfers()) == 6 and payout_count(world.session_factory) == 6
+
+
+def test_a_reference_column_tells_identical_rows_apart(world, people):
+    payable, _ = people
+    world.emu.set_balance(1_000_000, "usd")
+    email = payable[0].email
+    same = f"freelancer_email,amount,currency,description\n{email},5.00,usd,Retainer\n" * 1
+    first = _confirm(world, same.encode())
+    assert [r.status for r in first.results] == ["paid"]
+    # The same sheet next month: without a reference it is the same row, never paid twice...
+    again = _confirm(world, same.encode())
+    assert [r.status for r in again.results] == ["paid"] and len(world.transfers()) == 1
+    # ...with a reference column it is a new instruction.
+    referenced = (f"freelancer_email,amount,currency,description,reference\n"
+                  f"{email},5.00,usd,Retainer,INV-2026-12\n{email},5.00,usd,Retainer,INV-2027-01\n")
+    preview = _preview(world, referenced.encode())
+    assert [r.ok for r in preview.rows] == [True, True]
+    result = _confirm(world, referenced.encode())
+    assert [r.status for r in result.results] == ["paid", "paid"] and len(world.transfers()) == 3
+    with world.session_factory() as session:
+        refs = sorted(r for r in session.scalars(select(Payout.reference)) if r)
+    assert refs == ["INV-2026-12", "INV-2027-01"]
+
+
+def test_rows_like_payouts_made_otherwise_need_an_acknowledgement(world, people):
+    from lib.payouts.ledger import request_payout
+    from tests.factories import make_settings
+
+    payable, _ = people
+    world.emu.set_balance(1_000_000, "usd")
+    settings = make_settings(stripe_api_base=world.emu.base_url,
+                             stripe_connect_base=world.emu.base_url,
+                             payout_duplicate_window_days=7)
+    with world.session_factory.begin() as session:
+        manual = request_payout(session, operator=ADMIN, freelancer_id=payable[0].id,
+                                amount="12.00", currency="usd", description="Invoice 7",
+                                client_request_token="form-1", settings=settings)
+    data = (f"freelancer_email,amount,currency,description\n{payable[0].email},12.00,usd,"
+            f"invoice  7\n{payable[1].email},3.00,usd,Other\n").encode()
+    with world.session_factory() as session:
+        preview = preview_bulk(session, gateway=world.gateway, operator=ADMIN, csv_bytes=data,
+                               settings=settings)
+    (match,) = preview.ledger_matches
+    assert match.matches_payout_id == manual.id and f"#{manual.id}" in match.to_row()["looks_like"]
+    with pytest.raises(ConflictError, match=f"payout #{manual.id}"):
+        confirm_bulk(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                     csv_bytes=data, settings=settings)
+    assert payout_count(world.session_factory) == 1
+    result = confirm_bulk(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                          csv_bytes=data, settings=settings, acknowledge_matches=True)
+    assert [r.status for r in result.results] == ["paid", "paid"]

@@ -74,3 +74,42 @@ def test_bulk_is_refused_for_a_manager(env, capsys):
     path.write_bytes(b"freelancer_id,amount,currency\n1,1,usd\n")
     assert cli.main(["bulk", str(path), "--dry-run", "--operator", "mia"]) == 1
     assert "may not request payout" in capsys.readouterr().err
+
+
+def test_reverse_from_the_command_line(env, world, capsys):
+    from lib.payouts.execution import execute_payout
+    from tests.lib.payouts.helpers import ADMIN
+    from tests.lib.payouts.test_execution import _request
+
+    world.emu.set_balance(100_000, "usd")
+    payout = execute_payout(world.session_factory, gateway=world.gateway,
+                            payout_id=_request(world, world.freelancer().id), operator=ADMIN)
+    args = ["reverse", str(payout.id), "--amount", "5.00", "--reason", "Overpaid",
+            "--key", "ticket-77", "--operator", "Alice"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert "succeeded" in first and "trr_" in first
+    assert cli.main(args) == 0  # the same key: the same reversal, nothing reversed again
+    assert capsys.readouterr().out == first
+    assert world.gateway.retrieve_transfer(payout.stripe_transfer_id)["amount_reversed"] == 500
+    assert cli.main(["reverse", str(payout.id), "--reason", "x", "--operator", "mia"]) == 1
+    assert "may not reverse payout" in capsys.readouterr().err
+
+
+def test_retry_reversals_from_the_command_line(env, world, capsys):
+    from lib.payouts.execution import execute_payout
+    from lib.payouts.reversal import reverse_payout
+    from tests.lib.payouts.helpers import ADMIN
+    from tests.lib.payouts.test_execution import _request
+
+    world.emu.set_balance(100_000, "usd")
+    payout = execute_payout(world.session_factory, gateway=world.gateway,
+                            payout_id=_request(world, world.freelancer().id), operator=ADMIN)
+    world.emu.inject_fault("commit_then_drop", path="/v1/transfers/", method="POST")
+    lost = reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                          payout_id=payout.id, amount="5.00", reason="fee",
+                          settings=world.settings)
+    assert lost.status == "unknown"
+    assert cli.main(["retry-reversals", "--operator", "alice"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "reversal_id,payout_id,status", f"{lost.id},{payout.id},succeeded"]

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,7 +15,7 @@ from lib.accounts import upsert_account
 from lib.db import make_engine, make_session_factory
 from lib.errors import ConflictError, PermissionDeniedError
 from lib.models import AuditLog, Payout, PayoutStatus
-from lib.payouts.approval import approve_payout
+from lib.payouts.approval import approve_payout, reject_payout
 from lib.payouts.execution import PreflightFailedError, execute_payout, retry_unsettled
 from lib.payouts.ledger import request_payout
 from lib.stripe_gateway import StripeGateway
@@ -207,6 +208,77 @@ def test_stale_submitted_row_is_retried_with_the_same_key(world):
     stale = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                            operator=ADMIN, stale_after=timedelta(0))
     assert stale.status == PayoutStatus.PAID and len(world.transfers()) == 1
+
+
+def _wrong_key_gateway(world: StripeWorld) -> StripeGateway:
+    """A gateway whose key Stripe refuses with 401 (rotated, revoked or mistyped)."""
+    client = stripe.StripeClient("sk_test_", base_addresses={"api": world.emu.base_url},
+                                 max_network_retries=0)
+    return StripeGateway(world.settings, client=client)
+
+
+def test_an_auth_error_on_a_retry_never_resets_a_submitted_row(world):
+    """Issue 17, defect 1: the first attempt paid but its answer was lost; the retry hits a 401."""
+    world.emu.set_balance(100_000, "usd")
+    freelancer = world.freelancer()
+    payout_id = _request(world, freelancer.id)
+    world.emu.inject_fault("commit_then_drop", path="/v1/transfers", method="POST")
+    first = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                           operator=ADMIN)
+    assert first.status == PayoutStatus.UNKNOWN and len(world.transfers()) == 1
+
+    second = execute_payout(world.session_factory, gateway=_wrong_key_gateway(world),
+                            payout_id=payout_id, operator=ADMIN)
+    assert second.status == PayoutStatus.UNKNOWN, "a submitted row went back to pending"
+    assert second.error_code == "stripe_authentication_error"
+    # Not rejectable: the ledger would say "rejected" while Stripe paid.
+    with world.session_factory.begin() as session, pytest.raises(ConflictError,
+                                                                 match="no longer be rejected"):
+        reject_payout(session, operator=FINANCE, payout_id=payout_id, reason="looks stuck")
+    # Once the key is fixed, a retry with the same idempotency key settles it from Stripe's record.
+    third = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                           operator=ADMIN)
+    assert third.status == PayoutStatus.PAID
+    assert [t["id"] for t in world.transfers()] == [third.stripe_transfer_id]
+
+
+def test_an_auth_error_on_the_first_attempt_keeps_the_row_out_of_pending(world):
+    world.emu.set_balance(100_000, "usd")
+    freelancer = world.freelancer()
+    payout_id = _request(world, freelancer.id)
+    # (With the balance re-check, preflight stops at the refused key and nothing is submitted.)
+    first = execute_payout(world.session_factory, gateway=_wrong_key_gateway(world),
+                           payout_id=payout_id, operator=ADMIN, recheck_balance=False)
+    assert first.status == PayoutStatus.UNKNOWN and first.submitted_at is not None
+    assert world.transfers() == []
+    with world.session_factory.begin() as session, pytest.raises(ConflictError,
+                                                                 match="no longer be rejected"):
+        reject_payout(session, operator=FINANCE, payout_id=payout_id, reason="key broken")
+    paid = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                          operator=ADMIN)
+    assert paid.status == PayoutStatus.PAID and len(world.transfers()) == 1
+
+
+def test_an_unknown_row_past_the_key_window_is_never_sent_again(world):
+    """After Stripe may have pruned the key, only reconciliation or a person settles the row."""
+    from datetime import timedelta
+
+    world.emu.set_balance(100_000, "usd")
+    freelancer = world.freelancer()
+    payout_id = _request(world, freelancer.id)
+    execute_payout(world.session_factory, gateway=_wrong_key_gateway(world), payout_id=payout_id,
+                   operator=ADMIN, recheck_balance=False)
+    with world.session_factory.begin() as session:
+        row = session.get(Payout, payout_id)
+        assert row is not None and row.submitted_at is not None
+        row.submitted_at -= timedelta(hours=25)
+        row.created_at -= timedelta(hours=25)
+    world.emu.advance_clock(25 * 3600)
+    with pytest.raises(ConflictError, match="reconcile"):
+        execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                       operator=ADMIN)
+    assert retry_unsettled(world.session_factory, gateway=world.gateway, operator=ADMIN) == []
+    assert world.transfers() == [] and _row(world.session_factory, payout_id).status == "unknown"
 
 
 def test_retry_sweeper_settles_unknown_rows(world):

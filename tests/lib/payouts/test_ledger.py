@@ -137,8 +137,9 @@ def test_refusals_are_audited_when_a_factory_is_given(session_factory, freelance
 
 @pytest.mark.parametrize(
     ("amount", "currency", "needs"),
-    [("999.99", "usd", False), ("1000", "usd", True), ("99999", "jpy", False),
-     ("100000", "jpy", True), ("99.990", "kwd", False), ("100", "kwd", True)],
+    # Per currency (issue 17): derived from the USD base, ¥150,000 and KWD 300 are about $1,000.
+    [("999.99", "usd", False), ("1000", "usd", True), ("149999", "jpy", False),
+     ("150000", "jpy", True), ("299.990", "kwd", False), ("300", "kwd", True)],
 )
 def test_threshold_compares_wire_minor_units(session_factory, freelancer_id, amount, currency,
                                              needs):
@@ -182,3 +183,53 @@ def test_fifty_threads_submitting_one_request_make_one_row(session_factory, free
     assert not errors, errors[:3]
     assert len(ids) == 50 and len(set(ids)) == 1
     assert payout_count(session_factory) == 1
+
+
+# ---- the likely-duplicate guard (issue 17) -----------------------------------------------------
+
+GUARDED = make_settings(payout_duplicate_window_days=7)
+
+
+def _guarded(session, freelancer_id, *, token=None, description="June invoice", **kw):
+    return request_payout(session, operator=ADMIN, freelancer_id=freelancer_id, amount="100.50",
+                          currency="usd", description=description, client_request_token=token,
+                          settings=GUARDED, **kw)
+
+
+def test_a_second_request_for_the_same_money_names_the_first(session_factory, freelancer_id):
+    from lib.payouts.duplicates import LikelyDuplicateError
+
+    with session_factory.begin() as session:
+        first = _guarded(session, freelancer_id, token="form-1")
+    # Another form (another token), another tab, or an API call without Idempotency-Key.
+    for token in ("form-2", None):
+        with session_factory.begin() as session, pytest.raises(LikelyDuplicateError) as refused:
+            _guarded(session, freelancer_id, token=token, description="  june   INVOICE ")
+        assert refused.value.earlier_id == first.id and f"#{first.id}" in refused.value.message
+    assert payout_count(session_factory) == 1
+    # The same token is a replay, not a duplicate: the row comes back.
+    with session_factory.begin() as session:
+        assert _guarded(session, freelancer_id, token="form-1").id == first.id
+    # Confirmed as a second payment naming the first: a new row.
+    with session_factory.begin() as session:
+        second = _guarded(session, freelancer_id, token="form-3", confirm_duplicate_of=first.id)
+    assert second.id != first.id and payout_count(session_factory) == 2
+    # Another description is another payment.
+    with session_factory.begin() as session:
+        assert _guarded(session, freelancer_id, description="July invoice").id not in (
+            first.id, second.id)
+
+
+def test_failed_rejected_or_old_payouts_are_not_duplicates(session_factory, freelancer_id):
+    from datetime import timedelta
+
+    from lib.models import Payout
+
+    with session_factory.begin() as session:
+        first = _guarded(session, freelancer_id)
+        session.get(Payout, first.id).status = PayoutStatus.REJECTED  # type: ignore[union-attr]
+    with session_factory.begin() as session:
+        second = _guarded(session, freelancer_id)
+        session.get(Payout, second.id).created_at -= timedelta(days=8)  # type: ignore[union-attr,operator]
+    with session_factory.begin() as session:
+        assert _guarded(session, freelancer_id).id not in (first.id, second.id)

@@ -33,9 +33,8 @@ def _paid(world, freelancer, token, amount="25.00"):
 
 
 def _reconcile(world, operator=FINANCE, **kw):
-    with world.session_factory.begin() as session:
-        return reconcile(session, gateway=world.gateway, operator=operator,
-                         since=utcnow() - timedelta(hours=1), **kw)
+    return reconcile(world.session_factory, gateway=world.gateway, operator=operator,
+                     since=utcnow() - timedelta(hours=1), **kw)
 
 
 def test_every_planted_mismatch_is_found(world):
@@ -125,10 +124,9 @@ def test_unknown_row_found_outside_the_period_by_destination(world):
     world.emu.inject_fault("commit_then_drop", path="/v1/transfers", method="POST")
     execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                    operator=ADMIN)
-    with world.session_factory.begin() as session:
-        report = reconcile(session, gateway=world.gateway, operator=FINANCE,
-                           since=utcnow() + timedelta(minutes=1),
-                           until=utcnow() + timedelta(hours=1))
+    report = reconcile(world.session_factory, gateway=world.gateway, operator=FINANCE,
+                       since=utcnow() + timedelta(minutes=1),
+                       until=utcnow() + timedelta(hours=1))
     assert report.transfers_seen == 0
     assert [i.payout_id for i in report.resolved] == [payout_id]
 
@@ -151,8 +149,95 @@ def test_unknown_row_without_a_transfer_is_left_for_a_same_key_retry(world):
 
 
 def test_reconcile_needs_the_role_and_a_sane_period(world):
-    with world.session_factory.begin() as session, pytest.raises(PermissionDeniedError):
-        reconcile(session, gateway=world.gateway, operator=MANAGER, since=utcnow())
-    with world.session_factory.begin() as session, pytest.raises(ValidationError):
-        reconcile(session, gateway=world.gateway, operator=FINANCE, since=utcnow(),
+    with pytest.raises(PermissionDeniedError):
+        reconcile(world.session_factory, gateway=world.gateway, operator=MANAGER, since=utcnow())
+    with pytest.raises(ValidationError):
+        reconcile(world.session_factory, gateway=world.gateway, operator=FINANCE, since=utcnow(),
                   until=utcnow() - timedelta(days=1))
+
+
+# ---- issue 17, defect 6: no transaction spans a Stripe call; every ambiguity is reported -------
+
+def test_two_transfers_claiming_one_row_are_reported_and_nothing_is_settled(world):
+    from lib.payouts.reconciliation import AMBIGUOUS
+
+    world.emu.set_balance(100_000, "usd")
+    freelancer = world.freelancer()
+    payout_id = _request(world, freelancer.id)
+    world.emu.inject_fault("commit_then_drop", path="/v1/transfers", method="POST")
+    execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
+                   operator=ADMIN)
+    with world.session_factory() as session:
+        key = session.get(Payout, payout_id).idempotency_key
+    # A second transfer carrying the same ledger key (a copy of the desk, a hand-made one).
+    second = world.gateway.create_transfer(
+        amount_minor=2500, currency="usd", destination=freelancer.stripe_account_id,
+        idempotency_key="elsewhere-1", metadata={"payout_id": str(payout_id), "ledger_key": key})
+    report = _reconcile(world)
+    (item,) = report.of_kind(AMBIGUOUS)
+    assert item.payout_id == payout_id and second.id in item.detail
+    assert len(world.transfers()) == 2
+    assert all(t["id"] in item.detail for t in world.transfers())
+    assert report.resolved == [] and item in report.mismatches
+    with world.session_factory() as session:
+        assert session.get(Payout, payout_id).status == PayoutStatus.UNKNOWN
+
+
+def test_no_write_lock_is_held_while_stripe_is_read(world):
+    """On SQLite a writer waited for reconciliation's Stripe calls (up to 30 s each)."""
+    import threading
+    import time
+
+    from lib import audit
+
+    world.emu.set_balance(100_000, "usd")
+    paid = _paid(world, world.freelancer(), "held")
+    # A paid row of the period whose transfer is not in the period's list: reconciliation reads
+    # the ledger, then retrieves that transfer from Stripe (held 1 s; the gateway waits 2 s).
+    since = utcnow() + timedelta(minutes=1)
+    with world.session_factory.begin() as session:
+        session.get(Payout, paid.id).created_at = since + timedelta(minutes=1)
+    world.emu.inject_fault("delay", path="/v1/transfers/{transfer}", method="GET", seconds=1.0)
+    done: list[object] = []
+    runner = threading.Thread(target=lambda: done.append(reconcile(
+        world.session_factory, gateway=world.gateway, operator=FINANCE, since=since,
+        until=since + timedelta(hours=1))))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while not world.emu.state()["in_flight"]:
+        assert time.monotonic() < deadline, "reconciliation never reached Stripe"
+        time.sleep(0.01)
+    # Reconciliation is inside its Stripe call right now: another writer goes straight through.
+    audit.record_now(world.session_factory, actor=ADMIN, action="test.write", result="ok")
+    assert world.emu.state()["in_flight"] == 1, "the write waited for Stripe's answer"
+    runner.join()
+    assert done and done[0].matched == 1 and done[0].mismatches == []
+
+
+def test_an_unknown_reversal_is_settled_or_left_for_a_person(world):
+    from lib.models import PayoutReversal, ReversalStatus
+    from lib.payouts.reconciliation import RESOLVED_REVERSAL
+    from lib.payouts.reversal import reverse_payout
+
+    world.emu.set_balance(100_000, "usd")
+    made = _paid(world, world.freelancer(email="made@example.com"), "made")
+    lost = _paid(world, world.freelancer(email="lost@example.com"), "lost")
+    world.emu.inject_fault("commit_then_drop", path="/v1/transfers/", method="POST")
+    found = reverse_payout(world.session_factory, gateway=world.gateway,
+                           settings=world.settings, operator=ADMIN, payout_id=made.id,
+                           amount="5.00", reason="fee")
+    world.emu.inject_fault("http_500", path="/v1/transfers/", method="POST", saved=False)
+    missing = reverse_payout(world.session_factory, gateway=world.gateway,
+                             settings=world.settings, operator=ADMIN, payout_id=lost.id,
+                             amount="5.00", reason="fee")
+    assert (found.status, missing.status) == ("unknown", "unknown")
+    report = _reconcile(world)
+    assert [i.reversal_id for i in report.of_kind(RESOLVED_REVERSAL)] == [found.id]
+    assert [i.reversal_id for i in report.of_kind(RETRY_SAME_KEY)] == [missing.id]
+    with world.session_factory.begin() as session:
+        assert session.get(PayoutReversal, found.id).status == ReversalStatus.SUCCEEDED
+        session.get(PayoutReversal, missing.id).submitted_at = utcnow() - timedelta(days=2)
+    later = _reconcile(world)
+    assert [i.reversal_id for i in later.of_kind(UNKNOWN_EXPIRED)] == [missing.id]
+    # The succeeded reversal now matches Stripe's amount_reversed on its transfer.
+    assert not later.of_kind("reversal_mismatch")

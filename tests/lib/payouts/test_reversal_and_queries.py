@@ -25,16 +25,19 @@ def _paid(world, freelancer, token="t", amount="25.00"):
 def test_partial_then_full_reversal(world):
     world.emu.set_balance(100_000, "usd")
     payout = _paid(world, world.freelancer())
-    first = reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+    first = reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                            payout_id=payout.id, amount="10.00", reason="overpaid")
     assert first.status == "succeeded" and first.stripe_reversal_id
     with world.session_factory() as session:
         row = session.get(Payout, payout.id)
         assert (row.status, row.amount_reversed_minor) == ("paid", 1000)
     with pytest.raises(ValidationError, match="left to reverse"):
-        reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+        reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                        payout_id=payout.id, amount="20.00", reason="too much")
-    rest = reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+    rest = reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                           payout_id=payout.id, amount=None, reason="cancelled job")
     assert rest.amount_minor == 1500
     with world.session_factory() as session:
@@ -49,14 +52,17 @@ def test_only_admins_reverse_and_only_paid_rows(world):
     freelancer = world.freelancer()
     payout = _paid(world, freelancer)
     with pytest.raises(PermissionDeniedError):
-        reverse_payout(world.session_factory, gateway=world.gateway, operator=FINANCE,
+        reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=FINANCE,
                        payout_id=payout.id, amount=None, reason="x")
     with pytest.raises(ValidationError, match="reason"):
-        reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+        reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                        payout_id=payout.id, amount=None, reason=" ")
     pending = _request(world, freelancer.id, token="p")
     with pytest.raises(ConflictError, match="only paid"):
-        reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+        reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                        payout_id=pending, amount=None, reason="x")
 
 
@@ -66,7 +72,8 @@ def test_refused_reversal_releases_its_reservation(world):
     payout = _paid(world, freelancer)
     # The freelancer already spent it: the account's balance no longer covers a reversal.
     world.emu.set_balance(0, "usd", account=freelancer.stripe_account_id)
-    failed = reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+    failed = reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                             payout_id=payout.id, amount=None, reason="clawback")
     assert failed.status == "failed" and failed.error_code == "balance_insufficient"
     with world.session_factory() as session:
@@ -77,7 +84,8 @@ def test_unknown_reversal_is_retried_with_its_key(world):
     world.emu.set_balance(100_000, "usd")
     payout = _paid(world, world.freelancer())
     world.emu.inject_fault("commit_then_drop", path="/v1/transfers/", method="POST")
-    unknown = reverse_payout(world.session_factory, gateway=world.gateway, operator=ADMIN,
+    unknown = reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN,
                              payout_id=payout.id, amount=None, reason="dup")
     assert unknown.status == "unknown"
     done = retry_reversal(world.session_factory, gateway=world.gateway, operator=ADMIN,
@@ -115,8 +123,13 @@ def test_ledger_listing_filters_paging_totals_and_export(world):
                   for t in totals_by_currency(session, operator=FINANCE)}
         assert totals[("usd", "paid")] == (5, 1500, "15.00")
         assert totals[("usd", "pending_approval")] == (1, 500_000, "5,000.00")
-        rows = export_rows(session, operator=FINANCE, filters=PayoutFilter(status="paid"))
+        export = export_rows(session, operator=FINANCE, filters=PayoutFilter(status="paid"))
+        rows = export.rows
         assert len(rows) == 5 and rows[0]["amount"] == "1.00" and rows[0]["stripe_transfer_id"]
+        assert export.matching == 5 and export.notice() is None
+        # A cap never cuts an export silently: the result says how much is missing.
+        cut = export_rows(session, operator=FINANCE, filters=PayoutFilter(status="paid"), cap=2)
+        assert len(cut.rows) == 2 and cut.truncated and "2 of 5" in (cut.notice() or "")
         with pytest.raises(PermissionDeniedError):
             list_payouts(session, operator=MANAGER)
         with pytest.raises(ValidationError):
@@ -124,3 +137,17 @@ def test_ledger_listing_filters_paging_totals_and_export(world):
         with pytest.raises(ValidationError):
             list_payouts(session, operator=FINANCE, limit=0)
     assert PayoutStatus.PAID == "paid"
+
+
+def test_totals_and_exports_are_net_of_reversals(world):
+    world.emu.set_balance(100_000, "usd")
+    payout = _paid(world, world.freelancer(), amount="25.00")
+    reverse_payout(world.session_factory, gateway=world.gateway, settings=world.settings,
+                   operator=ADMIN, payout_id=payout.id, amount="10.00", reason="overpaid")
+    with world.session_factory() as session:
+        (cell,) = totals_by_currency(session, operator=FINANCE)
+        (row,) = export_rows(session, operator=FINANCE).rows
+    assert (cell.status, cell.amount_minor, cell.reversed_minor, cell.net_minor) == (
+        "paid", 2500, 1000, 1500)
+    assert (cell.reversed, cell.net) == ("10.00", "15.00")
+    assert (row["reversed_minor"], row["net_minor"], row["net"]) == (1000, 1500, "15.00")

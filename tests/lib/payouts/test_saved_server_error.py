@@ -42,9 +42,8 @@ def _requested(world: StripeWorld, token: str) -> int:
 
 
 def _reconcile(world: StripeWorld):
-    with world.session_factory.begin() as session:
-        return reconcile(session, gateway=world.gateway, operator=FINANCE,
-                         since=datetime.now(UTC) - timedelta(hours=1))
+    return reconcile(world.session_factory, gateway=world.gateway, operator=FINANCE,
+                     since=datetime.now(UTC) - timedelta(hours=1))
 
 
 def test_the_gateway_tells_a_saved_500_from_a_passing_one(world: StripeWorld) -> None:

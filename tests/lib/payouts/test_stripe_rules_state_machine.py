@@ -160,9 +160,8 @@ def _machine(emu: EmulatorHandle, fresh_database: Callable[[], sessionmaker[Sess
 
         @rule()
         def reconcile_today(self) -> None:
-            with self.world.session_factory.begin() as session:
-                reconcile(session, gateway=self.world.gateway, operator=FINANCE,
-                          since=utcnow() - timedelta(hours=1))
+            reconcile(self.world.session_factory, gateway=self.world.gateway, operator=FINANCE,
+                      since=utcnow() - timedelta(hours=1))
 
         # ---- invariants ------------------------------------------------------------------------
 
