@@ -324,21 +324,27 @@ def _field(transfer: StripeResult, name: str) -> Any:
     return value if isinstance(value, str | int) else str(value)
 
 
+def error_values(exc: StripeGatewayError, *, status: str, failed: bool, now: datetime
+                 ) -> dict[str, Any]:
+    """The columns a payout or reversal row records for Stripe's error (``failed``: terminal)."""
+    # A saved 500 is named as such whatever Stripe's own code: it decides who may settle the row.
+    code = SAVED_SERVER_ERROR if isinstance(exc, StripeSavedServerError) else (
+        exc.stripe_code or exc.code)[:100]
+    values: dict[str, Any] = {
+        "status": status, "error_code": code, "error_message": exc.message[:2000],
+        "stripe_request_id": exc.request_id, "updated_at": now,
+    }
+    if failed:
+        values["completed_at"] = now
+    return values
+
+
 def _record_error(
     session_factory: sessionmaker[Session], *, payout: Payout, operator: Operator,
     exc: StripeGatewayError, status: PayoutStatus,
 ) -> Payout:
     now = utcnow()
-    # A saved 500 is named as such whatever Stripe's own code: it decides who may settle the row.
-    code = SAVED_SERVER_ERROR if isinstance(exc, StripeSavedServerError) else (
-        exc.stripe_code or exc.code)[:100]
-    values: dict[str, Any] = {
-        "status": status.value, "error_code": code,
-        "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,
-        "updated_at": now,
-    }
-    if status == PayoutStatus.FAILED:
-        values["completed_at"] = now
+    values = error_values(exc, status=status.value, failed=status == PayoutStatus.FAILED, now=now)
     with session_factory.begin() as session:
         session.execute(
             update(Payout).where(Payout.id == payout.id, Payout.status == PayoutStatus.SUBMITTED)

@@ -51,7 +51,6 @@ from lib.errors import (
     StripeAuthenticationError,
     StripeGatewayError,
     StripeRequestError,
-    StripeSavedServerError,
     ValidationError,
 )
 from lib.models import Payout, PayoutReversal, PayoutStatus, ReversalStatus
@@ -61,6 +60,7 @@ from lib.payouts.execution import (
     RETRYABLE_CODES,
     SAVED_SERVER_ERROR,
     STALE_SUBMITTED_AFTER,
+    error_values,
 )
 from lib.payouts.ledger import KEY_PREFIX, clean_token, get_payout, new_nonce
 from lib.payouts.limits import limits_for
@@ -462,15 +462,8 @@ def _finish(
 ) -> PayoutReversal:
     """Record the claimer's failed or unknown answer, only while the row is still ``submitted``."""
     now = utcnow()
-    code = SAVED_SERVER_ERROR if isinstance(exc, StripeSavedServerError) else (
-        exc.stripe_code or exc.code)[:100]
-    values: dict[str, Any] = {
-        "status": status.value, "error_code": code,
-        "error_message": exc.message[:2000], "stripe_request_id": exc.request_id,
-        "updated_at": now,
-    }
-    if status == ReversalStatus.FAILED:
-        values["completed_at"] = now
+    values = error_values(exc, status=status.value, failed=status == ReversalStatus.FAILED,
+                          now=now)
     with session_factory.begin() as session:
         moved = session.execute(
             update(PayoutReversal).where(PayoutReversal.id == reversal_id,

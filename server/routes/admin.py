@@ -76,7 +76,8 @@ PAYOUT_EXAMPLE = {"freelancerId": 1, "amount": 100.50, "currency": "usd", "payou
                   "description": "Payment for completed work"}
 
 
-def _parse_body(raw: bytes) -> dict[str, Any]:
+def _json_object(raw: bytes, fields: set[str]) -> dict[str, Any]:
+    """The body as a JSON object of known fields; fractions stay the text they were written as."""
     if len(raw) > MAX_BODY_BYTES:
         raise ValidationError("The request body is too large.")
     try:
@@ -85,9 +86,14 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
         raise ValidationError("The body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise ValidationError("The body must be a JSON object.")
-    unknown = sorted(set(body) - _FIELDS)
+    unknown = sorted(set(body) - fields)
     if unknown:
         raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
+    return body
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    body = _json_object(raw, _FIELDS)
     for name in ("freelancerId", "amount", "currency"):
         if body.get(name) in (None, ""):
             raise ValidationError(f"{name} is required.")
@@ -259,17 +265,7 @@ REVERSAL_BODY_SCHEMA = {
 
 
 def _parse_reversal_body(raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_BODY_BYTES:
-        raise ValidationError("The request body is too large.")
-    try:
-        body = json.loads(raw, parse_float=str)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError("The body must be a JSON object.") from None
-    if not isinstance(body, dict):
-        raise ValidationError("The body must be a JSON object.")
-    unknown = sorted(set(body) - _REVERSAL_FIELDS)
-    if unknown:
-        raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
+    body = _json_object(raw, _REVERSAL_FIELDS)
     amount = body.get("amount")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | str)):
         raise ValidationError("amount must be a number such as 10.50.")
