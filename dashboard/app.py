@@ -30,7 +30,7 @@ from dashboard.auth import (  # noqa: E402
 )
 from dashboard.cache import invalidate_after_changes  # noqa: E402
 from dashboard.context import get_context  # noqa: E402
-from dashboard.navigation import pages_for  # noqa: E402
+from dashboard.navigation import navigation_for, pages_for  # noqa: E402
 from dashboard.oidc import sign_in as oidc_sign_in  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
 from dashboard.worker_health import warn_if_worker_stopped  # noqa: E402
@@ -43,7 +43,7 @@ if context.settings.dashboard_sign_in == "oidc":
     mode_banner(context.settings)
     oidc_operator = oidc_sign_in(context)  # the login or no-role page stops the run
     invalidate_after_changes(context.session_factory)
-    st.navigation(pages_for(oidc_operator)).run()
+    st.navigation(navigation_for(oidc_operator), expanded=True).run()
     st.stop()
 
 authenticator = get_authenticator(context)
@@ -89,4 +89,4 @@ else:
         st.stop()
     invalidate_after_changes(context.session_factory)
     warn_if_worker_stopped(context, operator)
-    st.navigation(pages).run()
+    st.navigation(navigation_for(operator), expanded=True).run()
