@@ -60,11 +60,12 @@ def decisions() -> None:
                "key), or answered with a saved error no retry can change. Look the payout up in "
                "Stripe's dashboard, then record what happened; a second person confirms.")
     if awaiting:
-        st.dataframe([{"what": f"{a.subject} #{a.subject_id}", "payout": a.payout_id,
-                       "status": a.status,
-                       "amount": format_money(Money(a.amount_minor, a.currency)),
-                       "destination": a.destination, "first sent": a.first_sent,
-                       "why": a.why} for a in awaiting], hide_index=True, width="stretch")
+        show_table([{"what": f"{a.subject.capitalize()} #{a.subject_id}", "payout": a.payout_id,
+                     "status": spelled(a.status), "amount": money(a.amount_minor, a.currency),
+                     "destination": a.destination, "first_sent_at": a.first_sent, "why": a.why}
+                    for a in awaiting],
+                   ["what", "payout", "status", "amount", "destination", "first_sent_at", "why"],
+                   key="reconciliation_awaiting", labels={"first_sent_at": "First sent"})
         labels = {(a.subject, a.subject_id): f"{a.subject} #{a.subject_id} · "
                   f"{format_money(Money(a.amount_minor, a.currency))}" for a in awaiting}
         with st.form("reconciliation_propose"):
@@ -124,9 +125,10 @@ def drift() -> None:
         st.subheader("Drift reported by Stripe's events")
         st.caption("Stripe made a transfer the ledger says was not made (or that differs from its "
                    "payout). Nothing was changed automatically: find out why.")
-        st.dataframe([{"when": r.occurred_at, "payout": r.payout_id, "transfer": r.transfer,
-                       "ledger says": r.ledger_status, "detail": r.detail} for r in rows],
-                     hide_index=True, width="stretch")
+        show_table([{"when": r.occurred_at, "payout": r.payout_id, "transfer": r.transfer,
+                     "ledger_says": payout_status(r.ledger_status), "detail": r.detail}
+                    for r in rows], ["when", "payout", "transfer", "ledger_says", "detail"],
+                   key="reconciliation_drift", labels={"ledger_says": "Ledger says"})
 
 
 decisions()

@@ -14,7 +14,9 @@ import streamlit as st
 
 from dashboard.context import get_context
 from dashboard.page_kit import plain, require, show_error
+from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
+from lib.labels import spelled
 from lib.models import ReversalStatus
 from lib.money import Money, format_money
 from lib.payouts.duplicates import LikelyDuplicateError
@@ -32,8 +34,11 @@ from lib.roles import Action
 operator = require(Action.VIEW_PAYOUTS)
 context = get_context()
 state = st.session_state
-COLUMNS = ["id", "payout_id", "freelancer_name", "amount", "currency", "status", "reason",
-           "requested_by", "approved_by", "stripe_reversal_id", "error_message", "created_at"]
+COLUMNS = ["id", "created_at", "payout_id", "freelancer_name", "amount", "status", "reason",
+           "requested_by", "approved_by", "stripe_reversal_id", "error_message"]
+LABELS = {"id": "Reversal", "payout_id": "Payout", "freelancer_name": "Freelancer",
+          "stripe_reversal_id": "Stripe reversal", "error_message": "Error",
+          "created_at": "Requested"}
 
 st.title("Reversals")
 st.caption("Money taken back from a freelancer's Stripe balance after a payout (an invoice paid "
@@ -185,7 +190,8 @@ st.subheader("Recent reversals")
 with context.session_factory() as session:
     rows = list_reversals(session, operator=operator)
 if rows:
-    st.dataframe([{c: getattr(r, c) for c in COLUMNS} for r in rows], hide_index=True,
-                 width="stretch", column_order=COLUMNS)
+    show_table([{**{c: getattr(r, c) for c in COLUMNS},
+                 "amount": money(r.amount_minor, r.currency), "status": spelled(r.status)}
+                for r in rows], COLUMNS, key="reversals_table", labels=LABELS)
 else:
     st.info("No reversals yet.")

@@ -40,6 +40,7 @@ from lib.money import Money, to_decimal, wire_exponent
 from lib.payouts.approval import approve_payout
 from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import request_payout
+from lib.payouts.limits import limits_for
 from lib.payouts.reversal import reverse_payout
 from lib.roles import Operator, Role
 from lib.settings import Settings, load_settings
@@ -303,24 +304,28 @@ def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emul
 
 def _reversals(factory: sessionmaker[Session], gateway: StripeGateway,
                settings: Settings) -> int:
-    """A partial and a full reversal of paid payouts, and one large reversal awaiting approval."""
+    """A partial and a full reversal of small paid payouts, and a large one awaiting approval."""
     with factory() as session:
         paid = list(session.scalars(select(Payout).where(Payout.status == "paid")
-                                    .order_by(Payout.amount_minor.desc(), Payout.id).limit(12)))
+                                    .order_by(Payout.id)))
+    large = [p for p in paid
+             if p.amount_minor >= limits_for(settings, p.currency).approval_threshold_minor]
+    small = [p for p in paid if p not in large]
+    plans = [(small[:1], "half", "Invoice paid twice: half was already settled by card"),
+             (small[1:2], None, "Job cancelled by the client; fee refunded"),
+             (large[:1], None, "Duplicate invoice: reverse it in full (needs a second person)")]
     made = 0
-    plans = [("half", "Invoice paid twice: half was already settled by card"),
-             (None, "Job cancelled by the client; fee refunded"),
-             (None, "Duplicate invoice, reversed in full")]
-    for payout, (share, reason) in zip(paid[::4], plans, strict=False):
-        amount = None
-        if share is not None:  # half, in whole units of the currency
-            unit = 10 ** wire_exponent(payout.currency)
-            amount = str(to_decimal(Money(payout.amount_minor // 2 // unit * unit,
-                                          payout.currency)))
-        reverse_payout(factory, gateway=gateway, operator=ADMIN, payout_id=payout.id,
-                       amount=amount, reason=reason, settings=settings,
-                       client_request_token=f"demo-seed-reversal-{payout.id}")
-        made += 1
+    for chosen, share, reason in plans:
+        for payout in chosen:
+            amount = None
+            if share is not None:  # half, in whole units of the currency
+                unit = 10 ** wire_exponent(payout.currency)
+                amount = str(to_decimal(Money(payout.amount_minor // 2 // unit * unit,
+                                              payout.currency)))
+            reverse_payout(factory, gateway=gateway, operator=ADMIN, payout_id=payout.id,
+                           amount=amount, reason=reason, settings=settings,
+                           client_request_token=f"demo-seed-reversal-{payout.id}")
+            made += 1
     return made
 
 

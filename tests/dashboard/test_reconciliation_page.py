@@ -145,8 +145,9 @@ def test_drift_reported_by_transfer_events_is_listed(app, world) -> None:
                                 "data": {"object": {"id": transfer.id}}})
     at = open_page(app, "reconciliation.py", "finance")
     assert "Drift reported by Stripe's events" in texts(at)
-    (table,) = [d.value for d in at.dataframe if "ledger says" in d.value.columns]
-    assert table["payout"].tolist() == [payout_id] and table["ledger says"].tolist() == ["rejected"]
+    (table,) = [d.value for d in at.dataframe if "Ledger says" in d.value.columns]
+    assert table["Payout"].tolist() == [payout_id] and table["Ledger says"].tolist() == [
+        "Rejected"]
 def test_the_workers_daily_run_is_stored_and_shown(app, world) -> None:
     from lib.jobs import WORKER_OPERATOR
     from lib.reconciliation_runs import run_scheduled_reconciliation

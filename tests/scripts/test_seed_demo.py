@@ -52,3 +52,17 @@ def test_the_seed_connects_and_pays_freelancers_here_and_abroad(
     assert agreements == {"home": {"full"}, "abroad": {"recipient"}}
     assert paid_abroad > 0
     assert {f.country for f in freelancers} - {platform}
+
+
+def test_the_seed_shows_every_kind_of_reversal(emulator, database_url: str,
+                                               session_factory: sessionmaker[Session]) -> None:
+    """The Reversals page has something to show: made ones and one awaiting a second person."""
+    from lib.models import PayoutReversal
+
+    settings = make_settings(stripe_api_base=emulator.base_url,
+                             stripe_connect_base=emulator.base_url, database_url=database_url)
+    emulator.configure(backend_url=settings.backend_url)
+    assert seed_demo.seed(settings) is True
+    with session_factory() as session:
+        statuses = sorted(r.status for r in session.scalars(select(PayoutReversal)))
+    assert statuses == ["pending_approval", "succeeded", "succeeded"]
