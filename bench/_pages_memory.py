@@ -91,7 +91,7 @@ def _visit(url: str, pid: int, progress: Callable[[str], None]) -> tuple[float, 
             after_login = _status_kb(pid, "VmRSS") / 1024
             for index, spec in enumerate(PAGES):
                 started = time.perf_counter()
-                page.get_by_test_id("stSidebarNav").get_by_role("link", name=spec.title).click()
+                page.get_by_test_id("stSidebarNav").get_by_role("link", name=spec.title, exact=True).click()
                 if index:  # the first page is the default one, served at "/"
                     page.wait_for_url(f"**/{spec.file.removesuffix('.py')}*")
                 _settle(page)
