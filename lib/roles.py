@@ -45,6 +45,14 @@ class Action(enum.StrEnum):
     RECONCILE = "reconcile"
     REPLAY_WEBHOOK = "replay_webhook"
     EXPORT = "export"
+    #: Email freelancers a single-use link to their payment settings and what Stripe asks for.
+    SEND_OUTREACH = "send_outreach"
+    #: Create and change alert rules, their thresholds and recipients (lib.alerts).
+    MANAGE_ALERTS = "manage_alerts"
+    #: The outbox of outgoing messages (outreach and alerts), with their delivery errors.
+    VIEW_OUTBOX = "view_outbox"
+    #: Send a failed or dead message again.
+    RETRY_MESSAGE = "retry_message"
     MANAGE_OWN_CONNECTION = "manage_own_connection"
 
 
@@ -53,6 +61,9 @@ _FINANCE = frozenset(
         Action.VIEW_ACCOUNTS, Action.VIEW_REQUIREMENTS, Action.VIEW_PAYOUTS,
         Action.VIEW_AUDIT_LOG, Action.APPROVE_PAYOUT, Action.REJECT_PAYOUT,
         Action.RECONCILE, Action.EXPORT,
+        # Finance chases what Stripe asks for (the Requirements export is theirs): the email
+        # goes only to the freelancer's own address, with a link only to their own settings.
+        Action.SEND_OUTREACH,
     }
 )
 _MANAGER = frozenset({Action.VIEW_OVERVIEW, Action.VIEW_METRICS})
