@@ -292,9 +292,10 @@ def _worker_silent(session: Session, params: dict[str, int], now: datetime) -> l
                           .where(WorkerHeartbeat.stopped_at.is_(None)))
     if last is not None and now - last <= timedelta(seconds=params["seconds"]):
         return []
-    since = "never" if last is None else f"since {last:%Y-%m-%d %H:%M:%S} UTC"
-    return [Condition("worker", f"No background worker has reported {since}: webhooks are "
-                      "stored but not processed, jobs and messages wait.",
+    since = ("No background worker is running" if last is None
+             else f"No background worker has reported since {last:%Y-%m-%d %H:%M:%S} UTC")
+    return [Condition("worker", f"{since}: webhooks are stored but not processed, jobs and "
+                      "messages wait.",
                       {"last_seen_at": last.isoformat() if last else None})]
 
 

@@ -37,7 +37,7 @@ class SmtpSink:
         with self._lock:
             self.refusals = [reply] * count
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             if self.refusals:
                 self.refused += 1
@@ -115,7 +115,7 @@ def running_chat_webhook() -> Iterator[ChatWebhook]:
     hook = ChatWebhook()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             with hook._lock:
@@ -131,7 +131,7 @@ def running_chat_webhook() -> Iterator[ChatWebhook]:
             self.end_headers()
             self.wfile.write(b"ok" if status == 200 else b"error")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # quiet
 
     port = free_port()
