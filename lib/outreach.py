@@ -382,7 +382,7 @@ def finish_outreach_email(
         generation = page_access_generation(session, freelancer_id=freelancer.id)
         try:
             link = payment_settings_link(settings, freelancer.id, lifetime,
-                                         generation=generation, link_id=link_id)
+                                         generation=generation, link_id=link_id, now=moment)
         except ConnectOpsError as exc:
             raise DeliveryError(f"The link cannot be signed: {exc.message}") from None
         contact.link_id = link_id
@@ -408,6 +408,30 @@ _REFUSALS = {
 }
 
 
+def _refusal(session: Session, *, link_id: str, freelancer_id: int) -> str:
+    row = session.execute(
+        select(OutreachContact.link_opened_at, OutreachContact.link_expires_at)
+        .where(OutreachContact.link_id == link_id,
+               OutreachContact.freelancer_id == freelancer_id)).first()
+    return "unknown" if row is None else "used" if row[0] is not None else "expired"
+
+
+def check_link(session_factory: sessionmaker[Session], *, link_id: str, freelancer_id: int,
+               now: datetime | None = None) -> None:
+    """Whether the link could still be spent (it is not spent here); OutreachLinkError if not."""
+    moment = now or utcnow()
+    with session_factory() as session:
+        usable = session.scalar(
+            select(OutreachContact.id)
+            .where(OutreachContact.link_id == link_id,
+                   OutreachContact.freelancer_id == freelancer_id,
+                   OutreachContact.link_opened_at.is_(None),
+                   OutreachContact.link_expires_at > moment))
+        if usable is None:
+            raise OutreachLinkError(_REFUSALS[_refusal(session, link_id=link_id,
+                                                       freelancer_id=freelancer_id)])
+
+
 def spend_link(session_factory: sessionmaker[Session], *, link_id: str, freelancer_id: int,
                now: datetime | None = None) -> None:
     """Spend an outreach link once (committed at once), or raise :class:`OutreachLinkError`."""
@@ -421,14 +445,8 @@ def spend_link(session_factory: sessionmaker[Session], *, link_id: str, freelanc
                    OutreachContact.link_expires_at > moment)
             .values(link_opened_at=moment)
             .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
-        reason = None
-        if not spent:
-            row = session.execute(
-                select(OutreachContact.link_opened_at, OutreachContact.link_expires_at)
-                .where(OutreachContact.link_id == link_id,
-                       OutreachContact.freelancer_id == freelancer_id)).first()
-            reason = ("unknown" if row is None else "used" if row[0] is not None
-                      else "expired")
+        reason = None if spent else _refusal(session, link_id=link_id,
+                                             freelancer_id=freelancer_id)
         audit.record(session, actor=f"freelancer:{freelancer_id}",
                      action="outreach.link_open",
                      result="opened" if reason is None else f"refused:{reason}",

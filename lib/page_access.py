@@ -10,7 +10,7 @@ session issued before stops working at once (the page checks it on every request
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from sqlalchemy import update
@@ -28,7 +28,8 @@ LOGIN_PATH = "/freelancer/login"
 
 
 def payment_settings_link(settings: Settings, freelancer_id: int, lifetime: timedelta, *,
-                          generation: int = 0, link_id: str | None = None) -> str:
+                          generation: int = 0, link_id: str | None = None,
+                          now: datetime | None = None) -> str:
     """The signed link to ``freelancer_id``'s payment settings on the companion.
 
     ``generation`` is the freelancer's current page-access generation (an older one is refused:
@@ -38,7 +39,7 @@ def payment_settings_link(settings: Settings, freelancer_id: int, lifetime: time
     assert settings.jwt_secret is not None
     token = issue_token(secret=settings.jwt_secret.get_secret_value(),
                         subject=str(freelancer_id), role=Role.FREELANCER, lifetime=lifetime,
-                        page_generation=generation, link_id=link_id)
+                        page_generation=generation, link_id=link_id, now=now)
     return f"{settings.backend_url.rstrip('/')}{LOGIN_PATH}?{urlencode({'token': token})}"
 
 

@@ -54,7 +54,7 @@ from lib.errors import (
 )
 from lib.freelancers import get_freelancer
 from lib.models import ConnectionMethod
-from lib.outreach import spend_link
+from lib.outreach import check_link, spend_link
 from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
@@ -324,6 +324,11 @@ def login(context: Context, token: str = "") -> Response:
         logger.info("freelancer page login refused: %s", exc.code)
         return sign_in_required(f"This link cannot be used: {exc.message}")
     if claims.link_id is not None:
+        try:
+            check_link(context.session_factory, link_id=claims.link_id,
+                       freelancer_id=claims.freelancer_id)
+        except TokenError as exc:
+            return sign_in_required(f"This link cannot be used: {exc.message}")
         response = render("open_link.html", token=token)
         response.headers["Cache-Control"] = "no-store"
         return response
