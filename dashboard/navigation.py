@@ -39,6 +39,9 @@ PAGES: tuple[PageSpec, ...] = (
              frozenset({Action.RECONCILE})),
     PageSpec("webhooks.py", "Webhooks and sync", ":material/sync:",
              frozenset({Action.VIEW_WEBHOOKS})),
+    PageSpec("alerts.py", "Alerts", ":material/notifications:",
+             frozenset({Action.MANAGE_ALERTS})),
+    PageSpec("outbox.py", "Outbox", ":material/outbox:", frozenset({Action.VIEW_OUTBOX})),
     PageSpec("audit_log.py", "Audit log", ":material/history:",
              frozenset({Action.VIEW_AUDIT_LOG})),
 )

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -156,6 +156,33 @@ def _candidates(session: Session, freelancer_ids: Sequence[int]) -> list[Candida
                                 str(status or ConnectionStatus.NOT_CONNECTED.value), deadline,
                                 asks, reason))
     return result
+
+
+def due_freelancer_ids(
+    session: Session, *, operator: Operator, within_days: int | None = None,
+    not_contacted_days: int | None = None, limit: int = MAX_BATCH, now: datetime | None = None,
+) -> list[int]:
+    """Freelancers an email could go to under the Requirements page's filters, soonest first."""
+    authorize(operator, Action.SEND_OUTREACH, session=session)
+    moment = now or utcnow()
+    statement = (select(Freelancer.id).select_from(ConnectedAccount)
+                 .join(Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
+                 .where(or_(ConnectedAccount.currently_due_count > 0,
+                            ConnectedAccount.past_due_count > 0),
+                        ConnectedAccount.status != ConnectionStatus.REJECTED.value))
+    for days in (within_days, not_contacted_days):
+        if days is not None and days < 0:
+            raise ValidationError("The number of days must not be negative.")
+    if within_days is not None:
+        statement = statement.where(
+            ConnectedAccount.current_deadline < moment + timedelta(days=within_days))
+    if not_contacted_days is not None:
+        statement = statement.where(~exists().where(
+            OutreachContact.freelancer_id == Freelancer.id,
+            OutreachContact.created_at >= moment - timedelta(days=not_contacted_days)))
+    statement = statement.order_by(ConnectedAccount.current_deadline.asc().nulls_last(),
+                                   Freelancer.name, Freelancer.id).limit(limit)
+    return [int(i) for i in session.scalars(statement)]
 
 
 def _check_ids(freelancer_ids: Iterable[int]) -> list[int]:

@@ -21,6 +21,7 @@ from dashboard import cache
 from dashboard.context import get_context
 from dashboard.destinations import destination_panel, unconfirmed_flag
 from dashboard.navigation import PAGES_DIR
+from dashboard.outreach import account_outreach
 from dashboard.widgets import (
     PAGE_SIZE,
     deferred_csv,
@@ -257,6 +258,10 @@ if detail.payouts:
                    "Payouts page lists them all.")
 else:
     st.caption("No payouts yet.")
+
+account_outreach(context, operator, freelancer_id=detail.freelancer_id,
+                 label=f"{detail.name} · {detail.email}",
+                 due=any(r.category in ("Past due", "Currently due") for r in detail.requirements))
 
 # ---- admin actions ---------------------------------------------------------------------------
 ACTIONS = (Action.REFRESH_ACCOUNT, Action.GENERATE_LINK, Action.DISCONNECT, Action.REQUEST_PAYOUT)

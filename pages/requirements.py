@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import cache
 from dashboard.context import get_context
+from dashboard.outreach import contact_columns, outreach_panel, with_contact_columns
 from dashboard.widgets import (
     PAGE_SIZE,
     channel,
@@ -29,6 +30,7 @@ from dashboard.widgets import (
     when,
 )
 from lib.errors import ConnectOpsError
+from lib.outreach import MAX_BATCH, due_freelancer_ids
 from lib.requirements_queries import CATEGORIES, EXPORT_COLUMNS, iter_export_rows
 from lib.roles import Action
 
@@ -39,17 +41,24 @@ st.title("Requirements due")
 st.caption("Connected accounts with anything currently due, past due, eventually due or in "
            "verification at Stripe, soonest deadline first (overdue at the top).")
 
-within = st.number_input("Deadline within N days", min_value=0, max_value=365, value=None,
-                         step=1, placeholder="Any deadline (or none)",
-                         key="requirements_within_days",
-                         help="Overdue deadlines are included: they are the most urgent.")
+deadline_column, contacted_column = st.columns(2)
+within = deadline_column.number_input(
+    "Deadline within N days", min_value=0, max_value=365, value=None, step=1,
+    placeholder="Any deadline (or none)", key="requirements_within_days",
+    help="Overdue deadlines are included: they are the most urgent.")
 within_days = None if within is None else int(within)
+quiet = contacted_column.number_input(
+    "Due and not contacted in N days", min_value=0, max_value=365, value=None, step=1,
+    placeholder="Contacted or not", key="requirements_not_contacted_days",
+    help="Only accounts with something currently or past due whose freelancer was not emailed "
+         "about it in that many days.")
+not_contacted = None if quiet is None else int(quiet)
 
-offset = page_offset("requirements_page", filters=within_days)
+offset = page_offset("requirements_page", filters=(within_days, not_contacted))
 try:
     counts = cache.requirement_counts(context.session_factory, operator, within_days)
     page = cache.requirements_page(context.session_factory, operator, within_days, PAGE_SIZE,
-                                   offset)
+                                   offset, not_contacted)
 except ConnectOpsError as exc:
     show_lib_error(exc)
     st.stop()
@@ -84,8 +93,24 @@ table = pd.DataFrame([{
     **{name: "; ".join(r.labels(key)) for key, name in CATEGORIES},
     "What to do": r.remediation,
 } for r in page.rows])
+ids = [r.freelancer_id for r in page.rows]
+table = with_contact_columns(table, ids, contact_columns(context, operator, ids))
 st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
 pager(page.total, key="requirements_page")
+
+if operator.can(Action.SEND_OUTREACH):
+    st.subheader("Email freelancers what Stripe needs")
+
+    def _all_matching() -> list[int]:
+        with context.session_factory() as session:
+            return due_freelancer_ids(session, operator=operator, within_days=within_days,
+                                      not_contacted_days=not_contacted)
+
+    outreach_panel(context, operator, key="requirements_outreach",
+                   choices={r.freelancer_id: f"{r.name} · {r.email}" for r in page.rows},
+                   all_matching=_all_matching,
+                   all_label="Every freelancer matching the filters with something currently or "
+                             f"past due (up to {MAX_BATCH:,})")
 
 if operator.can(Action.EXPORT):
     factory = context.session_factory

@@ -34,6 +34,7 @@ from lib.payouts.ledger import request_payout
 from lib.roles import Operator, Role
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
+from scripts.seed_messages import seed_messages
 
 logger = logging.getLogger("seed")
 
@@ -291,6 +292,7 @@ def seed(settings: Settings) -> bool:
     made = _payout_history(factory, gateway, emulator, settings, payees, rng)
     logger.info("seeded %d freelancers (%d payable) and %d payouts", len(states), len(payees),
                 made)
+    seed_messages(factory)  # alert rules, a first check, a few outreach emails (issue 20)
     engine.dispose()
     return True
 

@@ -25,7 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from emulator.testing import EmulatorHandle
-from lib import account_queries, audit_queries, connection_metrics, requirements_queries
+from lib import (
+    account_queries,
+    alerts,
+    audit_queries,
+    connection_metrics,
+    outbox,
+    outreach,
+    requirements_queries,
+)
 from lib.accounts import upsert_account
 from lib.audit import REFUSED
 from lib.connect_flow import create_oauth_link, create_onboarding_link, disconnect
@@ -35,7 +43,18 @@ from lib.errors import PermissionDeniedError
 from lib.freelancers import create_freelancer
 from lib.insights import overview_kpis
 from lib.link_queries import recent_links
-from lib.models import AuditLog, Base, Freelancer, Payout, PayoutReversal, WebhookEvent
+from lib.models import (
+    AuditLog,
+    Base,
+    Freelancer,
+    MessageChannel,
+    MessageKind,
+    MessageStatus,
+    OutboxMessage,
+    Payout,
+    PayoutReversal,
+    WebhookEvent,
+)
 from lib.operator_accounts import DEMO_AUTH_PATH
 from lib.payouts import queries as payout_queries
 from lib.payouts.approval import approve_payout, reject_payout
@@ -98,6 +117,15 @@ list_payouts               Y      Y       -      -      -         -
 payout_totals              Y      Y       -      -      -         -
 webhook_event_types        Y      -       -      -      -         -
 failed_webhooks            Y      -       -      -      -         -
+preview_outreach           Y      Y       -      -      -         -
+send_outreach              Y      Y       -      -      -         -
+outreach_summaries         Y      Y       -      -      -         -
+outreach_history           Y      Y       -      -      -         -
+list_alert_rules           Y      -       -      -      -         -
+save_alert_rule            Y      -       -      -      -         -
+recent_alerts              Y      -       Y      -      -         -
+list_outbox                Y      -       -      -      -         -
+retry_message              Y      -       -      -      -         -
 """
 
 
@@ -355,6 +383,42 @@ def _plain(call: Callable[[Session, Operator | None], object]) -> Callable[[Worl
     return lambda w: w.reads(call)
 
 
+def _due_freelancer(w: World) -> int:
+    """A freelancer whose account Stripe asks something of (an outreach email's subject)."""
+    freelancer = w.freelancer(connected=True)
+    account_id = freelancer.stripe_account_id
+    assert account_id is not None
+    w.emu.set_account(account_id, requirements={"currently_due": ["individual.id_number"]})
+    with w.session_factory.begin() as session:
+        upsert_account(session, account=w.gateway.retrieve_account(account_id).data)
+    return freelancer.id
+
+
+def _preview_outreach(w: World) -> Runner:
+    fid = _due_freelancer(w)
+    return w.reads(lambda s, op: outreach.preview_outreach(s, operator=op, freelancer_ids=[fid]))
+
+
+def _send_outreach(w: World) -> Runner:
+    fid = _due_freelancer(w)
+    return lambda op: outreach.send_outreach(w.session_factory, operator=op,
+                                             token="matrix-batch", freelancer_ids=[fid])
+
+
+def _outreach_history(w: World) -> Runner:
+    fid = _due_freelancer(w)
+    return w.reads(lambda s, op: outreach.contact_history(s, operator=op, freelancer_id=fid))
+
+
+def _retry_message(w: World) -> Runner:
+    with w.session_factory.begin() as session:
+        message_id, _ = outbox.enqueue(
+            session, dedupe_key="matrix:1", kind=MessageKind.ALERT, channel=MessageChannel.EMAIL,
+            recipient="ops@example.com", subject="s", body_text="t", created_by="system:test")
+        session.get_one(OutboxMessage, message_id).status = MessageStatus.DEAD.value
+    return w.writes(lambda s, op: outbox.retry_message(s, operator=op, message_id=message_id))
+
+
 PERIOD = connection_metrics.DateRange(date.today() - timedelta(days=30), date.today())
 
 CASES: dict[str, Case] = {
@@ -421,6 +485,22 @@ CASES: dict[str, Case] = {
         lambda s, op: last_events_per_type(s, operator=op))),
     "failed_webhooks": Case(Action.VIEW_WEBHOOKS, _plain(
         lambda s, op: failed_events(s, operator=op))),
+    "preview_outreach": Case(Action.SEND_OUTREACH, _preview_outreach),
+    "send_outreach": Case(Action.SEND_OUTREACH, _send_outreach),
+    "outreach_summaries": Case(Action.VIEW_REQUIREMENTS, _with_account(
+        lambda s, op: outreach.contact_summaries(s, operator=op, freelancer_ids=[1]))),
+    "outreach_history": Case(Action.VIEW_REQUIREMENTS, _outreach_history),
+    "list_alert_rules": Case(Action.MANAGE_ALERTS, _plain(
+        lambda s, op: alerts.list_rules(s, operator=op))),
+    "save_alert_rule": Case(Action.MANAGE_ALERTS, lambda w: w.writes(
+        lambda s, op: alerts.save_rule(s, operator=op, kind="past_due_count", name="Many",
+                                       params={"threshold": 5},
+                                       email_recipients="ops@example.com"))),
+    "recent_alerts": Case(Action.VIEW_OVERVIEW, _plain(
+        lambda s, op: alerts.recent_alerts(s, operator=op))),
+    "list_outbox": Case(Action.VIEW_OUTBOX, _plain(
+        lambda s, op: outbox.list_messages(s, operator=op))),
+    "retry_message": Case(Action.RETRY_MESSAGE, _retry_message),
 }
 
 
