@@ -10,6 +10,7 @@ DEV_STAMP     := $(VENV)/.dev-installed
 
 demo-reset:
 	rm -f data/connect_ops.db data/connect_ops.db-wal data/connect_ops.db-shm data/emulator-state.json data/demo.env
+	rm -rf data/mail
 	@echo "Demo data removed; the next make demo seeds afresh."
 
 .PHONY: demo demo-reset test test-sqlite test-postgres lint install clean bench

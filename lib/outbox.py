@@ -228,6 +228,20 @@ def renew_leases(session_factory: sessionmaker[Session], *, tokens: list[str],
             .execution_options(synchronize_session=False))
 
 
+def _still_held(session_factory: sessionmaker[Session], claim: MessageClaim, now: datetime,
+                lease: timedelta) -> bool:
+    """True (and the lease renewed) while this claim's lease is live."""
+    with session_factory.begin() as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == claim.id, OutboxMessage.lease_token == claim.token,
+                   OutboxMessage.status == MessageStatus.SENDING.value,
+                   OutboxMessage.lease_expires_at >= now)
+            .values(lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _settle(session_factory: sessionmaker[Session], claim: MessageClaim,
             values: dict[str, Any]) -> bool:
     """Write the attempt's outcome if this claim still holds the message."""
@@ -284,9 +298,18 @@ def deliver(
     policy: OutboxPolicy, transports: Transports | None = None,
     rng: random.Random | None = None, now: datetime | None = None,
 ) -> Delivery:
-    """Send a claimed message and record the outcome under its claim."""
+    """Send a claimed message and record the outcome under its claim.
+
+    The claim is checked (and its lease extended) just before the message is handed over: a
+    worker that stalled past its lease finds the message taken over and sends nothing, instead
+    of sending it a second time beside the worker that took it.
+    """
     ways = transports or Transports()
     moment = now or utcnow()
+    if not _still_held(session_factory, claim, moment, policy.lease):
+        logger.warning("outbox message %s: attempt %d lost its lease before sending; not sent",
+                       claim.id, claim.attempt)
+        return Delivery(claim.id, MessageStatus.SENDING, False, "lease lost before sending")
     permanent = False
     try:
         if claim.channel == MessageChannel.CHAT.value:

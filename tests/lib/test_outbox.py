@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib.db import utcnow
 from lib.errors import ConflictError, PermissionDeniedError
-from lib.messaging import chat_payload
+from lib.messaging import chat_payload, send_email
 from lib.models import AuditLog, MessageChannel, MessageKind, MessageStatus, OutboxMessage
 from lib.outbox import (
     OutboxPolicy,
     Throttle,
+    _email_of,
     claim_due,
     deliver,
     enqueue,
@@ -190,18 +191,37 @@ def test_a_worker_dying_mid_send_leaves_it_to_the_next_claim_with_the_same_messa
     message_id = _email(session_factory)
     start = utcnow()
     [lost] = claim_due(session_factory, worker_id="dead", policy=POLICY, now=start)
-    # The worker holding it dies; until its lease expires nobody else takes it.
+    # The server took the message, then the worker died before recording it.
+    send_email(settings, _email_of(session_factory, settings, lost, start))
+    # Until its lease expires nobody else takes it.
     assert claim_due(session_factory, worker_id="w", policy=POLICY,
                      now=start + timedelta(minutes=1)) == []
     [taken] = claim_due(session_factory, worker_id="w", policy=POLICY,
                         now=start + timedelta(minutes=3))
     assert taken.id == message_id and taken.attempt == 2 and taken.token != lost.token
-    assert deliver(session_factory, settings=settings, claim=taken, policy=POLICY).recorded
-    # The dead worker's late outcome is not recorded over the new one.
-    late = deliver(session_factory, settings=settings, claim=lost, policy=POLICY)
-    assert not late.recorded
-    received = sink.wait_for(2)
+    assert deliver(session_factory, settings=settings, claim=taken, policy=POLICY,
+                   now=start + timedelta(minutes=3)).recorded
+    received = sink.wait_for(2)  # sent again rather than lost: one Message-ID for both
     assert received[0]["Message-ID"] == received[1]["Message-ID"]
+    assert _row(session_factory, message_id).status == "sent"
+
+
+def test_a_worker_that_stalled_past_its_lease_sends_nothing(
+    session_factory: sessionmaker[Session], sink: SmtpSink,
+) -> None:
+    """Found by the state machine (tests/lib/test_outbox_lifecycle.py): a worker that woke up
+    after its lease had expired and the message was taken over sent it a second time."""
+    settings = settings_for(sink)
+    message_id = _email(session_factory)
+    start = utcnow()
+    [stalled] = claim_due(session_factory, worker_id="slow", policy=POLICY, now=start)
+    later = start + timedelta(minutes=3)
+    [taken] = claim_due(session_factory, worker_id="w", policy=POLICY, now=later)
+    assert deliver(session_factory, settings=settings, claim=taken, policy=POLICY,
+                   now=later).status is MessageStatus.SENT
+    late = deliver(session_factory, settings=settings, claim=stalled, policy=POLICY, now=later)
+    assert (late.recorded, late.error) == (False, "lease lost before sending")
+    assert len(sink.wait_for(1)) == 1 and len(sink.messages) == 1
     assert _row(session_factory, message_id).status == "sent"
 
 
