@@ -47,11 +47,14 @@ def contact_columns(context: AppContext, operator: Operator,
 
 
 def with_contact_columns(frame: pd.DataFrame, ids: list[int],
-                         columns: Mapping[int, Mapping[str, object]]) -> pd.DataFrame:
-    """``frame`` (one row per id, in order) with the outreach columns appended."""
-    for name in COLUMNS:
-        frame[name] = [columns.get(fid, {}).get(name, "" if name != COLUMNS[1] else 0)
-                       for fid in ids]
+                         columns: Mapping[int, Mapping[str, object]], *,
+                         after: str = "Status") -> pd.DataFrame:
+    """``frame`` (one row per id, in order) with the outreach columns after ``after``."""
+    position = list(frame.columns).index(after) + 1 if after in frame.columns else len(frame.columns)
+    for offset, name in enumerate(COLUMNS):
+        empty: object = 0 if name == COLUMNS[1] else ""
+        frame.insert(position + offset, name,
+                     [columns.get(fid, {}).get(name, empty) for fid in ids])
     return frame
 
 

@@ -98,20 +98,6 @@ table = with_contact_columns(table, ids, contact_columns(context, operator, ids)
 st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
 pager(page.total, key="requirements_page")
 
-if operator.can(Action.SEND_OUTREACH):
-    st.subheader("Email freelancers what Stripe needs")
-
-    def _all_matching() -> list[int]:
-        with context.session_factory() as session:
-            return due_freelancer_ids(session, operator=operator, within_days=within_days,
-                                      not_contacted_days=not_contacted)
-
-    outreach_panel(context, operator, key="requirements_outreach",
-                   choices={r.freelancer_id: f"{r.name} · {r.email}" for r in page.rows},
-                   all_matching=_all_matching,
-                   all_label="Every freelancer matching the filters with something currently or "
-                             f"past due (up to {MAX_BATCH:,})")
-
 if operator.can(Action.EXPORT):
     factory = context.session_factory
 
@@ -126,3 +112,17 @@ if operator.can(Action.EXPORT):
                "on the Onboarding links page (links are single use and last about 5 minutes, "
                "so none are pre-generated); for Standard accounts ask the freelancer to update "
                "their own Stripe Dashboard.")
+
+if operator.can(Action.SEND_OUTREACH):
+    st.subheader("Email freelancers what Stripe needs")
+
+    def _all_matching() -> list[int]:
+        with context.session_factory() as session:
+            return due_freelancer_ids(session, operator=operator, within_days=within_days,
+                                      not_contacted_days=not_contacted)
+
+    outreach_panel(context, operator, key="requirements_outreach",
+                   choices={r.freelancer_id: f"{r.name} · {r.email}" for r in page.rows},
+                   all_matching=_all_matching,
+                   all_label="Every freelancer matching the filters with something currently or "
+                             f"past due (up to {MAX_BATCH:,})")

@@ -60,6 +60,7 @@ def test_admin_emails_a_freelancer_who_follows_the_link_to_payment_settings(
                        email="grace@example.com")
         add_freelancer(session, state="disabled", name="Alan Turing", email="alan@example.com")
 
+    page.set_viewport_size({"width": 1440, "height": 900})
     log_in(page, dashboard, "admin")
     open_page(page, "Requirements due")
     picker = page.get_by_test_id("stMultiSelect").filter(has_text="Freelancers to email")
