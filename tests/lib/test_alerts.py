@@ -396,3 +396,19 @@ def test_recommended_rules_and_the_overview_list(session_factory: sessionmaker[S
             recent_alerts(session, operator=FINANCE)
     assert [(a.rule, a.is_open) for a in shown] == [("Webhook dead letters", True)]
 
+
+
+def test_a_rule_with_settings_its_kind_refuses_does_not_stop_the_others(
+    session_factory: sessionmaker[Session],
+) -> None:
+    ctx = Ctx(session_factory, utcnow())
+    _dead_on(ctx)
+    with session_factory.begin() as session:
+        broken = save_rule(session, operator=ADMIN, kind="past_due_count", name="Broken",
+                           params={})
+        save_rule(session, operator=ADMIN, kind="webhook_dead_letters", name="Dead",
+                  params={"threshold": 0})
+        session.execute(update(AlertRule).where(AlertRule.id == broken)
+                        .values(params={"threshold": "many"}))
+    report = evaluate_rules(session_factory, now=ctx.now)
+    assert (report.rules, report.opened) == (1, 1)
