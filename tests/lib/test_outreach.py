@@ -276,3 +276,23 @@ def test_requirements_can_be_filtered_to_those_not_contacted_in_n_days(
     assert later.total == 3
     with session_factory() as session, pytest.raises(ValidationError):
         list_requirements_due(session, operator=FINANCE, not_contacted_days=-1)
+
+
+def test_the_same_confirmation_sent_twice_at_once_records_each_freelancer_once(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Two tabs (or replicas) confirming the same preview concurrently: the database settles it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = _due(session_factory, 60)
+    with session_factory() as session:
+        preview = preview_outreach(session, operator=ADMIN, freelancer_ids=ids)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(send_outreach, session_factory, operator=ADMIN,
+                               token=preview.token, freelancer_ids=preview.freelancer_ids,
+                               chunk=5) for _ in range(2)]
+        results = [f.result(timeout=120) for f in futures]  # a thread's error is raised here
+    assert sum(r.queued for r in results) == 60
+    assert _count(session_factory, OutboxMessage) == 60
+    assert _count(session_factory, OutreachContact) == 60
+    assert _count(session_factory, OutreachBatch) == 1
