@@ -42,7 +42,7 @@ PEOPLE = [
 ]
 ADMIN_PAGES = ["Overview", "Accounts", "Requirements due", "Connection metrics",
                "Onboarding links", "Payouts", "Approvals", "Reconciliation",
-               "Webhooks and sync", "Audit log"]
+               "Webhooks and sync", "Alerts", "Outbox", "Audit log"]
 MANAGER_PAGES = ["Overview", "Connection metrics"]
 
 
