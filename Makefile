@@ -14,6 +14,7 @@ NOTEBOOK_DATABASE_URL ?= $(if $(DATABASE_URL),$(DATABASE_URL),sqlite:///$(CURDIR
 
 demo-reset:
 	rm -f data/connect_ops.db data/connect_ops.db-wal data/connect_ops.db-shm data/emulator-state.json data/demo.env
+	rm -rf data/mail
 	@echo "Demo data removed; the next make demo seeds afresh."
 
 .PHONY: demo demo-reset test test-sqlite test-postgres lint install clean bench notebook

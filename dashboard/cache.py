@@ -58,11 +58,12 @@ def country_options(_factory: Factory, operator: Operator) -> list[str]:
 @st.cache_data(ttl=60, show_spinner=False, max_entries=128)
 def requirements_page(_factory: Factory, operator: Operator, within_days: int | None,
                       limit: int, offset: int,
-                      requirement: RequirementFilter | None = None) -> RequirementsPage:
+                      requirement: RequirementFilter | None = None,
+                      not_contacted_days: int | None = None) -> RequirementsPage:
     with _factory() as session:
         return requirements_queries.list_requirements_due(
             session, operator=operator, within_days=within_days, limit=limit, offset=offset,
-            requirement=requirement)
+            requirement=requirement, not_contacted_days=not_contacted_days)
 
 
 #: Longer: it aggregates the whole requirement index (tens of ms at 100,000 accounts).

@@ -54,6 +54,10 @@ PAGES: tuple[PageSpec, ...] = (
              frozenset({Action.RECONCILE}), MONEY),
     PageSpec("webhooks.py", "Webhooks and sync", ":material/sync:",
              frozenset({Action.VIEW_WEBHOOKS}), OPERATIONS),
+    PageSpec("alerts.py", "Alerts", ":material/notifications:",
+             frozenset({Action.MANAGE_ALERTS}), OPERATIONS),
+    PageSpec("outbox.py", "Outbox", ":material/outbox:", frozenset({Action.VIEW_OUTBOX}),
+             OPERATIONS),
     PageSpec("audit_log.py", "Audit log", ":material/history:",
              frozenset({Action.VIEW_AUDIT_LOG}), OPERATIONS),
 )

@@ -11,6 +11,8 @@ _SECRET_PATTERNS = [
     re.compile(r"\bwhsec_[A-Za-z0-9_]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+"),
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
+    # A chat incoming webhook's URL is its credential (Slack /services/…, Mattermost /hooks/…).
+    re.compile(r"(/(?:hooks|services)/)[A-Za-z0-9/_\-]+"),
 ]
 
 

@@ -534,6 +534,172 @@ class ReconciliationRun(Base):
     )
 
 
+class MessageChannel(enum.StrEnum):
+    EMAIL = "email"
+    #: A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, …).
+    CHAT = "chat"
+
+
+class MessageKind(enum.StrEnum):
+    OUTREACH = "outreach"
+    ALERT = "alert"
+    DIGEST = "digest"
+
+
+class MessageStatus(enum.StrEnum):
+    """Where an outgoing message is (``lib.outbox`` moves it, the worker drives it).
+
+    pending → sending → sent (terminal), or → failed (retried at ``next_attempt_at``) → … →
+    dead (gave up after the maximum attempts; a person retries it from the Outbox page).
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class OutboxMessage(Base):
+    """One outgoing email or chat message, written in the transaction that decided to send it
+    and delivered by the worker (``lib.outbox``): never lost, delivered once (0012)."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: What makes a message this message (``outreach:BATCH:FREELANCER``, ``alert:…``): a rerun
+    #: of the decision finds it instead of writing a second one.
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(10))
+    #: An email address, or ``chat`` for the configured chat webhook (its URL is a secret).
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    #: The chat JSON, or what delivery needs to finish the message (never a secret).
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=MessageStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        _enum_check("status", MessageStatus),
+        _enum_check("channel", MessageChannel),
+        _enum_check("kind", MessageKind),
+        #: The worker's claim: due messages of a status, oldest due first.
+        Index("ix_outbox_messages_due", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_created_at", "created_at"),
+    )
+
+
+class OutreachBatch(Base):
+    """One confirmed "send requirements emails" action: the rows it covers are its contacts."""
+
+    __tablename__ = "outreach_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Made with the preview and carried by the confirmation: a rerun finds this batch.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: How many freelancers the confirmed preview named.
+    requested: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutreachContact(Base):
+    """One freelancer emailed in one batch: who sent it, when, to whom, what for, which link."""
+
+    __tablename__ = "outreach_contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("outreach_batches.id"))
+    freelancer_id: Mapped[int] = mapped_column(ForeignKey("freelancers.id", ondelete="CASCADE"))
+    #: The address written to (the freelancer's at the time of sending).
+    email: Mapped[str] = mapped_column(String(320))
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255))
+    #: ``[{"code", "label", "past_due"}]``: what Stripe asked for when it was sent.
+    requirements: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_messages.id"))
+    #: The single-use payment-settings link of the email actually sent: its id (carried in the
+    #: link, spent once), when it was made, when it expires, when it was opened.
+    link_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    link_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    link_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Which delivery attempt made the link (each attempt makes a fresh one).
+    link_attempt: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("batch_id", "freelancer_id", name="uq_outreach_contacts_batch_freelancer"),
+        #: "Last contacted", "times contacted" and "not contacted in N days" per freelancer.
+        Index("ix_outreach_contacts_freelancer_id", "freelancer_id", "created_at"),
+    )
+
+
+class AlertRule(Base):
+    """A condition the worker checks, its settings and where its alerts go (``lib.alerts``)."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: Comma-separated addresses; empty: no email.
+    email_recipients: Mapped[str] = mapped_column(Text, default="")
+    chat: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Collect this rule's alerts into one periodic digest instead of one message each.
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """One episode of a rule's condition: opened when it starts to hold, cleared when it stops.
+
+    ``open_key`` is set while the episode is open and unique: the database allows one open
+    episode per rule and condition, whichever process evaluates it (0012).
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    #: Which instance of the condition (an account, a failure reason, ``all``).
+    condition_key: Mapped[str] = mapped_column(String(255))
+    open_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    severity: Mapped[str] = mapped_column(String(10))
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When its message(s) were written to the outbox (at once, or with the next digest).
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("severity IN ('error', 'warning')", name="severity_valid"),
+        Index("ix_alerts_opened_at", "opened_at"),
+        Index("ix_alerts_rule_id", "rule_id", "opened_at"),
+        #: The digest job's "opened, not yet notified".
+        Index("ix_alerts_notified_at", "notified_at"),
+    )
+
+
 class AuditLog(Base):
     """Append-only record of who did what. Updates and deletes are refused (ORM and database)."""
 

@@ -10,13 +10,37 @@ session issued before stops working at once (the page checks it on every request
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from lib import audit
 from lib.errors import NotFoundError
 from lib.models import Freelancer
-from lib.roles import Operator
+from lib.roles import Operator, Role
+from lib.settings import Settings
+from lib.tokens import issue_token
+
+#: Where a payment-settings link lands on the companion (``server/pages.py``).
+LOGIN_PATH = "/freelancer/login"
+
+
+def payment_settings_link(settings: Settings, freelancer_id: int, lifetime: timedelta, *,
+                          generation: int = 0, link_id: str | None = None,
+                          now: datetime | None = None) -> str:
+    """The signed link to ``freelancer_id``'s payment settings on the companion.
+
+    ``generation`` is the freelancer's current page-access generation (an older one is refused:
+    revoked); ``link_id`` makes it single use (an outreach email's link, ``lib.outreach``).
+    """
+    settings.require("JWT_SECRET")
+    assert settings.jwt_secret is not None
+    token = issue_token(secret=settings.jwt_secret.get_secret_value(),
+                        subject=str(freelancer_id), role=Role.FREELANCER, lifetime=lifetime,
+                        page_generation=generation, link_id=link_id, now=now)
+    return f"{settings.backend_url.rstrip('/')}{LOGIN_PATH}?{urlencode({'token': token})}"
 
 
 def page_access_generation(session: Session, *, freelancer_id: int) -> int:

@@ -28,13 +28,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, distinct, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus, requirement_label
 from lib.db import utcnow
 from lib.errors import ValidationError
-from lib.models import ConnectedAccount, ConnectionMethod, Freelancer, RequirementCode
+from lib.models import (
+    ConnectedAccount,
+    ConnectionMethod,
+    Freelancer,
+    OutreachContact,
+    RequirementCode,
+)
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 
@@ -175,6 +181,27 @@ def _codes_for(session: Session, requirement: RequirementFilter | None) -> list[
     return [c for c in codes if requirement_label(str(c)) == requirement.label]
 
 
+def _not_contacted(statement: Select[Any], days: int | None, now: datetime) -> Select[Any]:
+    """Only freelancers no outreach email was recorded for in the last ``days`` (issue 20)."""
+    if days is None:
+        return statement
+    if days < 0:
+        raise ValidationError("The number of days must not be negative.")
+    return statement.where(~exists().where(
+        OutreachContact.freelancer_id == Freelancer.id,
+        OutreachContact.created_at >= now - timedelta(days=days)))
+
+
+def _due_not_contacted(statement: Select[Any], days: int | None,
+                       now: datetime) -> Select[Any]:
+    """Due now (currently or past due: what an email is about) and not contacted lately."""
+    if days is None:
+        return statement
+    statement = statement.where(or_(ConnectedAccount.currently_due_count > 0,
+                                    ConnectedAccount.past_due_count > 0))
+    return _not_contacted(statement, days, now)
+
+
 def _in_scope(statement: Select[Any], cutoff: datetime | None) -> Select[Any]:
     """The index rows the page counts: every row is an attached account's due code."""
     if cutoff is not None:
@@ -216,22 +243,33 @@ def list_requirements_due(
     session: Session, *, operator: Operator, within_days: int | None = None,
     limit: int = 50, offset: int = 0, now: datetime | None = None,
     requirement: RequirementFilter | None = None,
+    not_contacted_days: int | None = None,
 ) -> RequirementsPage:
     """One page of accounts with something to provide, soonest deadline first (only those
-    asked for ``requirement`` when given)."""
+    asked for ``requirement`` when given).
+
+    ``not_contacted_days``: only currently or past due accounts whose freelancer was not
+    emailed about them (``lib.outreach``) in that many days: the ones to chase next.
+    """
     authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     moment = now or utcnow()
     asked = _codes_for(session, requirement)
-    # Counted on the index's covering key, not by reading every (wide) account row.
-    counted = select(func.count(distinct(RequirementCode.account_id)))
-    if requirement is not None:
-        counted = counted.where(RequirementCode.bucket == requirement.bucket,
-                                RequirementCode.code.in_(asked or []))
-    total = session.scalar(_in_scope(counted, _deadline_cutoff(within_days, moment))) or 0
     bucket = requirement.bucket if requirement is not None else None
-    rows = session.execute(_scope(_row_select(), within_days, moment, asked, bucket)
-                           .limit(limit).offset(offset))
+    if not_contacted_days is None:
+        # Counted on the index's covering key, not by reading every (wide) account row.
+        counted = select(func.count(distinct(RequirementCode.account_id)))
+        if requirement is not None:
+            counted = counted.where(RequirementCode.bucket == requirement.bucket,
+                                    RequirementCode.code.in_(asked or []))
+        total = session.scalar(_in_scope(counted, _deadline_cutoff(within_days, moment))) or 0
+    else:
+        total = session.scalar(_due_not_contacted(
+            _scope(_joined(func.count()), within_days, moment, asked, bucket),
+            not_contacted_days, moment)) or 0
+    rows = session.execute(_due_not_contacted(
+        _scope(_row_select(), within_days, moment, asked, bucket), not_contacted_days, moment)
+        .limit(limit).offset(offset))
     return RequirementsPage([_to_row(r) for r in rows], int(total), limit, offset)
 
 

@@ -56,6 +56,14 @@ class Action(enum.StrEnum):
     SEND_SETTINGS_LINK = "send_settings_link"
     #: Issue 21: the finance reports (the notebook's figures).
     VIEW_REPORTS = "view_reports"
+    #: Email freelancers a single-use link to their payment settings and what Stripe asks for.
+    SEND_OUTREACH = "send_outreach"
+    #: Create and change alert rules, their thresholds and recipients (lib.alerts).
+    MANAGE_ALERTS = "manage_alerts"
+    #: The outbox of outgoing messages (outreach and alerts), with their delivery errors.
+    VIEW_OUTBOX = "view_outbox"
+    #: Send a failed or dead message again.
+    RETRY_MESSAGE = "retry_message"
     MANAGE_OWN_CONNECTION = "manage_own_connection"
 
 
@@ -65,6 +73,9 @@ _FINANCE = frozenset(
         Action.VIEW_AUDIT_LOG, Action.APPROVE_PAYOUT, Action.REJECT_PAYOUT,
         Action.RECONCILE, Action.DECIDE_SETTLEMENT, Action.EXPORT, Action.VIEW_FUNDING,
         Action.VIEW_BANK_PAYOUTS, Action.SEND_SETTINGS_LINK, Action.VIEW_REPORTS,
+        # Finance chases what Stripe asks for (the Requirements export is theirs): the email
+        # goes only to the freelancer's own address, with a link only to their own settings.
+        Action.SEND_OUTREACH,
     }
 )
 _MANAGER = frozenset({Action.VIEW_OVERVIEW, Action.VIEW_METRICS})

@@ -161,6 +161,31 @@ class Settings(BaseSettings):
     #: How often the worker syncs every connected account from Stripe.
     sync_interval_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 86_400)
 
+    # Outgoing messages: outreach emails and alerts (lib.outbox, lib.outreach, lib.alerts)
+    #: The SMTP server that sends every email (unset: email is not configured; messages wait).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    #: ``starttls`` (port 587), ``ssl`` (implicit TLS, port 465) or ``none`` (local relays only).
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    #: The From address of every email, e.g. ``Payments team <payments@example.com>``.
+    smtp_sender: str | None = None
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    #: A Slack-compatible incoming webhook (its URL carries a token: a secret).
+    alert_chat_webhook_url: SecretStr | None = None
+    #: How often the worker evaluates the alert rules, and sends the digests.
+    alert_check_interval_seconds: int = Field(default=60, ge=5, le=86_400)
+    alert_digest_interval_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    #: Delivery attempts of one message before it is dead (a person retries it).
+    outbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    outbox_retry_base_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    outbox_retry_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    #: At most this many messages per minute from one worker (SMTP providers throttle bursts).
+    outbox_rate_per_minute: int = Field(default=120, ge=1, le=100_000)
+    #: How long an outreach email's single-use payment-settings link works.
+    outreach_link_hours: int = Field(default=72, ge=1, le=168)
+
     # Logging
     log_level: str = "INFO"
 
@@ -210,7 +235,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "stripe_api_base", "stripe_connect_base", "frontend_url", "stripe_publishable_key",
-        "stripe_connect_client_id", "platform_jwks_url", "cors_allowed_origins", mode="before",
+        "stripe_connect_client_id", "platform_jwks_url", "cors_allowed_origins", "smtp_host",
+        "smtp_username", "smtp_sender", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -229,7 +255,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "stripe_secret_key", "stripe_webhook_secret", "stripe_connect_webhook_secret",
-        "jwt_secret", "auth_cookie_key", "platform_jwt_secret", mode="before",
+        "jwt_secret", "auth_cookie_key", "platform_jwt_secret", "smtp_password",
+        "alert_chat_webhook_url", mode="before",
     )
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:

@@ -23,6 +23,9 @@ ISSUER = "connect-ops"
 #: The freelancer's page-access generation a payment-settings link or session was issued in
 #: (``freelancers.page_access_generation``): raising it revokes them (``lib.page_access``).
 PAGE_GENERATION_CLAIM = "pag"
+#: A single-use payment-settings link (an outreach email's): the id it is spent by once
+#: (``outreach_contacts.link_id``, ``lib.outreach.spend_link``). Never an API token.
+LINK_ID_CLAIM = "lid"
 
 
 class TokenError(ConnectOpsError):
@@ -38,6 +41,8 @@ class TokenClaims:
     expires_at: datetime
     #: 0 when the token carries none (API tokens).
     page_generation: int = 0
+    #: Set on a single-use link's token only.
+    link_id: str | None = None
 
     @property
     def freelancer_id(self) -> int:
@@ -56,6 +61,7 @@ class TokenClaims:
 def issue_token(
     *, secret: str, subject: str, role: Role, lifetime: timedelta = timedelta(hours=1),
     now: datetime | None = None, page_generation: int | None = None,
+    link_id: str | None = None,
 ) -> str:
     """A signed API token for ``subject`` with ``role`` (and a page-access generation)."""
     issued = now or utcnow()
@@ -66,6 +72,8 @@ def issue_token(
     }
     if page_generation is not None:
         payload[PAGE_GENERATION_CLAIM] = page_generation
+    if link_id is not None:
+        payload[LINK_ID_CLAIM] = link_id
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -93,11 +101,14 @@ def verify_token(token: str, *, secret: str) -> TokenClaims:
     generation = claims.get(PAGE_GENERATION_CLAIM, 0)
     if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
         raise TokenError("The token is invalid.")
+    link_id = claims.get(LINK_ID_CLAIM)
+    if link_id is not None and (not isinstance(link_id, str) or not 0 < len(link_id) <= 36):
+        raise TokenError("The token is invalid.")
 
     return TokenClaims(
         subject=subject, role=Role(role_name),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
-        page_generation=generation,
+        page_generation=generation, link_id=link_id,
     )
 
 

@@ -6,10 +6,12 @@ in the database, so any number can run on one PostgreSQL database: events are cl
 interval across all of them (``lib.jobs``). On SQLite run one (the file's write lock would
 serialise several anyway).
 
-Three threads:
+Four threads:
 - the main one claims due events in small batches and processes them one at a time, with
   retries and dead-lettering as ``lib.webhooks`` describes;
 - a job thread runs the scheduled jobs that are due (a long sync never delays events);
+- an outbox thread delivers the outgoing messages (outreach emails, alerts) one at a time,
+  paced to ``OUTBOX_RATE_PER_MINUTE``, with retries as ``lib.outbox`` describes;
 - a heartbeat thread writes ``worker_heartbeats.last_seen_at`` every
   ``WORKER_HEARTBEAT_SECONDS`` and renews the leases of what the worker holds, so only a dead
   worker's leases expire. The dashboard warns admins when no worker has a fresh heartbeat.
@@ -44,10 +46,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import jobs as scheduled
+from lib import outbox
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.errors import ConfigurationError, ConnectOpsError
 from lib.logging_setup import configure_logging
-from lib.models import JobStatus, WebhookStatus, WorkerHeartbeat
+from lib.models import JobStatus, MessageStatus, WebhookStatus, WorkerHeartbeat
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
 from lib.webhooks import (
@@ -82,6 +85,7 @@ class _Held:
 
     events: dict[str, Claim] = field(default_factory=dict)
     jobs: set[str] = field(default_factory=set)
+    messages: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -92,6 +96,7 @@ class Worker:
         self, session_factory: sessionmaker[Session], *, gateway: StripeGateway,
         settings: Settings, jobs: list[scheduled.Job] | None = None, events: bool = True,
         worker_id: str | None = None, rng: random.Random | None = None,
+        outbox_delivery: bool = True, transports: outbox.Transports | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.gateway = gateway
@@ -102,6 +107,11 @@ class Worker:
         self.policy = RetryPolicy.from_settings(settings)
         self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.rng = rng or random.Random()
+        self.handle_outbox = outbox_delivery
+        self.transports = transports
+        self.outbox_policy = outbox.OutboxPolicy.from_settings(settings)
+        self.throttle = outbox.Throttle(settings.outbox_rate_per_minute)
+        self.messages_sent = 0
         self.stopping = threading.Event()
         self.processed = 0
         self.failed = 0
@@ -172,6 +182,38 @@ class Worker:
             ran += 1
         return ran
 
+    def deliver_due_messages(self) -> int:
+        """Deliver one due outgoing message, paced by the throttle; returns 1, or 0 if none."""
+        wait = self.throttle.wait_time()
+        if wait and self.stopping.wait(wait):
+            return 0
+        claims = outbox.claim_due(self.session_factory, worker_id=self.worker_id,
+                                  policy=self.outbox_policy, limit=1)
+        if not claims:
+            return 0
+        claim = claims[0]
+        with self._held.lock:
+            self._held.messages.add(claim.token)
+        try:
+            delivery = outbox.deliver(self.session_factory, settings=self.settings, claim=claim,
+                                      policy=self.outbox_policy, transports=self.transports,
+                                      rng=self.rng)
+        finally:
+            with self._held.lock:
+                self._held.messages.discard(claim.token)
+        self.throttle.sent()
+        if delivery.status is MessageStatus.SENT:
+            with self._counts_lock:
+                self.messages_sent += 1
+        return 1
+
+    def drain_outbox(self) -> int:
+        """Deliver messages until none is due (tests, ``--once``); returns how many attempts."""
+        total = 0
+        while not self.stopping.is_set() and self.deliver_due_messages():
+            total += 1
+        return total
+
     def drain(self) -> int:
         """Process events until none is due (tests, ``--once``); returns how many."""
         total = 0
@@ -202,9 +244,12 @@ class Worker:
         with self._held.lock:
             event_tokens = sorted({c.token for c in self._held.events.values()})
             job_tokens = list(self._held.jobs)
+            message_tokens = sorted(self._held.messages)
         renew_leases(self.session_factory, tokens=event_tokens, lease=self.lease, now=now)
         scheduled.renew_job_leases(self.session_factory, tokens=job_tokens, lease=self.lease,
                                    now=now)
+        outbox.renew_leases(self.session_factory, tokens=message_tokens, lease=self.lease,
+                            now=now)
 
     def _mark_stopped(self) -> None:
         now = utcnow()
@@ -269,6 +314,12 @@ class Worker:
             job_thread = threading.Thread(target=self._loop, args=("jobs", self.run_due_jobs),
                                           name="worker-jobs", daemon=True)
             job_thread.start()
+        outbox_thread = None
+        if self.handle_outbox:
+            outbox_thread = threading.Thread(
+                target=self._loop, args=("outbox", self.deliver_due_messages),
+                name="worker-outbox", daemon=True)
+            outbox_thread.start()
         try:
             if self.handle_events:
                 self._loop("events", self.process_due_events)
@@ -278,6 +329,8 @@ class Worker:
             self.stopping.set()
             if job_thread is not None:
                 job_thread.join()
+            if outbox_thread is not None:
+                outbox_thread.join()
             beats_done.set()
             heart.join()
             try:
@@ -299,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="process what is due now, run the due jobs, then exit")
     parser.add_argument("--no-jobs", action="store_true", help="process events only")
     parser.add_argument("--no-events", action="store_true", help="run scheduled jobs only")
+    parser.add_argument("--no-outbox", action="store_true",
+                        help="do not deliver outgoing messages (emails, chat)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings().require("STRIPE_SECRET_KEY")
@@ -309,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(settings.database_url)
     worker = Worker(make_session_factory(engine), gateway=StripeGateway(settings),
                     settings=settings, jobs=[] if args.no_jobs else None,
-                    events=not args.no_events)
+                    events=not args.no_events, outbox_delivery=not args.no_outbox)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         logger.info("worker: %s received, finishing what it holds", signal.Signals(signum).name)
@@ -322,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             if worker.handle_events:
                 worker.drain()
             worker.run_due_jobs()
+            if worker.handle_outbox:
+                worker.drain_outbox()
         else:
             worker.run()
     finally:

@@ -21,6 +21,7 @@ from dashboard import cache
 from dashboard.context import get_context
 from dashboard.destinations import destination_panel, unconfirmed_flag
 from dashboard.navigation import PAGES_DIR
+from dashboard.outreach import account_outreach
 from dashboard.tables import money
 from dashboard.timeline import render_timeline
 from dashboard.widgets import (
@@ -264,6 +265,9 @@ else:
     st.caption("No payouts yet.")
 
 render_timeline(context, operator, detail.freelancer_id)
+account_outreach(context, operator, freelancer_id=detail.freelancer_id,
+                 label=f"{detail.name} · {detail.email}",
+                 due=any(r.category in ("Past due", "Currently due") for r in detail.requirements))
 
 # ---- admin actions ---------------------------------------------------------------------------
 ACTIONS = (Action.REFRESH_ACCOUNT, Action.GENERATE_LINK, Action.DISCONNECT, Action.REQUEST_PAYOUT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cache
+from dashboard.alerts_view import overview_alerts
 from dashboard.context import get_context
 from dashboard.widgets import kpi_tile, require_page, show_lib_error
 from lib.errors import ConnectOpsError
@@ -41,6 +42,7 @@ for short in needed or []:
              icon=":material/account_balance:")
 if needed is None:
     st.caption("Stripe's balance could not be read just now: funding was not checked.")
+overview_alerts(context, operator)  # what the alert rules found (issue 20)
 
 if kpis.connected == 0 and not kpis.payouts_this_month and not kpis.success_rate.denominator:
     st.info("No connected accounts yet. Generate a first link on the Onboarding links page; "

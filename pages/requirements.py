@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import cache, charts
 from dashboard.context import get_context
+from dashboard.outreach import contact_columns, outreach_panel, with_contact_columns
 from dashboard.tables import TIME_ZONE
 from dashboard.widgets import (
     PAGE_SIZE,
@@ -27,6 +28,7 @@ from dashboard.widgets import (
     when,
 )
 from lib.errors import ConnectOpsError
+from lib.outreach import MAX_BATCH, due_freelancer_ids
 from lib.requirements_queries import (
     CATEGORIES,
     EXPORT_COLUMNS,
@@ -42,11 +44,18 @@ st.title("Requirements due")
 st.caption("Connected accounts with anything currently due, past due, eventually due or in "
            "verification at Stripe, soonest deadline first (overdue at the top).")
 
-within = st.number_input("Deadline within N days", min_value=0, max_value=365, value=None,
-                         step=1, placeholder="Any deadline (or none)",
-                         key="requirements_within_days",
-                         help="Overdue deadlines are included: they are the most urgent.")
+deadline_column, contacted_column = st.columns(2)
+within = deadline_column.number_input(
+    "Deadline within N days", min_value=0, max_value=365, value=None, step=1,
+    placeholder="Any deadline (or none)", key="requirements_within_days",
+    help="Overdue deadlines are included: they are the most urgent.")
 within_days = None if within is None else int(within)
+quiet = contacted_column.number_input(
+    "Due and not contacted in N days", min_value=0, max_value=365, value=None, step=1,
+    placeholder="Contacted or not", key="requirements_not_contacted_days",
+    help="Only accounts with something currently or past due whose freelancer was not emailed "
+         "about it in that many days.")
+not_contacted = None if quiet is None else int(quiet)
 
 state = st.session_state
 #: The (list, requirement) whose accounts are listed: set by a click on a bar or the selectbox.
@@ -59,9 +68,9 @@ try:
         state.pop(PICKED, None)     # that requirement is not asked within this deadline
     picked = state.get(PICKED)
     requirement = RequirementFilter(*picked) if picked else None
-    offset = page_offset("requirements_page", filters=(within_days, requirement))
+    offset = page_offset("requirements_page", filters=(within_days, requirement, not_contacted))
     page = cache.requirements_page(context.session_factory, operator, within_days, PAGE_SIZE,
-                                   offset, requirement)
+                                   offset, requirement, not_contacted)
 except ConnectOpsError as exc:
     show_lib_error(exc)
     st.stop()
@@ -116,6 +125,8 @@ table = pd.DataFrame([{
     **{name: "; ".join(r.labels(key)) for key, name in CATEGORIES},
     "What to do": r.remediation,
 } for r in page.rows])
+ids = [r.freelancer_id for r in page.rows]
+table = with_contact_columns(table, ids, contact_columns(context, operator, ids))
 st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
 st.caption(f"Deadlines are {TIME_ZONE}.")
 pager(page.total, key="requirements_page")
@@ -135,3 +146,17 @@ if operator.can(Action.EXPORT):
                "on the Onboarding links page (links are single use and last about 5 minutes, "
                "so none are pre-generated); for Standard accounts ask the freelancer to update "
                "their own Stripe Dashboard.")
+
+if operator.can(Action.SEND_OUTREACH):
+    st.subheader("Email freelancers what Stripe needs")
+
+    def _all_matching() -> list[int]:
+        with context.session_factory() as session:
+            return due_freelancer_ids(session, operator=operator, within_days=within_days,
+                                      not_contacted_days=not_contacted)
+
+    outreach_panel(context, operator, key="requirements_outreach",
+                   choices={r.freelancer_id: f"{r.name} · {r.email}" for r in page.rows},
+                   all_matching=_all_matching,
+                   all_label="Every freelancer matching the filters with something currently or "
+                             f"past due (up to {MAX_BATCH:,})")

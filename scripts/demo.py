@@ -1,7 +1,9 @@
 """``make demo``: the whole product on one machine, offline.
 
-Migrates a SQLite database under ``data/``, starts the Stripe emulator, seeds demo data once,
-then starts the companion service, the background worker (``python -m lib.worker``: it
+Migrates a SQLite database under ``data/``, starts the Stripe emulator and a local SMTP sink
+(aiosmtpd's own server and Maildir handler: every email the demo sends lands in
+``data/mail/``, nothing leaves the machine), seeds demo data once, then starts the companion
+service, the background worker (``python -m lib.worker``: it
 processes the webhooks the companion stores and runs the scheduled jobs) and the dashboard
 wired to each other, prints the three URLs and the demo logins, and stops everything cleanly
 on Ctrl-C.
@@ -37,6 +39,8 @@ PYTHON = sys.executable
 EMULATOR_PORT = int(os.environ.get("DEMO_EMULATOR_PORT", "12111"))
 SERVER_PORT = int(os.environ.get("DEMO_SERVER_PORT", "8000"))
 DASHBOARD_PORT = int(os.environ.get("DEMO_DASHBOARD_PORT", "8501"))
+SMTP_PORT = int(os.environ.get("DEMO_SMTP_PORT", "8025"))
+MAIL = DATA / "mail"
 HOST = "127.0.0.1"
 
 logger = logging.getLogger("demo")
@@ -94,6 +98,12 @@ def demo_environment() -> dict[str, str]:
             "EMULATOR_STATE_FILE": str(DATA / "emulator-state.json"),
             "EMULATOR_INITIAL_BALANCE": "usd:5000000,eur:3000000,gbp:2000000,cad:2000000,"
                                         "aud:2000000,jpy:50000000",
+            # Every email goes to the local sink (issue 20); with the emulator the product
+            # refuses any SMTP server or chat webhook that is not on this machine anyway.
+            "SMTP_HOST": HOST,
+            "SMTP_PORT": str(SMTP_PORT),
+            "SMTP_SECURITY": "none",
+            "SMTP_SENDER": "Connect Ops demo <payments@connect-ops.example>",
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
@@ -125,6 +135,22 @@ def _wait_for_worker(process: subprocess.Popen[bytes], env: dict[str, str],
             time.sleep(0.3)
     finally:
         engine.dispose()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str,
+                   timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"demo: {name} exited (code {process.returncode}); see its output "
+                             "above.")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((HOST, port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {name} did not listen on {HOST}:{port} within {timeout:.0f}s.")
+        time.sleep(0.2)
 
 
 def _port_free(port: int) -> bool:
@@ -177,10 +203,12 @@ class Processes:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    busy = [p for p in (EMULATOR_PORT, SERVER_PORT, DASHBOARD_PORT) if not _port_free(p)]
+    busy = [p for p in (EMULATOR_PORT, SERVER_PORT, DASHBOARD_PORT, SMTP_PORT)
+            if not _port_free(p)]
     if busy:
         sys.stderr.write(f"demo: port(s) {busy} already in use on {HOST}; stop what uses them "
-                         "or set DEMO_EMULATOR_PORT / DEMO_SERVER_PORT / DEMO_DASHBOARD_PORT.\n")
+                         "or set DEMO_EMULATOR_PORT / DEMO_SERVER_PORT / DEMO_DASHBOARD_PORT / "
+                         "DEMO_SMTP_PORT.\n")
         return 2
     env = demo_environment()
     subprocess.run([PYTHON, "-m", "lib.migrate"], cwd=ROOT, env=env, check=True)
@@ -196,6 +224,10 @@ def main() -> int:
             "emulator", [PYTHON, "-m", "emulator", "--host", HOST, "--port", str(EMULATOR_PORT)],
             env)
         _wait_for(f"http://{HOST}:{EMULATOR_PORT}/_emulator/health", emulator, "the emulator")
+        sink = processes.start(
+            "SMTP sink", [PYTHON, "-m", "aiosmtpd", "-n", "-l", f"{HOST}:{SMTP_PORT}",
+                          "-c", "aiosmtpd.handlers.Mailbox", str(MAIL)], env)
+        _wait_for_port(SMTP_PORT, sink, "the SMTP sink")
         server = processes.start(
             "companion", [PYTHON, "-m", "server", "--host", HOST, "--port", str(SERVER_PORT)], env)
         _wait_for(f"http://{HOST}:{SERVER_PORT}/healthz", server, "the companion service")
@@ -224,6 +256,10 @@ def main() -> int:
             f"  Stripe emulator    http://{HOST}:{EMULATOR_PORT}",
             "  background worker  python -m lib.worker (webhooks and scheduled jobs)",
             "  logins: admin / finance / manager, password: connect-ops-demo",
+            f"  mail sent         every email lands in the local SMTP sink ({HOST}:{SMTP_PORT}), "
+            "nothing leaves this machine:",
+            f"                    {MAIL}/new/ (one file per email); "
+            "python -m scripts.read_mail lists them, --last N prints one",
         ]
         if link:
             banner.append(f"  a freelancer's payment-settings page: {link}")

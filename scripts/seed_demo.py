@@ -45,6 +45,7 @@ from lib.payouts.reversal import reverse_payout
 from lib.roles import Operator, Role
 from lib.settings import Settings, load_settings
 from lib.stripe_gateway import StripeGateway
+from scripts.seed_messages import seed_messages
 
 logger = logging.getLogger("seed")
 
@@ -488,6 +489,7 @@ def seed(settings: Settings) -> bool:
     _funding_states(factory, emulator, settings, payees)
     logger.info("seeded %d freelancers (%d payable), %d payouts and %d failed bank payouts",
                 len(states), len(payees), made, failed)
+    seed_messages(factory)  # alert rules, a first check, a few outreach emails (issue 20)
     engine.dispose()
     return True
 

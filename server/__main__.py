@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
-        app = create_app(settings)
+        app = create_app(settings, watchdog=True)
     except ConfigurationError as exc:
         sys.stderr.write(f"connect-ops server: {exc}\n")
         return 2

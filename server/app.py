@@ -21,11 +21,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lib.alerts import WorkerWatchdog
 from lib.db import make_engine, make_session_factory
 from lib.errors import ConnectOpsError
 from lib.platform_tokens import PlatformTokenVerifier
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
+from lib.worker import new_worker_id
 from server import pages
 from server.app_context import ServiceContext
 from server.blocking import run_blocking
@@ -132,8 +134,13 @@ def create_app(
     session_factory: sessionmaker[Session] | None = None,
     gateway: StripeGateway | None = None,
     platform_tokens: PlatformTokenVerifier | None = None,
+    watchdog: bool = False,
 ) -> FastAPI:
-    """Build the service. Tests pass their own session factory, gateway and token verifier."""
+    """Build the service. Tests pass their own session factory, gateway and token verifier.
+
+    ``watchdog``: run the alert check a dead worker cannot run itself ("the worker is not
+    heartbeating", ``lib.alerts.WorkerWatchdog``) in a thread while the service runs.
+    """
     settings.require(*REQUIRED_SETTINGS)
     owned_engine = None
     if session_factory is None:
@@ -142,7 +149,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        guard = None
+        if watchdog:
+            assert session_factory is not None
+            guard = WorkerWatchdog(session_factory, settings=settings,
+                                   worker_id=f"companion:{new_worker_id()}")
+            guard.start()
         yield
+        if guard is not None:
+            guard.stop()
         if owned_engine is not None:
             owned_engine.dispose()
 

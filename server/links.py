@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import timedelta
-from urllib.parse import urlencode
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,12 +23,14 @@ from lib import audit
 from lib.db import make_engine, make_session_factory
 from lib.errors import ConfigurationError, NotFoundError
 from lib.freelancers import find_by_email, get_freelancer
-from lib.page_access import page_access_generation, revoke_page_access
-from lib.roles import Role
+from lib.page_access import (
+    LOGIN_PATH,  # noqa: F401 (re-exported: where the link lands)
+    page_access_generation,
+    payment_settings_link,
+    revoke_page_access,
+)
 from lib.settings import Settings, load_settings
-from lib.tokens import issue_token
 
-LOGIN_PATH = "/freelancer/login"
 DEFAULT_MINUTES = 30
 MAX_MINUTES = 24 * 60
 #: Who the audit log names for what this command does (it runs with the operator's shell).
@@ -43,12 +44,7 @@ def freelancer_page_link(settings: Settings, freelancer_id: int, lifetime: timed
     ``generation`` is the freelancer's current page-access generation: a link of an older one
     is refused (revoked).
     """
-    settings.require("JWT_SECRET")
-    assert settings.jwt_secret is not None
-    token = issue_token(secret=settings.jwt_secret.get_secret_value(),
-                        subject=str(freelancer_id), role=Role.FREELANCER, lifetime=lifetime,
-                        page_generation=generation)
-    return f"{settings.backend_url.rstrip('/')}{LOGIN_PATH}?{urlencode({'token': token})}"
+    return payment_settings_link(settings, freelancer_id, lifetime, generation=generation)
 
 
 def _freelancer_id(session, who: str) -> int:  # type: ignore[no-untyped-def]

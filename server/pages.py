@@ -54,6 +54,7 @@ from lib.errors import (
 )
 from lib.freelancers import get_freelancer
 from lib.models import ConnectionMethod
+from lib.outreach import check_link, spend_link
 from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
@@ -201,6 +202,8 @@ def current_session(request: Request, context: ServiceContext) -> PageSession:
         raise TokenError("You are not signed in, or your session has ended.")
     secret = _secret(context)
     claims = _freelancer_claims(token, context=context, secret=secret)
+    if claims.link_id is not None:
+        raise TokenError("You are not signed in, or your session has ended.")
     _current_generation(context, claims)
     return PageSession(freelancer_id=claims.freelancer_id,
                        csrf_token=csrf_token_for(token, secret=secret))
@@ -308,7 +311,11 @@ def stylesheet() -> FileResponse:
 
 @router.get("/freelancer/login")
 def login(context: Context, token: str = "") -> Response:
-    """Trade a signed link's token for a session cookie, then leave the token behind (303)."""
+    """Trade a signed link's token for a session cookie, then leave the token behind (303).
+
+    A single-use link (an outreach email's) is not spent by this GET: mail scanners and link
+    previews fetch links before the freelancer does. It shows a page whose button POSTs it.
+    """
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
@@ -316,6 +323,36 @@ def login(context: Context, token: str = "") -> Response:
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
         logger.info("freelancer page login refused: %s", exc.code)
         return sign_in_required(f"This link cannot be used: {exc.message}")
+    if claims.link_id is not None:
+        try:
+            check_link(context.session_factory, link_id=claims.link_id,
+                       freelancer_id=claims.freelancer_id)
+        except TokenError as exc:
+            return sign_in_required(f"This link cannot be used: {exc.message}")
+        response = render("open_link.html", token=token)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return _signed_in(context, claims, secret)
+
+
+@router.post("/freelancer/login")
+def open_single_use_link(context: Context, token: Annotated[str, Form()] = "") -> Response:
+    """Spend a single-use link (once, committed first) and sign the freelancer in."""
+    secret = _secret(context)
+    try:
+        claims = _freelancer_claims(token, context=context, secret=secret)
+        _current_generation(context, claims)
+        if claims.link_id is None:
+            raise TokenError("This link is not a single-use link.")
+        spend_link(context.session_factory, link_id=claims.link_id,
+                   freelancer_id=claims.freelancer_id)
+    except (TokenError, PermissionDeniedError, NotFoundError) as exc:
+        logger.info("freelancer single-use link refused: %s", exc.code)
+        return sign_in_required(f"This link cannot be used: {exc.message}")
+    return _signed_in(context, claims, secret)
+
+
+def _signed_in(context: ServiceContext, claims: TokenClaims, secret: str) -> Response:
     session_token = issue_token(secret=secret, subject=claims.subject, role=Role.FREELANCER,
                                 lifetime=SESSION_LIFETIME, page_generation=claims.page_generation)
     response = RedirectResponse(SETTINGS_PATH, status_code=303)

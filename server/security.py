@@ -125,4 +125,9 @@ async def bearer_claims(request: Request) -> TokenClaims:
         if platform.needs_keys(token):
             await run_blocking(platform.load_keys, token)
         return platform.verify(token)
-    return verify_token(token, secret=context.settings.jwt_secret.get_secret_value())
+    claims = verify_token(token, secret=context.settings.jwt_secret.get_secret_value())
+    if claims.link_id is not None:
+        # An outreach email's single-use link opens the payment settings once; as a bearer
+        # token it would work again and again until it expires.
+        raise TokenError("A single-use link is not an API token.")
+    return claims

@@ -24,7 +24,8 @@ from lib.migrate import upgrade
 from lib.models import Base
 from lib.settings import normalise_database_url
 
-_SETTING_PREFIXES = ("STRIPE_", "EMULATOR_", "AUTH_", "PAYOUT_", "WORKER_", "WEBHOOK_", "SYNC_")
+_SETTING_PREFIXES = ("STRIPE_", "EMULATOR_", "AUTH_", "PAYOUT_", "WORKER_", "WEBHOOK_", "SYNC_",
+                     "SMTP_", "ALERT_", "OUTBOX_", "OUTREACH_")
 _SETTING_NAMES = {"DATABASE_URL", "JWT_SECRET", "FRONTEND_URL", "BACKEND_URL", "LOG_LEVEL"}
 
 

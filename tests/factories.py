@@ -11,6 +11,9 @@ TEST_CLIENT_ID = "ca_emulator_connectops"
 TEST_JWT_SECRET = "jwt-secret-for-tests-only-0123456789abcdef"
 TEST_WEBHOOK_SECRET = "whsec_platform_tests_only"
 TEST_CONNECT_WEBHOOK_SECRET = "whsec_connect_tests_only"
+TEST_SMTP_PASSWORD = "smtp-password-for-tests-only-0123456789"
+#: A chat incoming webhook's URL is its credential: its last part is what must never show.
+TEST_CHAT_WEBHOOK_TOKEN = "chat-webhook-token-for-tests-only-0123"
 
 
 def make_settings(**overrides: Any) -> Settings:

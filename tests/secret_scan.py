@@ -13,16 +13,18 @@ import logging
 import pytest
 
 from tests.factories import (
+    TEST_CHAT_WEBHOOK_TOKEN,
     TEST_CONNECT_WEBHOOK_SECRET,
     TEST_JWT_SECRET,
     TEST_SECRET_KEY,
+    TEST_SMTP_PASSWORD,
     TEST_WEBHOOK_SECRET,
 )
 
 #: Also the dashboard tests' cookie key (tests/dashboard/conftest.py).
 TEST_COOKIE_KEY = "cookie-key-for-tests-only-0123456789"
 SECRETS = (TEST_SECRET_KEY, TEST_WEBHOOK_SECRET, TEST_CONNECT_WEBHOOK_SECRET, TEST_JWT_SECRET,
-           TEST_COOKIE_KEY)
+           TEST_COOKIE_KEY, TEST_SMTP_PASSWORD, TEST_CHAT_WEBHOOK_TOKEN)
 
 
 class SecretScanHandler(logging.Handler):

@@ -154,24 +154,28 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
 
     # Every other admin page renders (screenshots for a person to look at).
     for n, title in enumerate(["Approvals", "Reconciliation", "Webhooks and sync", "Audit log",
-                               "Overview", "Requirements due", "Connection metrics"], start=7):
+                               "Overview", "Requirements due", "Connection metrics",
+                               "Alerts", "Outbox"], start=7):
         open_page(page, title)
         if title == "Reconciliation":
             page.get_by_role("button", name="Run reconciliation").click()
             settle(page)
-        wait = title in {"Reconciliation", "Audit log"}
+        if title == "Alerts":  # issue 20: the recommended rules, then a check
+            page.get_by_role("button", name="Add the recommended rules").click()
+            settle(page)
+        wait = title in {"Reconciliation", "Audit log", "Alerts", "Outbox"}
         shoot(page, screenshot, f"{n:02d}-{title.lower().replace(' ', '-')}", rendered=wait)
         assert page.get_by_test_id("stException").count() == 0, title
     log_out(page)
     # A reload is a new Streamlit session: the old cookie must not sign the admin back in.
     page.reload()
     expect(page.get_by_role("textbox", name="Username")).to_be_visible()
-    screenshot("14-logged-out")
+    screenshot("16-logged-out")
 
     # The manager sees only Overview and Connection metrics.
     log_in(page, dashboard, "manager")
     assert sidebar_titles(page) == ["Overview", "Connection metrics"]
-    screenshot("15-manager")
+    screenshot("17-manager")
     log_out(page)
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Payout)) == 1

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from dashboard.navigation import PAGES
-from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_JWT_SECRET, TEST_WEBHOOK_SECRET
+from tests.factories import (
+    TEST_CHAT_WEBHOOK_TOKEN,
+    TEST_CONNECT_WEBHOOK_SECRET,
+    TEST_JWT_SECRET,
+    TEST_SMTP_PASSWORD,
+    TEST_WEBHOOK_SECRET,
+)
 from tests.factories_dashboard import open_page, seed_many
 from tests.secret_scan import SECRETS  # the same secrets the log scan looks for
 
@@ -27,6 +33,12 @@ def every_secret_configured(dashboard_env: None, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)
     monkeypatch.setenv("STRIPE_CONNECT_WEBHOOK_SECRET", TEST_CONNECT_WEBHOOK_SECRET)
     monkeypatch.setenv("JWT_SECRET", TEST_JWT_SECRET)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_USERNAME", "ops")
+    monkeypatch.setenv("SMTP_PASSWORD", TEST_SMTP_PASSWORD)
+    monkeypatch.setenv("SMTP_SENDER", "ops@connect-ops.test")
+    monkeypatch.setenv("ALERT_CHAT_WEBHOOK_URL",
+                       f"http://127.0.0.1:9/hooks/{TEST_CHAT_WEBHOOK_TOKEN}")
 
 
 @pytest.mark.parametrize("page", [spec.file for spec in PAGES])

@@ -27,6 +27,7 @@ from streamlit.testing.v1 import AppTest
 from emulator.testing import EmulatorHandle
 from lib import (
     account_queries,
+    alerts,
     audit_queries,
     bank_payouts,
     connection_metrics,
@@ -34,6 +35,8 @@ from lib import (
     finance_reports,
     freelancer_links,
     funding,
+    outbox,
+    outreach,
     requirements_queries,
     timeline,
 )
@@ -46,7 +49,18 @@ from lib.errors import PermissionDeniedError
 from lib.freelancers import create_freelancer
 from lib.insights import overview_kpis
 from lib.link_queries import recent_links
-from lib.models import AuditLog, Base, Freelancer, Payout, PayoutReversal, WebhookEvent
+from lib.models import (
+    AuditLog,
+    Base,
+    Freelancer,
+    MessageChannel,
+    MessageKind,
+    MessageStatus,
+    OutboxMessage,
+    Payout,
+    PayoutReversal,
+    WebhookEvent,
+)
 from lib.operator_accounts import DEMO_AUTH_PATH
 from lib.payouts import queries as payout_queries
 from lib.payouts.approval import approve_payout, reject_payout
@@ -146,6 +160,15 @@ report_payouts_by_month    Y      Y       -      -      -         -
 report_connect_durations   Y      Y       -      -      -         -
 report_requirement_ageing  Y      Y       -      -      -         -
 report_bank_failure_rates  Y      Y       -      -      -         -
+preview_outreach           Y      Y       -      -      -         -
+send_outreach              Y      Y       -      -      -         -
+outreach_summaries         Y      Y       -      -      -         -
+outreach_history           Y      Y       -      -      -         -
+list_alert_rules           Y      -       -      -      -         -
+save_alert_rule            Y      -       -      -      -         -
+recent_alerts              Y      -       Y      -      -         -
+list_outbox                Y      -       -      -      -         -
+retry_message              Y      -       -      -      -         -
 """
 
 
@@ -482,6 +505,42 @@ def _plain(call: Callable[[Session, Operator | None], object]) -> Callable[[Worl
     return lambda w: w.reads(call)
 
 
+def _due_freelancer(w: World) -> int:
+    """A freelancer whose account Stripe asks something of (an outreach email's subject)."""
+    freelancer = w.freelancer(connected=True)
+    account_id = freelancer.stripe_account_id
+    assert account_id is not None
+    w.emu.set_account(account_id, requirements={"currently_due": ["individual.id_number"]})
+    with w.session_factory.begin() as session:
+        upsert_account(session, account=w.gateway.retrieve_account(account_id).data)
+    return freelancer.id
+
+
+def _preview_outreach(w: World) -> Runner:
+    fid = _due_freelancer(w)
+    return w.reads(lambda s, op: outreach.preview_outreach(s, operator=op, freelancer_ids=[fid]))
+
+
+def _send_outreach(w: World) -> Runner:
+    fid = _due_freelancer(w)
+    return lambda op: outreach.send_outreach(w.session_factory, operator=op,
+                                             token="matrix-batch", freelancer_ids=[fid])
+
+
+def _outreach_history(w: World) -> Runner:
+    fid = _due_freelancer(w)
+    return w.reads(lambda s, op: outreach.contact_history(s, operator=op, freelancer_id=fid))
+
+
+def _retry_message(w: World) -> Runner:
+    with w.session_factory.begin() as session:
+        message_id, _ = outbox.enqueue(
+            session, dedupe_key="matrix:1", kind=MessageKind.ALERT, channel=MessageChannel.EMAIL,
+            recipient="ops@example.com", subject="s", body_text="t", created_by="system:test")
+        session.get_one(OutboxMessage, message_id).status = MessageStatus.DEAD.value
+    return w.writes(lambda s, op: outbox.retry_message(s, operator=op, message_id=message_id))
+
+
 PERIOD = connection_metrics.DateRange(date.today() - timedelta(days=30), date.today())
 
 
@@ -624,6 +683,22 @@ CASES: dict[str, Case] = {
         lambda s, op: finance_reports.requirement_ageing(s, operator=op))),
     "report_bank_failure_rates": Case(Action.VIEW_REPORTS, _with_bank_failure(
         lambda s, op: finance_reports.bank_failure_rates(s, operator=op))),
+    "preview_outreach": Case(Action.SEND_OUTREACH, _preview_outreach),
+    "send_outreach": Case(Action.SEND_OUTREACH, _send_outreach),
+    "outreach_summaries": Case(Action.VIEW_REQUIREMENTS, _with_account(
+        lambda s, op: outreach.contact_summaries(s, operator=op, freelancer_ids=[1]))),
+    "outreach_history": Case(Action.VIEW_REQUIREMENTS, _outreach_history),
+    "list_alert_rules": Case(Action.MANAGE_ALERTS, _plain(
+        lambda s, op: alerts.list_rules(s, operator=op))),
+    "save_alert_rule": Case(Action.MANAGE_ALERTS, lambda w: w.writes(
+        lambda s, op: alerts.save_rule(s, operator=op, kind="past_due_count", name="Many",
+                                       params={"threshold": 5},
+                                       email_recipients="ops@example.com"))),
+    "recent_alerts": Case(Action.VIEW_OVERVIEW, _plain(
+        lambda s, op: alerts.recent_alerts(s, operator=op))),
+    "list_outbox": Case(Action.VIEW_OUTBOX, _plain(
+        lambda s, op: outbox.list_messages(s, operator=op))),
+    "retry_message": Case(Action.RETRY_MESSAGE, _retry_message),
 }
 
 

@@ -35,6 +35,7 @@ from lib.models import (
     WorkerHeartbeat,
 )
 from lib.settings import PROJECT_ROOT as ROOT
+from scripts.read_mail import messages
 from tests.support.servers import HOST, free_port
 
 BANNER = "Connect Ops demo is running"
@@ -134,7 +135,7 @@ def _worker_in_the_loop(data: Path, emulator: str) -> None:
         rows = _query(data, select(ScheduledJob.name, ScheduledJob.last_status))
         return {name for name, status in rows if status == "ok"} == {
             "sync_accounts", "purge_oauth_states", "abandon_connection_attempts",
-            "reconciliation"}
+            "reconciliation", "alert_checks", "alert_digest"}
 
     def events_settled() -> bool:
         statuses = [s for (s,) in _query(data, select(WebhookEvent.status))]
@@ -157,6 +158,23 @@ def _worker_in_the_loop(data: Path, emulator: str) -> None:
     _poll(mirrored, "the new account.updated processed into the mirror", timeout=60)
 
 
+def _mail_delivered_to_the_sink(data: Path, companion: str) -> None:
+    """The seed's outreach emails and alert emails reach the local sink with working links."""
+    def delivered() -> bool:
+        found = messages(data / "mail")
+        return (sum("freelancers.example" in str(m["To"]) for m in found) >= 3
+                and any("connect-ops.example" in str(m["To"]) for m in found))
+
+    _poll(delivered, "the seed's outreach and alert emails in the SMTP sink", timeout=120)
+    outreach = next(m for m in messages(data / "mail") if "freelancers.example" in str(m["To"]))
+    body = outreach.get_body(preferencelist=("plain",))
+    assert body is not None
+    [link] = re.findall(r"http://\S+/freelancer/login\?token=\S+", body.get_content())
+    assert link.startswith(companion)
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Continue to payment settings" in page.text
+
+
 def _worker_stopped_gracefully(data: Path) -> None:
     beats = _query(data, select(WorkerHeartbeat.stopped_at))
     assert beats and all(stopped is not None for (stopped,) in beats), beats
@@ -173,13 +191,14 @@ def _stop(run: DemoRun, signum: int, ports: dict[str, int]) -> None:
 
 
 def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> None:
-    ports = {"emulator": free_port(), "companion": free_port(), "dashboard": free_port()}
+    ports = {"emulator": free_port(), "companion": free_port(), "dashboard": free_port(),
+             "smtp": free_port()}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("STRIPE_", "EMULATOR_", "CONNECT_OPS_", "TEST_"))}
     env.update({
         "DEMO_DATA_DIR": str(tmp_path), "DATABASE_URL": PRODUCTION_URL,
         "DEMO_EMULATOR_PORT": str(ports["emulator"]), "DEMO_SERVER_PORT": str(ports["companion"]),
-        "DEMO_DASHBOARD_PORT": str(ports["dashboard"]),
+        "DEMO_DASHBOARD_PORT": str(ports["dashboard"]), "DEMO_SMTP_PORT": str(ports["smtp"]),
     })
     companion = f"http://{HOST}:{ports['companion']}"
 
@@ -187,7 +206,9 @@ def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> 
         first.wait_for_banner()
         banner = first.output()
         for name, port in ports.items():
-            assert f"http://{HOST}:{port}" in banner, name
+            if name != "smtp":
+                assert f"http://{HOST}:{port}" in banner, name
+        assert f"{tmp_path / 'mail'}/new/" in banner
         assert "logins: admin / finance / manager" in banner
         assert "postgresql" not in banner and "prod-user" not in banner
 
@@ -202,6 +223,7 @@ def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> 
         assert seeded[0] >= 40 and seeded[1] > 0, seeded
         assert "background worker  python -m lib.worker" in banner
         _worker_in_the_loop(tmp_path, f"http://{HOST}:{ports['emulator']}")
+        _mail_delivered_to_the_sink(tmp_path, companion)
         _stop(first, signal.SIGINT, ports)  # Ctrl-C
     _worker_stopped_gracefully(tmp_path)
 
@@ -227,7 +249,8 @@ def test_busy_port_is_one_clear_line_and_starts_nothing(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         env = {**os.environ, "DEMO_DATA_DIR": str(tmp_path), "DEMO_SERVER_PORT": str(port),
-               "DEMO_EMULATOR_PORT": str(free_port()), "DEMO_DASHBOARD_PORT": str(free_port())}
+               "DEMO_EMULATOR_PORT": str(free_port()), "DEMO_DASHBOARD_PORT": str(free_port()),
+               "DEMO_SMTP_PORT": str(free_port())}
         result = subprocess.run([sys.executable, "-m", "scripts.demo"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
