@@ -139,11 +139,15 @@ def _later(hours: float) -> Callable[[Ctx], None]:
 
 
 def _bank_on(ctx: Ctx) -> None:
+    """A connected account's payout to its bank failed (issue 21's table, as lib.bank_payouts
+    writes it from the payout.failed event)."""
+    from lib.models import BankPayout
+
     number = ctx.made["bank"] = ctx.made.get("bank", 0) + 1
-    _event(ctx, f"evt_bank{number}", "payout.failed", "processed", ctx.now, {
-        "id": f"evt_bank{number}", "type": "payout.failed", "account": "acct_bank1",
-        "data": {"object": {"id": f"po_{number}", "object": "payout", "amount": 12_345,
-                            "currency": "eur", "failure_code": "account_closed"}}})
+    ctx.write(lambda s: s.add(BankPayout(
+        stripe_payout_id=f"po_{number}", stripe_account_id="acct_bank1", amount_minor=12_345,
+        currency="eur", status="failed", failure_code="account_closed", settled_at=ctx.now,
+        event_created=ctx.now, stripe_created=ctx.now)))
 
 
 def _dead_on(ctx: Ctx) -> None:
