@@ -53,7 +53,9 @@ def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     small = queries_to_render(app, "overview.py", "admin")
     seed_many(session_factory, 450)
     large = queries_to_render(app, "overview.py", "admin")
-    assert 5 <= len(small) == len(large) <= 10, large
+    # A fixed number: the KPIs and charts' aggregates, the router's checks, the funds-needed
+    # check (issue 21) and the open alerts (issue 20).
+    assert 5 <= len(small) == len(large) <= 12, large
 
 
 def test_refresh_now_reads_new_data(app, session_factory) -> None:
