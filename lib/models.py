@@ -829,6 +829,61 @@ class BulkPreviewNote(Base):
     totals: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
+class SummaryCount(Base):
+    """A kept-up-to-date count (issue 22): ``(kind, day, k1, k2, k3) -> (n, amount)``.
+
+    Maintained in the transaction of the write it summarises (``lib.summaries``): by triggers
+    on SQLite, by folding :class:`SummaryDelta` rows in on PostgreSQL.
+    """
+
+    __tablename__ = "summary_counts"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    k1: Mapped[str] = mapped_column(String(255), primary_key=True)
+    k2: Mapped[str] = mapped_column(String(255), primary_key=True)
+    k3: Mapped[str] = mapped_column(String(255), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SummaryDelta(Base):
+    """One signed change to a summary, written by the triggers on PostgreSQL (issue 22).
+
+    Insert-only, so concurrent writers never wait on (or deadlock over) a shared counter row;
+    readers add the pending deltas to :class:`SummaryCount`, and the worker folds them in.
+    """
+
+    __tablename__ = "summary_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    day: Mapped[str] = mapped_column(String(10))
+    k1: Mapped[str] = mapped_column(String(255))
+    k2: Mapped[str] = mapped_column(String(255))
+    k3: Mapped[str] = mapped_column(String(255))
+    n: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_summary_deltas_kind_day", "kind", "day"),)
+
+
+class SummaryCheck(Base):
+    """One comparison of every summary with a full recount (the worker's daily job, the CLI)."""
+
+    __tablename__ = "summary_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    mismatches: Mapped[int] = mapped_column(Integer, default=0)
+    #: Up to a few hundred differing keys: kind, day, keys, kept and recounted values.
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    repaired: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_summary_checks_checked_at", "checked_at"),)
+
+
 @event.listens_for(Session, "before_flush")
 def _refuse_audit_changes(session: Session, _context: object, _instances: object) -> None:
     """The audit log is append-only; the database triggers enforce it too."""

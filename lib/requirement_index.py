@@ -40,6 +40,7 @@ Concurrency
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -48,7 +49,18 @@ from sqlalchemy import Connection, delete, event, insert, inspect, select
 from sqlalchemy.orm import Session, UOWTransaction
 
 from lib.db import utcnow
-from lib.models import ConnectedAccount, Freelancer, RequirementChange, RequirementCode
+from lib.models import (
+    ConnectedAccount,
+    Freelancer,
+    RequirementChange,
+    RequirementCode,
+    SummaryCount,
+    SummaryDelta,
+)
+from lib.summaries import requirements as summary_requirements
+from lib.summaries import store as summary_store
+from lib.summaries.requirements import keys_of
+from lib.summaries.store import Key, changes_between
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +146,11 @@ def _refresh(connection: Connection, stripe_ids: Iterable[str]) -> int:
         if not stale:
             continue
         connection.execute(delete(_CODES).where(_CODES.c.account_id.in_(stale)))
+        summary_changes: Counter[Key] = Counter()
+        for account_id in stale:
+            summary_changes.update(changes_between(keys_of(stored[account_id]),
+                                                   keys_of(wanted[account_id])))
+        summary_store.add(connection, {k: (n, 0) for k, n in summary_changes.items()})
         fresh = [row for account_id in stale for row in _insert_rows(account_id, wanted[account_id])]
         if fresh:
             connection.execute(insert(_CODES), fresh)
@@ -184,8 +201,12 @@ def refresh_accounts(*, session: Session, stripe_ids: Iterable[str]) -> int:
     return _refresh(session.connection(), stripe_ids)
 
 
-def rebuild(*, session: Session) -> int:
-    """Rebuild the whole table from the stored accounts, in batches; the number of rows written."""
+def rebuild(*, session: Session, summaries: bool = True) -> int:
+    """Rebuild the whole table from the stored accounts, in batches; the number of rows written.
+
+    The per-label counts are recounted too, unless ``summaries`` is False (migration 0004 runs
+    before the summary tables exist; 0013 creates and fills them).
+    """
     connection = session.connection()
     connection.execute(delete(_CODES))
     written = 0
@@ -208,7 +229,32 @@ def rebuild(*, session: Session) -> int:
             connection.execute(insert(_CODES), rows)
             written += len(rows)
     logger.info("requirement index rebuilt: %d rows", written)
+    if summaries:
+        _rebuild_summary(connection)
     return written
+
+
+def _rebuild_summary(connection: Connection) -> None:
+    """The per-label counts (issue 22) recounted from the index just rebuilt."""
+    for table in (SummaryCount.__table__, SummaryDelta.__table__):
+        connection.execute(delete(table).where(table.c.kind == summary_requirements.KIND))
+    summary_store.add(connection, {k: (n, 0) for k, n in
+                                   summary_requirements.recount(connection).items()})
+
+
+def _summary_part(connection: Connection, account_ids: Sequence[int]) -> Counter[Key]:
+    """What these accounts' rows add to the per-label counts (read before they are deleted:
+    a foreign key's cascade may delete them during the flush)."""
+    rows: dict[int, list[Row]] = {}
+    for chunk in _chunks(sorted(account_ids)):
+        for account_id, bucket, code, deadline in connection.execute(
+                select(_CODES.c.account_id, _CODES.c.bucket, _CODES.c.code, _CODES.c.deadline)
+                .where(_CODES.c.account_id.in_(chunk))):
+            rows.setdefault(account_id, []).append((bucket, code, deadline))
+    part: Counter[Key] = Counter()
+    for found in rows.values():
+        part.update(keys_of(found))
+    return part
 
 
 # ---- following ORM writes --------------------------------------------------------------------
@@ -269,8 +315,11 @@ def _before_flush(session: Session, _context: UOWTransaction, _instances: object
         for chunk in _chunks(sorted(stripe_ids)):
             connection.execute(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.stripe_id.in_(chunk))
                                .order_by(_ACCOUNTS.c.id).with_for_update())
-    pending_ids, pending_deleted = session.info.get(_PENDING, (set(), set()))
-    session.info[_PENDING] = (pending_ids | stripe_ids, pending_deleted | deleted)
+    pending_ids, pending_deleted, leaving = session.info.get(_PENDING, (set(), set(), Counter()))
+    new_deleted = deleted - pending_deleted
+    if new_deleted:
+        leaving = leaving + _summary_part(connection, sorted(new_deleted))
+    session.info[_PENDING] = (pending_ids | stripe_ids, pending_deleted | deleted, leaving)
 
 
 @event.listens_for(Session, "after_flush")
@@ -278,8 +327,9 @@ def _after_flush(session: Session, _context: UOWTransaction) -> None:
     pending = session.info.pop(_PENDING, None)
     if pending is None:
         return
-    stripe_ids, deleted = pending
+    stripe_ids, deleted, leaving = pending
     connection = session.connection()
+    summary_store.add(connection, {k: (-n, 0) for k, n in leaving.items()})
     for chunk in _chunks(sorted(deleted)):
         # The foreign key cascades too; this also holds where foreign keys are off.
         connection.execute(delete(_CODES).where(_CODES.c.account_id.in_(chunk)))

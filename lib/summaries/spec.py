@@ -1,0 +1,157 @@
+"""What each summary counts, written once and turned into triggers and recount queries.
+
+A summary row is ``(kind, day, k1, k2, k3) -> (n, amount)``: ``day`` is a UTC date as
+``YYYY-MM-DD`` ('' for undated kinds), the keys are text ('' when unused), ``n`` counts rows and
+``amount`` sums a money column in minor units (0 when the kind has none; never across
+currencies: the currency is a key).
+
+Each :class:`Contribution` says what one source row adds to a kind, as SQL over the row (``{r}``
+stands for ``NEW`` or ``OLD`` in a trigger, and for the table's alias in a recount). A trigger
+adds the new row's contribution and takes away the old one's, in the same transaction as the
+write (so a snapshot always shows summaries equal to a recount of the same snapshot); an
+UPDATE fires only when a column the contribution reads changed.
+
+The kinds (and the page that reads each):
+
+- ``attempts``: connection attempts per start day × method × outcome × failure reason
+  (Overview's success rates, Connection metrics' series and failure reasons);
+- ``connect_time``: succeeded attempts per start day × time-to-connect bucket (Connection
+  metrics' distribution);
+- ``payouts``: ledger rows per creation day × currency × status, with their amount (Overview's
+  payouts this month);
+- ``events``: webhook events per type × status, undated (Webhooks and sync's per-type table;
+  the page shows all-time counts per type, so a per-day split would only multiply the rows it
+  reads);
+- ``connected``: freelancers with a current account per day they connected (Overview);
+- ``accounts``: freelancers' current accounts per deadline day × status × currently-due flag ×
+  past-due flag (Overview's account tiles). Two tables feed it: an account row counts while a
+  freelancer points at it, so both the mirror's and the freelancer's triggers move it.
+
+Requirement counts per label are kept by :mod:`lib.requirement_index` itself (labels are Python,
+see :mod:`lib.summaries.requirements`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Connection attempts' time-to-connect buckets: upper bounds in seconds (the last is open).
+#: The same bounds as ``lib.connection_metrics.DURATION_BUCKETS`` (a test keeps them equal).
+CONNECT_TIME_BOUNDS: tuple[int, ...] = (300, 900, 3_600, 21_600, 86_400, 604_800)
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    kind: str
+    table: str
+    #: SQL text over ``{r}`` (a timestamp column's day is written ``{day:column}``).
+    day: str | None
+    keys: tuple[str, ...]
+    #: The columns the contribution reads: an UPDATE touching none of them changes nothing.
+    watched: tuple[str, ...]
+    amount: str = "0"
+    condition: str = "1 = 1"
+    #: False for a second way into a kind (the freelancer's side of ``accounts``): its
+    #: triggers are needed, but the recount reads the kind from one side only.
+    recount: bool = True
+
+
+def _dialect_day(column: str, dialect: str) -> str:
+    if dialect == "postgresql":
+        return f"COALESCE(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD'), '')"
+    # SQLite stores these columns as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (lib.db.UTCDateTime).
+    return f"COALESCE(substr({column}, 1, 10), '')"
+
+
+def _seconds(start: str, end: str, dialect: str) -> str:
+    if dialect == "postgresql":
+        return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+def _connect_bucket(dialect: str) -> str:
+    seconds = _seconds("{r}.started_at", "{r}.finished_at", dialect)
+    whens = " ".join(f"WHEN {seconds} < {bound} THEN '{index}'"
+                     for index, bound in enumerate(CONNECT_TIME_BOUNDS))
+    return f"CASE {whens} ELSE '{len(CONNECT_TIME_BOUNDS)}' END"
+
+
+_CURRENT_OWNER = ("EXISTS (SELECT 1 FROM freelancers owner "
+                  "WHERE owner.stripe_account_id = {r}.stripe_id)")
+_ACCOUNT_WATCHED = ("stripe_id", "status", "currently_due_count", "past_due_count",
+                    "current_deadline")
+
+
+def contributions(dialect: str) -> tuple[Contribution, ...]:
+    """Every contribution, with SQL for ``dialect`` ('sqlite' or 'postgresql')."""
+    return (
+        Contribution("attempts", "connection_attempts", "{day:started_at}",
+                     ("{r}.method", "{r}.outcome", "COALESCE({r}.failure_reason, '')"),
+                     ("started_at", "method", "outcome", "failure_reason")),
+        Contribution("connect_time", "connection_attempts", "{day:started_at}",
+                     (_connect_bucket(dialect),),
+                     ("started_at", "finished_at", "outcome"),
+                     condition="{r}.outcome = 'succeeded' AND {r}.finished_at IS NOT NULL"),
+        Contribution("payouts", "payouts", "{day:created_at}",
+                     ("{r}.currency", "{r}.status"),
+                     ("created_at", "currency", "status", "amount_minor"),
+                     amount="{r}.amount_minor"),
+        Contribution("events", "webhook_events", None, ("{r}.type", "{r}.status"),
+                     ("type", "status")),
+        Contribution("connected", "freelancers", "{day:connected_at}", (),
+                     ("stripe_account_id", "connected_at"),
+                     condition="{r}.stripe_account_id IS NOT NULL"),
+        Contribution("accounts", "connected_accounts", "{day:current_deadline}",
+                     ("{r}.status",
+                      "CASE WHEN {r}.currently_due_count > 0 THEN '1' ELSE '0' END",
+                      "CASE WHEN {r}.past_due_count > 0 THEN '1' ELSE '0' END"),
+                     _ACCOUNT_WATCHED, condition=_CURRENT_OWNER),
+    )
+
+
+#: The freelancer's side of ``accounts``: the account it points at, read by a join.
+FREELANCER_ACCOUNT = (
+    "SELECT 'accounts', {day:current.current_deadline}, current.status, "
+    "CASE WHEN current.currently_due_count > 0 THEN '1' ELSE '0' END, "
+    "CASE WHEN current.past_due_count > 0 THEN '1' ELSE '0' END, {sign}, 0 "
+    "FROM connected_accounts current WHERE current.stripe_id = {r}.stripe_account_id"
+)
+
+KINDS: tuple[str, ...] = ("attempts", "connect_time", "payouts", "events", "connected",
+                          "accounts", "requirements")
+
+
+def render(template: str, *, row: str, dialect: str) -> str:
+    """``template`` with ``{r}`` as ``row`` and ``{day:column}`` as that column's UTC day."""
+    out = []
+    rest = template
+    while "{day:" in rest:
+        head, _, tail = rest.partition("{day:")
+        column, _, rest = tail.partition("}")
+        if "." not in column:
+            column = "{r}." + column
+        out.append(head)
+        out.append(_dialect_day(column, dialect))
+    out.append(rest)
+    return "".join(out).replace("{r}", row)
+
+
+def select_of(item: Contribution, *, row: str, sign: str, dialect: str) -> str:
+    """The SELECT that yields ``item``'s summary row for ``row``, signed (+1 or -1)."""
+    keys = list(item.keys) + ["''"] * (3 - len(item.keys))
+    day = item.day if item.day is not None else "''"
+    amount = "0" if item.amount == "0" else f"{sign} * ({item.amount})"
+    text = (f"SELECT '{item.kind}', {day}, {', '.join(keys)}, {sign}, {amount} "
+            f"WHERE {item.condition}")
+    return render(text, row=row, dialect=dialect)
+
+
+def recount_sql(item: Contribution, *, dialect: str) -> str:
+    """A full recount of ``item``'s kind from its table (GROUP BY the summary's key)."""
+    keys = list(item.keys) + ["''"] * (3 - len(item.keys))
+    day = item.day if item.day is not None else "''"
+    text = ("SELECT day, k1, k2, k3, COUNT(*), COALESCE(SUM(amount), 0) FROM ("
+            f"SELECT {day} AS day, {keys[0]} AS k1, {keys[1]} AS k2, {keys[2]} AS k3, "
+            f"{item.amount} AS amount FROM {item.table} src WHERE {item.condition}) source_rows "
+            "GROUP BY day, k1, k2, k3")
+    return render(text, row="src", dialect=dialect)
