@@ -59,8 +59,7 @@ from lib.models import (
 )
 from lib.summaries import requirements as summary_requirements
 from lib.summaries import store as summary_store
-from lib.summaries.requirements import keys_of
-from lib.summaries.store import Key, changes_between
+from lib.summaries.keys import Key
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +147,9 @@ def _refresh(connection: Connection, stripe_ids: Iterable[str]) -> int:
         connection.execute(delete(_CODES).where(_CODES.c.account_id.in_(stale)))
         summary_changes: Counter[Key] = Counter()
         for account_id in stale:
-            summary_changes.update(changes_between(keys_of(stored[account_id]),
-                                                   keys_of(wanted[account_id])))
+            summary_changes.update(summary_store.changes_between(
+                summary_requirements.keys_of(stored[account_id]),
+                summary_requirements.keys_of(wanted[account_id])))
         summary_store.add(connection, {k: (n, 0) for k, n in summary_changes.items()})
         fresh = [row for account_id in stale for row in _insert_rows(account_id, wanted[account_id])]
         if fresh:
@@ -253,7 +253,7 @@ def _summary_part(connection: Connection, account_ids: Sequence[int]) -> Counter
             rows.setdefault(account_id, []).append((bucket, code, deadline))
     part: Counter[Key] = Counter()
     for found in rows.values():
-        part.update(keys_of(found))
+        part.update(summary_requirements.keys_of(found))
     return part
 
 

@@ -23,6 +23,7 @@ from lib.models import SummaryCount, SummaryDelta
 from lib.summaries import requirements
 from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
+    FREELANCER_DEADLINE,
     KINDS,
     Contribution,
     contributions,
@@ -65,6 +66,8 @@ def _triggers(dialect: str) -> list[_Trigger]:
                               _template(item, dialect)))
     found.append(_Trigger("summary_accounts_freelancers", "freelancers", ("stripe_account_id",),
                           FREELANCER_ACCOUNT))
+    found.append(_Trigger("summary_deadlines_freelancers", "freelancers",
+                          ("stripe_account_id",), FREELANCER_DEADLINE))
     return found
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from lib.account_status import requirement_label
 from lib.models import RequirementCode
-from lib.summaries.store import Key, day_of
+from lib.summaries.keys import Key, day_of
 
 KIND = "requirements"
 _CODES = RequirementCode.__table__

@@ -23,9 +23,11 @@ The kinds (and the page that reads each):
   the page shows all-time counts per type, so a per-day split would only multiply the rows it
   reads);
 - ``connected``: freelancers with a current account per day they connected (Overview);
-- ``accounts``: freelancers' current accounts per deadline day × status × currently-due flag ×
-  past-due flag (Overview's account tiles). Two tables feed it: an account row counts while a
-  freelancer points at it, so both the mirror's and the freelancer's triggers move it.
+- ``accounts``: freelancers' current accounts per status × currently-due flag × past-due flag,
+  undated (Overview's account tiles), and ``deadlines``: the same accounts per day of their
+  requirements deadline (Overview's "deadlines in the next 7 days"). Two tables feed both: an
+  account row counts while a freelancer points at it, so both the mirror's and the
+  freelancer's triggers move it.
 
 Requirement counts per label are kept by :mod:`lib.requirement_index` itself (labels are Python,
 see :mod:`lib.summaries.requirements`).
@@ -101,24 +103,32 @@ def contributions(dialect: str) -> tuple[Contribution, ...]:
         Contribution("connected", "freelancers", "{day:connected_at}", (),
                      ("stripe_account_id", "connected_at"),
                      condition="{r}.stripe_account_id IS NOT NULL"),
-        Contribution("accounts", "connected_accounts", "{day:current_deadline}",
+        Contribution("accounts", "connected_accounts", None,
                      ("{r}.status",
                       "CASE WHEN {r}.currently_due_count > 0 THEN '1' ELSE '0' END",
                       "CASE WHEN {r}.past_due_count > 0 THEN '1' ELSE '0' END"),
-                     _ACCOUNT_WATCHED, condition=_CURRENT_OWNER),
+                     _ACCOUNT_WATCHED[:4], condition=_CURRENT_OWNER),
+        Contribution("deadlines", "connected_accounts", "{day:current_deadline}", (),
+                     ("stripe_id", "current_deadline"),
+                     condition=f"{{r}}.current_deadline IS NOT NULL AND {_CURRENT_OWNER}"),
     )
 
 
-#: The freelancer's side of ``accounts``: the account it points at, read by a join.
+#: The freelancer's side of ``accounts`` and ``deadlines``: the account it points at, by a join.
 FREELANCER_ACCOUNT = (
-    "SELECT 'accounts', {day:current.current_deadline}, current.status, "
+    "SELECT 'accounts', '', current.status, "
     "CASE WHEN current.currently_due_count > 0 THEN '1' ELSE '0' END, "
     "CASE WHEN current.past_due_count > 0 THEN '1' ELSE '0' END, {sign}, 0 "
     "FROM connected_accounts current WHERE current.stripe_id = {r}.stripe_account_id"
 )
+FREELANCER_DEADLINE = (
+    "SELECT 'deadlines', {day:current.current_deadline}, '', '', '', {sign}, 0 "
+    "FROM connected_accounts current WHERE current.stripe_id = {r}.stripe_account_id "
+    "AND current.current_deadline IS NOT NULL"
+)
 
 KINDS: tuple[str, ...] = ("attempts", "connect_time", "payouts", "events", "connected",
-                          "accounts", "requirements")
+                          "accounts", "deadlines", "requirements")
 
 
 def render(template: str, *, row: str, dialect: str) -> str:

@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
+from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, literal_column, select, union_all
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from lib.models import SummaryCount, SummaryDelta
+from lib.summaries.keys import Key
 
-Key = tuple[str, str, str, str, str]  # kind, day, k1, k2, k3
 _COUNTS = SummaryCount.__table__
 _DELTAS = SummaryDelta.__table__
 
@@ -33,17 +34,8 @@ class SummaryRow:
     amount: int
 
     @property
-    def date(self) -> date | None:
+    def as_date(self) -> date | None:
         return date.fromisoformat(self.day) if self.day else None
-
-
-def day_of(moment: datetime | date | None) -> str:
-    """The summaries' day text for a timestamp (its UTC date) or a date; '' for none."""
-    if moment is None:
-        return ""
-    if isinstance(moment, datetime):
-        return moment.astimezone(UTC).strftime("%Y-%m-%d")
-    return moment.isoformat()
 
 
 def add(connection: Connection, changes: Mapping[Key, tuple[int, int]]) -> None:
@@ -77,35 +69,62 @@ def changes_between(before: Iterable[Key], after: Iterable[Key]) -> Counter[Key]
     return delta
 
 
-def read(session: Session | Connection, kind: str, *, first_day: str | None = None,
-         before_day: str | None = None, k1: Iterable[str] | None = None,
-         undated_too: bool = True) -> list[SummaryRow]:
-    """The kind's rows (counts plus pending deltas), days in ``[first_day, before_day)``.
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One read of a summary: a kind, a day range ``[first_day, before_day)``, the key columns
+    to keep (the others are added up in the database and come back ''), and values to keep."""
 
-    With a day bound, undated rows ('') are left out unless the range starts unbounded and
-    ``undated_too`` is set.
+    label: str
+    kind: str
+    first_day: str | None = None
+    before_day: str | None = None
+    group: tuple[str, ...] = ("day", "k1", "k2", "k3")
+    where: Mapping[str, tuple[str, ...]] | None = None
+
+
+def _part(table: Any, ask: Ask) -> Any:
+    columns = table.c
+    conditions = [columns.kind == ask.kind]
+    if ask.first_day is not None:
+        conditions.append(columns.day >= ask.first_day)
+    if ask.before_day is not None:
+        conditions.append(columns.day < ask.before_day)
+    for name, values in (ask.where or {}).items():
+        conditions.append(columns[name].in_(list(values)))
+    return select(columns.day, columns.k1, columns.k2, columns.k3, columns.n,
+                  columns.amount).where(and_(*conditions))
+
+
+def _grouped(ask: Ask) -> Any:
+    both = union_all(_part(_COUNTS, ask), _part(_DELTAS, ask)).subquery()
+    kept = [both.c[name] for name in ask.group]
+    shown = [both.c[name] if name in ask.group else literal_column("''")
+             for name in ("day", "k1", "k2", "k3")]
+    return (select(literal_column(f"'{ask.label}'"), *shown, func.sum(both.c.n),
+                   func.sum(both.c.amount))
+            .group_by(*kept).having(func.sum(both.c.n) != 0))
+
+
+def read_many(session: Session | Connection, asks: Iterable[Ask]) -> dict[str, list[SummaryRow]]:
+    """Several reads in one statement (a page's summaries in one round trip), by label.
+
+    Counts and pending deltas are added in the same statement, so the page sees one snapshot.
     """
-    def part(table: object) -> object:
-        columns = table.c  # type: ignore[attr-defined]
-        where = [columns.kind == kind]
-        if first_day is not None:
-            where.append(columns.day >= first_day)
-        elif not undated_too:
-            where.append(columns.day != "")
-        if before_day is not None:
-            where.append(columns.day < before_day)
-        if k1 is not None:
-            where.append(columns.k1.in_(list(k1)))
-        return select(columns.day, columns.k1, columns.k2, columns.k3, columns.n,
-                      columns.amount).where(and_(*where))
+    asks = list(asks)
+    if any(not ask.label.isidentifier() for ask in asks):
+        raise ValueError("summary read labels are plain identifiers")
+    found: dict[str, list[SummaryRow]] = {ask.label: [] for ask in asks}
+    if not asks:
+        return found
+    statement = union_all(*[_grouped(ask) for ask in asks]) if len(asks) > 1 else _grouped(asks[0])
+    for label, d, a, b, c, n, m in session.execute(statement):
+        found[str(label)].append(SummaryRow(str(d), str(a), str(b), str(c), int(n or 0),
+                                            int(m or 0)))
+    for rows in found.values():
+        rows.sort(key=lambda r: (r.day, r.k1, r.k2, r.k3))
+    return found
 
-    both = union_all(part(_COUNTS), part(_DELTAS)).subquery()  # type: ignore[arg-type]
-    statement = (
-        select(both.c.day, both.c.k1, both.c.k2, both.c.k3, func.sum(both.c.n),
-               func.sum(both.c.amount))
-        .group_by(both.c.day, both.c.k1, both.c.k2, both.c.k3)
-        .having(func.sum(both.c.n) != literal_column("0"))
-        .order_by(both.c.day, both.c.k1, both.c.k2, both.c.k3)
-    )
-    return [SummaryRow(str(d), str(a), str(b), str(c), int(n or 0), int(m or 0))
-            for d, a, b, c, n, m in session.execute(statement)]
+
+def read(session: Session | Connection, kind: str, **options: Any) -> list[SummaryRow]:
+    """One :class:`Ask` of ``kind`` (see there for the options)."""
+    return read_many(session, [Ask("only", kind, **options)])["only"]
