@@ -1,6 +1,8 @@
 """Connection metrics for a date range: success rate over time, the funnel, failure reasons and
-time to connect, each one ``GROUP BY`` query over ``connection_attempts`` (indexed on
-``started_at`` and ``outcome``).
+time to connect. The series and the time-to-connect distribution read the per-day summaries
+kept on write (``lib.summaries``, issue 22: a few rows per day, whatever the volume); the funnel
+counts distinct freelancers, which cannot be added up from per-day rows, with one ``GROUP BY``
+over the range's attempts (indexed on ``started_at``).
 
 Attempts belong to the day (or ISO week, Monday first) they *started*, in UTC. Definitions:
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from lib.errors import ValidationError
@@ -39,6 +41,8 @@ from lib.models import (
     PayoutStatus,
 )
 from lib.roles import Action, Operator, authorize
+from lib.summaries.keys import day_of
+from lib.summaries.store import read
 
 #: The longest range the page may ask for (two years of days is still a small result).
 MAX_RANGE = timedelta(days=800)
@@ -65,12 +69,6 @@ def date_bucket(column: Any, grain: Grain, dialect: str) -> ColumnElement[Any]:
         return func.date(column)
     # SQLite: 'weekday 0' moves forward to Sunday (or stays), '-6 days' lands on Monday.
     return func.date(column, "weekday 0", "-6 days")
-
-
-def _seconds_between(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
-    if dialect == "postgresql":
-        return func.extract("epoch", end - start)
-    return (func.julianday(end) - func.julianday(start)) * cast(86_400, Float)
 
 
 def _as_date(value: Any) -> date:
@@ -113,16 +111,6 @@ def _in_range(period: DateRange) -> ColumnElement[bool]:
                 ConnectionAttempt.started_at < period.end)
 
 
-def _bucketed(session: Session, grain: Grain, period: DateRange) -> Select[Any]:
-    """Attempts started in the period with their bucket, for an outer GROUP BY."""
-    return select(
-        date_bucket(ConnectionAttempt.started_at, grain, _dialect(session)).label("bucket"),
-        ConnectionAttempt.method,
-        ConnectionAttempt.outcome,
-        func.coalesce(ConnectionAttempt.failure_reason, ConnectionAttempt.outcome).label("reason"),
-    ).where(_in_range(period))
-
-
 def _count_when(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
@@ -154,25 +142,38 @@ class RatePoint:
         return round(100 * self.succeeded / self.decided, 1) if self.decided else None
 
 
+def _week_of(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _bucket_of(day_text: str, grain: Grain) -> date:
+    day = date.fromisoformat(day_text)
+    return day if grain is Grain.DAY else _week_of(day)
+
+
+def _days(period: DateRange) -> dict[str, str]:
+    return {"first_day": day_of(period.first), "before_day": day_of(period.last
+                                                                   + timedelta(days=1))}
+
+
 def success_rate_series(
     session: Session, *, operator: Operator, period: DateRange, grain: Grain = Grain.DAY,
 ) -> list[RatePoint]:
-    """Attempts and outcomes per bucket and method (``oauth`` / ``account_link``)."""
+    """Attempts and outcomes per bucket and method (``oauth`` / ``account_link``).
+
+    Read from the per-day summary (issue 22): about one row per day, method and outcome.
+    """
     authorize(operator, Action.VIEW_METRICS, session=session)
-    outcome = _bucketed(session, grain, period).subquery()
-    rows = session.execute(
-        select(
-            outcome.c.bucket, outcome.c.method, func.count(),
-            _count_when(outcome.c.outcome == AttemptOutcome.SUCCEEDED.value),
-            _count_when(outcome.c.outcome == AttemptOutcome.FAILED.value),
-            _count_when(outcome.c.outcome == AttemptOutcome.ABANDONED.value),
-            _count_when(outcome.c.outcome == AttemptOutcome.PENDING.value),
-        )
-        .group_by(outcome.c.bucket, outcome.c.method)
-        .order_by(outcome.c.bucket, outcome.c.method)
-    )
-    return [RatePoint(_as_date(b), str(m), int(n), int(s), int(f), int(a), int(p))
-            for b, m, n, s, f, a, p in rows]
+    totals: dict[tuple[date, str], dict[str, int]] = {}
+    for row in read(session, "attempts", group=("day", "k1", "k2"), **_days(period)):
+        per = totals.setdefault((_bucket_of(row.day, grain), row.k1), {})
+        per[row.k2] = per.get(row.k2, 0) + row.n
+    return [RatePoint(bucket, method, sum(per.values()),
+                      per.get(AttemptOutcome.SUCCEEDED.value, 0),
+                      per.get(AttemptOutcome.FAILED.value, 0),
+                      per.get(AttemptOutcome.ABANDONED.value, 0),
+                      per.get(AttemptOutcome.PENDING.value, 0))
+            for (bucket, method), per in sorted(totals.items())]
 
 
 # ---- funnel ----------------------------------------------------------------------------------
@@ -249,17 +250,15 @@ class ReasonPoint:
 def failure_reasons_series(
     session: Session, *, operator: Operator, period: DateRange, grain: Grain = Grain.DAY,
 ) -> list[ReasonPoint]:
-    """Failed and abandoned attempts per bucket and reason."""
+    """Failed and abandoned attempts per bucket and reason (the outcome when none was given)."""
     authorize(operator, Action.VIEW_METRICS, session=session)
-    failures = _bucketed(session, grain, period).where(
-        ConnectionAttempt.outcome.in_([AttemptOutcome.FAILED.value,
-                                       AttemptOutcome.ABANDONED.value])).subquery()
-    rows = session.execute(
-        select(failures.c.bucket, failures.c.reason, func.count())
-        .group_by(failures.c.bucket, failures.c.reason)
-        .order_by(failures.c.bucket, failures.c.reason)
-    )
-    return [ReasonPoint(_as_date(b), str(r), int(n)) for b, r, n in rows]
+    totals: dict[tuple[date, str], int] = {}
+    for row in read(session, "attempts", group=("day", "k2", "k3"),
+                    where={"k2": (AttemptOutcome.FAILED.value, AttemptOutcome.ABANDONED.value)},
+                    **_days(period)):
+        key = (_bucket_of(row.day, grain), row.k3 or row.k2)
+        totals[key] = totals.get(key, 0) + row.n
+    return [ReasonPoint(bucket, reason, n) for (bucket, reason), n in sorted(totals.items())]
 
 
 # ---- time to connect -------------------------------------------------------------------------
@@ -275,23 +274,14 @@ class DurationBucket:
 def time_to_connect(
     session: Session, *, operator: Operator, period: DateRange,
 ) -> list[DurationBucket]:
-    """Succeeded attempts by how long they took from link to connection (every bucket listed)."""
+    """Succeeded attempts by how long they took from link to connection (every bucket listed).
+
+    The bucket of each attempt is kept by the ``connect_time`` summary (its bounds are
+    :data:`DURATION_BUCKETS`'; a test keeps the two equal).
+    """
     authorize(operator, Action.VIEW_METRICS, session=session)
-    seconds = _seconds_between(ConnectionAttempt.started_at, ConnectionAttempt.finished_at,
-                               _dialect(session))
-    whens = [(seconds < limit, index) for index, (_, limit) in enumerate(DURATION_BUCKETS)
-             if limit is not None]
-    durations = (
-        select(case(*whens, else_=len(DURATION_BUCKETS) - 1).label("bucket_index"))
-        .where(_in_range(period),
-               ConnectionAttempt.outcome == AttemptOutcome.SUCCEEDED.value,
-               ConnectionAttempt.finished_at.is_not(None))
-        .subquery()
-    )
-    # Grouping on the subquery's column: PostgreSQL cannot match a GROUP BY expression whose
-    # constants are separate bind parameters.
-    rows = session.execute(
-        select(durations.c.bucket_index, func.count()).group_by(durations.c.bucket_index))
-    counts = {int(i): int(n) for i, n in rows}
+    counts: dict[int, int] = {}
+    for row in read(session, "connect_time", group=("k1",), **_days(period)):
+        counts[int(row.k1)] = counts.get(int(row.k1), 0) + row.n
     return [DurationBucket(label, i, counts.get(i, 0))
             for i, (label, _) in enumerate(DURATION_BUCKETS)]
