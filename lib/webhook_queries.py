@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, literal, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from lib.index_scan import distinct_by_seeks
 from lib.models import WebhookEvent, WebhookStatus
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
+from lib.summaries.store import read
 
 MAX_PAGE = 500
 
@@ -68,37 +68,36 @@ class FailedPage:
 
 
 def last_events_per_type(session: Session, *, operator: Operator) -> list[EventTypeRow]:
-    """Per event type: counts and the most recently received event, newest type first."""
+    """Per event type: counts and the most recently received event, newest type first.
+
+    The counts per type and status come from the ``events`` summary (issue 22: one row per type
+    and status, whatever the log's size); the latest event of each type is one read of the
+    ``(type, status, id)`` index per type.
+    """
     authorize(operator, Action.VIEW_WEBHOOKS, session=session)
-    # The types by a loose index scan (one seek per type), then per type three reads of the
-    # (type, status, id) index: a range count, the failed range count and the last id. Counting
-    # ranges of the index costs a third of grouping 200,000 (type, status) entries.
-    types = distinct_by_seeks(WebhookEvent.type, name="event_types")
+    received: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for row in read(session, "events", group=("k1", "k2")):
+        received[row.k1] = received.get(row.k1, 0) + row.n
+        if row.k2 in NEEDS_ATTENTION:
+            failed[row.k1] = failed.get(row.k1, 0) + row.n
+    if not received:
+        return []
+    names = [select(literal(name, String()).label("value")) for name in sorted(received)]
+    listed = (union_all(*names) if len(names) > 1 else names[0]).subquery()
     inner = aliased(WebhookEvent)
-    of_type = inner.type == types.c.value
-    per_type = (
-        select(
-            types.c.value.label("type"),
-            select(func.count()).select_from(inner).where(of_type).scalar_subquery()
-            .label("received"),
-            select(func.count()).select_from(inner)
-            .where(of_type, inner.status.in_(NEEDS_ATTENTION)).scalar_subquery()
-            .label("failed"),
-            select(func.max(inner.id)).where(of_type).scalar_subquery().label("last_id"),
-        )
-        .where(types.c.value.is_not(None))
-        .subquery()
-    )
+    last_id = (select(func.max(inner.id)).where(inner.type == listed.c.value)
+               .scalar_subquery())
     statement = (
-        select(per_type.c.type, per_type.c.received, per_type.c.failed, WebhookEvent)
-        .join(WebhookEvent, WebhookEvent.id == per_type.c.last_id)
-        .order_by(WebhookEvent.received_at.desc(), per_type.c.type)
+        select(listed.c.value, WebhookEvent)
+        .join(WebhookEvent, WebhookEvent.id == last_id)
+        .order_by(WebhookEvent.received_at.desc(), listed.c.value)
     )
     return [
-        EventTypeRow(type=t, received=int(n), failed=int(f or 0),
+        EventTypeRow(type=t, received=received[t], failed=failed.get(t, 0),
                      last_received_at=event.received_at, last_event_id=event.stripe_event_id,
                      last_status=event.status, last_account=event.account)
-        for t, n, f, event in session.execute(statement)
+        for t, event in session.execute(statement)
     ]
 
 
