@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, distinct, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus, requirement_label
@@ -43,6 +43,9 @@ from lib.models import (
 )
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
+from lib.summaries.keys import day_of
+from lib.summaries.requirements import keys_of
+from lib.summaries.store import read
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
@@ -291,37 +294,36 @@ def requirement_counts(
     session: Session, *, operator: Operator, within_days: int | None = None,
     now: datetime | None = None,
 ) -> list[RequirementCount]:
-    """Accounts asked for each requirement (plain label), per category, from the index."""
+    """Accounts asked for each requirement (plain label), per category.
+
+    From the ``requirements`` summary (issue 22), kept per deadline day, list and label with
+    each account counted once per label. With a deadline cutoff, the whole days before it come
+    from the summary and the cutoff's own day from the index (an account's codes share one
+    deadline, so the two parts never count an account twice).
+    """
     authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
     cutoff = _deadline_cutoff(within_days, now or utcnow())
-    per_code = session.execute(_in_scope(
-        select(RequirementCode.bucket, RequirementCode.code, func.count())
-        .group_by(RequirementCode.bucket, RequirementCode.code), cutoff)).all()
-    codes_by_label: dict[tuple[str, str], list[str]] = {}
     counts: dict[tuple[str, str], int] = {}
-    for bucket, code, accounts in per_code:
-        key = (str(bucket), requirement_label(str(code)))
-        codes_by_label.setdefault(key, []).append(str(code))
-        counts[key] = int(accounts)         # one code per (account, bucket): a count of accounts
-    shared = {key for key, codes in codes_by_label.items() if len(codes) > 1}
-    if shared:
-        # Codes sharing a label (the three date-of-birth fields) count an account once.
-        shared_codes = sorted({code for key in shared for code in codes_by_label[key]})
-        labelled = _in_scope(select(
-            RequirementCode.bucket,
-            case({code: requirement_label(code) for code in shared_codes},
-                 value=RequirementCode.code).label("label"),
-            RequirementCode.account_id,
-        ).where(RequirementCode.code.in_(shared_codes)), cutoff).subquery()
-        for bucket, label, accounts in session.execute(
-            select(labelled.c.bucket, labelled.c.label,
-                   func.count(distinct(labelled.c.account_id)))
-            .group_by(labelled.c.bucket, labelled.c.label)
+    if cutoff is None:
+        rows = read(session, "requirements", group=("k1", "k2"))
+    else:
+        midnight = datetime.combine(cutoff.astimezone(UTC).date(), time(), tzinfo=UTC)
+        rows = read(session, "requirements", first_day="0000-00-01",
+                    before_day=day_of(midnight), group=("k1", "k2"))
+        partial: dict[int, list[tuple[str, str, datetime | None]]] = {}
+        for account_id, bucket, code, deadline in session.execute(
+            select(RequirementCode.account_id, RequirementCode.bucket, RequirementCode.code,
+                   RequirementCode.deadline)
+            .where(RequirementCode.deadline >= midnight, RequirementCode.deadline < cutoff)
         ):
-            if (bucket, label) in shared:
-                counts[(bucket, label)] = int(accounts)
+            partial.setdefault(int(account_id), []).append((str(bucket), str(code), deadline))
+        for found in partial.values():
+            for _, _, bucket, label, _ in keys_of(found):
+                counts[(bucket, label)] = counts.get((bucket, label), 0) + 1
+    for row in rows:
+        counts[(row.k1, row.k2)] = counts.get((row.k1, row.k2), 0) + row.n
     names = dict(CATEGORIES)
     rank = {name: index for index, (_, name) in enumerate(CATEGORIES)}
     result = [RequirementCount(names[bucket], label, accounts, bucket)
-              for (bucket, label), accounts in counts.items()]
+              for (bucket, label), accounts in counts.items() if bucket in names and accounts]
     return sorted(result, key=lambda r: (rank[r.category], -r.accounts, r.label))
