@@ -296,6 +296,21 @@ def _worker_silent(session: Session, params: dict[str, int], now: datetime) -> l
                       {"last_seen_at": last.isoformat() if last else None})]
 
 
+def _summary_mismatch(session: Session, params: dict[str, int],
+                      now: datetime) -> list[Condition]:
+    from lib.summaries.runs import latest_check
+
+    latest = latest_check(session)
+    if latest is None or not latest.mismatches:
+        return []
+    first = (latest.details.get("differences") or [{}])[0]
+    return [Condition("summaries", f"The dashboard's summaries differ from a recount in "
+                      f"{latest.mismatches} place(s) (check #{latest.id} at "
+                      f"{latest.checked_at:%Y-%m-%d %H:%M} UTC; first: {first.get('kind')} "
+                      f"{first.get('day') or ''}): the Overview and metrics may be wrong.",
+                      {"check_id": latest.id, "mismatches": latest.mismatches})]
+
+
 KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("past_due_new", "Requirements past due (new)",
          "An account's requirements become past due: one alert per account.", "error", (),
@@ -342,6 +357,10 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
          (Param("minutes", "Longer than minutes", 60, 1, 10_080),),
          _unknown_payouts, "Run Reconciliation; do not pay the freelancer again until it is "
          "settled."),
+    Kind("summary_mismatch", "Summaries differ from a recount",
+         "The daily check found a dashboard summary that differs from a full recount.",
+         "error", (), _summary_mismatch,
+         "Run python -m lib.summaries rebuild, then report the check's details as a bug."),
     Kind("worker_silent", "Worker not heartbeating",
          "No background worker has written a heartbeat for longer than the limit (checked by "
          "the companion service).", "error",

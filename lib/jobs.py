@@ -106,7 +106,8 @@ def default_jobs(settings: Settings) -> list[Job]:
     """The product's jobs, then every registered one."""
     # The features that plug jobs in register them when imported (a lazy import: they import
     # this module for Job and register_job).
-    import lib.alerts  # noqa: F401
+    import lib.alerts
+    import lib.summaries.runs  # noqa: F401
 
     jobs = [
         Job("sync_accounts", timedelta(seconds=settings.sync_interval_seconds), _sync_accounts,

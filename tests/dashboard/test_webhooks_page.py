@@ -150,7 +150,8 @@ def test_a_live_worker_its_jobs_and_a_dead_letter(app, world) -> None:
     by_name = jobs.set_index("name")
     assert set(by_name.index) == {"sync_accounts", "purge_oauth_states",
                                   "abandon_connection_attempts", "reconciliation",
-                                  "alert_checks", "alert_digest"}  # issue 20's jobs
+                                  "alert_checks", "alert_digest",  # issue 20's jobs
+                                  "summaries_compact", "summaries_check"}  # issue 22's
     assert by_name.loc["reconciliation", "last_result"] == "report #1: 0 transfer(s)"
     assert by_name.loc["sync_accounts", "last_result"] == "never run yet"
     assert list(failed["State"]) == ["dead letter"]

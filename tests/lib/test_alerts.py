@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.alerts import (
@@ -211,6 +211,28 @@ def _silent_off(ctx: Ctx) -> None:
     ctx.write(beat)
 
 
+def _summary_on(ctx: Ctx) -> None:
+    """A summary row nothing in the tables accounts for; the daily check finds it."""
+    from lib.models import SummaryCount
+    from lib.summaries.runs import run_check
+
+    def corrupt(session: Session) -> None:
+        session.execute(delete(SummaryCount).where(SummaryCount.kind == "events",
+                                                   SummaryCount.k1 == "bogus"))
+        session.add(SummaryCount(kind="events", day="", k1="bogus", k2="received", k3="",
+                                 n=3, amount=0))
+    ctx.write(corrupt)
+    assert run_check(ctx.factory).mismatches == 1
+
+
+def _summary_off(ctx: Ctx) -> None:
+    from lib.summaries.runs import run_check, run_rebuild
+
+    ctx.now += timedelta(minutes=1)
+    run_rebuild(ctx.factory)
+    assert run_check(ctx.factory).mismatches == 0
+
+
 SCENARIOS: dict[str, tuple[dict[str, int], Callable[[Ctx], None], Callable[[Ctx], None]]] = {
     "past_due_new": ({}, _past_due_on, _past_due_off),
     "past_due_count": ({"threshold": 1}, _count_on, _past_due_off),
@@ -224,6 +246,7 @@ SCENARIOS: dict[str, tuple[dict[str, int], Callable[[Ctx], None], Callable[[Ctx]
     "reconciliation_drift": ({"window_hours": 48}, _drift_on, _drift_off),
     "payout_unknown": ({"minutes": 30}, _unknown_on, _unknown_off),
     "worker_silent": ({"seconds": 120}, _silent_on, _silent_off),
+    "summary_mismatch": ({}, _summary_on, _summary_off),
 }
 
 

@@ -256,8 +256,9 @@ def test_the_product_jobs_run_against_stripe_and_store_the_reconciliation(
     worker = Worker(session_factory, gateway=gateway, settings=settings)
     assert [job.name for job in worker.jobs] == [
         "sync_accounts", "purge_oauth_states", "abandon_connection_attempts", "reconciliation",
-        "alert_checks", "alert_digest"]  # issue 20's, registered through lib.jobs.register_job
-    assert worker.run_due_jobs() == 6
+        "alert_checks", "alert_digest",  # issue 20's, registered through lib.jobs.register_job
+        "summaries_compact", "summaries_check"]  # issue 22's
+    assert worker.run_due_jobs() == 8
     with session_factory() as session:
         results = {j.name: (j.last_status, j.last_result) for j in
                    session.scalars(select(ScheduledJob))}
@@ -273,6 +274,9 @@ def test_the_product_jobs_run_against_stripe_and_store_the_reconciliation(
     assert results["alert_checks"] == ("ok", "0 rule(s) checked: 0 alert(s) opened, 0 cleared, "
                                              "0 message(s) queued")
     assert results["alert_digest"] == ("ok", "0 digest message(s) queued")
+    assert results["summaries_compact"][0] == "ok"
+    assert results["summaries_check"][0] == "ok" and results["summaries_check"][1].startswith(
+        "summaries equal a recount")
     assert report.period_end - report.period_start >= timedelta(days=2)
     assert account.id  # the synced account is the one Stripe has
 

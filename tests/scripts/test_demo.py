@@ -135,7 +135,8 @@ def _worker_in_the_loop(data: Path, emulator: str) -> None:
         rows = _query(data, select(ScheduledJob.name, ScheduledJob.last_status))
         return {name for name, status in rows if status == "ok"} == {
             "sync_accounts", "purge_oauth_states", "abandon_connection_attempts",
-            "reconciliation", "alert_checks", "alert_digest"}
+            "reconciliation", "alert_checks", "alert_digest", "summaries_compact",
+            "summaries_check"}
 
     def events_settled() -> bool:
         statuses = [s for (s,) in _query(data, select(WebhookEvent.status))]
