@@ -110,17 +110,23 @@ def page_offset(key: str, *, filters: object, page_size: int = PAGE_SIZE) -> int
     return (int(state.get(key) or 1) - 1) * page_size
 
 
-def pager(total: int, *, key: str, page_size: int = PAGE_SIZE) -> None:
-    """The page number input under a table (see :func:`page_offset`)."""
+def pager(total: int, *, key: str, page_size: int = PAGE_SIZE, at_least: bool = False) -> None:
+    """The page number input under a table (see :func:`page_offset`).
+
+    ``at_least``: counting stopped at ``total`` (a search the summaries cannot count, issue
+    22), so the rows are "more than" it and the last page is not known.
+    """
     pages = max(1, math.ceil(total / page_size))
     if int(st.session_state.get(key) or 1) > pages:
         st.session_state[key] = pages
-    if pages == 1:
-        st.caption(f"{total:,} row{'s' if total != 1 else ''}")
+    rows = (f"more than {total:,} rows" if at_least
+            else f"{total:,} row{'s' if total != 1 else ''}")
+    if pages == 1 and not at_least:
+        st.caption(rows)
         return
     left, right = st.columns([1, 3])
     number = left.number_input("Page", min_value=1, max_value=pages, step=1, key=key)
-    right.caption(f"Page {number} of {pages:,} · {total:,} rows")
+    right.caption(f"Page {number} of {'at least ' if at_least else ''}{pages:,} · {rows}")
 
 
 def table_with_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, key: str,

@@ -37,6 +37,7 @@ from lib.models import ConnectedAccount, ConnectionAttempt, Freelancer, Payout
 from lib.money import minor_to_display
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
+from lib.summaries.store import Ask, read_many
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
@@ -102,6 +103,9 @@ class AccountPage:
     offset: int
     has_next: bool = False
     has_previous: bool = False
+    #: The filters had no summary to count from, so counting stopped at ``COUNT_CAP``:
+    #: "more than" ``total`` rows.
+    total_is_lower_bound: bool = False
 
     @property
     def has_more(self) -> bool:
@@ -241,6 +245,56 @@ def _before(cursor: AccountCursor) -> ColumnElement[bool]:
                 or_(Freelancer.name < cursor.name, Freelancer.id < cursor.freelancer_id))
 
 
+# ---- the filtered total ------------------------------------------------------------------------
+
+#: Filters the summaries cannot count (a search, a country, a date) are counted this far only.
+COUNT_CAP = 10_000
+
+
+def _from_summaries(session: Session, filters: AccountFilter) -> int | None:
+    """The exact total from the ``freelancers`` and ``accounts`` summaries (issue 22), or None
+    when the filters go beyond status and due (which those summaries are keyed by)."""
+    if filters.country or filters.connected_since is not None or filters.search.strip():
+        return None
+    if filters.statuses:
+        _status_clause(filters.statuses)  # the same refusal of an unknown status
+    rows = read_many(session, [Ask("people", "freelancers", group=("k1",)),
+                               Ask("accounts", "accounts", group=("k1", "k2", "k3"))])
+    unconnected = sum(r.n for r in rows["people"] if r.k1 == "0")
+    connected = sum(r.n for r in rows["people"] if r.k1 == "1")
+    unmirrored = connected - sum(r.n for r in rows["accounts"])
+    wanted = set(filters.statuses)
+    total = 0
+    for row in rows["accounts"]:
+        due, past_due = row.k2 == "1", row.k3 == "1"
+        if wanted and row.k1 not in wanted:
+            continue
+        if ((filters.due is DueFilter.DUE and not due)
+                or (filters.due is DueFilter.PAST_DUE and not past_due)
+                or (filters.due is DueFilter.NOTHING_DUE and (due or past_due))):
+            continue
+        total += row.n
+    if filters.due in (DueFilter.ANY, DueFilter.NOTHING_DUE):
+        if not wanted or ConnectionStatus.NOT_CONNECTED.value in wanted:
+            total += unconnected
+        if not wanted or ConnectionStatus.PENDING.value in wanted:
+            total += unmirrored
+    return total
+
+
+def _total(session: Session, filters: AccountFilter) -> tuple[int, bool]:
+    """(total, whether it is only a lower bound)."""
+    exact = _from_summaries(session, filters)
+    if exact is not None:
+        return exact, False
+    matching = select(Freelancer.id).select_from(Freelancer)
+    if _needs_mirror(filters):
+        matching = matching.outerjoin(ConnectedAccount, _ON_ACCOUNT)
+    capped = _where(matching, filters).limit(COUNT_CAP + 1).subquery()
+    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    return (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
+
+
 # ---- public reads ----------------------------------------------------------------------------
 
 
@@ -261,10 +315,7 @@ def list_accounts(
         raise ValidationError("A page starts at one place: an offset, after or before a row, "
                               "or the end.")
     chosen = filters or AccountFilter()
-    count = select(func.count(Freelancer.id)).select_from(Freelancer)
-    if _needs_mirror(chosen):
-        count = count.outerjoin(ConnectedAccount, _ON_ACCOUNT)
-    total = session.scalar(_where(count, chosen)) or 0
+    total, at_least = _total(session, chosen)
     statement = _where(_list_select(), chosen)
     if after is not None:
         statement = statement.where(_after(after))
@@ -287,7 +338,8 @@ def list_accounts(
     else:
         has_next, has_previous = more, after is not None or offset > 0
     return AccountPage(rows=[_to_row(r) for r in shown], total=int(total), limit=limit,
-                       offset=offset, has_next=has_next, has_previous=has_previous)
+                       offset=offset, has_next=has_next, has_previous=has_previous,
+                       total_is_lower_bound=at_least)
 
 
 def iter_export_rows(

@@ -145,9 +145,9 @@ else:
                      "Charges": st.column_config.CheckboxColumn("Charges", width="small"),
                      "Payouts": st.column_config.CheckboxColumn("Payouts", width="small"),
                  })
-pager(page.total, key="accounts_page")
+pager(page.total, key="accounts_page", at_least=page.total_is_lower_bound)
 pages = max(1, math.ceil(page.total / PAGE_SIZE))
-if pages > 1:
+if pages > 1 or page.total_is_lower_bound:
     first, previous, following, last = st.columns(4)
     first.button("First", key="accounts_page_first", icon=":material/first_page:",
                  disabled=number <= 1, on_click=_go, args=(1, None, None, PAGE_SIZE))
@@ -155,10 +155,11 @@ if pages > 1:
                     disabled=not page.has_previous or number <= 1, on_click=_go,
                     args=(number - 1, "before", page.first, PAGE_SIZE))
     following.button("Next", key="accounts_page_next", icon=":material/chevron_right:",
-                     disabled=not page.has_next or number >= pages, on_click=_go,
+                     disabled=not page.has_next, on_click=_go,
                      args=(number + 1, "after", page.last, PAGE_SIZE))
     last.button("Last", key="accounts_page_last", icon=":material/last_page:",
-                disabled=number >= pages, on_click=_go,
+                # A counted-up-to total has no known last page (narrow the search instead).
+                disabled=number >= pages or page.total_is_lower_bound, on_click=_go,
                 args=(pages, "end", None, page.total - (pages - 1) * PAGE_SIZE))
 
 if page.total and operator.can(Action.EXPORT):
@@ -170,8 +171,10 @@ if page.total and operator.can(Action.EXPORT):
             yield from iter_export_rows(session, operator=operator, filters=filters)
 
     shown = min(page.total, MAX_EXPORT)
-    deferred_csv(f"Download CSV ({shown:,} row{'s' if shown != 1 else ''})", _export_rows, EXPORT_COLUMNS,
-                 key="accounts_export", file_name="accounts.csv")
+    label = (f"Download CSV (up to {MAX_EXPORT:,} rows)" if page.total_is_lower_bound
+             else f"Download CSV ({shown:,} row{'s' if shown != 1 else ''})")
+    deferred_csv(label, _export_rows, EXPORT_COLUMNS, key="accounts_export",
+                 file_name="accounts.csv")
     if page.total > MAX_EXPORT:
         st.caption(f"The CSV holds the first {MAX_EXPORT:,} rows; narrow the filters for more.")
 

@@ -22,6 +22,8 @@ The kinds (and the page that reads each):
 - ``events``: webhook events per type × status, undated (Webhooks and sync's per-type table;
   the page shows all-time counts per type, so a per-day split would only multiply the rows it
   reads);
+- ``freelancers``: every freelancer, by whether they have a current account (the Accounts
+  page's total);
 - ``connected``: freelancers with a current account per day they connected (Overview);
 - ``accounts``: freelancers' current accounts per status × currently-due flag × past-due flag,
   undated (Overview's account tiles), and ``deadlines``: the same accounts per day of their
@@ -100,6 +102,9 @@ def contributions(dialect: str) -> tuple[Contribution, ...]:
                      amount="{r}.amount_minor"),
         Contribution("events", "webhook_events", None, ("{r}.type", "{r}.status"),
                      ("type", "status")),
+        Contribution("freelancers", "freelancers", None,
+                     ("CASE WHEN {r}.stripe_account_id IS NULL THEN '0' ELSE '1' END",),
+                     ("stripe_account_id",)),
         Contribution("connected", "freelancers", "{day:connected_at}", (),
                      ("stripe_account_id", "connected_at"),
                      condition="{r}.stripe_account_id IS NOT NULL"),
@@ -127,7 +132,8 @@ FREELANCER_DEADLINE = (
     "AND current.current_deadline IS NOT NULL"
 )
 
-KINDS: tuple[str, ...] = ("attempts", "connect_time", "payouts", "events", "connected",
+KINDS: tuple[str, ...] = ("attempts", "connect_time", "payouts", "events", "freelancers",
+                          "connected",
                           "accounts", "deadlines", "requirements")
 
 

@@ -61,6 +61,22 @@ def test_allowed_roles_on_seeded_data(app, session_factory, user) -> None:
     assert not at.exception and "No freelancer matches" in page_text(at)
 
 
+def test_a_search_beyond_the_count_cap_says_more_than(app, session_factory,
+                                                      monkeypatch) -> None:
+    """Issue 22: a free-text search is counted up to a cap, never by scanning every row."""
+    from lib import account_queries
+
+    monkeypatch.setattr(account_queries, "COUNT_CAP", 60)
+    seed_many(session_factory, 140)
+    at = open_page(app, "accounts.py", "admin")
+    assert "Page 1 of 3 · 140 rows" in page_text(at)        # no search: exact, from summaries
+    at.text_input(key="accounts_search").input("example").run()
+    assert not at.exception
+    assert "Page 1 of at least 2 · more than 60 rows" in page_text(at)
+    assert at.button(key="accounts_page_last").disabled     # no known last page
+    assert not at.button(key="accounts_page_next").disabled
+
+
 def test_manager_cannot_open_it(app) -> None:
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         open_page(app, "accounts.py", "manager")
