@@ -130,6 +130,9 @@ def upsert_accounts(
     at = fetched_at or utcnow()
     # Stripe pages never repeat an id, but one statement must not touch a row twice (PG refuses).
     rows = list({str(a["id"]): account_row_values(a, fetched_at=at) for a in accounts}.values())
+    # In id order: two writers upserting overlapping accounts lock the rows in the same order
+    # (a page and a concurrent refresh never wait on each other in a cycle).
+    rows.sort(key=lambda row: row["stripe_id"])
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
