@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-ORDER = ("pages", "charts", "companion", "sync", "payouts", "webhooks")
+ORDER = ("pages", "charts", "companion", "sync", "payouts", "webhooks", "writes")
 
 
 def main(argv: list[str] | None = None) -> int:
