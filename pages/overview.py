@@ -1,7 +1,7 @@
 """Overview: the desk's health at a glance (KPI tiles with deltas) and what needs attention now.
 
-Five aggregate queries from ``lib.insights`` (cached for a minute), whatever the number of
-accounts. Alerts come first: they are why someone opens this page.
+Three statements from ``lib.insights`` (cached for a minute): the summaries kept on write
+(issue 22) and the partial days at the windows' ends, whatever the number of accounts. Alerts come first: they are why someone opens this page.
 """
 
 from __future__ import annotations
