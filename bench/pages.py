@@ -1,19 +1,24 @@
-"""Benchmark 1 (issue 7): every dashboard page at 1,000 and 100,000 accounts, against the floor.
+"""Benchmark 1 (issues 7, 22): every dashboard page on an empty database, at 1,000 accounts and
+at 100,000 (or 1,000,000), against the floor.
 
 ``python -m bench.pages [--backend sqlite|postgresql|all] [--small 1000] [--large 100000]
-[--repeat 5]``
+[--repeat 5]``; ``--accounts 1000 1000000`` (or ``BENCH_PAGES_ACCOUNTS="1000 1000000"`` in the
+environment, which ``python -m bench`` passes on) sets both sizes at once: issue 22's run.
 
 For each page of ``dashboard.navigation.PAGES``: the median AppTest script run, logged in as a
 user who may see it, default filters, cold (``st.cache_data`` cleared before each run, what a
 user meets whenever a cache entry expires) and warm. The floor is the run of a page that only
 imports streamlit and writes a title, measured before and after the pages in the same process.
-Targets: page@large ≤ 3× the floor, page@large ≤ 1.5× page@small (cold). Then the Streamlit
-server's peak RSS while a real browser logs in and opens every page at the large size
-(target ≤ 300 MB).
+Targets: page@large ≤ 3× the floor, page@large ≤ 1.5× page@small (cold), and (issue 22)
+page@large ≤ 2× the same page on an empty database — migrated, no rows, created afresh in the
+same run, so it is the page's own fixed cost (imports, queries, widgets) on this machine. Then
+the Streamlit server's peak RSS while a real browser logs in and opens every page at the large
+size (target ≤ 300 MB).
 
 The databases come from ``bench.generate`` (10 attempts and 2 payouts per account, the demo's
-state mix over two years) and are reused while their recorded sizes, seed and migration head
-still match.
+state mix over a year) and are reused while their recorded sizes, seed and migration head
+still match. A 1,000,000-account database takes a while to build the first time (see
+``bench.generate``); later runs reuse it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from bench._pages_apptest import (
 )
 from bench._pages_env import dashboard_environment
 from bench._pages_memory import MemoryRunFailed, peak_memory
-from bench.common import Figure, backends, report
+from bench.common import Figure, backends, fresh_database, report
 from bench.generate import Sizes, ensure_database
 from dashboard.navigation import PAGES
 
@@ -47,11 +52,19 @@ logger = logging.getLogger("bench.pages")
 BENCHMARK = "pages"
 FLOOR_LIMIT = 3.0
 GROWTH_LIMIT = 1.5
+#: Issue 22: a page at the large size against the same page on an empty database.
+EMPTY_LIMIT = 2.0
 RSS_LIMIT_MB = 300.0
+#: The empty (migrated, no rows) database every page is also timed on.
+EMPTY_DATABASE = "accounts_empty"
+#: ``"SMALL LARGE"``: the default of ``--accounts`` (``python -m bench`` passes no sizes).
+ACCOUNTS_ENV = "BENCH_PAGES_ACCOUNTS"
 
 
 def short(count: int) -> str:
-    """1000 -> '1k', 100000 -> '100k', 20 -> '20'."""
+    """1000 -> '1k', 100000 -> '100k', 1000000 -> '1M', 20 -> '20'."""
+    if count >= 1_000_000 and count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
     return f"{count // 1000}k" if count >= 1000 and count % 1000 == 0 else str(count)
 
 
@@ -60,23 +73,36 @@ def database_name(accounts: int) -> str:
 
 
 def page_figures(backend: str, floor: float, small: int, large: int,
-                 at_small: dict[str, PageTiming],
-                 at_large: dict[str, PageTiming]) -> list[Figure]:
-    """Per page: cold@large/floor, cold@large/cold@small (targets), warm@large/floor (info)."""
+                 at_small: dict[str, PageTiming], at_large: dict[str, PageTiming],
+                 at_empty: dict[str, PageTiming]) -> list[Figure]:
+    """Per page: cold@large/floor, cold@large/cold@small, cold@large/cold on an empty database
+    (targets), warm@large/floor and the empty database's cold run against the floor (info)."""
     figures = []
     s, b = short(small), short(large)
     for spec in PAGES:
-        lo, hi = at_small[spec.file], at_large[spec.file]
+        lo, hi, empty = at_small[spec.file], at_large[spec.file], at_empty[spec.file]
         details: dict[str, object] = {
-            "page": spec.file, "floor_ms": round(floor * 1000, 2),
+            "page": spec.title, "file": spec.file, "small": small, "large": large,
+            "floor_ms": round(floor * 1000, 2),
+            "cold_empty_ms": round(empty.cold * 1000, 2),
             f"cold_{s}_ms": round(lo.cold * 1000, 2), f"cold_{b}_ms": round(hi.cold * 1000, 2),
+            "warm_empty_ms": round(empty.warm * 1000, 2),
             f"warm_{s}_ms": round(lo.warm * 1000, 2), f"warm_{b}_ms": round(hi.warm * 1000, 2),
-            f"queries_{s}": lo.queries, f"queries_{b}": hi.queries,
+            "queries_empty": empty.queries, f"queries_{s}": lo.queries,
+            f"queries_{b}": hi.queries,
             f"cold_samples_{b}_ms": [round(x * 1000, 1) for x in hi.cold_samples],
+            "growth_ratio": round(hi.cold / lo.cold, 3),
+            "empty_ratio": round(hi.cold / empty.cold, 3),
         }
         if hi.errors:
             details["errors_shown"] = hi.errors
         figures += [
+            Figure(BENCHMARK, f"{spec.title} on an empty database cold / floor",
+                   empty.cold * 1000, "ms", "(the page's own floor, info)",
+                   ratio=empty.cold / floor, backend=backend, details=details),
+            Figure(BENCHMARK, f"{spec.title} @{b} / empty database cold", hi.cold * 1000, "ms",
+                   f"<= {EMPTY_LIMIT:g}x page on empty db", ratio=hi.cold / empty.cold,
+                   limit=EMPTY_LIMIT, backend=backend, details=details),
             Figure(BENCHMARK, f"{spec.title} @{b} cold / floor", hi.cold * 1000, "ms",
                    f"<= {FLOOR_LIMIT:g}x floor", ratio=hi.cold / floor, limit=FLOOR_LIMIT,
                    backend=backend, details=details),
@@ -93,14 +119,18 @@ def page_figures(backend: str, floor: float, small: int, large: int,
 def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
                 memory: bool) -> list[Figure]:
     """Every figure of this benchmark on one backend."""
-    urls = {size: ensure_database(backend, database_name(size), Sizes.scaled(size), seed=seed)
+    urls = {size: ensure_database(backend, database_name(size), Sizes.scaled(size), seed=seed,
+                                  log=logger.info)
             for size in (small, large)}
+    with fresh_database(backend, EMPTY_DATABASE) as empty_url:
+        urls[0] = empty_url
     timings: dict[int, dict[str, PageTiming]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as workdir, \
             server_like_script_cache():
         floors = floor_samples(repeat=repeat)
-        for size in (small, large):
-            logger.info("%s, %s accounts:", backend, f"{size:,}")
+        for size in (0, small, large):
+            logger.info("%s, %s:", backend,
+                        f"{size:,} accounts" if size else "empty database (no rows)")
             with dashboard_environment(urls[size], Path(workdir)):
                 timings[size] = time_all_pages(repeat=repeat, progress=logger.info)
         floors += floor_samples(repeat=repeat)
@@ -109,7 +139,8 @@ def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
     figures = [Figure(BENCHMARK, "empty page (framework floor)", floor * 1000, "ms",
                       "the floor", backend=backend,
                       details={"samples_ms": [round(x * 1000, 2) for x in floors]})]
-    figures += page_figures(backend, floor, small, large, timings[small], timings[large])
+    figures += page_figures(backend, floor, small, large, timings[small], timings[large],
+                            timings[0])
     if memory:
         logger.info("%s, server memory at %s accounts (browser visit of every page):",
                     backend, f"{large:,}")
@@ -122,6 +153,21 @@ def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
     return figures
 
 
+def _accounts_from_env() -> list[int] | None:
+    """``BENCH_PAGES_ACCOUNTS="1000 1000000"`` as [1000, 1000000]; None when unset."""
+    raw = os.environ.get(ACCOUNTS_ENV, "").replace(",", " ").split()
+    if not raw:
+        return None
+    try:
+        sizes = [int(value) for value in raw]
+    except ValueError:
+        raise SystemExit(f"{ACCOUNTS_ENV} must be two account counts, e.g. '1000 1000000'") \
+            from None
+    if len(sizes) != 2:
+        raise SystemExit(f"{ACCOUNTS_ENV} must be two account counts, e.g. '1000 1000000'")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pages",
                                      description=__doc__.split("\n\n")[0])
@@ -129,11 +175,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="all = SQLite, and PostgreSQL when TEST_DATABASE_URL is set")
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--accounts", type=int, nargs=2, metavar=("SMALL", "LARGE"),
+                        default=_accounts_from_env(),
+                        help="both sizes at once, e.g. 1000 1000000 (issue 22); default from "
+                             f"${ACCOUNTS_ENV}, else --small and --large")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the browser run that measures the server's peak memory")
     args = parser.parse_args(argv)
+    if args.accounts:
+        args.small, args.large = args.accounts
     if not 0 < args.small < args.large or args.repeat < 1:
         parser.error("need 0 < --small < --large and --repeat >= 1")
     logging.basicConfig(level=logging.INFO, format="pages: %(message)s", stream=sys.stderr)

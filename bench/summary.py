@@ -3,7 +3,9 @@
 ``python -m bench.summary [--results bench/results/latest.jsonl] [--since ISO-TIME]``
 
 Reads what :func:`bench.common.report` appended, keeps the newest figure of each (benchmark,
-backend, name), and prints one table per benchmark and backend in the order they ran.
+backend, name), and prints one table per benchmark and backend in the order they ran. The page
+benchmark also gets one row per page (issue 22): its cold run on an empty database, at the small
+and the large size, and the large size against the small one, the empty database and the floor.
 """
 
 from __future__ import annotations
@@ -53,7 +55,48 @@ def render(rows: list[dict[str, Any]]) -> str:
         ratio = "" if row.get("ratio") is None else f"{row['ratio']:.2f}"
         lines.append(f"| {row['name']} | {_number(float(row['value']))} {row['unit']} | {ratio} "
                      f"| {row['target']} | {VERDICT[row.get('met')]} |")
+    lines += _page_tables(rows)
     return "\n".join(lines).lstrip() + "\n"
+
+
+def _short(count: int) -> str:
+    """1000 -> '1k', 1000000 -> '1M' (as the figures' names say: bench.pages.short)."""
+    if count >= 1_000_000 and count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
+    return f"{count // 1000}k" if count >= 1000 and count % 1000 == 0 else str(count)
+
+
+def _ratio(value: object, limit: float) -> str:
+    if not isinstance(value, int | float):
+        return ""
+    return f"{value:.2f}" if value <= limit else f"**{value:.2f}**"
+
+
+def _page_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """Per backend, one row per page from the details of bench.pages' figures (issue 22)."""
+    pages: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        details = row.get("details") or {}
+        if row["benchmark"] == "pages" and "empty_ratio" in details:
+            pages.setdefault(row["backend"], {})[str(details["page"])] = details
+    lines: list[str] = []
+    for backend, by_page in pages.items():
+        first = next(iter(by_page.values()))
+        s, b = _short(int(first["small"])), _short(int(first["large"]))
+        lines += ["", f"### pages per page — {backend} (cold runs, ms; ratios over target "
+                      "in bold)", "",
+                  f"| Page | empty db | @{s} | @{b} | @{b} / @{s} (≤ 1.5×) "
+                  f"| @{b} / empty (≤ 2×) | @{b} / floor (≤ 3×) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for page, d in by_page.items():
+            large_ms = float(d.get(f"cold_{b}_ms", 0.0))
+            floor_ms = float(d.get("floor_ms") or 0.0)
+            lines.append(
+                f"| {page} | {_number(float(d['cold_empty_ms']))} "
+                f"| {_number(float(d.get(f'cold_{s}_ms', 0.0)))} | {_number(large_ms)} "
+                f"| {_ratio(d.get('growth_ratio'), 1.5)} | {_ratio(d.get('empty_ratio'), 2.0)} "
+                f"| {_ratio(large_ms / floor_ms if floor_ms else None, 3.0)} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,3 +130,58 @@ def test_an_existing_database_is_reused_until_its_record_differs(bench_location)
             assert conn.execute(select(func.count()).select_from(Freelancer)).scalar() == 12
     finally:
         engine.dispose()
+
+
+def test_the_same_seed_and_time_give_the_same_rows(tmp_path) -> None:
+    """Determinism: ``ensure_database`` reuses a database by its seed, so a seed is its rows."""
+    from datetime import UTC, datetime
+
+    from lib.migrate import upgrade
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    dumps = []
+    for name in ("first", "second", "third"):
+        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+        try:
+            upgrade(engine)
+            generate(engine, Sizes.scaled(60), seed=4 if name != "third" else 5, now=now)
+            with engine.connect() as conn:
+                dumps.append({model.__tablename__: conn.execute(
+                    select(model.__table__).order_by(*model.__table__.primary_key)).all()
+                    for model in (Freelancer, ConnectedAccount, ConnectionAttempt, Payout,
+                                  PayoutReversal, WebhookEvent, AuditLog, RequirementCode)})
+        finally:
+            engine.dispose()
+    assert dumps[0] == dumps[1]
+    assert dumps[0]["freelancers"] != dumps[2]["freelancers"]
+
+
+def test_summaries_are_rebuilt_once_after_the_load_when_lib_summaries_exists(
+        engine, monkeypatch) -> None:
+    """Issue 22's hook: triggers dropped before the load, reinstalled and rebuilt after it."""
+    import types
+
+    import bench.generate as generate_module
+
+    calls: list[str] = []
+
+    def rebuild(*, session: Session) -> None:
+        calls.append(f"rebuild:{session.scalar(select(func.count()).select_from(Freelancer))}")
+
+    fake = types.SimpleNamespace(
+        drop_triggers=lambda connection: calls.append("drop"),
+        install_triggers=lambda connection: calls.append("install"), rebuild=rebuild)
+    monkeypatch.setattr(generate_module, "_summaries", lambda: fake)
+
+    generate(engine, Sizes.scaled(10), seed=2)
+
+    assert calls == ["drop", "install", "rebuild:10"]
+
+
+def test_without_lib_summaries_the_hook_does_nothing() -> None:
+    import importlib.util
+
+    import bench.generate as generate_module
+
+    if importlib.util.find_spec("lib.summaries") is None:
+        assert generate_module._summaries() is None

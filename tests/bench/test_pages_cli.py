@@ -25,11 +25,28 @@ def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, c
         assert "ratio" in floor_line and "<= 3x floor" in floor_line
         assert "<= 1.5x page @8" in growth_line
         assert any(f"{spec.title} @16 warm / floor" in line for line in lines)
+        # Issue 22: the same page on an empty (migrated, no rows) database, and the ratio to it.
+        empty_line = next(line for line in lines if f"{spec.title} @16 / empty database cold"
+                          in line)
+        assert "<= 2x page on empty db" in empty_line
+        assert any(f"{spec.title} on an empty database cold / floor" in line for line in lines)
     recorded = [json.loads(line) for line in
                 (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(recorded) == 1 + 3 * len(PAGES)
+    assert len(recorded) == 1 + 5 * len(PAGES)
     timed = [r for r in recorded if r["name"] != "empty page (framework floor)"]
     assert all(r["value"] > 0 and r["ratio"] > 0 and r["backend"] == bench_location
                for r in timed)
-    # A cold run redoes the page's reads: every page queried the database.
+    # A cold run redoes the page's reads: every page queried the database, even an empty one.
     assert all(r["details"]["queries_16"] > 0 for r in timed)
+    assert all(r["details"]["queries_empty"] > 0 and r["details"]["cold_empty_ms"] > 0
+               for r in timed)
+
+
+def test_both_sizes_at_once_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv(pages.ACCOUNTS_ENV, "1000 1000000")
+    assert pages._accounts_from_env() == [1000, 1000000]
+    monkeypatch.setenv(pages.ACCOUNTS_ENV, "1000")
+    with pytest.raises(SystemExit):
+        pages._accounts_from_env()
+    monkeypatch.delenv(pages.ACCOUNTS_ENV)
+    assert pages._accounts_from_env() is None
