@@ -41,7 +41,7 @@ How rows are written
     entries), and the database is VACUUM ANALYZEd at the end, as autovacuum would soon do.
     Account mirrors still come from ``lib.accounts.account_row_values`` and the requirement
     index from ``lib.requirement_index.rebuild``; issue 22's summaries are rebuilt by
-    :func:`_after_load` once ``lib.summaries`` exists.
+    :func:`_after_load`.
 
 Sizes and time
     ``--span-days`` (default 365: "a year of events", issue 22) is how far back everything goes.
@@ -83,8 +83,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import hashlib
-import importlib
-import importlib.util
 import json
 import logging
 import math
@@ -97,7 +95,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
@@ -131,6 +128,7 @@ from lib.models import (
 )
 from lib.payouts.ledger import payout_idempotency_key
 from lib.payouts.reversal import reversal_idempotency_key
+from lib.summaries import maintenance
 
 logger = logging.getLogger("bench.generate")
 
@@ -913,40 +911,24 @@ def _restore_deferred(session: Session, deferred: _Deferred) -> None:
 
 # ---- issue 22: summary tables maintained by triggers ---------------------------------------------
 
-SUMMARIES_MODULE = "lib.summaries"
-
-
-def _summaries() -> ModuleType | None:
-    """``lib.summaries`` (issue 22's trigger-maintained summary tables) once it exists."""
-    if importlib.util.find_spec(SUMMARIES_MODULE) is None:
-        return None
-    return importlib.import_module(SUMMARIES_MODULE)
-
 
 def _before_load(session: Session, *, drop_triggers: bool) -> bool:
     """Issue 22: the summary triggers fire per row; a bulk load drops them and rebuilds the
     summaries once afterwards (:func:`_after_load`). True when triggers were dropped."""
-    summaries = _summaries()
-    if summaries is None or not drop_triggers:
+    if not drop_triggers:
         return False
-    summaries.drop_triggers(session.connection())
+    maintenance.drop_triggers(session)
     logger.info("summary triggers dropped for the load")
     return True
 
 
 def _after_load(session: Session, *, triggers_dropped: bool) -> None:
-    """HOOK (issue 22): the summaries are rebuilt here once ``lib.summaries`` exists.
-
-    Called once, after every table is loaded and its indexes are rebuilt, in the session's
-    transaction. Before issue 22's migration lands (no ``lib.summaries``) it does nothing.
-    """
-    summaries = _summaries()
-    if summaries is None:
-        return
+    """The summaries recounted once, after every table is loaded and indexed (and the triggers
+    put back if the load dropped them), in the session's transaction."""
     started = time.perf_counter()
     if triggers_dropped:
-        summaries.install_triggers(session.connection())
-    summaries.rebuild(session=session)
+        maintenance.install_triggers(session)
+    maintenance.rebuild(session)
     logger.info("summaries rebuilt in %.1f s", time.perf_counter() - started)
 
 
@@ -1008,7 +990,7 @@ def generate(engine: Engine, sizes: Sizes, *, seed: int = 7, now: datetime | Non
                   for model in LOADED}
         del plan, stages
         index_started = time.perf_counter()
-        counts["requirement_codes"] = requirement_index.rebuild(session=session)
+        counts["requirement_codes"] = requirement_index.rebuild(session=session, summaries=False)
         logger.info("requirement_codes rebuilt in %.1f s", time.perf_counter() - index_started)
         _after_load(session, triggers_dropped=triggers_dropped)
         if postgres:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -156,32 +157,20 @@ def test_the_same_seed_and_time_give_the_same_rows(tmp_path) -> None:
     assert dumps[0]["freelancers"] != dumps[2]["freelancers"]
 
 
-def test_summaries_are_rebuilt_once_after_the_load_when_lib_summaries_exists(
-        engine, monkeypatch) -> None:
-    """Issue 22's hook: triggers dropped before the load, reinstalled and rebuilt after it."""
-    import types
+@pytest.mark.parametrize("drop_triggers", [True, False])
+def test_the_summaries_equal_a_recount_after_the_load(engine, drop_triggers) -> None:
+    """Issue 22: the load (triggers dropped, or firing per row) ends with summaries equal to a
+    recount and the triggers in place, so the next write moves them."""
+    from lib.db import make_session_factory
+    from lib.summaries import maintenance
 
-    import bench.generate as generate_module
-
-    calls: list[str] = []
-
-    def rebuild(*, session: Session) -> None:
-        calls.append(f"rebuild:{session.scalar(select(func.count()).select_from(Freelancer))}")
-
-    fake = types.SimpleNamespace(
-        drop_triggers=lambda connection: calls.append("drop"),
-        install_triggers=lambda connection: calls.append("install"), rebuild=rebuild)
-    monkeypatch.setattr(generate_module, "_summaries", lambda: fake)
-
-    generate(engine, Sizes.scaled(10), seed=2)
-
-    assert calls == ["drop", "install", "rebuild:10"]
-
-
-def test_without_lib_summaries_the_hook_does_nothing() -> None:
-    import importlib.util
-
-    import bench.generate as generate_module
-
-    if importlib.util.find_spec("lib.summaries") is None:
-        assert generate_module._summaries() is None
+    generate(engine, Sizes.scaled(10), seed=2, drop_triggers=drop_triggers)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        assert maintenance.check(session).ok
+        before = maintenance.stored(session)[0]
+    with factory.begin() as session:
+        session.add(Freelancer(name="After", email="after@example.com"))
+    with factory() as session:
+        assert maintenance.check(session).ok
+        assert maintenance.stored(session)[0] != before
