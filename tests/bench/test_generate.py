@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bench.generate import Sizes, ensure_database, generate, matches, read_marker
+from bench.generate import Sizes, ensure_database, generate, matches, read_marker, write_marker
 from lib.account_status import ConnectionStatus
 from lib.db import make_engine
 from lib.models import (
@@ -174,3 +174,38 @@ def test_the_summaries_equal_a_recount_after_the_load(engine, drop_triggers) -> 
     with factory() as session:
         assert maintenance.check(session).ok
         assert maintenance.stored(session)[0] != before
+
+
+def test_a_database_from_an_older_schema_is_migrated_in_place(bench_location) -> None:
+    """Issue 22: migration 0013 creates and backfills the summaries of an existing database;
+    the benchmark's databases take that path instead of being generated again."""
+    from lib.db import make_session_factory
+    from lib.migrate import downgrade
+    from lib.summaries import maintenance
+
+    backend = bench_location
+    sizes = Sizes.scaled(12)
+    url = ensure_database(backend, "older", sizes, seed=3)
+    engine = make_engine(url)
+    try:
+        generated = read_marker(engine)
+        assert generated is not None
+        downgrade(engine, "0012")                  # as if generated before issue 22
+        write_marker(engine, generated | {"alembic_head": "0012"})
+        assert not matches(engine, sizes, 3)
+    finally:
+        engine.dispose()
+
+    assert ensure_database(backend, "older", sizes, seed=3) == url
+    engine = make_engine(url)
+    try:
+        migrated = read_marker(engine)
+        assert migrated is not None
+        assert migrated["generated_at"] == generated["generated_at"]   # not generated again
+        assert migrated["alembic_head"] == generated["alembic_head"]
+        assert "migrated_in_seconds" in migrated and matches(engine, sizes, 3)
+        with make_session_factory(engine)() as session:
+            result = maintenance.check(session)
+            assert result.ok and result.keys_compared > 10   # backfilled, not empty
+    finally:
+        engine.dispose()
