@@ -55,8 +55,8 @@ except ConnectOpsError as exc:
     show_error(exc)
     st.stop()
 total = page.total
-if total > PAGE_SIZE:
-    pager(total, key="audit_log_page")
+if total > PAGE_SIZE or page.total_is_lower_bound:
+    pager(total, key="audit_log_page", at_least=page.total_is_lower_bound)
 
 if not page.rows:
     st.info("No audit entries match these filters.")

@@ -68,6 +68,19 @@ def test_paging(session_factory, entries) -> None:
             list_audit(session, operator=ADMIN, limit=501)
 
 
+def test_a_long_log_is_counted_up_to_the_cap(session_factory, entries, monkeypatch) -> None:
+    """Issue 22: the total stops at the cap ("more than"), pages still follow each other."""
+    from lib import audit_queries
+
+    monkeypatch.setattr(audit_queries, "COUNT_CAP", 3)
+    with session_factory() as session:
+        capped = list_audit(session, operator=ADMIN, limit=2, offset=2)
+        narrow = list_audit(session, operator=ADMIN, filters=AuditFilter(action="payout.approve"))
+    assert (capped.total, capped.total_is_lower_bound) == (3, True)
+    assert capped.has_more and len(capped.rows) == 2
+    assert (narrow.total, narrow.total_is_lower_bound) == (2, False)
+
+
 def test_export_and_choices(session_factory, entries) -> None:
     with session_factory() as session:
         rows = export_audit(session, operator=FINANCE,
