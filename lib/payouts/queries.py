@@ -21,6 +21,8 @@ from lib.money import minor_to_display, normalise_currency
 from lib.paging import check_page
 from lib.payouts.reversal import reversed_amounts
 from lib.roles import Action, Operator, authorize
+from lib.summaries.ranges import split
+from lib.summaries.store import read
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
@@ -143,6 +145,43 @@ def _joined() -> Select[Any]:
     return select(Payout, Freelancer).join(Freelancer, Freelancer.id == Payout.freelancer_id)
 
 
+Cell = tuple[str, str]  # currency, status
+
+
+def _cells(session: Session, filters: PayoutFilter) -> dict[Cell, tuple[int, int]] | None:
+    """Count and amount per (currency, status) for the filters, from the ``payouts`` summary
+    (issue 22): whole days from summary rows, the partial days at the range's ends from the
+    ``created_at`` index. None when a filter has no summary (a freelancer, a payout type)."""
+    if filters.freelancer_id is not None or filters.payout_type is not None:
+        return None
+    where: dict[str, tuple[str, ...]] = {}
+    if filters.status is not None:
+        _where(select(Payout.id), PayoutFilter(status=filters.status))  # refuses an unknown one
+        where["k2"] = (filters.status,)
+    if filters.currency is not None:
+        where["k1"] = (normalise_currency(filters.currency),)
+    window = split(filters.created_from, filters.created_to)
+    cells: dict[Cell, tuple[int, int]] = {}
+
+    def add(cell: Cell, count: int, amount: int) -> None:
+        n, total = cells.get(cell, (0, 0))
+        cells[cell] = (n + count, total + amount)
+
+    if window.has_days:
+        for row in read(session, "payouts", first_day=window.first_day,
+                        before_day=window.before_day, group=("k1", "k2"), where=where):
+            add((row.k1, row.k2), row.n, row.amount)
+    for start, end in window.edges:
+        edge = PayoutFilter(status=filters.status, currency=filters.currency,
+                            created_from=start, created_to=end)
+        for currency, status, n, amount in session.execute(_where(
+                select(Payout.currency, Payout.status, func.count(),
+                       func.coalesce(func.sum(Payout.amount_minor), 0)), edge)
+                .group_by(Payout.currency, Payout.status)):
+            add((str(currency), str(status)), int(n), int(amount))
+    return {cell: value for cell, value in cells.items() if value[0]}
+
+
 def list_payouts(
     session: Session, *, operator: Operator, filters: PayoutFilter | None = None,
     limit: int = 50, offset: int = 0,
@@ -151,7 +190,9 @@ def list_payouts(
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or PayoutFilter()
-    total = session.scalar(_where(select(func.count()).select_from(Payout), chosen)) or 0
+    cells = _cells(session, chosen)
+    total = (sum(n for n, _ in cells.values()) if cells is not None else
+             session.scalar(_where(select(func.count()).select_from(Payout), chosen)) or 0)
     statement = _where(_joined(), chosen).order_by(
         Payout.created_at.desc(), Payout.id.desc()
     ).limit(limit).offset(offset)
@@ -169,10 +210,17 @@ def totals_by_currency(
     """
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     chosen = filters or PayoutFilter()
-    statement = _where(
-        select(Payout.currency, Payout.status, func.count(), func.sum(Payout.amount_minor)),
-        chosen,
-    ).group_by(Payout.currency, Payout.status).order_by(Payout.currency, Payout.status)
+    summarised = _cells(session, chosen)
+    if summarised is not None:
+        grouped: list[tuple[str, str, int, int]] = [
+            (c, s, n, amount) for (c, s), (n, amount) in sorted(summarised.items())]
+    else:
+        grouped = [(str(c), str(s), int(n), int(amount or 0)) for c, s, n, amount in
+                   session.execute(_where(
+                       select(Payout.currency, Payout.status, func.count(),
+                              func.sum(Payout.amount_minor)), chosen)
+                       .group_by(Payout.currency, Payout.status)
+                       .order_by(Payout.currency, Payout.status))]
     reversed_by_cell = {
         (c, s): int(total or 0) for c, s, total in session.execute(_where(
             select(Payout.currency, Payout.status, func.sum(PayoutReversal.amount_minor))
@@ -181,7 +229,7 @@ def totals_by_currency(
         ).group_by(Payout.currency, Payout.status))
     }
     cells = []
-    for c, s, n, total in session.execute(statement):
+    for c, s, n, total in grouped:
         amount = int(total or 0)
         taken = reversed_by_cell.get((c, s), 0)
         cells.append(CurrencyTotal(

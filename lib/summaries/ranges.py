@@ -39,18 +39,28 @@ def _midnight(moment: datetime) -> datetime:
     return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
 
 
-def split(start: datetime, end: datetime) -> Split:
-    """Split ``[start, end)`` (aware datetimes) into whole UTC days and partial ends."""
-    if end <= start:
+def split(start: datetime | None, end: datetime | None) -> Split:
+    """Split ``[start, end)`` (aware datetimes; None is unbounded) into whole UTC days and the
+    partial days at its ends. An unbounded range has whole days on every day before ``end``
+    (or after ``start``); ``first_day`` / ``before_day`` are then '' / '9999-12-31'."""
+    if start is not None and end is not None and end <= start:
         return Split(None, None, [])
-    first_whole = _midnight(start)
-    if first_whole < start:
-        first_whole += timedelta(days=1)
-    last_whole = _midnight(end)  # days before this one are whole if they start >= first_whole
-    if first_whole >= last_whole:
-        return Split(None, None, [(start, end)])
-    edges = [(a, b) for a, b in ((start, first_whole), (last_whole, end)) if a < b]
-    return Split(day_of(first_whole), day_of(last_whole), edges)
+    edges: list[tuple[datetime, datetime]] = []
+    first_whole = None
+    if start is not None:
+        first_whole = _midnight(start)
+        if first_whole < start:
+            first_whole += timedelta(days=1)
+    last_whole = _midnight(end) if end is not None else None
+    if first_whole is not None and last_whole is not None and first_whole >= last_whole:
+        return Split(None, None, [(start, end)])  # type: ignore[list-item]
+    if start is not None and first_whole is not None and start < first_whole:
+        edges.append((start, first_whole))
+    if end is not None and last_whole is not None and last_whole < end:
+        edges.append((last_whole, end))
+    # '0000-00-01' keeps undated ('') rows out of a dated range; '9999-12-31' bounds nothing.
+    return Split(day_of(first_whole) if first_whole else "0000-00-01",
+                 day_of(last_whole) if last_whole else "9999-12-31", edges)
 
 
 def count_many(session: Session, parts: Sequence[tuple[str, Select[Any]]]) -> dict[str, int]:
