@@ -2,8 +2,8 @@
 
 ``python -m bench.generate --accounts 1000000 --database-url URL [--seed N] [--span-days 365]``
 (``--attempts``, ``--payouts``, ``--webhook-events``, ``--audit-entries`` override the issue's
-proportions of 10 attempts and 2 payouts and 2 events per account) fills a migrated database with the demo seed's state mix
-(``scripts/seed_demo.py``) spread over a year (``--span-days``):
+proportions of 10 attempts, 2 payouts and 2 events per account) fills a migrated database with
+the demo seed's state mix (``scripts/seed_demo.py``) spread over a year (``--span-days``):
 
 - freelancers in every account state (ACTIVE, RESTRICTED with deadlines soon and later,
   RESTRICTED by future requirements, PENDING new and in verification, DISABLED past due,
