@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, distinct, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus, requirement_label
@@ -49,6 +49,8 @@ from lib.summaries.store import read
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
+#: The list's total is counted this far only, then shown as "more than" (issue 22).
+COUNT_CAP = 10_000
 EXPORT_CHUNK = 2_000
 
 #: (key in ``requirements``, how the page names it), most urgent first.
@@ -121,6 +123,8 @@ class RequirementsPage:
     total: int
     limit: int
     offset: int
+    #: Counting stopped at :data:`COUNT_CAP`: "more than" ``total`` accounts (issue 22).
+    total_is_lower_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,20 +264,24 @@ def list_requirements_due(
     asked = _codes_for(session, requirement)
     bucket = requirement.bucket if requirement is not None else None
     if not_contacted_days is None:
-        # Counted on the index's covering key, not by reading every (wide) account row.
-        counted = select(func.count(distinct(RequirementCode.account_id)))
+        # Distinct accounts on the index's key (not the wide account rows), and only up to the
+        # cap (issue 22): at a million accounts an exact count read every index row.
+        counted = select(RequirementCode.account_id).distinct()
         if requirement is not None:
             counted = counted.where(RequirementCode.bucket == requirement.bucket,
                                     RequirementCode.code.in_(asked or []))
-        total = session.scalar(_in_scope(counted, _deadline_cutoff(within_days, moment))) or 0
+        matching = _in_scope(counted, _deadline_cutoff(within_days, moment))
     else:
-        total = session.scalar(_due_not_contacted(
-            _scope(_joined(func.count()), within_days, moment, asked, bucket),
-            not_contacted_days, moment)) or 0
+        matching = _due_not_contacted(
+            _scope(_joined(ConnectedAccount.id), within_days, moment, asked, bucket),
+            not_contacted_days, moment)
+    found = int(session.scalar(select(func.count()).select_from(
+        matching.limit(COUNT_CAP + 1).subquery())) or 0)
+    total, at_least = (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
     rows = session.execute(_due_not_contacted(
         _scope(_row_select(), within_days, moment, asked, bucket), not_contacted_days, moment)
         .limit(limit).offset(offset))
-    return RequirementsPage([_to_row(r) for r in rows], int(total), limit, offset)
+    return RequirementsPage([_to_row(r) for r in rows], total, limit, offset, at_least)
 
 
 def iter_export_rows(

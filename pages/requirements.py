@@ -115,7 +115,8 @@ st.subheader("Accounts")
 st.selectbox("Accounts asked for", list(options), format_func=options.__getitem__, index=None,
              placeholder="Every requirement (click a bar, or choose one here)", key=PICKED)
 if requirement is not None:
-    st.caption(f"{page.total:,} account(s) asked for {requirement.label} "
+    st.caption(f"{'More than ' if page.total_is_lower_bound else ''}{page.total:,} account(s) "
+               f"asked for {requirement.label} "
                f"({dict(CATEGORIES)[requirement.bucket].lower()}). Clear the choice above to "
                "list every account.")
 table = pd.DataFrame([{
@@ -129,7 +130,7 @@ ids = [r.freelancer_id for r in page.rows]
 table = with_contact_columns(table, ids, contact_columns(context, operator, ids))
 st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
 st.caption(f"Deadlines are {TIME_ZONE}.")
-pager(page.total, key="requirements_page")
+pager(page.total, key="requirements_page", at_least=page.total_is_lower_bound)
 
 if operator.can(Action.EXPORT):
     factory = context.session_factory
@@ -140,7 +141,8 @@ if operator.can(Action.EXPORT):
             yield from iter_export_rows(session, operator=operator, within_days=within_days,
                                         requirement=requirement)
 
-    deferred_csv(f"Download CSV with remediation ({page.total:,} accounts)", _export_rows,
+    deferred_csv(f"Download CSV with remediation ({'more than ' if page.total_is_lower_bound else ''}"
+                 f"{page.total:,} accounts)", _export_rows,
                  EXPORT_COLUMNS, key="requirements_export", file_name="requirements-due.csv")
     st.caption("Each row names what to do: for Express accounts generate an onboarding link "
                "on the Onboarding links page (links are single use and last about 5 minutes, "
