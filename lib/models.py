@@ -464,6 +464,8 @@ class WebhookEvent(Base):
         Index("ix_webhook_events_due", "status", "next_attempt_at"),
         #: The dashboard's staleness check reads the newest processing time by one seek (0007).
         Index("ix_webhook_events_processed_at", "processed_at"),
+        #: The oldest event waiting, and failures newest first, by one seek each (0014).
+        Index("ix_webhook_events_status_received_at", "status", "received_at"),
     )
 
 

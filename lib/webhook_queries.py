@@ -109,7 +109,8 @@ def failed_events(
     authorize(operator, Action.VIEW_WEBHOOKS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     where = WebhookEvent.status.in_(NEEDS_ATTENTION)
-    total = session.scalar(select(func.count()).select_from(WebhookEvent).where(where)) or 0
+    total = sum(row.n for row in read(session, "events", group=("k2",),
+                                      where={"k2": NEEDS_ATTENTION}))
     events = session.scalars(
         select(WebhookEvent).where(where)
         .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
