@@ -17,6 +17,8 @@ The kinds (and the page that reads each):
   (Overview's success rates, Connection metrics' series and failure reasons);
 - ``connect_time``: succeeded attempts per start day × time-to-connect bucket (Connection
   metrics' distribution);
+- ``connect_seconds``: the same per start day × a finer, 10 %-wide bucket, with the seconds
+  added up (the weekly median time to connect);
 - ``payouts``: ledger rows per creation day × currency × status, with their amount (Overview's
   payouts this month);
 - ``events``: webhook events per type × status, undated (Webhooks and sync's per-type table;
@@ -42,6 +44,12 @@ from dataclasses import dataclass
 #: Connection attempts' time-to-connect buckets: upper bounds in seconds (the last is open).
 #: The same bounds as ``lib.connection_metrics.DURATION_BUCKETS`` (a test keeps them equal).
 CONNECT_TIME_BOUNDS: tuple[int, ...] = (300, 900, 3_600, 21_600, 86_400, 604_800)
+
+
+#: Finer buckets for the weekly median time to connect: 30 s, then 10 % wider each (to about
+#: three months). The median is read as the mean of the bucket holding the middle connection,
+#: so it is within about 5 % of the exact one, and exact when that bucket's values are equal.
+FINE_BOUNDS: tuple[int, ...] = tuple(sorted({round(30 * 1.1 ** i) for i in range(132)}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,19 @@ def _seconds(start: str, end: str, dialect: str) -> str:
     return f"((julianday({end}) - julianday({start})) * 86400.0)"
 
 
+def _whole_seconds(dialect: str) -> str:
+    seconds = _seconds("{r}.started_at", "{r}.finished_at", dialect)
+    cast = "BIGINT" if dialect == "postgresql" else "INTEGER"
+    return f"CAST(ROUND(CASE WHEN {seconds} < 0 THEN 0 ELSE {seconds} END) AS {cast})"
+
+
+def _fine_bucket(dialect: str) -> str:
+    seconds = _whole_seconds(dialect)
+    whens = " ".join(f"WHEN {seconds} < {bound} THEN '{index:03d}'"
+                     for index, bound in enumerate(FINE_BOUNDS))
+    return f"CASE {whens} ELSE '{len(FINE_BOUNDS):03d}' END"
+
+
 def _connect_bucket(dialect: str) -> str:
     seconds = _seconds("{r}.started_at", "{r}.finished_at", dialect)
     whens = " ".join(f"WHEN {seconds} < {bound} THEN '{index}'"
@@ -95,6 +116,10 @@ def contributions(dialect: str) -> tuple[Contribution, ...]:
         Contribution("connect_time", "connection_attempts", "{day:started_at}",
                      (_connect_bucket(dialect),),
                      ("started_at", "finished_at", "outcome"),
+                     condition="{r}.outcome = 'succeeded' AND {r}.finished_at IS NOT NULL"),
+        Contribution("connect_seconds", "connection_attempts", "{day:started_at}",
+                     (_fine_bucket(dialect),), ("started_at", "finished_at", "outcome"),
+                     amount=_whole_seconds(dialect),
                      condition="{r}.outcome = 'succeeded' AND {r}.finished_at IS NOT NULL"),
         Contribution("payouts", "payouts", "{day:created_at}",
                      ("{r}.currency", "{r}.status"),
@@ -132,7 +157,7 @@ FREELANCER_DEADLINE = (
     "AND current.current_deadline IS NOT NULL"
 )
 
-KINDS: tuple[str, ...] = ("attempts", "connect_time", "payouts", "events", "freelancers",
+KINDS: tuple[str, ...] = ("attempts", "connect_time", "connect_seconds", "payouts", "events", "freelancers",
                           "connected",
                           "accounts", "deadlines", "requirements")
 
