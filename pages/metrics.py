@@ -101,7 +101,9 @@ with tiles[1]:
              help=f"{succeeded:,} of {decided_total:,} attempts with an outcome succeeded.")
 with tiles[2]:
     kpi_tile("Median time to connect", duration_text(timing.median_seconds),
-             help=f"From link to connection, over {timing.connections:,} connections.")
+             help=f"From link to connection, over {timing.connections:,} connections "
+                  "(read from 10 %-wide duration buckets: within about 5 % of the exact "
+                  "median).")
 with tiles[3]:
     funnel_rows = data["funnel"]
     paid = funnel_rows[-1].freelancers if funnel_rows else 0
