@@ -214,6 +214,10 @@ def unconfirmed_destinations(
     rows = session.execute(
         select(Freelancer.id, Freelancer.name, Freelancer.email, Freelancer.unconfirmed_account_id,
                Freelancer.connected_at, Freelancer.connection_method)
-        .where(held).order_by(Freelancer.connected_at.desc(), Freelancer.id.desc()).limit(limit)
+        # Ordered by an expression, not the bare column: with the bare column SQLite walks the
+        # connected_at index over every freelancer looking for the few held ones (0.8 s at a
+        # million, issue 22's benchmark); this way it reads the held ones and sorts them.
+        .where(held).order_by(func.coalesce(Freelancer.connected_at, Freelancer.connected_at)
+                              .desc(), Freelancer.id.desc()).limit(limit)
     ).all()
     return [UnconfirmedDestination(*row) for row in rows], total
