@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, func, literal, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from lib.models import WebhookEvent, WebhookStatus
 from lib.paging import check_page
@@ -77,28 +77,34 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
     authorize(operator, Action.VIEW_WEBHOOKS, session=session)
     received: dict[str, int] = {}
     failed: dict[str, int] = {}
+    pairs = []
     for row in read(session, "events", group=("k1", "k2")):
         received[row.k1] = received.get(row.k1, 0) + row.n
+        pairs.append((row.k1, row.k2))
         if row.k2 in NEEDS_ATTENTION:
             failed[row.k1] = failed.get(row.k1, 0) + row.n
     if not received:
         return []
-    names = [select(literal(name, String()).label("value")) for name in sorted(received)]
-    listed = (union_all(*names) if len(names) > 1 else names[0]).subquery()
-    inner = aliased(WebhookEvent)
-    last_id = (select(func.max(inner.id)).where(inner.type == listed.c.value)
-               .scalar_subquery())
-    statement = (
-        select(listed.c.value, WebhookEvent)
-        .join(WebhookEvent, WebhookEvent.id == last_id)
-        .order_by(WebhookEvent.received_at.desc(), listed.c.value)
-    )
-    return [
+    # The newest id of each (type, status) the summary knows: one seek to the end of its range
+    # of the (type, status, id) index (a max over a whole type read every status's entries).
+    newest = [select(literal(t, String()).label("type"), func.max(WebhookEvent.id).label("id"))
+              .where(WebhookEvent.type == t, WebhookEvent.status == status)
+              for t, status in pairs]
+    last_ids: dict[str, int] = {}
+    for t, found in session.execute(union_all(*newest) if len(newest) > 1 else newest[0]):
+        if found is not None:
+            last_ids[str(t)] = max(int(found), last_ids.get(str(t), 0))
+    events = {e.id: e for e in session.scalars(
+        select(WebhookEvent).where(WebhookEvent.id.in_(list(last_ids.values()))))}
+    rows = [
         EventTypeRow(type=t, received=received[t], failed=failed.get(t, 0),
-                     last_received_at=event.received_at, last_event_id=event.stripe_event_id,
-                     last_status=event.status, last_account=event.account)
-        for t, event in session.execute(statement)
+                     last_received_at=events[i].received_at,
+                     last_event_id=events[i].stripe_event_id, last_status=events[i].status,
+                     last_account=events[i].account)
+        for t, i in last_ids.items() if i in events
     ]
+    return sorted(rows, key=lambda r: (-(r.last_received_at.timestamp()
+                                         if r.last_received_at else 0), r.type))
 
 
 def failed_events(
