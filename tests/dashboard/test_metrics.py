@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pyarrow as pa
 import pytest
@@ -88,12 +88,15 @@ def test_allowed_roles_on_seeded_data(app, session_factory, user) -> None:
 
 def test_a_busy_range_opens_by_day_and_marks_no_small_samples(app, session_factory) -> None:
     now = utcnow()
+    # Around midday of each UTC day: anchored on "now", a run just after midnight put some of
+    # the day's attempts in the day before (a small sample there, and a failing test).
+    midday = datetime.combine(now.date(), time(12), tzinfo=UTC)
     with session_factory.begin() as session:
         freelancer = add_freelancer(session, now=now)
         for day in range(7):
             for n in range(12):
                 add_attempt(session, freelancer_id=freelancer.id, outcome="succeeded",
-                            started_at=now - timedelta(days=day, minutes=n + 5),
+                            started_at=midday - timedelta(days=day, minutes=n + 5),
                             took=timedelta(minutes=20))
     at = open_page(app, "metrics.py", "manager")
     at.date_input(key="metrics_date_range").set_value(
