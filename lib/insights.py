@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal_column, select, union_all
+from sqlalchemy import Select, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus
@@ -200,7 +200,7 @@ def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, 
 
 def _edge_counts(session: Session, windows: _Windows) -> dict[str, int]:
     """The partial days at the windows' ends, counted from the tables' indexes, in one statement."""
-    current = and_(Freelancer.stripe_account_id.is_not(None))
+    current = Freelancer.stripe_account_id.is_not(None)
     owned = Freelancer.__table__.join(
         ConnectedAccount.__table__, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
     parts = _edge_parts("recent", Freelancer.connected_at, windows.recent, current)
