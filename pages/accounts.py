@@ -22,21 +22,19 @@ from dashboard.context import get_context
 from dashboard.destinations import destination_panel, unconfirmed_flag
 from dashboard.navigation import PAGES_DIR
 from dashboard.outreach import account_outreach
-from dashboard.tables import money
-from dashboard.timeline import render_timeline
-from dashboard.widgets import (
+from dashboard.page_helpers import (
     PAGE_SIZE,
     deferred_csv,
     page_offset,
     pager,
     require_page,
-    show_lib_error,
+    show_error,
     status_badge,
-    status_cell,
     status_label,
     styled_status,
-    when,
 )
+from dashboard.tables import money, when
+from dashboard.timeline import render_timeline
 from lib import labels
 from lib.account_queries import (
     EXPORT_COLUMNS,
@@ -68,7 +66,7 @@ unconfirmed_flag(context, operator)  # new payout destinations held until confir
 try:
     countries = cache.country_options(context.session_factory, operator)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 left, middle, right, far = st.columns([3, 2, 1, 2])
@@ -123,7 +121,7 @@ try:
         page = cache.account_page(context.session_factory, operator, filters, PAGE_SIZE,
                                   offset)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 if page.total == 0:
@@ -134,7 +132,7 @@ if page.total == 0:
         st.info("No freelancer matches these filters.", icon=":material/filter_alt_off:")
 else:
     frame = pd.DataFrame([{
-        "Freelancer": r.name, "Email": r.email, "Status": status_cell(r.status),
+        "Freelancer": r.name, "Email": r.email, "Status": status_label(r.status),
         "Stripe account": r.stripe_account_id or "", "Type": r.account_type or "",
         "Country": r.country or "", "Charges": r.charges_enabled, "Payouts": r.payouts_enabled,
         "Due": r.requirements_due, "Past due": r.past_due, "Deadline": when(r.deadline),
@@ -197,7 +195,7 @@ def _load(freelancer_id: int) -> AccountDetail | None:
         with context.session_factory() as session:
             return account_detail(session, operator=operator, freelancer_id=freelancer_id)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return None
 
 
@@ -307,7 +305,7 @@ def _act(label: str, run) -> bool:  # type: ignore[no-untyped-def]
         with st.spinner(label):
             run()
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return False
     cache.clear_account_reads()
     return True

@@ -16,9 +16,15 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, require, show_error
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    deferred_csv,
+    page_offset,
+    pager,
+    require_page,
+    show_error,
+)
 from dashboard.tables import TIME_ZONE, show_table
-from dashboard.widgets import deferred_csv, page_offset, pager
 from lib.bank_payouts import (
     EXPORT_COLUMNS,
     failed_payouts,
@@ -29,7 +35,7 @@ from lib.errors import ConnectOpsError
 from lib.freelancer_links import DEFAULT_LIFETIME, payment_settings_link, payment_settings_page
 from lib.roles import Action
 
-operator = require(Action.VIEW_BANK_PAYOUTS)
+operator = require_page(Action.VIEW_BANK_PAYOUTS)
 context = get_context()
 state = st.session_state
 WINDOWS = {"Last 30 days": 30, "Last 90 days": 90, "Last 365 days": 365, "Any time": None}

@@ -17,8 +17,8 @@ import streamlit as st
 
 from dashboard import cache, charts
 from dashboard.context import get_context
+from dashboard.page_helpers import kpi_tile, require_page, show_error
 from dashboard.tables import TIME_ZONE, humanise
-from dashboard.widgets import kpi_tile, require_page, show_lib_error
 from lib import labels
 from lib.connection_metrics import DateRange, Grain
 from lib.connection_timing import SMALL_SAMPLE
@@ -46,7 +46,7 @@ try:
     period = DateRange(chosen[0], chosen[1])
     weekly = cache.metrics(context.session_factory, operator, period, Grain.WEEK)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 days = (period.last - period.first).days + 1
@@ -62,7 +62,7 @@ try:
     data = weekly if grain is Grain.WEEK else cache.metrics(context.session_factory, operator,
                                                              period, grain)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 if not data["rates"]:

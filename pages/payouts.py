@@ -17,18 +17,19 @@ from typing import Any
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import (
+from dashboard.page_helpers import (
     PAGE_SIZE,
     csv_download,
     date_range,
     mark,
+    page_offset,
+    pager,
     plain,
     prepared_csv,
-    require,
+    require_page,
     show_error,
 )
 from dashboard.tables import money, show_table
-from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError, NotFoundError
 from lib.exports import rows_to_csv
 from lib.freelancers import get_freelancer, search_freelancers
@@ -53,7 +54,7 @@ from lib.payouts.ledger import needs_approval, parse_money
 from lib.payouts.limits import limits_for
 from lib.roles import Action
 
-operator = require(Action.VIEW_PAYOUTS)
+operator = require_page(Action.VIEW_PAYOUTS)
 context = get_context()
 state = st.session_state
 CURRENCIES = sorted(SUPPORTED_CURRENCIES)

@@ -15,7 +15,14 @@ from dataclasses import fields
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import csv_download, date_range, plain, require, show_error
+from dashboard.page_helpers import (
+    csv_download,
+    date_range,
+    plain,
+    require_page,
+    show_error,
+    show_flash,
+)
 from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
 from lib.labels import payout_status, spelled
@@ -33,7 +40,7 @@ from lib.payouts.reconciliation import MISMATCH_KINDS, RESOLVED_PAID, RESOLVED_R
 from lib.reconciliation_runs import latest_reports
 from lib.roles import Action
 
-operator = require(Action.RECONCILE)
+operator = require_page(Action.RECONCILE)
 context = get_context()
 state = st.session_state
 COLUMNS = [f.name for f in fields(ReconciliationItem)]
@@ -43,9 +50,7 @@ st.caption("Compares Stripe's transfers created in the period with the payouts l
            "with an unknown outcome are looked up whatever their date and settled when Stripe "
            "has their transfer; everything else that disagrees is listed for a person.")
 
-if state.get("reconciliation_flash"):
-    kind, text = state.pop("reconciliation_flash")
-    (st.success if kind == "ok" else st.error)(text)
+show_flash("reconciliation_flash")
 
 
 def decisions() -> None:

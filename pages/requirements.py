@@ -14,19 +14,18 @@ import streamlit as st
 from dashboard import cache, charts
 from dashboard.context import get_context
 from dashboard.outreach import contact_columns, outreach_panel, with_contact_columns
-from dashboard.tables import TIME_ZONE
-from dashboard.widgets import (
+from dashboard.page_helpers import (
     PAGE_SIZE,
     deferred_csv,
     page_offset,
     pager,
     require_page,
-    show_lib_error,
-    status_cell,
+    show_error,
+    status_label,
     styled_status,
     table_with_csv,
-    when,
 )
+from dashboard.tables import TIME_ZONE, when
 from lib.errors import ConnectOpsError
 from lib.outreach import MAX_BATCH, due_freelancer_ids
 from lib.requirements_queries import (
@@ -72,7 +71,7 @@ try:
     page = cache.requirements_page(context.session_factory, operator, within_days, PAGE_SIZE,
                                    offset, requirement, not_contacted)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 if page.total == 0:
@@ -121,7 +120,7 @@ if requirement is not None:
                "list every account.")
 table = pd.DataFrame([{
     "Deadline": when(r.deadline) or "none", "Freelancer": r.name, "Email": r.email,
-    "Status": status_cell(r.status), "Stripe account": r.stripe_account_id,
+    "Status": status_label(r.status), "Stripe account": r.stripe_account_id,
     "Type": (r.account_type or "").title(),
     **{name: "; ".join(r.labels(key)) for key, name in CATEGORIES},
     "What to do": r.remediation,

@@ -13,7 +13,7 @@ import uuid
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import plain, require, show_error
+from dashboard.page_helpers import plain, require_page, show_error, show_flash
 from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
 from lib.labels import spelled
@@ -31,7 +31,7 @@ from lib.payouts.reversal import (
 )
 from lib.roles import Action
 
-operator = require(Action.VIEW_PAYOUTS)
+operator = require_page(Action.VIEW_PAYOUTS)
 context = get_context()
 state = st.session_state
 COLUMNS = ["id", "created_at", "payout_id", "freelancer_name", "amount", "status", "reason",
@@ -45,9 +45,7 @@ st.caption("Money taken back from a freelancer's Stripe balance after a payout (
            "twice, a cancelled job). Only what remains of a paid payout can be reversed; at or "
            "above the approval threshold a second person approves first.")
 
-if state.get("reversals_flash"):
-    kind, text = state.pop("reversals_flash")
-    {"ok": st.success, "warn": st.warning}.get(kind, st.error)(text)
+show_flash("reversals_flash")
 
 
 def _flash(reversal_id: int, status: str, error: str | None) -> None:

@@ -15,9 +15,17 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, csv_download, require, show_error
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    csv_download,
+    last_page_offset,
+    page_offset,
+    pager,
+    require_page,
+    show_error,
+    show_flash,
+)
 from dashboard.tables import show_table
-from dashboard.widgets import page_offset, pager
 from lib.errors import ConnectOpsError
 from lib.jobs import default_jobs
 from lib.roles import Action
@@ -26,7 +34,7 @@ from lib.webhook_queries import failed_events, last_events_per_type
 from lib.webhooks import RetryPolicy, WebhookStatus, replay_event
 from lib.worker_status import job_statuses, queue_summary, stale_after, worker_health, workers
 
-operator = require(Action.VIEW_WEBHOOKS)
+operator = require_page(Action.VIEW_WEBHOOKS)
 context = get_context()
 state = st.session_state
 TYPE_COLUMNS = ["type", "received", "failed", "last_received_at", "last_status",
@@ -40,9 +48,7 @@ JOB_COLUMNS = ["name", "every", "last_finished_at", "last_status", "last_result"
 SYNC_PAGE = 100
 
 st.title("Webhooks and sync")
-if state.get("webhooks_flash"):
-    kind, text = state.pop("webhooks_flash")
-    (st.success if kind == "ok" else st.error)(text)
+show_flash("webhooks_flash")
 
 
 def background_worker() -> None:
@@ -98,7 +104,7 @@ def failures() -> None:
         page = failed_events(session, operator=operator, limit=PAGE_SIZE, offset=offset)
         if offset and not page.rows and page.total:
             # Failures were replayed away since the page number was chosen: the last page.
-            offset = (page.total - 1) // PAGE_SIZE * PAGE_SIZE
+            offset = last_page_offset(page.total)
             page = failed_events(session, operator=operator, limit=PAGE_SIZE, offset=offset)
     if page.total > PAGE_SIZE:
         pager(page.total, key="webhooks_failed_page")
