@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard.auth import current_operator
 from dashboard.context import get_context
@@ -203,15 +204,19 @@ def table_with_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
                    column_config=column_config)
 
 
-def deferred_csv(label: str, rows: Callable[[], Iterable[Mapping[str, Any]]],
+def deferred_csv(label: str, factory: sessionmaker[Session],
+                 query: Callable[[Session], Iterable[Mapping[str, Any]]],
                  columns: Sequence[str], *, key: str, file_name: str) -> None:
     """A download of a possibly large result, queried only when the button is clicked.
 
-    ``rows`` must open its own database session: Streamlit calls it from another thread.
+    Streamlit builds it in its download thread, so ``query`` gets a session of its own from
+    ``factory``. Bind the filters shown now into ``query`` (``functools.partial``), not names
+    a later run of the page may rebind.
     """
 
     def build() -> bytes:
-        return rows_to_csv(rows(), columns)
+        with factory() as session:
+            return rows_to_csv(query(session), columns)
 
     _download(label, build, file_name=file_name, key=key)
 

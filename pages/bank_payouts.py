@@ -10,6 +10,7 @@ words, what to do, whether a later payout went through, and a payment-settings l
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -139,13 +140,7 @@ show_table([{
 if page.total > PAGE_SIZE:
     pager(page.total, key="bank_payouts_page")
 if operator.can(Action.EXPORT):
-    factory = context.session_factory
-
-    def _export_rows():  # type: ignore[no-untyped-def]
-        # Runs in Streamlit's download thread: its own session, the window shown now.
-        with factory() as session:
-            yield from iter_failure_rows(session, operator=operator, since=since)
-
-    deferred_csv(f"Download CSV ({page.total:,} failed payouts)", _export_rows, EXPORT_COLUMNS,
+    deferred_csv(f"Download CSV ({page.total:,} failed payouts)", context.session_factory,
+                 partial(iter_failure_rows, operator=operator, since=since), EXPORT_COLUMNS,
                  key="bank_payouts_csv", file_name="failed-bank-payouts.csv")
 st.caption("Amounts are in each payout's own currency.")

@@ -8,6 +8,8 @@ die after about five minutes (see ``lib.requirements_queries``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -132,16 +134,10 @@ st.caption(f"Deadlines are {TIME_ZONE}.")
 pager(page.total, key="requirements_page", at_least=page.total_is_lower_bound)
 
 if operator.can(Action.EXPORT):
-    factory = context.session_factory
-
-    def _export_rows():  # type: ignore[no-untyped-def]
-        # Runs in Streamlit's download thread: its own session, the filter shown now.
-        with factory() as session:
-            yield from iter_export_rows(session, operator=operator, within_days=within_days,
-                                        requirement=requirement)
-
     deferred_csv(f"Download CSV with remediation ({'more than ' if page.total_is_lower_bound else ''}"
-                 f"{page.total:,} accounts)", _export_rows,
+                 f"{page.total:,} accounts)", context.session_factory,
+                 partial(iter_export_rows, operator=operator, within_days=within_days,
+                         requirement=requirement),
                  EXPORT_COLUMNS, key="requirements_export", file_name="requirements-due.csv")
     st.caption("Each row names what to do: for Express accounts generate an onboarding link "
                "on the Onboarding links page (links are single use and last about 5 minutes, "
