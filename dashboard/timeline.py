@@ -44,7 +44,7 @@ def render_timeline(context: AppContext, operator: Operator, freelancer_id: int)
         "Show", kinds_shown, default=[k for k in kinds_shown if k is not Kind.AUDIT],
         format_func=KIND_LABELS.__getitem__, key=f"accounts_timeline_kinds_{freelancer_id}",
         help="Audit entries (who did what, step by step) are off by default: add them here.")
-    chosen_dates = right.date_input(f"Between ({TIME_ZONE})", value=(),
+    chosen_dates = right.date_input(f"Between ({TIME_ZONE})", value=[],
                                     key=f"accounts_timeline_dates_{freelancer_id}",
                                     help="Leave empty for the whole story.")
     since, until = _bounds(chosen_dates)

@@ -8,6 +8,8 @@ go through the Outbox. Managing rules is ``MANAGE_ALERTS`` (admins), checked aga
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -44,7 +46,7 @@ except ConnectOpsError as exc:
     st.stop()
 
 
-def _act(run, message: str) -> None:  # type: ignore[no-untyped-def]
+def _act(run: Callable[[], object], message: str) -> None:
     try:
         result = run()
     except ConnectOpsError as exc:

@@ -57,8 +57,8 @@ except ConnectOpsError as exc:
     st.stop()
 
 tiles = st.columns(len(MessageStatus))
-for column, status in zip(tiles, MessageStatus, strict=True):
-    column.metric(status.value.title(), page.counts.get(status.value, 0))
+for column, each in zip(tiles, MessageStatus, strict=True):
+    column.metric(each.value.title(), page.counts.get(each.value, 0))
 
 if not page.rows:
     st.info("No message matches." if statuses or kinds else "Nothing has been sent yet.",
