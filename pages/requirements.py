@@ -1,6 +1,6 @@
 """Requirements due: who must give Stripe what, by when? Every connected account with something
-to provide, soonest deadline first; what is asked most (bars coloured by urgency, past due in
-red, the count on each bar; clicking a bar lists its accounts); an export that says what to do.
+to provide, soonest deadline first; what is asked most (``dashboard.requirement_counts``: bars
+coloured by urgency, clicking a bar lists its accounts); an export that says what to do.
 
 The export carries a remediation text rather than an onboarding link: links are single use and
 die after about five minutes (see ``lib.requirements_queries``).
@@ -13,7 +13,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, charts
+from dashboard import cache
 from dashboard.context import get_context
 from dashboard.outreach import contact_columns, outreach_panel, with_contact_columns
 from dashboard.page_helpers import (
@@ -25,8 +25,8 @@ from dashboard.page_helpers import (
     show_error,
     status_label,
     styled_status,
-    table_with_csv,
 )
+from dashboard.requirement_counts import PICKED, asked_most
 from dashboard.tables import TIME_ZONE, when
 from lib.errors import ConnectOpsError
 from lib.outreach import MAX_BATCH, due_freelancer_ids
@@ -59,8 +59,6 @@ quiet = contacted_column.number_input(
 not_contacted = None if quiet is None else int(quiet)
 
 state = st.session_state
-#: The (list, requirement) whose accounts are listed: set by a click on a bar or the selectbox.
-PICKED = "requirements_picked"
 try:
     counts = cache.requirement_counts(context.session_factory, operator, within_days)
     options = {(c.bucket, c.label): f"{c.label} ({c.category.lower()}): {c.accounts:,}"
@@ -82,34 +80,7 @@ if page.total == 0:
             icon=":material/task_alt:")
     st.stop()
 
-# ---- what is asked most ----------------------------------------------------------------------
-st.subheader("What Stripe is asking for")
-
-
-def _picked_from_chart() -> None:
-    """A bar was clicked: list the accounts it counts (a click on nothing lists them all)."""
-    chosen = (state.get("requirements_counts_chart") or {}).get("selection", {}).get("pick")
-    if chosen:
-        state[PICKED] = (str(chosen[0].get("bucket")), str(chosen[0].get("label")))
-    else:
-        state.pop(PICKED, None)
-
-
-if counts:
-    rank = {name: index for index, name in enumerate(charts.URGENCY_ORDER)}
-    frame = pd.DataFrame([{
-        "row": f"{c.bucket}|{c.label}", "label": c.label, "category": c.category,
-        "bucket": c.bucket, "accounts": c.accounts,
-    } for c in sorted(counts, key=lambda c: (rank.get(c.category, 9), -c.accounts, c.label))])
-    charts.show("requirements_due", frame, key="requirements_counts_chart",
-                height=max(120, 24 * len(counts)), on_select=_picked_from_chart)
-    st.caption("Red: past due (payouts stop or have stopped). Orange: due now. Blue: Stripe is "
-               "verifying. Grey: due later. Click a bar to list its accounts below.")
-    with st.expander("Table and CSV"):
-        table_with_csv([{"category": c.category, "label": c.label, "accounts": c.accounts}
-                        for c in counts], ["category", "label", "accounts"],
-                       key="requirements_counts", file_name="requirements-by-type.csv",
-                       labels={"category": "When", "label": "Requirement"})
+asked_most(counts)
 
 # ---- the accounts ----------------------------------------------------------------------------
 st.subheader("Accounts")
