@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.context import AppContext
-from dashboard.widgets import show_lib_error, when
+from dashboard.page_helpers import show_error
+from dashboard.tables import when
 from lib.alerts import recent_alerts
 from lib.errors import ConnectOpsError
 from lib.roles import Operator
@@ -25,7 +26,7 @@ def overview_alerts(context: AppContext, operator: Operator) -> None:
         with context.session_factory() as session:
             found = recent_alerts(session, operator=operator)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     open_alerts = [a for a in found if a.is_open]
     for alert in open_alerts[:MAX_BANNERS]:

@@ -10,6 +10,7 @@ after an action the page clears the affected caches (:func:`clear_account_reads`
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import streamlit as st
 from sqlalchemy import func, select
@@ -75,22 +76,31 @@ def requirement_counts(_factory: Factory, operator: Operator,
                                                        within_days=within_days)
 
 
-@st.cache_data(ttl=300, show_spinner=False, max_entries=64)
-def metrics(_factory: Factory, operator: Operator, period: DateRange,
-            grain: Grain) -> dict[str, list[object]]:
+@dataclass(frozen=True)
+class Metrics:
     """Every series of the Connection metrics page for one range and grain."""
+
+    rates: list[connection_metrics.RatePoint]
+    funnel: list[connection_metrics.FunnelStage]
+    reasons: list[connection_metrics.ReasonPoint]
+    durations: list[connection_metrics.DurationBucket]
+    timing: connection_timing.ConnectTiming
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=64)
+def metrics(_factory: Factory, operator: Operator, period: DateRange, grain: Grain) -> Metrics:
     with _factory() as session:
-        return {
-            "rates": list(connection_metrics.success_rate_series(
-                session, operator=operator, period=period, grain=grain)),
-            "funnel": list(connection_metrics.funnel(session, operator=operator, period=period)),
-            "reasons": list(connection_metrics.failure_reasons_series(
-                session, operator=operator, period=period, grain=grain)),
-            "durations": list(connection_metrics.time_to_connect(
-                session, operator=operator, period=period)),
-            "timing": [connection_timing.median_time_to_connect(
-                session, operator=operator, period=period)],
-        }
+        return Metrics(
+            rates=connection_metrics.success_rate_series(
+                session, operator=operator, period=period, grain=grain),
+            funnel=connection_metrics.funnel(session, operator=operator, period=period),
+            reasons=connection_metrics.failure_reasons_series(
+                session, operator=operator, period=period, grain=grain),
+            durations=connection_metrics.time_to_connect(
+                session, operator=operator, period=period),
+            timing=connection_timing.median_time_to_connect(
+                session, operator=operator, period=period),
+        )
 
 
 #: The Stripe balance read behind the Funding page and the Overview's "funds needed": short, so
@@ -138,7 +148,9 @@ def invalidate_after_changes(factory: Factory) -> None:
     action at once, and the TTLs only bound how long *nothing* is re-read.
     """
     with factory() as session:
-        audit_id, event_id, processed_at = session.execute(_CHANGE_MARKER).one()
+        # By index: mypy reads the unpacked values of an untyped three-column Row as object.
+        row = session.execute(_CHANGE_MARKER).one()
+        audit_id, event_id, processed_at = row[0], row[1], row[2]
     marker = (int(audit_id or 0), int(event_id or 0), processed_at)
     with _LAST_CHANGE_LOCK:
         previous = _LAST_CHANGE.get("marker")

@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.context import AppContext
-from dashboard.widgets import show_lib_error, when
+from dashboard.page_helpers import show_error
+from dashboard.tables import when
 from lib.destinations import (
     MAX_REASON,
     confirm_destination,
@@ -32,7 +33,7 @@ def unconfirmed_flag(context: AppContext, operator: Operator) -> None:
         with context.session_factory() as session:
             held, total = unconfirmed_destinations(session, operator=operator, limit=LISTED)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     if not total:
         return
@@ -55,7 +56,7 @@ def destination_panel(context: AppContext, operator: Operator, freelancer_id: in
         with context.session_factory() as session:
             destination = current_destination(session, freelancer_id=freelancer_id)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     if destination is None or destination.confirmed:
         return
@@ -82,7 +83,7 @@ def destination_panel(context: AppContext, operator: Operator, freelancer_id: in
             confirm_destination(session, operator=operator, freelancer_id=freelancer_id,
                                 account_id=facts.account_id, reason=reason)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     st.session_state["accounts_flash"] = f"{facts.account_id} is confirmed: payouts to it may go."
     st.rerun()

@@ -17,7 +17,8 @@ import streamlit as st
 
 from dashboard import cache
 from dashboard.context import AppContext
-from dashboard.widgets import show_lib_error, when
+from dashboard.page_helpers import show_error
+from dashboard.tables import when
 from lib.errors import ConnectOpsError
 from lib.outreach import (
     ContactSummary,
@@ -40,7 +41,7 @@ def contact_columns(context: AppContext, operator: Operator,
             found: dict[int, ContactSummary] = contact_summaries(
                 session, operator=operator, freelancer_ids=freelancer_ids)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return {}
     return {fid: {COLUMNS[0]: when(s.last_contacted_at), COLUMNS[1]: s.times_contacted,
                   COLUMNS[2]: s.outcome} for fid, s in found.items()}
@@ -87,7 +88,7 @@ def outreach_panel(
                     state[f"{key}_preview"] = preview_outreach(session, operator=operator,
                                                                freelancer_ids=ids)
             except ConnectOpsError as exc:
-                show_lib_error(exc)
+                show_error(exc)
                 return
             st.rerun()
         return
@@ -111,7 +112,7 @@ def outreach_panel(
         result = send_outreach(context.session_factory, operator=operator, token=preview.token,
                                freelancer_ids=preview.freelancer_ids, progress=progress)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     state.pop(f"{key}_preview", None)
     rate = context.settings.outbox_rate_per_minute
@@ -133,7 +134,7 @@ def account_outreach(context: AppContext, operator: Operator, *, freelancer_id: 
         with context.session_factory() as session:
             history = contact_history(session, operator=operator, freelancer_id=freelancer_id)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     st.markdown("**Requirement emails**")
     if history:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -100,7 +100,8 @@ def humanise(rows: Iterable[Mapping[str, Any]], columns: Sequence[str],
 def show_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, key: str,
                labels: Mapping[str, str] | None = None,
                column_config: Mapping[str, Any] | None = None, note_zone: bool = True,
-               height: int | str = "auto") -> pd.DataFrame:
+               height: int | Literal["auto", "content", "stretch"] = "auto",
+               ) -> pd.DataFrame:
     """A read-only table of ``rows`` (dicts keyed by ``columns``), as wide as the page."""
     frame = humanise(rows, columns, labels)
     st.dataframe(frame, hide_index=True, width="stretch", key=key, height=height,

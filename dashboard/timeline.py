@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import streamlit as st
 
 from dashboard.context import AppContext
+from dashboard.page_helpers import show_error
 from dashboard.tables import TIME_ZONE, show_table
-from dashboard.widgets import show_lib_error
 from lib.errors import ConnectOpsError
 from lib.exports import rows_to_csv
 from lib.roles import Action, Operator
@@ -44,7 +44,7 @@ def render_timeline(context: AppContext, operator: Operator, freelancer_id: int)
         "Show", kinds_shown, default=[k for k in kinds_shown if k is not Kind.AUDIT],
         format_func=KIND_LABELS.__getitem__, key=f"accounts_timeline_kinds_{freelancer_id}",
         help="Audit entries (who did what, step by step) are off by default: add them here.")
-    chosen_dates = right.date_input(f"Between ({TIME_ZONE})", value=(),
+    chosen_dates = right.date_input(f"Between ({TIME_ZONE})", value=[],
                                     key=f"accounts_timeline_dates_{freelancer_id}",
                                     help="Leave empty for the whole story.")
     since, until = _bounds(chosen_dates)
@@ -54,7 +54,7 @@ def render_timeline(context: AppContext, operator: Operator, freelancer_id: int)
                                            freelancer_id=freelancer_id, kinds=chosen_kinds,
                                            since=since, until=until)
     except ConnectOpsError as exc:
-        show_lib_error(exc)
+        show_error(exc)
         return
     if not timeline.entries:
         st.caption("Nothing happened in this window." if since or until or

@@ -8,16 +8,18 @@ go through the Outbox. Managing rules is ``MANAGE_ALERTS`` (admins), checked aga
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import require, show_error
+from dashboard.page_helpers import require_page, show_error, show_flash
 from lib.alerts import KINDS, RuleView, add_recommended_rules, check_now, list_rules, save_rule
 from lib.errors import ConnectOpsError
 from lib.roles import Action
 
-operator = require(Action.MANAGE_ALERTS)
+operator = require_page(Action.MANAGE_ALERTS)
 context = get_context()
 state = st.session_state
 
@@ -26,9 +28,7 @@ st.caption("The worker checks these rules every "
            f"{context.settings.alert_check_interval_seconds} s (the worker's own heartbeat is "
            "checked by the companion service). A condition is alerted once when it starts to "
            "hold and again only after it cleared; alerts are listed on the Overview.")
-if state.get("alerts_flash"):
-    kind, text = state.pop("alerts_flash")
-    (st.success if kind == "ok" else st.error)(text)
+show_flash("alerts_flash")
 
 settings = context.settings
 if not (settings.smtp_host and settings.smtp_sender):
@@ -46,7 +46,7 @@ except ConnectOpsError as exc:
     st.stop()
 
 
-def _act(run, message: str) -> None:  # type: ignore[no-untyped-def]
+def _act(run: Callable[[], object], message: str) -> None:
     try:
         result = run()
     except ConnectOpsError as exc:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import require, show_error
+from dashboard.page_helpers import require_page, show_error, show_flash
 from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
 from lib.models import PayoutStatus
 from lib.payouts import PayoutFilter, approve_payout, execute_payout, list_payouts, reject_payout
 from lib.roles import Action
 
-operator = require(Action.APPROVE_PAYOUT)
+operator = require_page(Action.APPROVE_PAYOUT)
 context = get_context()
 state = st.session_state
 COLUMNS = ["id", "created_at", "freelancer_name", "amount", "currency", "description",
@@ -28,9 +28,7 @@ st.title("Approvals")
 st.caption("Payouts at or above the approval threshold. A second operator approves (the payout "
            "is then sent) or rejects with a reason; nobody approves their own request.")
 
-if state.get("approvals_flash"):
-    kind, text = state.pop("approvals_flash")
-    (st.success if kind == "ok" else st.error)(text)
+show_flash("approvals_flash")
 
 
 def approve(payout_id: int) -> None:

@@ -9,15 +9,23 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, date_range, prepared_csv, require, show_error
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    date_range,
+    last_page_offset,
+    page_offset,
+    pager,
+    prepared_csv,
+    require_page,
+    show_error,
+)
 from dashboard.tables import show_table
-from dashboard.widgets import page_offset, pager
 from lib.audit_queries import COLUMNS, AuditFilter, distinct_values, export_audit, list_audit
 from lib.errors import ConnectOpsError
 from lib.exports import rows_to_csv
 from lib.roles import Action
 
-operator = require(Action.VIEW_AUDIT_LOG)
+operator = require_page(Action.VIEW_AUDIT_LOG)
 context = get_context()
 ANY = "any"
 
@@ -48,7 +56,7 @@ try:
                           offset=offset)
         if offset and not page.rows and page.total:
             # The log behind the page number shrank (the date window moved on): its last page.
-            offset = (page.total - 1) // PAGE_SIZE * PAGE_SIZE
+            offset = last_page_offset(page.total)
             page = list_audit(session, operator=operator, filters=filters, limit=PAGE_SIZE,
                               offset=offset)
 except ConnectOpsError as exc:

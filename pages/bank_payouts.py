@@ -10,15 +10,22 @@ words, what to do, whether a later payout went through, and a payment-settings l
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, require, show_error
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    deferred_csv,
+    page_offset,
+    pager,
+    require_page,
+    show_error,
+)
 from dashboard.tables import TIME_ZONE, show_table
-from dashboard.widgets import deferred_csv, page_offset, pager
 from lib.bank_payouts import (
     EXPORT_COLUMNS,
     failed_payouts,
@@ -29,7 +36,7 @@ from lib.errors import ConnectOpsError
 from lib.freelancer_links import DEFAULT_LIFETIME, payment_settings_link, payment_settings_page
 from lib.roles import Action
 
-operator = require(Action.VIEW_BANK_PAYOUTS)
+operator = require_page(Action.VIEW_BANK_PAYOUTS)
 context = get_context()
 state = st.session_state
 WINDOWS = {"Last 30 days": 30, "Last 90 days": 90, "Last 365 days": 365, "Any time": None}
@@ -133,13 +140,7 @@ show_table([{
 if page.total > PAGE_SIZE:
     pager(page.total, key="bank_payouts_page")
 if operator.can(Action.EXPORT):
-    factory = context.session_factory
-
-    def _export_rows():  # type: ignore[no-untyped-def]
-        # Runs in Streamlit's download thread: its own session, the window shown now.
-        with factory() as session:
-            yield from iter_failure_rows(session, operator=operator, since=since)
-
-    deferred_csv(f"Download CSV ({page.total:,} failed payouts)", _export_rows, EXPORT_COLUMNS,
+    deferred_csv(f"Download CSV ({page.total:,} failed payouts)", context.session_factory,
+                 partial(iter_failure_rows, operator=operator, since=since), EXPORT_COLUMNS,
                  key="bank_payouts_csv", file_name="failed-bank-payouts.csv")
 st.caption("Amounts are in each payout's own currency.")

@@ -12,8 +12,8 @@ import streamlit as st
 
 from dashboard import cache
 from dashboard.context import get_context
+from dashboard.page_helpers import require_page, show_error
 from dashboard.tables import TIME_ZONE, money, show_table
-from dashboard.widgets import require_page, show_lib_error
 from lib.errors import ConnectOpsError
 from lib.funding import BULK_PREVIEW_TTL
 from lib.roles import Action
@@ -29,7 +29,7 @@ st.caption("Is there enough money at Stripe for what we have committed to pay? A
 try:
     position = cache.funding_position(context.session_factory, context.gateway, operator)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 as_of, refresh = st.columns([4, 1])

@@ -12,7 +12,7 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import plain, require, show_error
+from dashboard.page_helpers import plain, require_page, show_error
 from dashboard.tables import show_table
 from lib import labels
 from lib.connect_flow import ConnectLink, create_oauth_link, create_onboarding_link
@@ -22,7 +22,7 @@ from lib.freelancers import create_freelancer, get_freelancer, search_freelancer
 from lib.link_queries import recent_links
 from lib.roles import Action
 
-operator = require(Action.GENERATE_LINK)
+operator = require_page(Action.GENERATE_LINK)
 context = get_context()
 state = st.session_state
 ONBOARDING = "Onboarding link: create a new Express account"

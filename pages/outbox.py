@@ -10,15 +10,22 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, require, show_error
-from dashboard.widgets import page_offset, pager, when
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    page_offset,
+    pager,
+    require_page,
+    show_error,
+    show_flash,
+)
+from dashboard.tables import when
 from dashboard.worker_health import warn_if_worker_stopped
 from lib.errors import ConnectOpsError
 from lib.models import MessageKind, MessageStatus
 from lib.outbox import list_messages, message_detail, retry_message
 from lib.roles import Action
 
-operator = require(Action.VIEW_OUTBOX)
+operator = require_page(Action.VIEW_OUTBOX)
 context = get_context()
 state = st.session_state
 
@@ -28,9 +35,7 @@ st.caption("Every email and chat message the desk sends, written when it was dec
            "time shown. Dead: every attempt failed, or the server refused it for good; retry "
            "it once the cause is fixed.")
 warn_if_worker_stopped(context, operator)
-if state.get("outbox_flash"):
-    kind, text = state.pop("outbox_flash")
-    (st.success if kind == "ok" else st.error)(text)
+show_flash("outbox_flash")
 
 settings = context.settings
 email_ready = bool(settings.smtp_host and settings.smtp_sender)
@@ -52,8 +57,8 @@ except ConnectOpsError as exc:
     st.stop()
 
 tiles = st.columns(len(MessageStatus))
-for column, status in zip(tiles, MessageStatus, strict=True):
-    column.metric(status.value.title(), page.counts.get(status.value, 0))
+for column, each in zip(tiles, MessageStatus, strict=True):
+    column.metric(each.value.title(), page.counts.get(each.value, 0))
 
 if not page.rows:
     st.info("No message matches." if statuses or kinds else "Nothing has been sent yet.",

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import cache
 from dashboard.alerts_view import overview_alerts
 from dashboard.context import get_context
-from dashboard.widgets import kpi_tile, require_page, show_lib_error
+from dashboard.page_helpers import kpi_tile, require_page, show_error
 from lib.errors import ConnectOpsError
 from lib.insights import alerts_for
 from lib.roles import Action
@@ -23,7 +23,7 @@ st.title("Overview")
 try:
     kpis = cache.overview_kpis(context.session_factory, operator)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 as_of, refresh = st.columns([4, 1])

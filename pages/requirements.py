@@ -1,6 +1,6 @@
 """Requirements due: who must give Stripe what, by when? Every connected account with something
-to provide, soonest deadline first; what is asked most (bars coloured by urgency, past due in
-red, the count on each bar; clicking a bar lists its accounts); an export that says what to do.
+to provide, soonest deadline first; what is asked most (``dashboard.requirement_counts``: bars
+coloured by urgency, clicking a bar lists its accounts); an export that says what to do.
 
 The export carries a remediation text rather than an onboarding link: links are single use and
 die after about five minutes (see ``lib.requirements_queries``).
@@ -8,25 +8,26 @@ die after about five minutes (see ``lib.requirements_queries``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, charts
+from dashboard import cache
 from dashboard.context import get_context
 from dashboard.outreach import contact_columns, outreach_panel, with_contact_columns
-from dashboard.tables import TIME_ZONE
-from dashboard.widgets import (
+from dashboard.page_helpers import (
     PAGE_SIZE,
     deferred_csv,
     page_offset,
     pager,
     require_page,
-    show_lib_error,
-    status_cell,
+    show_error,
+    status_label,
     styled_status,
-    table_with_csv,
-    when,
 )
+from dashboard.requirement_counts import PICKED, asked_most
+from dashboard.tables import TIME_ZONE, when
 from lib.errors import ConnectOpsError
 from lib.outreach import MAX_BATCH, due_freelancer_ids
 from lib.requirements_queries import (
@@ -58,8 +59,6 @@ quiet = contacted_column.number_input(
 not_contacted = None if quiet is None else int(quiet)
 
 state = st.session_state
-#: The (list, requirement) whose accounts are listed: set by a click on a bar or the selectbox.
-PICKED = "requirements_picked"
 try:
     counts = cache.requirement_counts(context.session_factory, operator, within_days)
     options = {(c.bucket, c.label): f"{c.label} ({c.category.lower()}): {c.accounts:,}"
@@ -72,7 +71,7 @@ try:
     page = cache.requirements_page(context.session_factory, operator, within_days, PAGE_SIZE,
                                    offset, requirement, not_contacted)
 except ConnectOpsError as exc:
-    show_lib_error(exc)
+    show_error(exc)
     st.stop()
 
 if page.total == 0:
@@ -81,34 +80,7 @@ if page.total == 0:
             icon=":material/task_alt:")
     st.stop()
 
-# ---- what is asked most ----------------------------------------------------------------------
-st.subheader("What Stripe is asking for")
-
-
-def _picked_from_chart() -> None:
-    """A bar was clicked: list the accounts it counts (a click on nothing lists them all)."""
-    chosen = (state.get("requirements_counts_chart") or {}).get("selection", {}).get("pick")
-    if chosen:
-        state[PICKED] = (str(chosen[0].get("bucket")), str(chosen[0].get("label")))
-    else:
-        state.pop(PICKED, None)
-
-
-if counts:
-    rank = {name: index for index, name in enumerate(charts.URGENCY_ORDER)}
-    frame = pd.DataFrame([{
-        "row": f"{c.bucket}|{c.label}", "label": c.label, "category": c.category,
-        "bucket": c.bucket, "accounts": c.accounts,
-    } for c in sorted(counts, key=lambda c: (rank.get(c.category, 9), -c.accounts, c.label))])
-    charts.show("requirements_due", frame, key="requirements_counts_chart",
-                height=max(120, 24 * len(counts)), on_select=_picked_from_chart)
-    st.caption("Red: past due (payouts stop or have stopped). Orange: due now. Blue: Stripe is "
-               "verifying. Grey: due later. Click a bar to list its accounts below.")
-    with st.expander("Table and CSV"):
-        table_with_csv([{"category": c.category, "label": c.label, "accounts": c.accounts}
-                        for c in counts], ["category", "label", "accounts"],
-                       key="requirements_counts", file_name="requirements-by-type.csv",
-                       labels={"category": "When", "label": "Requirement"})
+asked_most(counts)
 
 # ---- the accounts ----------------------------------------------------------------------------
 st.subheader("Accounts")
@@ -121,7 +93,7 @@ if requirement is not None:
                "list every account.")
 table = pd.DataFrame([{
     "Deadline": when(r.deadline) or "none", "Freelancer": r.name, "Email": r.email,
-    "Status": status_cell(r.status), "Stripe account": r.stripe_account_id,
+    "Status": status_label(r.status), "Stripe account": r.stripe_account_id,
     "Type": (r.account_type or "").title(),
     **{name: "; ".join(r.labels(key)) for key, name in CATEGORIES},
     "What to do": r.remediation,
@@ -133,16 +105,10 @@ st.caption(f"Deadlines are {TIME_ZONE}.")
 pager(page.total, key="requirements_page", at_least=page.total_is_lower_bound)
 
 if operator.can(Action.EXPORT):
-    factory = context.session_factory
-
-    def _export_rows():  # type: ignore[no-untyped-def]
-        # Runs in Streamlit's download thread: its own session, the filter shown now.
-        with factory() as session:
-            yield from iter_export_rows(session, operator=operator, within_days=within_days,
-                                        requirement=requirement)
-
     deferred_csv(f"Download CSV with remediation ({'more than ' if page.total_is_lower_bound else ''}"
-                 f"{page.total:,} accounts)", _export_rows,
+                 f"{page.total:,} accounts)", context.session_factory,
+                 partial(iter_export_rows, operator=operator, within_days=within_days,
+                         requirement=requirement),
                  EXPORT_COLUMNS, key="requirements_export", file_name="requirements-due.csv")
     st.caption("Each row names what to do: for Express accounts generate an onboarding link "
                "on the Onboarding links page (links are single use and last about 5 minutes, "

@@ -4,36 +4,23 @@ Every rule lives in ``lib.payouts.reversal``: the amount is reserved on the payo
 is called (two admins cannot reverse more than was paid), a request token makes a double click
 one reversal, the likely-duplicate guard names an earlier reversal of the same amount, and a
 reversal at or above the currency's approval threshold waits here for someone who did not ask.
+The forms are ``dashboard.reversal_actions``.
 """
 
 from __future__ import annotations
 
-import uuid
-
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import plain, require, show_error
+from dashboard.page_helpers import require_page, show_flash
+from dashboard.reversal_actions import FLASH, approvals, request_form, to_send
 from dashboard.tables import money, show_table
-from lib.errors import ConnectOpsError
 from lib.labels import spelled
-from lib.models import ReversalStatus
-from lib.money import Money, format_money
-from lib.payouts.duplicates import LikelyDuplicateError
-from lib.payouts.ledger import get_payout
-from lib.payouts.limits import limits_for
 from lib.payouts.queries import list_reversals
-from lib.payouts.reversal import (
-    approve_reversal,
-    execute_reversal,
-    reject_reversal,
-    reverse_payout,
-)
 from lib.roles import Action
 
-operator = require(Action.VIEW_PAYOUTS)
+operator = require_page(Action.VIEW_PAYOUTS)
 context = get_context()
-state = st.session_state
 COLUMNS = ["id", "created_at", "payout_id", "freelancer_name", "amount", "status", "reason",
            "requested_by", "approved_by", "stripe_reversal_id", "error_message"]
 LABELS = {"id": "Reversal", "payout_id": "Payout", "freelancer_name": "Freelancer",
@@ -44,147 +31,14 @@ st.title("Reversals")
 st.caption("Money taken back from a freelancer's Stripe balance after a payout (an invoice paid "
            "twice, a cancelled job). Only what remains of a paid payout can be reversed; at or "
            "above the approval threshold a second person approves first.")
-
-if state.get("reversals_flash"):
-    kind, text = state.pop("reversals_flash")
-    {"ok": st.success, "warn": st.warning}.get(kind, st.error)(text)
-
-
-def _flash(reversal_id: int, status: str, error: str | None) -> None:
-    texts = {
-        ReversalStatus.SUCCEEDED: ("ok", f"Reversal #{reversal_id} made at Stripe."),
-        ReversalStatus.PENDING_APPROVAL: ("warn", f"Reversal #{reversal_id} is recorded and "
-                                                  "waits for a second operator below."),
-        ReversalStatus.UNKNOWN: ("warn", f"Reversal #{reversal_id}: Stripe did not answer "
-                                         f"clearly ({error}). Retry it below: same key, it "
-                                         "cannot reverse twice."),
-    }
-    state["reversals_flash"] = texts.get(status, ("error", f"Reversal #{reversal_id} is {status}:"
-                                                           f" {error or 'not made'}."))
-
-
-def request_form() -> None:
-    st.subheader("Reverse a payout")
-    payout_id = st.number_input("Payout number", min_value=1, step=1, value=None,
-                                key="reversals_payout_id", placeholder="e.g. 1042")
-    if payout_id is None:
-        return
-    try:
-        with context.session_factory() as session:
-            payout = get_payout(session, payout_id=int(payout_id))
-    except ConnectOpsError as exc:
-        show_error(exc)
-        return
-    remaining = payout.amount_minor - payout.amount_reversed_minor
-    paid = format_money(Money(payout.amount_minor, payout.currency))
-    left = format_money(Money(remaining, payout.currency))
-    st.write(f"Payout #{payout.id}: {paid}, {payout.status}; "
-             f"{left} can still be reversed.")
-    if payout.status != "paid" or remaining <= 0:
-        st.info("Only a paid payout with something left to reverse can be reversed.")
-        return
-    st.caption(limits_for(context.settings, payout.currency).describe())
-    token = state.setdefault("reversals_token", str(uuid.uuid4()))
-    with st.form("reversals_form"):
-        amount = st.text_input(f"Amount in {payout.currency.upper()} (empty: all of {left})",
-                               key="reversals_amount")
-        reason = st.text_input("Reason (required)", key="reversals_reason", max_chars=500)
-        repeat = state.get("reversals_repeat_of")
-        again = st.checkbox(f"Reverse again: this is not a repeat of reversal #{repeat}",
-                            key="reversals_again") if repeat else False
-        submitted = st.form_submit_button("Reverse", type="primary")
-    if not submitted:
-        return
-    try:
-        reversal = reverse_payout(
-            context.session_factory, gateway=context.gateway, operator=operator,
-            payout_id=payout.id, amount=amount or None, reason=reason,
-            settings=context.settings, client_request_token=token,
-            confirm_duplicate_of=repeat if again else None)
-    except LikelyDuplicateError as exc:
-        # Show the form again with the "reverse again" confirmation, and say why.
-        state["reversals_repeat_of"] = exc.earlier_id
-        state["reversals_flash"] = ("error", exc.message)
-        st.rerun()
-    except ConnectOpsError as exc:
-        show_error(exc)
-        return
-    for name in ("reversals_token", "reversals_repeat_of"):
-        state.pop(name, None)
-    _flash(reversal.id, reversal.status, reversal.error_message)
-    st.rerun()
-
-
-def approvals() -> None:
-    with context.session_factory() as session:
-        waiting = list_reversals(session, operator=operator,
-                                 status=ReversalStatus.PENDING_APPROVAL.value)
-    if not waiting:
-        return
-    st.subheader("Awaiting a second operator")
-    labels = {r.id: f"#{r.id} · {r.amount} {r.currency.upper()} of payout #{r.payout_id} "
-                    f"({r.freelancer_name}), asked by {r.requested_by}" for r in waiting}
-    chosen = st.selectbox("Reversal", list(labels), format_func=labels.__getitem__,
-                          key="reversals_pending")
-    selected = next(r for r in waiting if r.id == chosen)
-    st.caption(f"Reason given: {plain(selected.reason)}")
-    left, right = st.columns(2)
-    if left.button("Approve and send", key="reversals_approve", type="primary"):
-        try:
-            with context.session_factory.begin() as session:
-                approve_reversal(session, operator=operator, reversal_id=selected.id)
-            done = execute_reversal(context.session_factory, gateway=context.gateway,
-                                    operator=operator, reversal_id=selected.id) \
-                if operator.can(Action.REVERSE_PAYOUT) else None
-        except ConnectOpsError as exc:
-            show_error(exc)
-        else:
-            if done is None:
-                state["reversals_flash"] = ("ok", f"Reversal #{selected.id} approved; an admin "
-                                                  "sends it.")
-            else:
-                _flash(done.id, done.status, done.error_message)
-            st.rerun()
-    why = right.text_input("Reason for rejecting", key="reversals_reject_reason")
-    if right.button("Reject", key="reversals_reject"):
-        try:
-            with context.session_factory.begin() as session:
-                reject_reversal(session, operator=operator, reversal_id=selected.id, reason=why)
-        except ConnectOpsError as exc:
-            show_error(exc)
-        else:
-            state["reversals_flash"] = ("ok", f"Reversal #{selected.id} rejected; its amount "
-                                              "can be reversed again.")
-            st.rerun()
-
-
-def to_send() -> None:
-    with context.session_factory() as session:
-        ready = [r for status in (ReversalStatus.PENDING, ReversalStatus.UNKNOWN)
-                 for r in list_reversals(session, operator=operator, status=status.value)]
-    if not ready:
-        return
-    st.subheader("Approved or unanswered: send")
-    labels = {r.id: f"#{r.id} · {r.amount} {r.currency.upper()} · {r.status}" for r in ready}
-    chosen = st.selectbox("Reversal to send", list(labels), format_func=labels.__getitem__,
-                          key="reversals_send_id")
-    if st.button("Send with its own key", key="reversals_send"):
-        try:
-            done = execute_reversal(context.session_factory, gateway=context.gateway,
-                                    operator=operator, reversal_id=int(chosen))
-        except ConnectOpsError as exc:
-            show_error(exc)
-        else:
-            _flash(done.id, done.status, done.error_message)
-            st.rerun()
-
+show_flash(FLASH)
 
 if operator.can(Action.REVERSE_PAYOUT):
-    request_form()
+    request_form(context, operator)
 if operator.can(Action.APPROVE_PAYOUT):
-    approvals()
+    approvals(context, operator)
 if operator.can(Action.REVERSE_PAYOUT):
-    to_send()
+    to_send(context, operator)
 
 st.subheader("Recent reversals")
 with context.session_factory() as session:

@@ -2,9 +2,9 @@
 replays, and a full sync.
 
 The worker (``python -m lib.worker``) processes the stored events and runs the scheduled
-jobs: its heartbeat, the queue and each job's last and next run come first. Failed events are
-retried by the worker with backoff; dead letters (all attempts used) wait for a person's
-replay. Replaying and syncing are admin actions checked again in ``lib`` (``REPLAY_WEBHOOK``,
+jobs: its heartbeat, the queue and each job's last and next run come first
+(``dashboard.worker_panel``). Failed events are retried by the worker with backoff; dead
+letters (all attempts used) wait for a person's replay. Replaying and syncing are admin actions checked again in ``lib`` (``REPLAY_WEBHOOK``,
 ``SYNC_ACCOUNTS``). The sync reports progress through its callback after each page of accounts;
 Stripe does not say how many accounts there are, so the bar fills as pages arrive and is full
 when the last page is in.
@@ -15,63 +15,36 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_kit import PAGE_SIZE, csv_download, require, show_error
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    csv_download,
+    last_page_offset,
+    page_offset,
+    pager,
+    require_page,
+    show_error,
+    show_flash,
+)
 from dashboard.tables import show_table
-from dashboard.widgets import page_offset, pager
+from dashboard.worker_panel import background_worker
 from lib.errors import ConnectOpsError
-from lib.jobs import default_jobs
+from lib.models import WebhookStatus
 from lib.roles import Action
 from lib.sync import sync_all_accounts
 from lib.webhook_queries import failed_events, last_events_per_type
-from lib.webhooks import RetryPolicy, WebhookStatus, replay_event
-from lib.worker_status import job_statuses, queue_summary, stale_after, worker_health, workers
+from lib.webhooks import RetryPolicy, replay_event
 
-operator = require(Action.VIEW_WEBHOOKS)
+operator = require_page(Action.VIEW_WEBHOOKS)
 context = get_context()
 state = st.session_state
 TYPE_COLUMNS = ["type", "received", "failed", "last_received_at", "last_status",
                 "last_event_id", "last_account"]
 FAILED_COLUMNS = ["stripe_event_id", "type", "state", "attempts", "next_attempt_at", "error",
                   "received_at", "account", "endpoint"]
-WORKER_COLUMNS = ["worker_id", "state", "last_seen_at", "started_at", "events_processed",
-                  "events_failed", "stopped_at"]
-JOB_COLUMNS = ["name", "every", "last_finished_at", "last_status", "last_result", "next_run_at",
-               "running_on", "description"]
 SYNC_PAGE = 100
 
 st.title("Webhooks and sync")
-if state.get("webhooks_flash"):
-    kind, text = state.pop("webhooks_flash")
-    (st.success if kind == "ok" else st.error)(text)
-
-
-def background_worker() -> None:
-    st.subheader("Background worker")
-    stale = stale_after(context.settings)
-    with context.session_factory() as session:
-        health = worker_health(session, operator=operator, stale=stale)
-        running = workers(session, operator=operator, stale=stale)
-        queue = queue_summary(session, operator=operator)
-        jobs = job_statuses(session, operator=operator, jobs=default_jobs(context.settings))
-    if health.alive and health.last_seen_at is not None:
-        st.success(f"Running: last heartbeat at {health.last_seen_at:%H:%M:%S} UTC.",
-                   icon=":material/favorite:")
-    else:
-        st.error(health.message, icon=":material/heart_broken:")
-    waiting, processing, retrying, dead = st.columns(4)
-    waiting.metric("Waiting", queue.waiting)
-    processing.metric("Being processed", queue.processing)
-    retrying.metric("Retrying", queue.retrying)
-    dead.metric("Dead letters", queue.dead)
-    if queue.oldest_waiting_at is not None:
-        st.caption(f"Oldest waiting event received at {queue.oldest_waiting_at:%Y-%m-%d %H:%M:%S} "
-                   "UTC.")
-    if running:
-        st.dataframe([w.to_dict() for w in running], hide_index=True, width="stretch",
-                     column_order=WORKER_COLUMNS)
-    st.markdown("**Scheduled jobs** (each runs once per interval, whichever worker is free)")
-    st.dataframe([j.to_dict() for j in jobs], hide_index=True, width="stretch",
-                 column_order=JOB_COLUMNS)
+show_flash("webhooks_flash")
 
 
 def events_by_type() -> None:
@@ -98,7 +71,7 @@ def failures() -> None:
         page = failed_events(session, operator=operator, limit=PAGE_SIZE, offset=offset)
         if offset and not page.rows and page.total:
             # Failures were replayed away since the page number was chosen: the last page.
-            offset = (page.total - 1) // PAGE_SIZE * PAGE_SIZE
+            offset = last_page_offset(page.total)
             page = failed_events(session, operator=operator, limit=PAGE_SIZE, offset=offset)
     if page.total > PAGE_SIZE:
         pager(page.total, key="webhooks_failed_page")
@@ -160,7 +133,7 @@ def sync() -> None:
 
 
 try:
-    background_worker()
+    background_worker(context, operator)
     events_by_type()
     failures()
 except ConnectOpsError as exc:

@@ -14,7 +14,9 @@ import streamlit as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Element
 
+from emulator.testing import EmulatorHandle
 from lib.accounts import upsert_account
 from lib.freelancers import create_freelancer
 from lib.models import AuditLog, Freelancer, Payout
@@ -31,7 +33,8 @@ OTHER_FINANCE = Operator("felix", frozenset({Role.FINANCE}))
 
 
 @pytest.fixture
-def stripe_env(dashboard_env: None, emulator, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def stripe_env(dashboard_env: None, emulator: EmulatorHandle,
+               monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
     """The dashboard's env pointed at the (reset) emulator instead of a closed port."""
     for name, value in {
         "STRIPE_API_BASE": emulator.base_url,
@@ -51,7 +54,7 @@ def stripe_env(dashboard_env: None, emulator, monkeypatch: pytest.MonkeyPatch): 
 class World:
     """The emulator, a gateway like the dashboard's, and builders for rows the pages show."""
 
-    emulator: object
+    emulator: EmulatorHandle
     settings: Settings
     gateway: StripeGateway
     session_factory: sessionmaker[Session]
@@ -59,13 +62,13 @@ class World:
     def freelancer(self, *, name: str = "Paula Payee", email: str | None = None,
                    connected: bool = True) -> int:
         """A freelancer, with an onboarded Express account at the emulator when ``connected``."""
-        count = self.emulator.state()["counts"]["accounts"]  # type: ignore[attr-defined]
+        count = self.emulator.state()["counts"]["accounts"]
         email = email or f"payee{count}-{name.split()[0].lower()}@example.com"
         account = None
         if connected:
             created = self.gateway.create_express_account(
                 email=email, country="US", metadata={}, idempotency_key=f"test-acct-{email}")
-            self.emulator.set_account(created.id, onboarding="complete")  # type: ignore[attr-defined]
+            self.emulator.set_account(created.id, onboarding="complete")
             account = self.gateway.retrieve_account(created.id).data
         with self.session_factory.begin() as session:
             freelancer = create_freelancer(session, name=name, email=email, country="US")
@@ -76,11 +79,11 @@ class World:
             return freelancer.id
 
     def transfers(self) -> int:
-        return int(self.emulator.state()["counts"]["transfers"])  # type: ignore[attr-defined]
+        return int(self.emulator.state()["counts"]["transfers"])
 
 
 @pytest.fixture
-def world(stripe_env, session_factory: sessionmaker[Session]) -> World:  # type: ignore[no-untyped-def]
+def world(stripe_env: EmulatorHandle, session_factory: sessionmaker[Session]) -> World:
     settings = make_settings(stripe_api_base=stripe_env.base_url,
                              stripe_connect_base=stripe_env.base_url,
                              stripe_max_network_retries=0, stripe_timeout_seconds=5)
@@ -126,7 +129,7 @@ def texts(at: AppTest) -> str:
     parts: list[str] = []
     for kind in ("markdown", "caption", "error", "warning", "info", "success", "title",
                  "subheader", "code"):
-        parts.extend(str(el.value) for el in at.get(kind))
+        parts.extend(str(el.value) for el in at.get(kind) if isinstance(el, Element))
     return "\n".join(parts)
 
 

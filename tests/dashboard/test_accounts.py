@@ -119,7 +119,7 @@ def test_lib_refuses_finance_an_admin_action(session_factory) -> None:
 
 
 @pytest.fixture
-def live(dashboard_env, emulator, monkeypatch, session_factory):  # type: ignore[no-untyped-def]
+def live(dashboard_env, emulator, monkeypatch, session_factory):
     """The dashboard talking to the emulator, and one connected freelancer with a stale mirror."""
     for name, value in {"STRIPE_API_BASE": emulator.base_url,
                         "STRIPE_CONNECT_BASE": emulator.base_url,
@@ -145,7 +145,7 @@ def live(dashboard_env, emulator, monkeypatch, session_factory):  # type: ignore
         return freelancer.id, created.id
 
 
-def _admin_detail(app, freelancer_id):  # type: ignore[no-untyped-def]
+def _admin_detail(app, freelancer_id):
     at = open_page(app, "accounts.py", "admin")
     return at.selectbox(key="accounts_detail_freelancer").select(freelancer_id).run()
 
@@ -215,7 +215,7 @@ def test_stripe_down_is_one_clear_error(app, session_factory) -> None:
 def test_query_count_does_not_grow_with_the_data(app, session_factory) -> None:
     """Issue 7: one page of the table and one detail cost the same queries at 50 and 500."""
 
-    def with_detail(at):  # type: ignore[no-untyped-def]
+    def with_detail(at):
         first = at.selectbox(key="accounts_detail_freelancer").options[0]
         return at.selectbox(key="accounts_detail_freelancer").set_value(first).run()
 
@@ -300,14 +300,14 @@ def test_pager_buttons_keep_the_filters(app, session_factory) -> None:
 
 
 @pytest.fixture
-def deferred_downloads(monkeypatch):  # type: ignore[no-untyped-def]
+def deferred_downloads(monkeypatch):
     """Deferred download callables by file id (AppTest's runtime exists only during a run)."""
     from streamlit.runtime.media_file_manager import MediaFileManager
 
     registered: dict[str, object] = {}
     original = MediaFileManager.add_deferred
 
-    def add_deferred(self, data_callable, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def add_deferred(self, data_callable, *args, **kwargs):
         file_id = original(self, data_callable, *args, **kwargs)
         registered[file_id] = data_callable
         return file_id
@@ -316,7 +316,7 @@ def deferred_downloads(monkeypatch):  # type: ignore[no-untyped-def]
     return registered
 
 
-def _clicked_csv(at, registered, key: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _clicked_csv(at, registered, key: str) -> list[dict[str, str]]:
     """Run the download button's callable, as a click in the browser would."""
     import csv
     import io

@@ -26,7 +26,7 @@ ISSUER = "http://idp.corp.example"
 
 
 @pytest.fixture
-def oidc_app(dashboard_env, monkeypatch) -> Callable[..., AppTest]:  # type: ignore[no-untyped-def]
+def oidc_app(dashboard_env, monkeypatch) -> Callable[..., AppTest]:
     monkeypatch.setenv("DASHBOARD_SIGN_IN", "oidc")
     monkeypatch.setenv("OIDC_ROLE_MAP", ROLE_MAP)
     monkeypatch.delenv("AUTH_COOKIE_KEY")  # the users file's cookie is not needed
@@ -45,7 +45,7 @@ def oidc_app(dashboard_env, monkeypatch) -> Callable[..., AppTest]:  # type: ign
     return build
 
 
-def _audit(session_factory) -> list[tuple]:  # type: ignore[no-untyped-def]
+def _audit(session_factory) -> list[tuple]:
     with session_factory() as session:
         return [(e.actor, e.actor_role, e.action, e.result, e.input) for e in
                 session.scalars(select(AuditLog).order_by(AuditLog.id))]

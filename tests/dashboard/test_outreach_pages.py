@@ -26,7 +26,7 @@ from tests.factories_dashboard import add_freelancer, open_page, page_text, run_
 ADMIN = Operator("admin", frozenset({Role.ADMIN}))
 
 
-def _table_with(at, column: str):  # type: ignore[no-untyped-def]
+def _table_with(at, column: str):
     """The first table on the page with ``column`` (AppTest does not expose a table's key)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
 

@@ -116,6 +116,7 @@ def test_two_people_decide_an_expired_unknown_payout(app, world) -> None:
     assert "a second person confirms" in texts(at)
     (confirm,) = [b for b in at.button if b.key and b.key.startswith("reconciliation_confirm_")]
     assert confirm.disabled  # the proposer cannot confirm
+    assert confirm.key is not None
     other = open_page(app, "reconciliation.py", "admin")
     other = other.button(key=confirm.key).click().run()
     assert not other.exception, other.exception
