@@ -22,7 +22,7 @@ import copy
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import altair as alt
 import pandas as pd
@@ -78,13 +78,16 @@ def spec(name: str, *args: str) -> dict[str, Any]:
 
 
 def show(name: str, frame: pd.DataFrame, *args: str, key: str, height: int | None = None,
-         on_select: str | Callable[[], None] = "ignore") -> Any:
+         on_select: Literal["ignore", "rerun"] | Callable[[], None] = "ignore") -> Any:
     """Draw template ``name`` over ``frame`` as wide as the page."""
     chosen = copy.deepcopy(spec(name, *args))
     if height is not None:
         chosen["height"] = height
+    if on_select == "ignore":
+        return st.vega_lite_chart(frame, chosen, width="stretch", key=key)
+    # Streamlit's overloads tell a selectable chart (it returns the selection) from a plain one.
     return st.vega_lite_chart(frame, chosen, width="stretch", key=key, on_select=on_select,
-                              selection_mode="pick" if on_select != "ignore" else None)
+                              selection_mode="pick")
 
 
 # ---- connection metrics -----------------------------------------------------------------------
