@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit, messaging
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import ConflictError, NotFoundError, ValidationError
 from lib.messaging import DeliveryError, Email
 from lib.models import MessageChannel, MessageKind, MessageStatus, OutboxMessage
@@ -239,7 +240,7 @@ def _still_held(session_factory: sessionmaker[Session], claim: MessageClaim, now
                    OutboxMessage.lease_expires_at >= now)
             .values(lease_expires_at=now + lease)
             .execution_options(synchronize_session=False))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def _settle(session_factory: sessionmaker[Session], claim: MessageClaim,
@@ -252,7 +253,7 @@ def _settle(session_factory: sessionmaker[Session], claim: MessageClaim,
                    OutboxMessage.status == MessageStatus.SENDING.value)
             .values(lease_token=None, lease_expires_at=None, **values)
             .execution_options(synchronize_session=False))
-    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    held = bool(rowcount(result))
     if not held:
         logger.warning("outbox message %s: attempt %d lost its lease before it finished",
                        claim.id, claim.attempt)
@@ -436,12 +437,12 @@ def retry_message(session: Session, *, operator: Operator, message_id: int,
     if message.status not in retryable:
         raise ConflictError(f"Message {message_id} is {message.status}: only a failed or dead "
                             "message can be retried.")
-    done = session.execute(
+    done = rowcount(session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(retryable))
         .values(status=MessageStatus.PENDING.value, attempts=0,
                 next_attempt_at=now or utcnow())
-        .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        .execution_options(synchronize_session=False)))
     if not done:
         raise ConflictError(f"Message {message_id} changed meanwhile; reload and try again.")
     session.expire(message)

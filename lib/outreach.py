@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import audit
 from lib.account_status import ConnectionStatus, requirement_label
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import ConnectOpsError, NotFoundError, ValidationError
 from lib.messaging import DeliveryError, Email, html_escape
 from lib.models import (
@@ -464,14 +465,14 @@ def spend_link(session_factory: sessionmaker[Session], *, link_id: str, freelanc
     """Spend an outreach link once (committed at once), or raise :class:`OutreachLinkError`."""
     moment = now or utcnow()
     with session_factory.begin() as session:
-        spent = session.execute(
+        spent = rowcount(session.execute(
             update(OutreachContact)
             .where(OutreachContact.link_id == link_id,
                    OutreachContact.freelancer_id == freelancer_id,
                    OutreachContact.link_opened_at.is_(None),
                    OutreachContact.link_expires_at > moment)
             .values(link_opened_at=moment)
-            .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+            .execution_options(synchronize_session=False)))
         reason = None if spent else _refusal(session, link_id=link_id,
                                              freelancer_id=freelancer_id)
         audit.record(session, actor=f"freelancer:{freelancer_id}",
