@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Row, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -130,7 +130,10 @@ def asks_of(requirements: dict[str, Any] | None) -> list[Ask]:
 
 
 def _candidates(session: Session, freelancer_ids: Sequence[int]) -> list[Candidate]:
-    rows = session.execute(
+    # The account's columns are NULL without one (outer join); a JSON column defeats select()'s
+    # typed overloads, so the row is spelled out.
+    rows: Sequence[Row[int, str, str, str | None, str | None, str | None, str | None,
+                       datetime | None, dict[str, Any] | None]] = session.execute(
         select(Freelancer.id, Freelancer.name, Freelancer.email, Freelancer.stripe_account_id,
                Freelancer.connection_method, ConnectedAccount.type, ConnectedAccount.status,
                ConnectedAccount.current_deadline, ConnectedAccount.requirements)
