@@ -1,6 +1,7 @@
 # Connect Ops: two commands on a fresh machine (Python 3.11+ and make).
 #   make demo   install, migrate, seed, run emulator + companion + dashboard (Ctrl-C stops all)
-#   make test   install, lint, run every test (again on PostgreSQL when TEST_DATABASE_URL is set)
+#   make test   install, lint and type-check, run every test (again on PostgreSQL when
+#               TEST_DATABASE_URL is set)
 #   make notebook   the finance notebook in JupyterLab (installs JupyterLab on first use)
 
 PYTHON ?= python3
@@ -47,6 +48,7 @@ demo: $(RUNTIME_STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-sqlite: $(DEV_STAMP)
 	$(BIN)/python -m pytest

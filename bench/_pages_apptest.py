@@ -19,9 +19,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from unittest.mock import patch
 
 import streamlit as st
 from sqlalchemy import event
@@ -46,15 +47,10 @@ USERS = ("admin", "finance", "manager")
 def server_like_script_cache() -> Iterator[None]:
     """One ScriptCache for every AppTest run inside (a server compiles a script once)."""
     shared = ScriptCache()
-    modules = (_app_test, _local_script_runner)
-    saved = [module.ScriptCache for module in modules]
-    for module in modules:
-        module.ScriptCache = lambda: shared  # type: ignore[attr-defined,assignment]
-    try:
+    with ExitStack() as patches:
+        for module in (_app_test, _local_script_runner):
+            patches.enter_context(patch.object(module, "ScriptCache", lambda: shared))
         yield
-    finally:
-        for module, original in zip(modules, saved, strict=True):
-            module.ScriptCache = original  # type: ignore[attr-defined]
 
 
 class PageFailed(RuntimeError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from functools import partial
 
 import altair as alt
 
@@ -46,8 +47,8 @@ def figures(repeat: int) -> list[Figure]:
     found = []
     for name, args in CHARTS:
         charts.spec(name, *args)  # built (and validated) once, as on a page's first run
-        altair_run = median_seconds(lambda n=name, a=args: per_run(n, a), repeat=repeat)
-        kept_run = median_seconds(lambda n=name, a=args: kept(n, a), repeat=repeat)
+        altair_run = median_seconds(partial(per_run, name, args), repeat=repeat)
+        kept_run = median_seconds(partial(kept, name, args), repeat=repeat)
         found.append(Figure(
             BENCHMARK, f"{name}: kept spec / Altair per run", kept_run * 1000, "ms",
             f"≤ {LIMIT:.0%} of Altair's {altair_run * 1000:.1f} ms",

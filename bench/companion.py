@@ -27,9 +27,10 @@ import hmac
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,6 +51,9 @@ from bench.common import (
 )
 from bench.loadgen import LoadResult, build_request, run_load
 
+if TYPE_CHECKING:  # the service is imported by the factory, in uvicorn's process
+    from fastapi import FastAPI
+
 BENCHMARK = "companion"
 TARGET = "≥ 50 % of the floor's rps"
 INTAKE_TARGET = "≥ 70 % of the insert floor"
@@ -62,7 +66,7 @@ MAX_EXPECTED_WEBHOOK_RPS = 4000
 
 # ---- the two apps uvicorn serves (factories, as ``python -m server`` builds its app) --------
 
-def companion_app():  # type: ignore[no-untyped-def]
+def companion_app() -> FastAPI:
     """The real companion service, configured from the environment."""
     from lib.settings import load_settings
     from server.app import create_app
@@ -80,7 +84,7 @@ async def _floor_post(request: Request) -> JSONResponse:
     return JSONResponse({"received": True, "bytes": len(body)})
 
 
-def _insert_floor():  # type: ignore[no-untyped-def]
+def _insert_floor() -> Callable[[Request], Awaitable[JSONResponse]]:
     """``POST /floor/insert``: one INSERT of the posted event and one commit, nothing else."""
     import os
     import uuid
@@ -127,7 +131,7 @@ def _seed(database_url: str) -> int:
     from lib.db import make_engine, make_session_factory
     from lib.freelancers import create_freelancer
 
-    account = {
+    account: dict[str, Any] = {
         "id": "acct_benchcompanion01", "object": "account", "type": "express", "country": "US",
         "email": "bench@example.com", "default_currency": "usd", "charges_enabled": True,
         "payouts_enabled": True, "details_submitted": True, "livemode": False,

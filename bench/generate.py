@@ -99,7 +99,7 @@ from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, Row, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -195,7 +195,7 @@ FAILURES: tuple[tuple[int, FailureReason], ...] = (
     (10, FailureReason.MISSING_PARAMETERS), (10, FailureReason.ACCOUNT_ALREADY_CONNECTED),
 )
 #: Outcomes of the attempts beyond each connected freelancer's final, successful one.
-HISTORY_OUTCOMES: tuple[tuple[int, AttemptOutcome], ...] = (
+HISTORY_OUTCOMES: tuple[tuple[float, AttemptOutcome], ...] = (
     (35, AttemptOutcome.SUCCEEDED), (35, AttemptOutcome.FAILED), (30, AttemptOutcome.ABANDONED),
     (0.01, AttemptOutcome.PENDING),
 )
@@ -849,6 +849,7 @@ class _Loader:
         columns, processors, defaults = self._layout(table, rows[0])
         pairs = list(zip(columns, processors, strict=True))
         driver = self.session.connection().connection.driver_connection
+        assert driver is not None  # a checked-out connection has its driver's
         statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
@@ -875,11 +876,11 @@ def _drop_deferrable(session: Session, *, postgres: bool) -> _Deferred:
     names = [model.__tablename__ for model in LOADED]
     statements: list[str] = []
     if postgres:
-        foreign = session.execute(text(
+        foreign: Sequence[Row[str, str, str]] = session.execute(text(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
             "FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text = ANY(:t) "
             "ORDER BY 1, 2"), {"t": names}).all()
-        indexes = session.execute(text(
+        indexes: Sequence[Row[str, str]] = session.execute(text(
             "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) "
             "FROM pg_index i WHERE i.indrelid::regclass::text = ANY(:t) AND NOT EXISTS "
             "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1"),
@@ -1056,7 +1057,7 @@ def write_marker(engine: Engine, marker: dict[str, Any]) -> None:
     payload = json.dumps(marker, sort_keys=True)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            database = connection.execute(text("SELECT current_database()")).scalar_one()
+            database: str = connection.execute(text("SELECT current_database()")).scalar_one()
             literal = payload.replace("'", "''")
             connection.exec_driver_sql(f'COMMENT ON DATABASE "{database}" IS \'{literal}\'')
     else:

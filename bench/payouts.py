@@ -21,6 +21,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from bench.common import (
     Figure,
@@ -31,13 +32,17 @@ from bench.common import (
     report,
 )
 
+if TYPE_CHECKING:  # lib and the emulator are imported inside the functions that use them
+    from emulator.testing import EmulatorHandle
+    from lib.settings import Settings
+
 BENCHMARK = "payouts"
 #: Destination accounts: payouts rotate over them (one account would serialise on Stripe's lock).
 DESTINATIONS = 8
 AMOUNT = "12.34"
 
 
-def _prepare(emulator: object, url: str, settings: object) -> list[int]:
+def _prepare(emulator: EmulatorHandle, url: str, settings: Settings) -> list[int]:
     """Connected, active accounts mirrored and attached to freelancers; a funded platform."""
     from lib.db import make_engine, make_session_factory
     from lib.freelancers import create_freelancer
@@ -45,14 +50,14 @@ def _prepare(emulator: object, url: str, settings: object) -> list[int]:
     from lib.stripe_gateway import StripeGateway
     from lib.sync import SYSTEM_OPERATOR, sync_all_accounts
 
-    gateway = StripeGateway(settings)  # type: ignore[arg-type]
-    emulator.set_balance(10**12, "usd")  # type: ignore[attr-defined]
+    gateway = StripeGateway(settings)
+    emulator.set_balance(10**12, "usd")
     account_ids = []
     for i in range(DESTINATIONS):
         account = gateway.create_express_account(
             email=f"payee{i}@example.com", country="US", metadata={},
             idempotency_key=f"bench-payee-{i}-{uuid.uuid4().hex}")
-        emulator.set_account(account.id, onboarding="complete")  # type: ignore[attr-defined]
+        emulator.set_account(account.id, onboarding="complete")
         account_ids.append(account.id)
     engine = make_engine(url)
     try:
@@ -73,7 +78,7 @@ def _prepare(emulator: object, url: str, settings: object) -> list[int]:
         engine.dispose()
 
 
-def _operator_run(url: str, settings: object, index: int, freelancer_ids: list[int],
+def _operator_run(url: str, settings: Settings, index: int, freelancer_ids: list[int],
                   count: int) -> tuple[int, list[str]]:
     """One operator paying ``count`` payouts in a row; (paid, problems)."""
     from lib.db import make_engine, make_session_factory
@@ -85,7 +90,7 @@ def _operator_run(url: str, settings: object, index: int, freelancer_ids: list[i
     from lib.stripe_gateway import StripeGateway
 
     operator = Operator(username=f"bench-operator-{index}", roles=frozenset({Role.ADMIN}))
-    gateway = StripeGateway(settings)  # type: ignore[arg-type]
+    gateway = StripeGateway(settings)
     engine = make_engine(url)
     factory = make_session_factory(engine)
     paid, problems = 0, []
@@ -93,7 +98,7 @@ def _operator_run(url: str, settings: object, index: int, freelancer_ids: list[i
         for i in range(count):
             freelancer_id = freelancer_ids[(index + i) % len(freelancer_ids)]
             try:
-                money = parse_money(AMOUNT, "usd", settings=settings)  # type: ignore[arg-type]
+                money = parse_money(AMOUNT, "usd", settings=settings)
                 with factory() as session:
                     checked = preflight(session, gateway=gateway, freelancer_id=freelancer_id,
                                         money=money)
@@ -107,7 +112,7 @@ def _operator_run(url: str, settings: object, index: int, freelancer_ids: list[i
                         # One invoice each: the same description again would be a likely
                         # duplicate (lib.payouts.duplicates) and need a confirmation.
                         amount=AMOUNT, currency="usd", description=f"bench invoice {token}",
-                        client_request_token=token, settings=settings,  # type: ignore[arg-type]
+                        client_request_token=token, settings=settings,
                         audit_refusals_with=factory,
                     ).id
                 payout = execute_payout(factory, gateway=gateway, payout_id=payout_id,
@@ -124,7 +129,7 @@ def _operator_run(url: str, settings: object, index: int, freelancer_ids: list[i
     return paid, problems
 
 
-def _run(url: str, settings: object, freelancer_ids: list[int], *, operators: int,
+def _run(url: str, settings: Settings, freelancer_ids: list[int], *, operators: int,
          total: int) -> tuple[float, int, list[str]]:
     per_operator = max(1, total // operators)
     started = time.perf_counter()
@@ -142,7 +147,7 @@ def measure(backend: str, *, payouts: int, operators: int) -> list[Figure]:
     figures: list[Figure] = []
     rates: dict[int, float] = {}
     with emulator_process() as emulator, fresh_database(backend, "payouts") as url:
-        settings = bench_settings(url, emulator.base_url,  # type: ignore[attr-defined]
+        settings = bench_settings(url, emulator.base_url,
                                   payout_approval_threshold_minor=10**12)
         freelancer_ids = _prepare(emulator, url, settings)
         _run(url, settings, freelancer_ids, operators=1, total=3)  # warm-up, not measured

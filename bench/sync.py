@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from bench.common import (
     Figure,
@@ -29,23 +30,27 @@ from bench.common import (
     report,
 )
 
+if TYPE_CHECKING:  # lib and the emulator are imported inside the functions that use them
+    from emulator.testing import EmulatorHandle
+    from lib.stripe_gateway import StripeGateway
+
 BENCHMARK = "sync"
 TARGET_PER_SECOND = 2000.0
 #: Threads filling the emulator: only set-up, not measured.
 FILL_THREADS = 8
 
 
-def fill_emulator(emulator: object, gateway: object, count: int) -> None:
+def fill_emulator(emulator: EmulatorHandle, gateway: StripeGateway, count: int) -> None:
     """Create ``count`` connected accounts with a demo-like mix of states."""
 
     def create(i: int) -> None:
-        account = gateway.create_express_account(  # type: ignore[attr-defined]
+        account = gateway.create_express_account(
             email=f"bench{i}@example.com", country="US", metadata={"bench": str(i)},
             idempotency_key=f"bench-sync-{i}")
         if i % 3 == 0:
-            emulator.set_account(account.id, onboarding="complete")  # type: ignore[attr-defined]
+            emulator.set_account(account.id, onboarding="complete")
         elif i % 10 == 1:
-            emulator.set_account(account.id, details_submitted=True,  # type: ignore[attr-defined]
+            emulator.set_account(account.id, details_submitted=True,
                                  requirements={"past_due": ["individual.id_number"],
                                                "currently_due": ["individual.id_number"],
                                                "eventually_due": ["individual.id_number"],
@@ -55,12 +60,12 @@ def fill_emulator(emulator: object, gateway: object, count: int) -> None:
         list(pool.map(create, range(count)))
 
 
-def page_through(gateway: object, *, page_size: int = 100) -> int:
+def page_through(gateway: StripeGateway, *, page_size: int = 100) -> int:
     """The emulator's side alone: every page of accounts, nothing written."""
     cursor: str | None = None
     seen = 0
     while True:
-        accounts, more = gateway.list_accounts_page(  # type: ignore[attr-defined]
+        accounts, more = gateway.list_accounts_page(
             starting_after=cursor, limit=page_size)
         seen += len(accounts)
         if not more or not accounts:
@@ -76,7 +81,7 @@ def measure(backends: list[str], *, accounts: int) -> list[Figure]:
 
     figures: list[Figure] = []
     with emulator_process() as emulator:
-        base = emulator.base_url  # type: ignore[attr-defined]
+        base = emulator.base_url
         filling = StripeGateway(bench_settings("sqlite://", base))
         started = time.perf_counter()
         fill_emulator(emulator, filling, accounts)

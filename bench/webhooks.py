@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from bench.common import (
     BENCH_CONNECT_WEBHOOK_SECRET,
@@ -64,6 +64,14 @@ PAID_PAYOUTS = 16
 PACED_RATE = 100.0
 
 
+class World(TypedDict):
+    """What the events are about: our accounts, strangers' accounts, our transfers."""
+
+    ours: list[str]
+    strangers: list[str]
+    transfers: list[str]
+
+
 class SignedAtSend(Sequence[bytes]):
     """Requests signed when the load generator takes them: a run longer than Stripe's 300 s
     tolerance must not turn into a run of stale-signature refusals."""
@@ -75,6 +83,8 @@ class SignedAtSend(Sequence[bytes]):
     def __len__(self) -> int:
         return len(self.items)
 
+    # Only single items: the load generator takes one request at a time, and a slice would
+    # sign ahead of sending (Sequence's slice overload is deliberately not offered).
     def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
         path, event = self.items[index]
         secret = BENCH_CONNECT_WEBHOOK_SECRET if path == CONNECT_PATH else BENCH_WEBHOOK_SECRET
@@ -208,7 +218,11 @@ def _lags(url: str, prefix: str) -> list[float]:
                                        WebhookEvent.processed_at.is_not(None))).all()
     finally:
         engine.dispose()
-    return sorted((done - received).total_seconds() for received, done in rows)
+    lags = []
+    for received, done in rows:
+        assert done is not None  # the WHERE selects processed events only
+        lags.append((done - received).total_seconds())
+    return sorted(lags)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -256,7 +270,7 @@ def _workers(count: int, env: dict[str, str], url: str) -> Iterator[None]:
                 child.wait()
 
 
-def _paced_run(port: int, url: str, count: int, prefix: str, world: dict[str, list[str]],
+def _paced_run(port: int, url: str, count: int, prefix: str, world: World,
                rate: float) -> tuple[PacedResult, list[float], float]:
     deliveries, _kinds = event_mix(count, prefix=prefix, seed=11, **world)
     paced = run_paced(port, SignedAtSend(port, deliveries), rate=rate, connections=8)
@@ -277,7 +291,7 @@ def measure(backend: str, *, events: int, concurrency: int,
     paced_count = max(20, int(rate * paced_seconds))
     lag_runs: dict[int, tuple[PacedResult, list[float], float]] = {}
     with emulator_process() as emulator, fresh_database(backend, "webhooks") as url:
-        base = emulator.base_url  # type: ignore[attr-defined]
+        base = emulator.base_url
         settings = bench_settings(url, base, payout_approval_threshold_minor=10**12)
         freelancer_ids = _prepare(emulator, url, settings)
         paid, problems = _operator_run(url, settings, 0, freelancer_ids, PAID_PAYOUTS)
@@ -295,7 +309,7 @@ def measure(backend: str, *, events: int, concurrency: int,
                 ours = [str(a) for a in conn.scalars(select(Payout.stripe_account_id).distinct())]
         finally:
             engine.dispose()
-        world = {"ours": ours, "strangers": strangers, "transfers": transfers}
+        world: World = {"ours": ours, "strangers": strangers, "transfers": transfers}
         deliveries, kinds = event_mix(events, **world)
         env = bench_environment(url, base)
         with _server("bench.companion:companion_app", env, "/healthz") as port:

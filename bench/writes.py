@@ -26,16 +26,17 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import Figure, chosen_backends, fresh_database, report
-from lib import requirement_index
 from lib.accounts import upsert_account
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.models import Freelancer, Payout, PayoutStatus
 from lib.summaries import maintenance
+from lib.summaries import store as summary_store
 from lib.webhooks import Endpoint, store_event
 
 logger = logging.getLogger("bench.writes")
@@ -91,12 +92,9 @@ class _Side:
         if self.summaries:
             yield
             return
-        original = requirement_index.summary_store.add
-        requirement_index.summary_store.add = lambda connection, changes: None  # type: ignore[assignment]
-        try:
+        # The index adds through lib.summaries.store.add (the module, not a copy of the name).
+        with patch.object(summary_store, "add", lambda connection, changes: None):
             yield
-        finally:
-            requirement_index.summary_store.add = original  # type: ignore[assignment]
 
     def intake(self) -> None:
         self.counter += 1

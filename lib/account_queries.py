@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
+from sqlalchemy import ColumnElement, ScalarResult, Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus, disabled_reason_label, requirement_label
@@ -331,7 +331,7 @@ def list_accounts(
     # One row more than shown says whether another page follows, without a second query.
     fetched = session.execute(statement.limit(limit + 1)).all()
     more = len(fetched) > limit
-    shown = fetched[:limit]
+    shown = list(fetched[:limit])
     if backwards:
         shown.reverse()
         has_next, has_previous = before is not None, more
@@ -368,7 +368,8 @@ def country_options(session: Session, *, operator: Operator) -> list[str]:
     mirrored = distinct_by_seeks(ConnectedAccount.country, name="account_countries")
     declared = distinct_by_seeks(Freelancer.country, name="declared_countries")
     union = select(mirrored.c.value).union(select(declared.c.value)).subquery()
-    return sorted(str(c) for c in session.scalars(select(union.c.value)) if c)
+    countries: ScalarResult[str | None] = session.scalars(select(union.c.value))
+    return sorted(str(c) for c in countries if c)
 
 
 # ---- one account in detail -------------------------------------------------------------------

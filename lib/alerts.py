@@ -34,9 +34,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,6 +72,8 @@ from lib.roles import Action, Operator, Role, authorize
 from lib.settings import Settings
 
 logger = logging.getLogger(__name__)
+#: The column types a statement helper passes through unchanged.
+_Ts = TypeVarTuple("_Ts")
 
 #: Who opens alerts and writes their messages (the audit log and the outbox name it).
 SYSTEM = Operator(username="system:alerts", roles=frozenset({Role.ADMIN}))
@@ -119,15 +121,16 @@ class Kind:
     in_worker: bool = True
 
 
-def _current_accounts(*columns: Any) -> Any:
-    return select(*columns).select_from(ConnectedAccount).join(
+def _current_accounts(statement: Select[*_Ts]) -> Select[*_Ts]:
+    """``statement`` over the accounts that are some freelancer's current account."""
+    return statement.select_from(ConnectedAccount).join(
         Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
 
 
 def _past_due_new(session: Session, params: dict[str, int], now: datetime) -> list[Condition]:
-    rows = session.execute(_current_accounts(
+    rows = session.execute(_current_accounts(select(
         Freelancer.id, ConnectedAccount.stripe_id, ConnectedAccount.past_due_count,
-        ConnectedAccount.current_deadline)
+        ConnectedAccount.current_deadline))
         .where(ConnectedAccount.past_due_count > 0)
         .order_by(ConnectedAccount.current_deadline.asc().nulls_last(), Freelancer.id)).all()
     return [Condition(str(account), f"Freelancer #{fid} ({account}): {count} requirement(s) "
@@ -137,7 +140,7 @@ def _past_due_new(session: Session, params: dict[str, int], now: datetime) -> li
 
 
 def _past_due_count(session: Session, params: dict[str, int], now: datetime) -> list[Condition]:
-    count = int(session.scalar(_current_accounts(func.count())
+    count = int(session.scalar(_current_accounts(select(func.count()))
                                .where(ConnectedAccount.past_due_count > 0)) or 0)
     if count <= params["threshold"]:
         return []
@@ -147,18 +150,21 @@ def _past_due_count(session: Session, params: dict[str, int], now: datetime) -> 
 
 def _deadlines(session: Session, params: dict[str, int], now: datetime) -> list[Condition]:
     horizon = now + timedelta(days=params["days"])
-    rows = session.execute(_current_accounts(
-        Freelancer.id, ConnectedAccount.stripe_id, ConnectedAccount.current_deadline)
+    rows = session.execute(_current_accounts(select(
+        Freelancer.id, ConnectedAccount.stripe_id, ConnectedAccount.current_deadline))
         .where(ConnectedAccount.current_deadline >= now,
                ConnectedAccount.current_deadline < horizon,
                or_(ConnectedAccount.currently_due_count > 0,
                    ConnectedAccount.past_due_count > 0))
         .order_by(ConnectedAccount.current_deadline, Freelancer.id)).all()
-    return [Condition(str(account), f"Freelancer #{fid} ({account}): requirements due by "
-                      f"{deadline:%Y-%m-%d %H:%M} UTC.",
-                      {"freelancer_id": int(fid), "account": str(account),
-                       "deadline": deadline.isoformat()})
-            for fid, account, deadline in rows]
+    conditions = []
+    for fid, account, deadline in rows:
+        assert deadline is not None  # compared with a time in the WHERE: NULL is never selected
+        conditions.append(Condition(
+            str(account), f"Freelancer #{fid} ({account}): requirements due by "
+            f"{deadline:%Y-%m-%d %H:%M} UTC.",
+            {"freelancer_id": int(fid), "account": str(account), "deadline": deadline.isoformat()}))
+    return conditions
 
 
 def _success_rate(session: Session, params: dict[str, int], now: datetime) -> list[Condition]:
@@ -257,12 +263,12 @@ def _reconciliation_drift(session: Session, params: dict[str, int],
     drifts = int(session.scalar(select(func.count()).select_from(AuditLog)
                                 .where(AuditLog.action == "payout.drift",
                                        AuditLog.occurred_at >= since)) or 0)
-    mismatches = int(latest[1]) if latest is not None else 0
+    latest_id, mismatches = (latest[0], int(latest[1])) if latest is not None else (None, 0)
     if not mismatches and not drifts:
         return []
-    parts = []
+    parts: list[str] = []
     if mismatches:
-        parts.append(f"the latest reconciliation report (#{latest[0]}) lists {mismatches} "
+        parts.append(f"the latest reconciliation report (#{latest_id}) lists {mismatches} "
                      "mismatch(es)")
     if drifts:
         parts.append(f"{drifts} payout drift(s) recorded in the last {params['window_hours']} h")
@@ -450,6 +456,7 @@ def save_rule(
     values = check_params(found, params)
     recipients = parse_recipients(email_recipients)
     moment = now or utcnow()
+    rule: AlertRule | None
     if rule_id is None:
         rule = AlertRule(kind=found.kind, name=clean_name, enabled=enabled, params=values,
                          email_recipients=",".join(recipients), chat=chat, digest=digest,

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.models import AttemptOutcome, ConnectionAttempt, ConnectionMethod
 
 #: A pending attempt older than this was abandoned by the freelancer.
@@ -99,4 +100,4 @@ def abandon_stale_attempts(session: Session, *, now: datetime | None = None) -> 
                 failure_reason=FailureReason.ABANDONED.value, finished_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)
+    return int(rowcount(result) or 0)

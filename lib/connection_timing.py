@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Result, select
 from sqlalchemy.orm import Session
 
 from lib.connection_metrics import DateRange, Grain, date_bucket
@@ -58,7 +58,8 @@ def durations_by_week(session: Session, *, period: DateRange) -> list[tuple[date
     authorize: the metrics page and the finance reports)."""
     week = date_bucket(ConnectionAttempt.started_at, Grain.WEEK,
                        session.get_bind().dialect.name).label("week")
-    rows = session.execute(
+    # The week's type is the dialect's (see _as_date); finished_at is set (the WHERE says so).
+    rows: Result[object, datetime, datetime] = session.execute(
         select(week, ConnectionAttempt.started_at, ConnectionAttempt.finished_at)
         .where(ConnectionAttempt.outcome == AttemptOutcome.SUCCEEDED.value,
                ConnectionAttempt.started_at >= period.start,

@@ -220,4 +220,9 @@ def unconfirmed_destinations(
         .where(held).order_by(func.coalesce(Freelancer.connected_at, Freelancer.connected_at)
                               .desc(), Freelancer.id.desc()).limit(limit)
     ).all()
-    return [UnconfirmedDestination(*row) for row in rows], total
+    found = []
+    for freelancer_id, name, email, account_id, connected_at, method in rows:
+        assert account_id is not None  # the WHERE selects the held destinations only
+        found.append(UnconfirmedDestination(freelancer_id, name, email, account_id, connected_at,
+                                            method))
+    return found, total

@@ -7,6 +7,8 @@ nothing above ``lib/`` needs to know about SQLAlchemy or Stripe exception classe
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 
 class ConnectOpsError(Exception):
     """Base of every error the domain raises on purpose."""
@@ -54,6 +56,16 @@ class ConflictError(ConnectOpsError):
     code = "conflict"
 
 
+class StripeErrorFields(TypedDict, total=False):
+    """What a Stripe failure carries besides its message (:class:`StripeGatewayError`'s keywords)."""
+
+    code: str | None
+    stripe_code: str | None
+    request_id: str | None
+    http_status: int | None
+    param: str | None
+
+
 class StripeGatewayError(ConnectOpsError):
     """A Stripe call failed. Carries Stripe's own code and request id for the audit trail."""
 
@@ -97,8 +109,9 @@ class StripeAccountAccessError(StripeGatewayError):
 
     code = "stripe_account_access_revoked"
 
-    def __init__(self, message: str, *, account_id: str | None = None, **fields: object) -> None:
-        super().__init__(message, **fields)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, account_id: str | None = None,
+                 **fields: Unpack[StripeErrorFields]) -> None:
+        super().__init__(message, **fields)
         self.account_id = account_id
 
 

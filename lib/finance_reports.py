@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Result, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import requirement_label
@@ -159,12 +159,13 @@ def requirement_ageing(
     added_at: dict[tuple[int, str, str], datetime | None] = {}
     for start in range(0, len(accounts), 500):
         chunk = accounts[start:start + 500]
-        for account_id, observed, added, removed in session.execute(
+        # JSON columns (dict[str, Any]) defeat select()'s typed overloads: the row, spelled out.
+        changes: Result[int, datetime, dict[str, Any], dict[str, Any]] = session.execute(
             select(RequirementChange.account_id, RequirementChange.observed_at,
                    RequirementChange.added, RequirementChange.removed)
             .where(RequirementChange.account_id.in_(chunk))
-            .order_by(RequirementChange.observed_at, RequirementChange.id)
-        ):
+            .order_by(RequirementChange.observed_at, RequirementChange.id))
+        for account_id, observed, added, removed in changes:
             for bucket, codes in (removed or {}).items():
                 for code in codes:
                     added_at[(account_id, bucket, str(code))] = None
@@ -209,6 +210,7 @@ def bank_failure_rates(
         statement = statement.where(BankPayout.settled_at >= since)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for settled, status in session.execute(statement):
+        assert settled is not None  # the WHERE selects settled payouts only
         entry = counts[_month(settled)]
         entry[0] += 1
         entry[1] += status == BankPayoutStatus.FAILED.value

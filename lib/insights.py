@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, literal_column, select, union_all
+from sqlalchemy import Result, Select, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus
@@ -135,9 +136,10 @@ def _edges(counts: dict[str, int], label: str) -> int:
 
 
 def _in_days(rows: list[SummaryRow], split: Split) -> list[SummaryRow]:
-    if not split.has_days:
+    first, before = split.first_day, split.before_day
+    if first is None or before is None:  # no whole day inside (split() sets both or neither)
         return []
-    return [r for r in rows if split.first_day <= r.day < split.before_day]  # type: ignore[operator]
+    return [r for r in rows if first <= r.day < before]
 
 
 _DECIDED = (AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value,
@@ -215,7 +217,7 @@ def _edge_counts(session: Session, windows: _Windows) -> dict[str, int]:
 
 def _payout_edges(session: Session, windows: _Windows) -> dict[tuple[str, str], int]:
     """Paid amounts per currency over the payout windows' partial days (one statement)."""
-    parts = []
+    parts: list[Select[*tuple[Any, ...]]] = []
     for label, window in (("month", windows.month), ("previous", windows.previous)):
         for start, end in window.edges:
             parts.append(
@@ -228,7 +230,9 @@ def _payout_edges(session: Session, windows: _Windows) -> dict[tuple[str, str], 
     counts: dict[str, int] = {}
     if parts:
         statement = union_all(*parts) if len(parts) > 1 else parts[0]
-        for label, currency, amount, count in session.execute(statement):
+        # label, currency, the paid total (NUMERIC on PostgreSQL), the number of payouts.
+        totals: Result[str, str, int | Decimal, int] = session.execute(statement)
+        for label, currency, amount, count in totals:
             found[(str(label), str(currency))] = found.get((str(label), str(currency)), 0) \
                 + int(amount)
             if label == "month":

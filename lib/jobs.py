@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib.connection_attempts import abandon_stale_attempts
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.models import JobStatus, ScheduledJob
 from lib.oauth_states import purge_states
 from lib.reconciliation_runs import run_scheduled_reconciliation
@@ -143,7 +144,7 @@ def claim_job(
     token = str(uuid.uuid4())
     with session_factory.begin() as session:
         _ensure_row(session, job, moment)
-        claimed = session.execute(
+        claimed = rowcount(session.execute(
             update(ScheduledJob)
             .where(ScheduledJob.name == job.name, ScheduledJob.next_run_at <= moment,
                    or_(ScheduledJob.lease_token.is_(None),
@@ -152,7 +153,7 @@ def claim_job(
                     lease_expires_at=moment + lease, last_started_at=moment,
                     interval_seconds=int(job.interval.total_seconds()))
             .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        ))
     return token if claimed else None
 
 
@@ -167,7 +168,7 @@ def finish_job(
     else:
         next_run = moment + min(job.interval, RETRY_FAILED_AFTER)
     with session_factory.begin() as session:
-        done = session.execute(
+        done = rowcount(session.execute(
             update(ScheduledJob)
             .where(ScheduledJob.name == job.name, ScheduledJob.lease_token == token)
             .values(lease_token=None, lease_expires_at=None, last_finished_at=moment,
@@ -175,7 +176,7 @@ def finish_job(
                     next_run_at=next_run, runs=ScheduledJob.runs + 1,
                     failures=(ScheduledJob.failures + 1) if status is JobStatus.FAILED else 0)
             .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        ))
     return bool(done)
 
 

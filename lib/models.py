@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
@@ -51,6 +52,11 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # DeclarativeBase types ``__table__`` as any FromClause; every model here is mapped to a
+        # plain Table, and Core statements (insert/delete on the table) need it typed as one.
+        __table__: ClassVar[Table]
 
 
 class ConnectionMethod(enum.StrEnum):

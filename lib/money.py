@@ -347,7 +347,8 @@ def _decimal_to_minor(value: Decimal, wire: int) -> int:
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int) and exponent + wire >= 0
     coefficient = int("".join(map(str, digits)))
-    return (-1 if sign else 1) * coefficient * 10 ** (exponent + wire)
+    scale: int = 10 ** (exponent + wire)  # a whole power: exponent + wire >= 0, asserted above
+    return (-1 if sign else 1) * coefficient * scale
 
 
 def _digits(amount_minor: int, currency: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.models import OAuthState
 
 STATE_LIFETIME = timedelta(hours=1)
@@ -89,4 +90,4 @@ def purge_states(session: Session, *, now: datetime | None = None,
         delete(OAuthState)
         .where(or_(OAuthState.consumed_at < cutoff, OAuthState.expires_at < cutoff))
         .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(rowcount(result) or 0)

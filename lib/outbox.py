@@ -29,17 +29,18 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit, messaging
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import ConflictError, NotFoundError, ValidationError
 from lib.messaging import DeliveryError, Email
 from lib.models import MessageChannel, MessageKind, MessageStatus, OutboxMessage
@@ -110,8 +111,10 @@ class OutboxPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> timedelta:
         """base × 2^(attempt-1), capped, times 1.0–1.5 (workers that failed together spread)."""
-        exponential = self.base * (2 ** min(max(attempt, 1) - 1, 30))
-        return min(exponential, self.cap) * (rng or random).uniform(1.0, 1.5)
+        doubling: int = 2 ** min(max(attempt, 1) - 1, 30)  # int ** int is typed Any (could be < 1)
+        exponential = self.base * doubling
+        spread = rng.uniform(1.0, 1.5) if rng is not None else random.uniform(1.0, 1.5)
+        return min(exponential, self.cap) * spread
 
 
 # ---- claims -------------------------------------------------------------------------------------
@@ -150,7 +153,9 @@ def _take(session: Session, ids: list[int], worker_id: str, moment: datetime,
         "attempts": OutboxMessage.attempts + 1, "next_attempt_at": None}
     if note is not None:
         values["last_error"] = note
-    rows = session.execute(
+    # The row is _CLAIM_COLUMNS, typed as the model's columns (a star-argument loses them).
+    rows: Sequence[Row[int, str, str, str, str, str, str, str | None, dict[str, Any] | None, int,
+                       str | None]] = session.execute(
         update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(**values)
         .returning(*_CLAIM_COLUMNS).execution_options(synchronize_session=False)).all()
     return [MessageClaim(int(i), str(k), str(kind), str(c), str(r), str(s), str(t), h,
@@ -239,7 +244,7 @@ def _still_held(session_factory: sessionmaker[Session], claim: MessageClaim, now
                    OutboxMessage.lease_expires_at >= now)
             .values(lease_expires_at=now + lease)
             .execution_options(synchronize_session=False))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def _settle(session_factory: sessionmaker[Session], claim: MessageClaim,
@@ -252,7 +257,7 @@ def _settle(session_factory: sessionmaker[Session], claim: MessageClaim,
                    OutboxMessage.status == MessageStatus.SENDING.value)
             .values(lease_token=None, lease_expires_at=None, **values)
             .execution_options(synchronize_session=False))
-    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    held = bool(rowcount(result))
     if not held:
         logger.warning("outbox message %s: attempt %d lost its lease before it finished",
                        claim.id, claim.attempt)
@@ -330,6 +335,7 @@ def deliver(
         logger.info("outbox message %s (%s, %s) sent on attempt %d", claim.id, claim.kind,
                     claim.channel, claim.attempt)
         return Delivery(claim.id, MessageStatus.SENT, recorded)
+    values: dict[str, datetime | None]
     if permanent or claim.attempt >= policy.max_attempts:
         status, values = MessageStatus.DEAD, {"next_attempt_at": None}
     else:
@@ -436,12 +442,12 @@ def retry_message(session: Session, *, operator: Operator, message_id: int,
     if message.status not in retryable:
         raise ConflictError(f"Message {message_id} is {message.status}: only a failed or dead "
                             "message can be retried.")
-    done = session.execute(
+    done = rowcount(session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(retryable))
         .values(status=MessageStatus.PENDING.value, attempts=0,
                 next_attempt_at=now or utcnow())
-        .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        .execution_options(synchronize_session=False)))
     if not done:
         raise ConflictError(f"Message {message_id} changed meanwhile; reload and try again.")
     session.expire(message)

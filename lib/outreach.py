@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Row, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.account_status import ConnectionStatus, requirement_label
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import ConnectOpsError, NotFoundError, ValidationError
 from lib.messaging import DeliveryError, Email, html_escape
 from lib.models import (
@@ -129,7 +130,10 @@ def asks_of(requirements: dict[str, Any] | None) -> list[Ask]:
 
 
 def _candidates(session: Session, freelancer_ids: Sequence[int]) -> list[Candidate]:
-    rows = session.execute(
+    # The account's columns are NULL without one (outer join); a JSON column defeats select()'s
+    # typed overloads, so the row is spelled out.
+    rows: Sequence[Row[int, str, str, str | None, str | None, str | None, str | None,
+                       datetime | None, dict[str, Any] | None]] = session.execute(
         select(Freelancer.id, Freelancer.name, Freelancer.email, Freelancer.stripe_account_id,
                Freelancer.connection_method, ConnectedAccount.type, ConnectedAccount.status,
                ConnectedAccount.current_deadline, ConnectedAccount.requirements)
@@ -464,14 +468,14 @@ def spend_link(session_factory: sessionmaker[Session], *, link_id: str, freelanc
     """Spend an outreach link once (committed at once), or raise :class:`OutreachLinkError`."""
     moment = now or utcnow()
     with session_factory.begin() as session:
-        spent = session.execute(
+        spent = rowcount(session.execute(
             update(OutreachContact)
             .where(OutreachContact.link_id == link_id,
                    OutreachContact.freelancer_id == freelancer_id,
                    OutreachContact.link_opened_at.is_(None),
                    OutreachContact.link_expires_at > moment)
             .values(link_opened_at=moment)
-            .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+            .execution_options(synchronize_session=False)))
         reason = None if spent else _refusal(session, link_id=link_id,
                                              freelancer_id=freelancer_id)
         audit.record(session, actor=f"freelancer:{freelancer_id}",

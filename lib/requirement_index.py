@@ -45,7 +45,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, event, insert, inspect, select
+from sqlalchemy import Connection, Result, delete, event, insert, inspect, select
+from sqlalchemy import Row as SQLRow
 from sqlalchemy.orm import Session, UOWTransaction
 
 from lib.db import utcnow
@@ -128,18 +129,20 @@ def _refresh(connection: Connection, stripe_ids: Iterable[str]) -> int:
             .where(_ACCOUNTS.c.stripe_id.in_(chunk))
             .with_for_update(of=_ACCOUNTS)
         )
-        for account_id, requirements, deadline, owner, status, synced_at in connection.execute(
-                statement):
+        # Core columns carry no Python types; the row's are the models' (owner: outer join).
+        accounts: Result[int, dict[str, Any], datetime | None, int | None, str, datetime] = (
+            connection.execute(statement))
+        for account_id, requirements, deadline, owner, status, synced_at in accounts:
             wanted[account_id] = _wanted(requirements, deadline) if owner is not None else set()
             if owner is not None:
                 owners[account_id] = (owner, status, synced_at)
         if not wanted:
             continue
         stored: dict[int, set[Row]] = {account_id: set() for account_id in wanted}
-        for account_id, bucket, code, deadline in connection.execute(
+        codes: Result[int, str, str, datetime | None] = connection.execute(
             select(_CODES.c.account_id, _CODES.c.bucket, _CODES.c.code, _CODES.c.deadline)
-            .where(_CODES.c.account_id.in_(list(wanted)))
-        ):
+            .where(_CODES.c.account_id.in_(list(wanted))))
+        for account_id, bucket, code, deadline in codes:
             stored[account_id].add((bucket, code, deadline))
         stale = [account_id for account_id, rows in wanted.items() if rows != stored[account_id]]
         if not stale:
@@ -212,7 +215,7 @@ def rebuild(*, session: Session, summaries: bool = True) -> int:
     written = 0
     last_id = 0
     while True:
-        batch = connection.execute(
+        batch: Sequence[SQLRow[int, dict[str, Any], datetime | None]] = connection.execute(
             select(_ACCOUNTS.c.id, _ACCOUNTS.c.requirements, _ACCOUNTS.c.current_deadline)
             .select_from(_ACCOUNTS)
             .join(_FREELANCERS, _FREELANCERS.c.stripe_account_id == _ACCOUNTS.c.stripe_id)
@@ -247,9 +250,10 @@ def _summary_part(connection: Connection, account_ids: Sequence[int]) -> Counter
     a foreign key's cascade may delete them during the flush)."""
     rows: dict[int, list[Row]] = {}
     for chunk in _chunks(sorted(account_ids)):
-        for account_id, bucket, code, deadline in connection.execute(
-                select(_CODES.c.account_id, _CODES.c.bucket, _CODES.c.code, _CODES.c.deadline)
-                .where(_CODES.c.account_id.in_(chunk))):
+        codes: Result[int, str, str, datetime | None] = connection.execute(
+            select(_CODES.c.account_id, _CODES.c.bucket, _CODES.c.code, _CODES.c.deadline)
+            .where(_CODES.c.account_id.in_(chunk)))
+        for account_id, bucket, code, deadline in codes:
             rows.setdefault(account_id, []).append((bucket, code, deadline))
     part: Counter[Key] = Counter()
     for found in rows.values():

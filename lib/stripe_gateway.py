@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 import stripe
 from stripe import oauth_error
@@ -31,6 +31,21 @@ from stripe import oauth_error
 from lib import errors
 from lib.account_terms import AccountTerms, account_terms
 from lib.settings import Settings
+
+if TYPE_CHECKING:
+    # The SDK's request parameters are TypedDicts; BaseAddresses has no public name.
+    from stripe import OAuth
+    from stripe._base_address import BaseAddresses
+    from stripe.params import (
+        AccountCreateParams,
+        AccountCreateParamsCapabilities,
+        AccountLinkCreateParams,
+        BalanceTransactionListParams,
+        TransferCreateParams,
+        TransferListParams,
+        TransferListParamsCreated,
+        TransferReversalCreateParams,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +101,8 @@ class StripeRateLimitHintedError(errors.StripeRateLimitError):
     """
 
     def __init__(self, message: str, *, should_retry: bool | None = None,
-                 retry_after: float | None = None, **fields: Any) -> None:
+                 retry_after: float | None = None,
+                 **fields: Unpack[errors.StripeErrorFields]) -> None:
         super().__init__(message, **fields)
         self.should_retry = should_retry
         self.retry_after = retry_after
@@ -110,7 +126,7 @@ def _retry_hints(exc: stripe.StripeError) -> dict[str, Any]:
             "retry_after": seconds}
 
 
-def _error_fields(exc: stripe.StripeError) -> dict[str, Any]:
+def _error_fields(exc: stripe.StripeError) -> errors.StripeErrorFields:
     error = getattr(exc, "error", None)
     # The SDK leaves .code unset on RateLimitError; the parsed error object still has it
     # (rate_limit vs lock_timeout matters to the caller).
@@ -209,7 +225,7 @@ def build_client(settings: Settings) -> stripe.StripeClient:
     """A ``StripeClient`` configured from settings (base addresses, retries, timeouts)."""
     settings.require("STRIPE_SECRET_KEY")
     assert settings.stripe_secret_key is not None
-    base_addresses: dict[str, str] = {}
+    base_addresses: BaseAddresses = {}
     if settings.stripe_api_base:
         base_addresses["api"] = settings.stripe_api_base
     if settings.stripe_connect_base:
@@ -220,7 +236,7 @@ def build_client(settings: Settings) -> stripe.StripeClient:
     return stripe.StripeClient(
         settings.stripe_secret_key.get_secret_value(),
         client_id=settings.stripe_connect_client_id,
-        base_addresses=base_addresses,  # type: ignore[arg-type]
+        base_addresses=base_addresses,
         max_network_retries=settings.stripe_max_network_retries,
         http_client=http_client,
         stripe_version=STRIPE_API_VERSION,
@@ -248,19 +264,21 @@ class StripeGateway:
         if terms is None:
             terms = account_terms(platform_country=self.settings.stripe_platform_country,
                                   freelancer_country=country)
-        params: dict[str, Any] = {
+        # Named at run time by the terms; the SDK's TypedDict spells out every capability.
+        capabilities = cast("AccountCreateParamsCapabilities",
+                            {name: {"requested": True} for name in terms.capabilities})
+        params: AccountCreateParams = {
             "type": "express",
             "email": email,
             # Passed even in the platform's own country: a cross-border account needs it.
             "country": terms.country,
-            "capabilities": {name: {"requested": True} for name in terms.capabilities},
+            "capabilities": capabilities,
             "tos_acceptance": {"service_agreement": terms.service_agreement},
             "metadata": dict(metadata),
         }
         with translate_errors("Creating the Stripe account"):
             account = self._client.v1.accounts.create(
-                params,  # type: ignore[arg-type]
-                {"idempotency_key": idempotency_key},
+                params, {"idempotency_key": idempotency_key},
             )
         return _as_result(account)
 
@@ -293,14 +311,14 @@ class StripeGateway:
         self, *, account_id: str, refresh_url: str, return_url: str
     ) -> StripeResult:
         """A single-use hosted onboarding link (``account_onboarding``; never ``account_update``)."""
-        params = {
+        params: AccountLinkCreateParams = {
             "account": account_id,
             "type": "account_onboarding",
             "refresh_url": refresh_url,
             "return_url": return_url,
         }
         with translate_errors("Creating the onboarding link", account_id=account_id):
-            return _as_result(self._client.v1.account_links.create(params))  # type: ignore[arg-type]
+            return _as_result(self._client.v1.account_links.create(params))
 
     def create_login_link(self, account_id: str) -> StripeResult:
         """A link into the Express dashboard of ``account_id``."""
@@ -319,11 +337,11 @@ class StripeGateway:
     ) -> Iterator[dict[str, Any]]:
         """The platform's balance transactions, newest first (``available_on`` dates pending
         funds: the balance itself says how much is pending, not when it becomes available)."""
-        params: dict[str, Any] = {"limit": page_size}
+        params: BalanceTransactionListParams = {"limit": page_size}
         if created_gte is not None:
             params["created"] = {"gte": created_gte}
         with translate_errors("Listing balance transactions"):
-            page = self._client.v1.balance_transactions.list(params)  # type: ignore[arg-type]
+            page = self._client.v1.balance_transactions.list(params)
             for txn in page.auto_paging_iter():
                 yield txn.to_dict()
 
@@ -341,7 +359,7 @@ class StripeGateway:
         """Move ``amount_minor`` from the platform balance to a connected account."""
         if type(amount_minor) is not int:
             raise TypeError("amount_minor must be an int of minor units")
-        params: dict[str, Any] = {
+        params: TransferCreateParams = {
             "amount": amount_minor,
             "currency": currency,
             "destination": destination,
@@ -353,8 +371,7 @@ class StripeGateway:
             params["transfer_group"] = transfer_group
         with translate_errors("Sending the transfer", account_id=destination):
             transfer = self._client.v1.transfers.create(
-                params,  # type: ignore[arg-type]
-                {"idempotency_key": idempotency_key},
+                params, {"idempotency_key": idempotency_key},
             )
         return _as_result(transfer)
 
@@ -368,8 +385,8 @@ class StripeGateway:
         destination: str | None = None, page_size: int = 100,
     ) -> Iterator[dict[str, Any]]:
         """Transfers in a period (unix seconds), newest first."""
-        params: dict[str, Any] = {"limit": page_size}
-        created: dict[str, int] = {}
+        params: TransferListParams = {"limit": page_size}
+        created: TransferListParamsCreated = {}
         if created_gte is not None:
             created["gte"] = created_gte
         if created_lt is not None:
@@ -379,7 +396,7 @@ class StripeGateway:
         if destination:
             params["destination"] = destination
         with translate_errors("Listing transfers"):
-            page = self._client.v1.transfers.list(params)  # type: ignore[arg-type]
+            page = self._client.v1.transfers.list(params)
             for transfer in page.auto_paging_iter():
                 yield transfer.to_dict()
 
@@ -390,10 +407,11 @@ class StripeGateway:
         """Reverse (part of) a transfer back to the platform balance."""
         if type(amount_minor) is not int:
             raise TypeError("amount_minor must be an int of minor units")
-        params: dict[str, Any] = {"amount": amount_minor, "metadata": dict(metadata or {})}
+        params: TransferReversalCreateParams = {"amount": amount_minor,
+                                                "metadata": dict(metadata or {})}
         with translate_errors("Reversing the transfer"):
             reversal = self._client.v1.transfers.reversals.create(
-                transfer_id, params, {"idempotency_key": idempotency_key}  # type: ignore[arg-type]
+                transfer_id, params, {"idempotency_key": idempotency_key}
             )
         return _as_result(reversal)
 
@@ -402,7 +420,7 @@ class StripeGateway:
         """Every reversal of one transfer, newest first (reconciliation of reversals)."""
         with translate_errors(f"Listing the reversals of transfer {transfer_id}"):
             page = self._client.v1.transfers.reversals.list(
-                transfer_id, {"limit": page_size})  # type: ignore[arg-type]
+                transfer_id, {"limit": page_size})
             for reversal in page.auto_paging_iter():
                 yield reversal.to_dict()
 
@@ -413,7 +431,7 @@ class StripeGateway:
     ) -> str:
         """The connect.stripe.com consent URL for an existing (Standard) account."""
         self.settings.require("STRIPE_CONNECT_CLIENT_ID")
-        params: dict[str, Any] = {
+        params: OAuth.OAuthAuthorizeUrlParams = {
             "response_type": "code",
             "scope": "read_write",
             "state": state,
@@ -421,8 +439,9 @@ class StripeGateway:
         }
         prefill = {k: v for k, v in (stripe_user or {}).items() if v}
         if prefill:
-            params["stripe_user"] = prefill
-        return self._client.oauth.authorize_url(params)  # type: ignore[arg-type]
+            # The caller names Stripe's prefill fields (email, country, …): the TypedDict's keys.
+            params["stripe_user"] = cast("OAuth.OAuthAuthorizeUrlParamsStripeUser", prefill)
+        return self._client.oauth.authorize_url(params)
 
     def oauth_token(self, code: str) -> StripeResult:
         """Exchange an authorization code. Never retried: a second exchange revokes the connection."""
@@ -438,7 +457,7 @@ class StripeGateway:
         self.settings.require("STRIPE_CONNECT_CLIENT_ID")
         with translate_errors("Disconnecting the Stripe account"):
             return _as_result(
-                self._client.oauth.deauthorize({"stripe_user_id": stripe_user_id})  # type: ignore[typeddict-item]
+                self._client.oauth.deauthorize({"stripe_user_id": stripe_user_id})
             )
 
 

@@ -93,7 +93,7 @@ def verify_token(token: str, *, secret: str) -> TokenClaims:
     except jwt.InvalidTokenError:
         raise TokenError("The token is invalid.") from None
     role_name = claims.get("role")
-    if role_name not in Role._value2member_map_:
+    if not isinstance(role_name, str) or role_name not in Role._value2member_map_:
         raise TokenError("The token carries no known role.")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:

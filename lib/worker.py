@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import jobs as scheduled
 from lib import outbox
 from lib.db import make_engine, make_session_factory, utcnow
+from lib.dml import rowcount
 from lib.errors import ConfigurationError, ConnectOpsError
 from lib.logging_setup import configure_logging
 from lib.models import JobStatus, MessageStatus, WebhookStatus, WorkerHeartbeat
@@ -232,10 +233,10 @@ class Worker:
         with self._counts_lock:
             processed, failed = self.processed, self.failed
         with self.session_factory.begin() as session:
-            found = session.execute(
+            found = rowcount(session.execute(
                 update(WorkerHeartbeat).where(WorkerHeartbeat.worker_id == self.worker_id)
                 .values(last_seen_at=now, events_processed=processed, events_failed=failed)
-                .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+                .execution_options(synchronize_session=False)))
             if not found:
                 session.add(WorkerHeartbeat(
                     worker_id=self.worker_id, hostname=socket.gethostname()[:255],

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import (
     ConflictError,
     NotFoundError,
@@ -313,12 +314,12 @@ def confirm_decision(
                        stripe_object_id=decision.stripe_object_id)
     now = utcnow()
     with session_factory.begin() as session:
-        claimed = session.execute(
+        claimed = rowcount(session.execute(
             update(SettlementDecision).where(SettlementDecision.id == decision_id,
                                              SettlementDecision.status == DecisionStatus.OPEN)
             .values(status=DecisionStatus.CONFIRMED.value, decided_by=operator.username,
                     decided_at=now).execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        ))
         if not claimed:
             raise ConflictError(f"Decision {decision_id} was decided a moment ago.")
         applied = _apply(session, decision=decision, operator=operator, now=now)
@@ -349,10 +350,10 @@ def _apply(session: Session, *, decision: SettlementDecision, operator: Operator
             values |= {"status": PayoutStatus.FAILED.value, "error_code": "decided_not_paid",
                        "error_message": f"Decided not paid by {decision.proposed_by} and "
                                         f"{operator.username}: {decision.reason}"[:2000]}
-        return bool(session.execute(
+        return bool(rowcount(session.execute(
             update(Payout).where(Payout.id == decision.subject_id, Payout.status.in_(_UNSETTLED))
             .values(**values).execution_options(synchronize_session=False)
-        ).rowcount)  # type: ignore[attr-defined]
+        )))
     if paid:
         assert decision.stripe_object_id is not None
         before = get_reversal(session, reversal_id=decision.subject_id).status
@@ -361,12 +362,12 @@ def _apply(session: Session, *, decision: SettlementDecision, operator: Operator
                               request_id=None, actor=operator, action="payout.reverse_decided",
                               from_statuses=(ReversalStatus.UNKNOWN, ReversalStatus.SUBMITTED))
         return row.status == ReversalStatus.SUCCEEDED and before != row.status
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(PayoutReversal).where(PayoutReversal.id == decision.subject_id,
                                      PayoutReversal.status.in_(_REVERSAL_UNSETTLED))
         .values(status=ReversalStatus.FAILED.value, error_code="decided_not_made",
                 completed_at=now, updated_at=now).execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+    ))
     if moved:
         reversal = get_reversal(session, reversal_id=decision.subject_id)
         session.execute(
@@ -384,12 +385,12 @@ def withdraw_decision(session: Session, *, operator: Operator, decision_id: int,
     text = (reason or "").strip()
     if not text:
         raise ValidationError("Say why the proposal is withdrawn.")
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(SettlementDecision).where(SettlementDecision.id == decision_id,
                                          SettlementDecision.status == DecisionStatus.OPEN)
         .values(status=DecisionStatus.WITHDRAWN.value, decided_by=operator.username,
                 decided_at=utcnow()).execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+    ))
     decision = session.get(SettlementDecision, decision_id)
     if decision is None:
         raise NotFoundError(f"Decision {decision_id} does not exist.")

@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import audit
 from lib.connect_flow import record_revoked_connection
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
@@ -226,7 +227,7 @@ def _claim(
                     submitted_at=func.coalesce(Payout.submitted_at, now), updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if not rowcount(result):
             logger.info("payout %s: another executor claimed it first", payout_id)
             return None
         payout = get_payout(session, payout_id=payout_id)

@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
+from lib.dml import rowcount
 from lib.errors import ConflictError, ConnectOpsError, NotFoundError, ValidationError
 from lib.models import ConnectedAccount, Freelancer, Payout, PayoutStatus, PayoutType
 from lib.money import Money, normalise_currency, parse_amount, to_decimal
@@ -356,4 +357,4 @@ def set_status_where(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))

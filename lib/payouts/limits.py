@@ -73,7 +73,8 @@ def _step(currency: str) -> int:
         return 10  # Stripe: the last digit of a three-decimal amount must be 0
     if currency in ("huf", "twd"):
         return 100  # paid out in whole units only
-    return 10 ** (wire - shown)
+    step: int = 10 ** (wire - shown)  # a whole power: Stripe's wire never has fewer decimals
+    return step
 
 
 def _derive(base_minor: int, base: str, currency: str) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -26,6 +26,8 @@ from lib.summaries.store import read
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
+#: The column types :func:`_where` passes through unchanged.
+_Ts = TypeVarTuple("_Ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ class ExportRows:
                 "payouts: narrow the dates to export the rest.")
 
 
-def _where(statement: Select[Any], filters: PayoutFilter) -> Select[Any]:
+def _where(statement: Select[*_Ts], filters: PayoutFilter) -> Select[*_Ts]:
     if filters.status is not None:
         if filters.status not in PayoutStatus._value2member_map_:
             raise ValidationError(f"Unknown payout status {filters.status!r}.")
@@ -141,7 +143,7 @@ def _row(payout: Payout, freelancer: Freelancer) -> PayoutRow:
     )
 
 
-def _joined() -> Select[Any]:
+def _joined() -> Select[Payout, Freelancer]:
     return select(Payout, Freelancer).join(Freelancer, Freelancer.id == Payout.freelancer_id)
 
 

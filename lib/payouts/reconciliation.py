@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import StripeRequestError, ValidationError
 from lib.models import Payout, PayoutReversal, PayoutStatus, ReversalStatus
 from lib.payouts.execution import (
@@ -471,7 +472,7 @@ def _settle(session: Session, *, operator: Operator, payout: Payout, transfer: d
                 completed_at=now, updated_at=now, error_code=None, error_message=None)
         .execution_options(synchronize_session=False)
     )
-    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    moved = bool(rowcount(result))
     current = session.get(Payout, payout.id)
     assert current is not None
     session.refresh(current)

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
@@ -216,7 +217,7 @@ def _reserve(
         ).values(amount_reversed_minor=Payout.amount_reversed_minor + minor, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if not reserved.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(reserved):
         raise ConflictError(f"Payout {payout.id} changed meanwhile; nothing was reversed.")
     status = ReversalStatus.PENDING_APPROVAL if needs_approval else ReversalStatus.PENDING
     reversal = PayoutReversal(
@@ -265,13 +266,13 @@ def approve_reversal(session: Session, *, operator: Operator, reversal_id: int) 
             f"{operator.username} requested reversal {reversal_id} and cannot approve it: "
             "a second operator must.")
     now = utcnow()
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(PayoutReversal).where(PayoutReversal.id == reversal_id,
                                      PayoutReversal.status == ReversalStatus.PENDING_APPROVAL)
         .values(status=ReversalStatus.PENDING.value, approved_by=operator.username,
                 approved_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+    ))
     session.refresh(reversal)
     if not moved:
         raise ConflictError(f"Reversal {reversal_id} is {reversal.status}, not awaiting approval.")
@@ -288,7 +289,7 @@ def reject_reversal(session: Session, *, operator: Operator, reversal_id: int, r
     text = _clean_reason(reason)
     reversal = get_reversal(session, reversal_id=reversal_id)
     now = utcnow()
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(PayoutReversal).where(
             PayoutReversal.id == reversal_id, PayoutReversal.submitted_at.is_(None),
             PayoutReversal.status.in_([ReversalStatus.PENDING_APPROVAL.value,
@@ -296,7 +297,7 @@ def reject_reversal(session: Session, *, operator: Operator, reversal_id: int, r
         .values(status=ReversalStatus.REJECTED.value, rejected_by=operator.username,
                 rejection_reason=text, completed_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+    ))
     session.refresh(reversal)
     if not moved:
         raise ConflictError(f"Reversal {reversal_id} is {reversal.status} and may have been sent; "
@@ -408,12 +409,12 @@ def _claim(
     if observed == ReversalStatus.SUBMITTED:
         condition = and_(condition, PayoutReversal.updated_at == last_updated)
     with session_factory.begin() as session:
-        moved = session.execute(
+        moved = rowcount(session.execute(
             update(PayoutReversal).where(PayoutReversal.id == reversal_id, condition)
             .values(status=ReversalStatus.SUBMITTED.value, updated_at=now,
                     submitted_at=func.coalesce(PayoutReversal.submitted_at, now))
             .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        ))
         if not moved:
             logger.info("reversal %s: another executor claimed it first", reversal_id)
             return None
@@ -465,11 +466,11 @@ def _finish(
     values = error_values(exc, status=status.value, failed=status == ReversalStatus.FAILED,
                           now=now)
     with session_factory.begin() as session:
-        moved = session.execute(
+        moved = rowcount(session.execute(
             update(PayoutReversal).where(PayoutReversal.id == reversal_id,
                                          PayoutReversal.status == ReversalStatus.SUBMITTED)
             .values(**values).execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
+        ))
         row = get_reversal(session, reversal_id=reversal_id)
         session.refresh(row)
         if moved and status == ReversalStatus.FAILED:
@@ -507,7 +508,7 @@ def settle_reversal(
 ) -> PayoutReversal:
     """In the caller's transaction: the reversal succeeded as ``stripe_reversal`` says."""
     now = utcnow()
-    moved = session.execute(
+    moved = rowcount(session.execute(
         update(PayoutReversal).where(
             PayoutReversal.id == reversal_id,
             PayoutReversal.status.in_([s.value for s in from_statuses]))
@@ -515,7 +516,7 @@ def settle_reversal(
                 stripe_reversal_id=str(stripe_reversal["id"]), stripe_request_id=request_id,
                 completed_at=now, updated_at=now, error_code=None, error_message=None)
         .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
+    ))
     row = get_reversal(session, reversal_id=reversal_id)
     session.refresh(row)
     if moved:

@@ -16,11 +16,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, Result, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from lib.models import SummaryCount, SummaryDelta
 from lib.summaries import requirements
+from lib.summaries.keys import Key
 from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
     FREELANCER_DEADLINE,
@@ -31,7 +32,6 @@ from lib.summaries.spec import (
     render,
     select_of,
 )
-from lib.summaries.store import Key
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +163,10 @@ def _recount(connection: Connection) -> tuple[Counter[Key], Counter[Key]]:
     for item in contributions(connection.dialect.name):
         if not item.recount:
             continue
-        for day, k1, k2, k3, n, amount in connection.exec_driver_sql(
-                recount_sql(item, dialect=connection.dialect.name)):
+        # Driver values, as the SQL text yields them (SUM is NUMERIC on PostgreSQL).
+        recounted: Result[Any, Any, Any, Any, Any, Any] = connection.exec_driver_sql(
+            recount_sql(item, dialect=connection.dialect.name))
+        for day, k1, k2, k3, n, amount in recounted:
             key = (item.kind, str(day), str(k1), str(k2), str(k3))
             counts[key] += int(n)
             amounts[key] += int(amount or 0)
@@ -179,8 +181,9 @@ def stored(bind: Session | Connection) -> tuple[Counter[Key], Counter[Key]]:
     amounts: Counter[Key] = Counter()
     for table in (_COUNTS, _DELTAS):
         c = table.c
-        for kind, day, k1, k2, k3, n, amount in connection.execute(
-                select(c.kind, c.day, c.k1, c.k2, c.k3, c.n, c.amount)):
+        rows: Result[str, str, str, str, str, int, int] = connection.execute(
+            select(c.kind, c.day, c.k1, c.k2, c.k3, c.n, c.amount))
+        for kind, day, k1, k2, k3, n, amount in rows:
             key = (str(kind), str(day), str(k1), str(k2), str(k3))
             counts[key] += int(n)
             amounts[key] += int(amount)
@@ -265,7 +268,7 @@ def compact(bind: Session | Connection) -> int:
     if connection.dialect.name != "postgresql":
         connection.execute(delete(_COUNTS).where(_COUNTS.c.n == 0, _COUNTS.c.amount == 0))
         return 0
-    moved = connection.execute(text(
+    moved: int = connection.execute(text(
         "WITH moved AS (DELETE FROM summary_deltas RETURNING kind, day, k1, k2, k3, n, amount),"
         " folded AS (INSERT INTO summary_counts (kind, day, k1, k2, k3, n, amount)"
         " SELECT kind, day, k1, k2, k3, SUM(n), SUM(amount) FROM moved"

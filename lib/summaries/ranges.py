@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, literal_column, union_all
+from sqlalchemy import Result, Select, literal_column, union_all
 from sqlalchemy.orm import Session
 
 from lib.summaries.keys import day_of
@@ -52,8 +53,9 @@ def split(start: datetime | None, end: datetime | None) -> Split:
         if first_whole < start:
             first_whole += timedelta(days=1)
     last_whole = _midnight(end) if end is not None else None
-    if first_whole is not None and last_whole is not None and first_whole >= last_whole:
-        return Split(None, None, [(start, end)])  # type: ignore[list-item]
+    if (start is not None and end is not None and first_whole is not None
+            and last_whole is not None and first_whole >= last_whole):
+        return Split(None, None, [(start, end)])
     if start is not None and first_whole is not None and start < first_whole:
         edges.append((start, first_whole))
     if end is not None and last_whole is not None and last_whole < end:
@@ -72,4 +74,6 @@ def count_many(session: Session, parts: Sequence[tuple[str, Select[Any]]]) -> di
         return {}
     tagged = [statement.add_columns(literal_column(f"'{label}'")) for label, statement in parts]
     statement = union_all(*tagged) if len(tagged) > 1 else tagged[0]
-    return {str(label): int(value or 0) for value, label in session.execute(statement)}
+    # The aggregate (NULL for an empty SUM; NUMERIC on PostgreSQL), then the label.
+    counted: Result[int | Decimal | None, str] = session.execute(statement)
+    return {str(label): int(value or 0) for value, label in counted}

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Result, select
 
 from lib.account_status import requirement_label
 from lib.models import RequirementCode
@@ -38,7 +38,8 @@ def recount(connection: Connection) -> Counter[Key]:
     # Options on the statement: Connection.execution_options would change the connection.
     statement = (select(_CODES.c.account_id, _CODES.c.bucket, _CODES.c.code, _CODES.c.deadline)
                  .order_by(_CODES.c.account_id).execution_options(yield_per=10_000))
-    for account_id, bucket, code, deadline in connection.execute(statement):
+    index_rows: Result[int, str, str, datetime | None] = connection.execute(statement)
+    for account_id, bucket, code, deadline in index_rows:
         if account_id != current:
             totals.update(keys_of(rows))
             current, rows = account_id, []

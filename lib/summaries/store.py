@@ -11,9 +11,22 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, literal_column, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Result,
+    Select,
+    Table,
+    and_,
+    func,
+    insert,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -82,7 +95,7 @@ class Ask:
     where: Mapping[str, tuple[str, ...]] | None = None
 
 
-def _part(table: Any, ask: Ask) -> Any:
+def _part(table: Table, ask: Ask) -> Select[*tuple[Any, ...]]:
     columns = table.c
     conditions = [columns.kind == ask.kind]
     if ask.first_day is not None:
@@ -95,7 +108,7 @@ def _part(table: Any, ask: Ask) -> Any:
                   columns.amount).where(and_(*conditions))
 
 
-def _grouped(ask: Ask) -> Any:
+def _grouped(ask: Ask) -> Select[*tuple[Any, ...]]:
     both = union_all(_part(_COUNTS, ask), _part(_DELTAS, ask)).subquery()
     kept = [both.c[name] for name in ask.group]
     shown = [both.c[name] if name in ask.group else literal_column("''")
@@ -116,8 +129,12 @@ def read_many(session: Session | Connection, asks: Iterable[Ask]) -> dict[str, l
     found: dict[str, list[SummaryRow]] = {ask.label: [] for ask in asks}
     if not asks:
         return found
-    statement = union_all(*[_grouped(ask) for ask in asks]) if len(asks) > 1 else _grouped(asks[0])
-    for label, d, a, b, c, n, m in session.execute(statement):
+    statement: CompoundSelect[*tuple[Any, ...]] | Select[*tuple[Any, ...]] = (
+        union_all(*[_grouped(ask) for ask in asks]) if len(asks) > 1 else _grouped(asks[0]))
+    # label, day, k1, k2, k3, then the sums (NUMERIC on PostgreSQL, NULL never: HAVING n != 0).
+    summed: Result[str, str, str, str, str, int | Decimal | None, int | Decimal | None] = (
+        session.execute(statement))
+    for label, d, a, b, c, n, m in summed:
         found[str(label)].append(SummaryRow(str(d), str(a), str(b), str(c), int(n or 0),
                                             int(m or 0)))
     for rows in found.values():

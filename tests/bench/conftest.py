@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,9 @@ def drop_databases(prefix: str) -> None:
     server = make_url(normalise_database_url(os.environ["TEST_DATABASE_URL"]))
     admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
-                             {"p": f"{prefix}%"}).scalars().all()
+        names: Sequence[str] = conn.execute(
+            text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+            {"p": f"{prefix}%"}).scalars().all()
         for name in names:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

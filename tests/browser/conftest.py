@@ -10,8 +10,9 @@ machine and fails them in CI (``CONNECT_OPS_REQUIRE_BROWSER=1``), where a skip w
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -21,12 +22,17 @@ from lib.settings import PROJECT_ROOT, Settings
 from tests.factories import make_settings
 from tests.support.servers import HOST, free_port, running_companion
 
+if TYPE_CHECKING:  # the emulator is imported when its fixture first runs
+    from emulator.testing import EmulatorHandle
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
+#: The ``screenshot`` fixture: saves the page as ``<test>-<step>.png``, returns its path.
+Screenshot = Callable[[str], Path]
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +63,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
-def screenshot(request: pytest.FixtureRequest, page: Page):  # type: ignore[no-untyped-def]
+def screenshot(request: pytest.FixtureRequest, page: Page) -> Screenshot:
     """``screenshot("03-success")`` saves the current page under test-artifacts/screenshots."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     prefix = request.node.name.removeprefix("test_")
@@ -71,7 +77,7 @@ def screenshot(request: pytest.FixtureRequest, page: Page):  # type: ignore[no-u
 
 
 @pytest.fixture(scope="session")
-def emulator_server() -> Iterator[object]:
+def emulator_server() -> Iterator[EmulatorHandle]:
     """One local Stripe emulator for the session; each test resets and re-points it."""
     from emulator.testing import running_emulator
 
@@ -85,20 +91,20 @@ def companion_port() -> int:
 
 
 @pytest.fixture
-def service_settings(emulator_server: object, companion_port: int) -> Settings:
+def service_settings(emulator_server: EmulatorHandle, companion_port: int) -> Settings:
     """The companion's settings: every Stripe call to the emulator, callbacks to this port."""
-    base = emulator_server.base_url  # type: ignore[attr-defined]
+    base = emulator_server.base_url
     return make_settings(stripe_api_base=base, stripe_connect_base=base,
                          backend_url=f"http://{HOST}:{companion_port}")
 
 
 @pytest.fixture
 def companion(
-    emulator_server: object, service_settings: Settings, companion_port: int,
+    emulator_server: EmulatorHandle, service_settings: Settings, companion_port: int,
     session_factory: sessionmaker[Session],
 ) -> Iterator[str]:
     """The companion service on the test database, with the emulator pointed back at it."""
-    emulator_server.reset()  # type: ignore[attr-defined]
+    emulator_server.reset()
     with running_companion(emulator_server, service_settings, companion_port,
                            session_factory) as url:
         yield url

@@ -9,7 +9,7 @@ Screenshots of every page land in ``test-artifacts/screenshots/`` (git-ignored).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from emulator.testing import EmulatorHandle
 from lib.destinations import confirm_destination
 from lib.freelancers import create_freelancer, get_freelancer
 from lib.models import Payout, PayoutStatus
@@ -32,8 +33,9 @@ RENDERED = '[data-testid="stDataFrame"], [data-testid="stMetric"], .vega-embed'
 
 
 @pytest.fixture
-def dashboard(companion: str, emulator_server: object, database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with running_dashboard(database_url=database_url, emulator_url=emulator_server.base_url,  # type: ignore[attr-defined]
+def dashboard(companion: str, emulator_server: EmulatorHandle, database_url: str,
+              tmp_path: Path) -> Iterator[str]:
+    with running_dashboard(database_url=database_url, emulator_url=emulator_server.base_url,
                            backend_url=companion, workdir=tmp_path) as url:
         yield url
 
@@ -82,7 +84,7 @@ def payouts(session_factory: sessionmaker[Session]) -> list[Payout]:
 
 
 def test_admin_connects_pays_once_and_manager_sees_two_pages(
-    page: Page, dashboard: str, emulator_server: object, session_factory: sessionmaker[Session],
+    page: Page, dashboard: str, emulator_server: EmulatorHandle, session_factory: sessionmaker[Session],
     screenshot: Screenshot,
 ) -> None:
     with session_factory.begin() as session:
@@ -147,7 +149,7 @@ def test_admin_connects_pays_once_and_manager_sees_two_pages(
     expect(page.get_by_text("paid to Grace Hopper")).to_be_visible(timeout=20_000)
     settle(page)
     shoot(page, screenshot, "06-payout-paid", rendered=False)
-    assert emulator_server.state()["counts"]["transfers"] == 1  # type: ignore[attr-defined]
+    assert emulator_server.state()["counts"]["transfers"] == 1
     rows = payouts(session_factory)
     assert [(p.status, p.amount_minor) for p in rows] == [(PayoutStatus.PAID.value, 2500)]
     expect(page.get_by_text(rows[0].stripe_transfer_id or "-").first).to_be_visible()

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
+from emulator.testing import EmulatorHandle
 from lib.freelancers import create_freelancer, get_freelancer
 from lib.settings import Settings
 from server.links import freelancer_page_link
@@ -46,14 +47,14 @@ def account_of(session_factory: sessionmaker[Session], freelancer_id: int) -> st
 
 
 def test_connect_existing_account_with_oauth_then_disconnect(
-    page: Page, companion: str, service_settings: Settings, emulator_server: object,
+    page: Page, companion: str, service_settings: Settings, emulator_server: EmulatorHandle,
     session_factory: sessionmaker[Session], freelancer_id: int, screenshot: Screenshot,
 ) -> None:
     open_payment_settings(page, service_settings, freelancer_id)
     screenshot("01-payment-settings")
 
     page.get_by_role("button", name="Connect with Stripe").click()
-    expect(page).to_have_url(re.compile("^" + re.escape(emulator_server.base_url)))  # type: ignore[attr-defined]
+    expect(page).to_have_url(re.compile("^" + re.escape(emulator_server.base_url)))
     screenshot("02-consent")
     page.get_by_role("button", name="Connect", exact=True).click()
 
@@ -83,14 +84,14 @@ def test_connect_existing_account_with_oauth_then_disconnect(
 
 
 def test_create_new_account_through_onboarding(
-    page: Page, companion: str, service_settings: Settings, emulator_server: object,
+    page: Page, companion: str, service_settings: Settings, emulator_server: EmulatorHandle,
     session_factory: sessionmaker[Session], freelancer_id: int, screenshot: Screenshot,
 ) -> None:
     open_payment_settings(page, service_settings, freelancer_id)
     screenshot("01-payment-settings")
 
     page.get_by_role("button", name="Create a new Stripe account").click()
-    expect(page).to_have_url(re.compile("^" + re.escape(emulator_server.base_url)))  # type: ignore[attr-defined]
+    expect(page).to_have_url(re.compile("^" + re.escape(emulator_server.base_url)))
     screenshot("02-onboarding")
     page.get_by_role("button", name="Complete onboarding").click()
 
@@ -107,7 +108,7 @@ def test_create_new_account_through_onboarding(
 
 
 def test_leave_onboarding_incomplete_then_finish_it(
-    page: Page, companion: str, service_settings: Settings, emulator_server: object,
+    page: Page, companion: str, service_settings: Settings, emulator_server: EmulatorHandle,
     session_factory: sessionmaker[Session], freelancer_id: int, screenshot: Screenshot,
 ) -> None:
     open_payment_settings(page, service_settings, freelancer_id)
@@ -149,7 +150,7 @@ def test_denying_consent_explains_and_offers_to_try_again(
 
 
 def test_a_new_destination_is_shown_and_confirmed(
-    page: Page, companion: str, service_settings: Settings, emulator_server: object,
+    page: Page, companion: str, service_settings: Settings, emulator_server: EmulatorHandle,
     session_factory: sessionmaker[Session], freelancer_id: int, screenshot: Screenshot,
 ) -> None:
     """Issue 19: whoever completed the consent, the page shows the account as Stripe reports

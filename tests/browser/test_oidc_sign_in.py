@@ -23,7 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dashboard.navigation import PAGES
+from emulator.testing import EmulatorHandle
 from lib.models import AuditLog
+from tests.browser.conftest import Screenshot
 from tests.browser.dashboard_server import running_dashboard
 from tests.browser.test_dashboard import settle, sidebar_titles
 from tests.support.servers import HOST, free_port
@@ -64,7 +66,7 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def dashboard(provider: str, emulator_server: object, database_url: str,
+def dashboard(provider: str, emulator_server: EmulatorHandle, database_url: str,
               tmp_path: Path) -> Iterator[str]:
     port = free_port()
     secrets = tmp_path / ".streamlit" / "secrets.toml"
@@ -77,7 +79,7 @@ def dashboard(provider: str, emulator_server: object, database_url: str,
         'client_secret = "connect-ops-dashboard-secret"\n'
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
     with running_dashboard(
-        database_url=database_url, emulator_url=emulator_server.base_url,  # type: ignore[attr-defined]
+        database_url=database_url, emulator_url=emulator_server.base_url,
         backend_url="http://127.0.0.1:9", workdir=tmp_path, port=port,
         extra_env={"DASHBOARD_SIGN_IN": "oidc", "OIDC_ROLE_MAP": ROLE_MAP,
                    "AUTHLIB_INSECURE_TRANSPORT": "1"},
@@ -116,7 +118,8 @@ def audit(session_factory: sessionmaker[Session]) -> list[tuple[str, str | None,
 
 
 def test_admin_and_manager_sign_in_through_the_provider(
-    page: Page, dashboard: str, screenshot, session_factory,  # type: ignore[no-untyped-def]
+    page: Page, dashboard: str, screenshot: Screenshot,
+    session_factory: sessionmaker[Session],
 ) -> None:
     sign_in(page, dashboard, "ada-admin")
     first_page_shown(page)
@@ -150,7 +153,8 @@ def test_admin_and_manager_sign_in_through_the_provider(
 
 
 def test_a_person_of_no_mapped_group_sees_only_the_message(
-    page: Page, dashboard: str, screenshot, session_factory,  # type: ignore[no-untyped-def]
+    page: Page, dashboard: str, screenshot: Screenshot,
+    session_factory: sessionmaker[Session],
 ) -> None:
     sign_in(page, dashboard, "nora-nobody")
     expect(page.get_by_text("grants no Connect Ops role")).to_be_visible()

@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from emulator.testing import EmulatorHandle
 from lib.models import OutreachContact
 from lib.settings import Settings
 from tests.browser.dashboard_server import running_dashboard
@@ -35,9 +36,9 @@ def sink() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def service_settings(emulator_server: object, companion_port: int, sink: SmtpSink) -> Settings:
+def service_settings(emulator_server: EmulatorHandle, companion_port: int, sink: SmtpSink) -> Settings:
     """The companion's (and its worker's) settings, email going to the local sink."""
-    base = emulator_server.base_url  # type: ignore[attr-defined]
+    base = emulator_server.base_url
     return make_settings(stripe_api_base=base, stripe_connect_base=base,
                          backend_url=f"http://{HOST}:{companion_port}", smtp_host=HOST,
                          smtp_port=sink.port, smtp_security="none",
@@ -45,8 +46,9 @@ def service_settings(emulator_server: object, companion_port: int, sink: SmtpSin
 
 
 @pytest.fixture
-def dashboard(companion: str, emulator_server: object, database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with running_dashboard(database_url=database_url, emulator_url=emulator_server.base_url,  # type: ignore[attr-defined]
+def dashboard(companion: str, emulator_server: EmulatorHandle, database_url: str,
+              tmp_path: Path) -> Iterator[str]:
+    with running_dashboard(database_url=database_url, emulator_url=emulator_server.base_url,
                            backend_url=companion, workdir=tmp_path) as url:
         yield url
 
@@ -87,7 +89,9 @@ def test_admin_emails_a_freelancer_who_follows_the_link_to_payment_settings(
     [link] = re.findall(r"http://\S+/freelancer/login\?token=\S+", text)
     assert link.startswith(companion)
 
-    freelancer = page.context.browser.new_context(viewport={"width": 1000, "height": 800})  # type: ignore[union-attr]
+    browser = page.context.browser
+    assert browser is not None  # a context made by a launched browser has one
+    freelancer = browser.new_context(viewport={"width": 1000, "height": 800})
     try:
         mail_page = freelancer.new_page()
         mail_page.goto(link)

@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from emulator.testing import EmulatorHandle
 from lib.accounts import upsert_account
 from lib.db import utcnow
 from lib.freelancers import create_freelancer
@@ -31,12 +32,12 @@ from tests.browser.test_dashboard import (
 pytestmark = pytest.mark.browser
 
 
-def _payee(session_factory: sessionmaker[Session], settings: Settings, emulator: object) -> int:
+def _payee(session_factory: sessionmaker[Session], settings: Settings, emulator: EmulatorHandle) -> int:
     gateway = StripeGateway(settings)
     account = gateway.create_express_account(email="ada@example.com", country="US", metadata={},
                                              idempotency_key="browser-safety-acct")
-    emulator.set_account(account.id, onboarding="complete")  # type: ignore[attr-defined]
-    emulator.set_balance(10_000_000, "usd")  # type: ignore[attr-defined]
+    emulator.set_account(account.id, onboarding="complete")
+    emulator.set_balance(10_000_000, "usd")
     with session_factory.begin() as session:
         freelancer = create_freelancer(session, name="Ada Lovelace", email="ada@example.com",
                                        country="US")
@@ -54,7 +55,7 @@ def _pay(page: Page, amount: str, description: str) -> None:
 
 
 def test_repeat_payment_reversal_and_a_two_person_decision(
-    page: Page, dashboard: str, emulator_server: object,  # noqa: F811
+    page: Page, dashboard: str, emulator_server: EmulatorHandle,  # noqa: F811
     session_factory: sessionmaker[Session], service_settings: Settings, screenshot: Screenshot,
 ) -> None:
     page.set_viewport_size({"width": 1440, "height": 900})
@@ -81,7 +82,7 @@ def test_repeat_payment_reversal_and_a_two_person_decision(
     expect(confirm).to_be_enabled()
     confirm.click()
     expect(page.get_by_text("paid to Ada Lovelace")).to_be_visible(timeout=20_000)
-    assert emulator_server.state()["counts"]["transfers"] == 2  # type: ignore[attr-defined]
+    assert emulator_server.state()["counts"]["transfers"] == 2
 
     # Reverse part of the first payout on the Reversals page.
     with session_factory() as session:

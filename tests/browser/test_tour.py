@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from dashboard.navigation import PAGES
+from emulator.testing import EmulatorHandle
 from lib.roles import Operator
+from lib.settings import Settings
 from scripts.seed_demo import seed
 from tests.browser.conftest import SCREENSHOTS
 from tests.browser.dashboard_server import running_dashboard
@@ -28,7 +30,7 @@ from tests.factories import make_settings
 
 pytestmark = pytest.mark.browser
 
-VIEWPORT = {"width": 1440, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1440, "height": 900}
 #: Pages that show nothing rendered until acted on (their info box is what a person sees).
 NO_DATA_UNTIL_ACTED = {"Reconciliation", "Onboarding links"}
 
@@ -44,15 +46,15 @@ def wide(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
-def demo(companion: str, emulator_server: object, database_url: str, tmp_path: Path,
-         service_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    settings = make_settings(stripe_api_base=emulator_server.base_url,  # type: ignore[attr-defined]
-                             stripe_connect_base=emulator_server.base_url,  # type: ignore[attr-defined]
+def demo(companion: str, emulator_server: EmulatorHandle, database_url: str, tmp_path: Path,
+         service_settings: Settings) -> Iterator[str]:
+    settings = make_settings(stripe_api_base=emulator_server.base_url,
+                             stripe_connect_base=emulator_server.base_url,
                              backend_url=service_settings.backend_url,
                              database_url=database_url, stripe_max_network_retries=2)
     assert seed(settings) is True
     with running_dashboard(database_url=database_url,
-                           emulator_url=emulator_server.base_url,  # type: ignore[attr-defined]
+                           emulator_url=emulator_server.base_url,
                            backend_url=companion, workdir=tmp_path) as url:
         yield url
 

@@ -39,12 +39,13 @@ class ContractTarget:
     platform_country: str
     #: The platform's currency for transfers (the one it holds a balance in).
     currency: str
-    #: Add ``amount`` (minor units) to the platform's available balance in ``currency``.
-    fund: Callable[[int], None]
+    #: Add ``amount`` (minor units) to the platform's available balance in ``currency``
+    #: (what it returns is ignored).
+    fund: Callable[[int], object]
     #: A connected account whose ``transfers`` capability is active (skips when there is none).
     payable_account: Callable[[], str]
-    #: Delete an account a scenario created (test mode only).
-    delete_account: Callable[[str], None]
+    #: Delete an account a scenario created (test mode only; what it returns is ignored).
+    delete_account: Callable[[str], object]
     #: Whether OAuth calls can run (they need the platform's client id).
     has_client_id: bool = True
     created: list[str] = field(default_factory=list)

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,8 @@ from lib.account_status import (
 )
 
 
-def account(**overrides) -> dict:
-    base = {
+def account(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "id": "acct_1",
         "charges_enabled": True,
         "payouts_enabled": True,

@@ -376,12 +376,13 @@ def test_rule_settings_are_checked_and_changes_audited(
     session_factory: sessionmaker[Session],
 ) -> None:
     with session_factory.begin() as session:
-        for bad, message in [
+        refused: list[tuple[dict[str, Any], str]] = [
             ({"threshold": -1}, "between 0 and 100000"),
             ({"threshold": "ten"}, "whole number"),
             ({"threshold": 1.5}, "whole number"),
             ({"nope": 1}, "Unknown setting"),
-        ]:
+        ]
+        for bad, message in refused:
             with pytest.raises(ValidationError, match=message):
                 save_rule(session, operator=ADMIN, kind="past_due_count", name="x", params=bad)
         with pytest.raises(ValidationError, match="Not an email address"):

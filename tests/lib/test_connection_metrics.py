@@ -16,7 +16,7 @@ from lib.connection_metrics import (
     time_to_connect,
 )
 from lib.errors import PermissionDeniedError, ValidationError
-from lib.models import ConnectedAccount
+from lib.models import ConnectedAccount, Freelancer
 from lib.roles import Operator
 from tests.factories_dashboard import add_attempt, add_freelancer, add_payout
 
@@ -103,11 +103,12 @@ def test_funnel_verified_means_payable_not_charges_enabled(session_factory) -> N
         recipient = add_freelancer(session, state="active", country="FR", now=WED)
         charges_only = add_freelancer(session, state="active", now=WED)
         unsubmitted = add_freelancer(session, state="active", now=WED)
-        for freelancer, changes in [
+        edits: list[tuple[Freelancer, dict[str, object]]] = [
             (recipient, {"charges_enabled": False}),
             (charges_only, {"charges_enabled": True, "transfers_capability": "inactive"}),
             (unsubmitted, {"details_submitted": False}),
-        ]:
+        ]
+        for freelancer, changes in edits:
             session.execute(update(ConnectedAccount)
                             .where(ConnectedAccount.stripe_id == freelancer.stripe_account_id)
                             .values(**changes))

@@ -14,7 +14,7 @@ After every step, against a plain model:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from hypothesis import HealthCheck, settings
@@ -73,7 +73,7 @@ def test_connection_model(emulator, session_factory, monkeypatch) -> None:
     gateway = StripeGateway(conf)
     clock = {"offset": timedelta()}
 
-    def shifted():  # type: ignore[no-untyped-def]
+    def shifted() -> datetime:
         return utcnow() + clock["offset"]
 
     # Our clock (issuing and checking URLs), never Stripe's.
@@ -137,7 +137,7 @@ def test_connection_model(emulator, session_factory, monkeypatch) -> None:
 
         @precondition(lambda self: self.method != "oauth")
         @rule(target=urls)
-        def onboarding_link(self):  # type: ignore[no-untyped-def]
+        def onboarding_link(self):
             if self.account is None:
                 self.accounts_at_stripe += 1  # a new Express account, attached and held
             link = create_onboarding_link(session_factory, gateway=gateway, settings=conf,

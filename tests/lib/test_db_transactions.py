@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -106,7 +106,7 @@ def test_ddl_rolls_back(sqlite_engine: Engine) -> None:
         conn.exec_driver_sql("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
         raise _Rollback
     with sqlite_engine.connect() as conn:
-        tables = conn.exec_driver_sql(
+        tables: Sequence[str] = conn.exec_driver_sql(
             "SELECT name FROM sqlite_master WHERE type = 'table'").scalars().all()
     assert "scratch" not in tables
 
@@ -148,9 +148,11 @@ def test_a_begin_transaction_takes_the_write_lock_at_once(sqlite_engine: Engine)
         assert driver is not None and driver.in_transaction
         other = sqlite_engine.raw_connection()
         try:
-            other.driver_connection.execute("PRAGMA busy_timeout=0")
+            other_driver = other.driver_connection
+            assert other_driver is not None
+            other_driver.execute("PRAGMA busy_timeout=0")
             with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.driver_connection.execute("BEGIN IMMEDIATE")
+                other_driver.execute("BEGIN IMMEDIATE")
         finally:
             other.close()
 
@@ -197,7 +199,8 @@ def test_two_writers_that_read_first_both_commit_one_after_the_other(
     assert order == ["first", "second"]
     assert time.monotonic() - started >= _GRACE
     with factory() as session:
-        names = session.execute(text("SELECT name FROM item ORDER BY id")).scalars().all()
+        names: Sequence[str] = session.execute(
+            text("SELECT name FROM item ORDER BY id")).scalars().all()
     assert names == ["first saw 0", "second saw 1"]
 
 
@@ -207,7 +210,7 @@ def test_transaction_statements_are_not_counted_as_the_applications(
     factory = make_session_factory(sqlite_engine)
     seen: list[str] = []
 
-    def count(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
         seen.append(statement)
 
     event.listen(sqlite_engine, "before_cursor_execute", count)

@@ -141,7 +141,9 @@ def test_funds_needed_for_the_overview(emulator, gateway, session_factory) -> No
     emulator.set_balance(1_000, "usd")
     assert funds_needed(session_factory, gateway=gateway, operator=MANAGER) == []
     _commit(session_factory, (3_500, "usd", PayoutStatus.PENDING_APPROVAL.value))
-    [short] = funds_needed(session_factory, gateway=gateway, operator=MANAGER)
+    shortfalls = funds_needed(session_factory, gateway=gateway, operator=MANAGER)
+    assert shortfalls is not None  # None: the balance could not be read
+    [short] = shortfalls
     assert (short.currency, short.shortfall_minor, short.display) == ("usd", 2_500,
                                                                       "$25.00 USD")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -96,8 +97,8 @@ def test_alerts_on_planted_data(session_factory, planted) -> None:
     assert "webhook" in alerts[2].message
 
 
-def _kpis(**overrides) -> OverviewKpis:
-    values = dict(as_of=NOW, connected=0, connected_last_30_days=0, active=0,
+def _kpis(**overrides: Any) -> OverviewKpis:
+    values: dict[str, Any] = dict(as_of=NOW, connected=0, connected_last_30_days=0, active=0,
                   requirements_due=0, past_due=0, deadlines_next_7_days=0)
     values.update(overrides)
     return OverviewKpis(**values)

@@ -64,7 +64,7 @@ def step(code: str) -> int:
 
 def refused(text: object, code: str, **kwargs: object) -> MoneyError:
     with pytest.raises(MoneyError) as info:
-        parse_amount(text, code, **kwargs)  # type: ignore[arg-type]
+        parse_amount(text, code, **kwargs)  # type: ignore[arg-type]  # the wrong type on purpose
     error = info.value
     assert isinstance(error, ValidationError)
     assert error.code in ERROR_CODES
@@ -128,7 +128,7 @@ def test_normalise_currency() -> None:
     with pytest.raises(MoneyError, match="'XYZ'"):
         normalise_currency(" xyz ")
     with pytest.raises(MoneyError):
-        normalise_currency(840)  # type: ignore[arg-type]
+        normalise_currency(840)  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 # --- Money -----------------------------------------------------------------------------------
@@ -137,14 +137,14 @@ def test_normalise_currency() -> None:
 @pytest.mark.parametrize("amount", [True, False, 1.0, Decimal("1"), "100", None])
 def test_money_refuses_non_int_amounts(amount: object) -> None:
     with pytest.raises(MoneyError) as info:
-        Money(amount, "usd")  # type: ignore[arg-type]
+        Money(amount, "usd")  # type: ignore[arg-type]  # the wrong type on purpose
     assert isinstance(info.value, TypeError)
 
 
 @pytest.mark.parametrize("currency", ["USD", "xyz", " usd", "", None])
 def test_money_refuses_unknown_or_unnormalised_currency(currency: object) -> None:
     with pytest.raises(MoneyError) as info:
-        Money(100, currency)  # type: ignore[arg-type]
+        Money(100, currency)  # type: ignore[arg-type]  # the wrong type on purpose
     assert info.value.code == "currency_unsupported"
 
 
@@ -153,7 +153,7 @@ def test_money_is_a_frozen_value() -> None:
     assert money == Money(100, "usd") and hash(money) == hash(Money(100, "usd"))
     assert money != Money(100, "eur")
     with pytest.raises(AttributeError):
-        money.amount_minor = 5  # type: ignore[misc]
+        money.amount_minor = 5  # type: ignore[misc]  # assigning on purpose: Money is frozen
     assert Money(-5, "usd").amount_minor == -5  # balances/reversals may be negative
     assert str(money) == "$1.00 USD"
 
@@ -188,8 +188,8 @@ def test_money_is_a_frozen_value() -> None:
         (1500, "isk", 150000),
     ],
 )
-def test_parse_examples(text: object, code: str, minor: int) -> None:
-    assert parse_amount(text, code) == Money(minor, normalise_currency(code))  # type: ignore[arg-type]
+def test_parse_examples(text: str | int | Decimal, code: str, minor: int) -> None:
+    assert parse_amount(text, code) == Money(minor, normalise_currency(code))
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ def test_maximum_minor() -> None:
     assert "50.00 USD" in error.message
     for bad in (0, -1, True, "5000", Decimal(5000)):
         with pytest.raises(ValueError):
-            parse_amount("1", "usd", maximum_minor=bad)  # type: ignore[arg-type]
+            parse_amount("1", "usd", maximum_minor=bad)  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 # --- no float, anywhere ----------------------------------------------------------------------
@@ -336,11 +336,11 @@ def test_minor_to_display(minor: int, code: str, expected: str) -> None:
 
 def test_display_refuses_bad_input() -> None:
     with pytest.raises(MoneyError):
-        minor_to_display(1.5, "usd")  # type: ignore[arg-type]
+        minor_to_display(1.5, "usd")  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(MoneyError):
         minor_to_display(100, "xyz")
     with pytest.raises(MoneyError):
-        format_money("$1")  # type: ignore[arg-type]
+        format_money("$1")  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 def test_to_decimal_is_exact() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from lib.errors import ConflictError, PermissionDeniedError
 from lib.messaging import chat_payload, send_email
 from lib.models import AuditLog, MessageChannel, MessageKind, MessageStatus, OutboxMessage
 from lib.outbox import (
+    Delivery,
     OutboxPolicy,
     Throttle,
     _email_of,
@@ -86,7 +87,8 @@ def _row(session_factory: sessionmaker[Session], message_id: int) -> OutboxMessa
         return row
 
 
-def _attempt(session_factory: sessionmaker[Session], settings: Settings, *, now=None):  # type: ignore[no-untyped-def]
+def _attempt(session_factory: sessionmaker[Session], settings: Settings, *,
+             now: datetime | None = None) -> Delivery | None:
     claims = claim_due(session_factory, worker_id="w", policy=POLICY, now=now)
     if not claims:
         return None

@@ -4,7 +4,7 @@ email's content, and what the desk shows afterwards."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -74,6 +74,7 @@ def _count(session_factory: sessionmaker[Session], model: type) -> int:
 
 
 def _worker(session_factory: sessionmaker[Session], settings: Settings) -> Worker:
+    # No gateway: draining the outbox must call no Stripe API (None would fail loudly).
     return Worker(session_factory, gateway=None, settings=settings, jobs=[],  # type: ignore[arg-type]
                   events=False)
 
@@ -87,8 +88,8 @@ def test_outreach_to_200_freelancers_rerun_twice_midway_sends_exactly_200(
     assert len(preview.recipients) == 200 and preview.skipped == []
     assert _count(session_factory, OutboxMessage) == 0  # a preview writes nothing
 
-    def stop_after(chunks: int):  # type: ignore[no-untyped-def]
-        seen = []
+    def stop_after(chunks: int) -> Callable[[int, int], None]:
+        seen: list[int] = []
 
         def progress(done: int, total: int) -> None:
             seen.append(done)
@@ -221,7 +222,7 @@ def test_the_desk_shows_times_last_contacted_and_the_outcome(
     [fid] = _due(session_factory, 1)
     settings = mail_settings(sink)
 
-    def summary():  # type: ignore[no-untyped-def]
+    def summary():
         with session_factory() as session:
             return contact_summaries(session, operator=FINANCE, freelancer_ids=[fid]).get(fid)
 
@@ -239,6 +240,7 @@ def test_the_desk_shows_times_last_contacted_and_the_outcome(
     with session_factory() as session:
         latest = session.scalars(select(OutreachContact).order_by(OutreachContact.id.desc())
                                  ).first()
+        assert latest is not None and latest.link_id is not None
         link_id = latest.link_id
     spend_link(session_factory, link_id=link_id, freelancer_id=fid)
     assert summary().outcome == Outcome.OPENED

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import (
     Engine,
+    Result,
+    ScalarResult,
     case,
     delete,
     distinct,
@@ -55,8 +58,8 @@ DEADLINE = 1_900_000_000
 
 def _from_json(session: Session) -> set[tuple[str, str, str, datetime | None]]:
     """What the index must hold, read from the mirror's JSON (the oracle)."""
-    expected = set()
-    rows = session.execute(
+    expected: set[tuple[str, str, str, datetime | None]] = set()
+    rows: Result[str, dict[str, Any], datetime | None] = session.execute(
         select(ConnectedAccount.stripe_id, ConnectedAccount.requirements,
                ConnectedAccount.current_deadline)
         .join(Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id))
@@ -292,7 +295,8 @@ def _counts_from_json(session: Session, within_days: int | None, now: datetime) 
     codes = parts[0].union_all(*parts[1:]).subquery()
     from lib.account_status import requirement_label
 
-    found = [str(c) for c in session.scalars(select(codes.c.code).distinct()) if c is not None]
+    distinct_codes: ScalarResult[str | None] = session.scalars(select(codes.c.code).distinct())
+    found = [str(c) for c in distinct_codes if c is not None]
     if not found:
         return []
     labelled = select(codes.c.category, case({c: requirement_label(c) for c in found},
@@ -300,9 +304,10 @@ def _counts_from_json(session: Session, within_days: int | None, now: datetime) 
                       codes.c.account_id).subquery()
     names = dict(CATEGORIES)
     rank = {name: index for index, (_, name) in enumerate(CATEGORIES)}
-    rows = [(names[str(c)], str(label), int(n)) for c, label, n in session.execute(
+    counted: Result[str, str, int] = session.execute(
         select(labelled.c.category, labelled.c.label, func.count(distinct(labelled.c.account_id)))
-        .group_by(labelled.c.category, labelled.c.label))]
+        .group_by(labelled.c.category, labelled.c.label))
+    rows = [(names[str(c)], str(label), int(n)) for c, label, n in counted]
     return sorted(rows, key=lambda r: (rank[r[0]], -r[2], r[1]))
 
 

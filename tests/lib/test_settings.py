@@ -15,7 +15,7 @@ def test_postgres_urls_are_normalised_to_psycopg() -> None:
 def test_settings_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1/test")
     monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:12111/")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]  # an __init__ argument, no field
     assert settings.database_url == "postgresql+psycopg://postgres@127.0.0.1/test"
     assert settings.stripe_api_base == "http://127.0.0.1:12111"
     assert settings.stripe_connect_base is None
@@ -33,7 +33,7 @@ def test_missing_required_value_names_variable_and_where_to_get_it() -> None:
 
 def test_blank_value_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_SECRET", "   ")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]  # an __init__ argument, no field
     with pytest.raises(ConfigurationError, match="JWT_SECRET is not set"):
         settings.require("JWT_SECRET")
 

@@ -9,7 +9,7 @@ import pytest
 import stripe
 
 from lib import errors
-from lib.stripe_gateway import StripeGateway
+from lib.stripe_gateway import StripeGateway, StripeRateLimitHintedError
 from tests.factories import make_settings
 
 
@@ -156,15 +156,22 @@ def test_list_accounts_pages(emulator) -> None:
 def test_rate_limits_carry_stripes_retry_hints(emulator) -> None:
     gateway = gateway_for(emulator, stripe_max_network_retries=0)
     emulator.inject_fault("rate_limit", "/v1/balance", method="GET", count=1, retry_after=7)
+    # Callers catch StripeRateLimitError; the hints ride on the gateway's subclass of it.
     with pytest.raises(errors.StripeRateLimitError) as excinfo:
         gateway.retrieve_balance()
-    assert excinfo.value.retry_after == 7.0 and excinfo.value.should_retry is None
+    hinted = excinfo.value
+    assert isinstance(hinted, StripeRateLimitHintedError)
+    assert hinted.retry_after == 7.0 and hinted.should_retry is None
     emulator.inject_fault("lock_timeout", "/v1/balance", method="GET", count=1)
     with pytest.raises(errors.StripeRateLimitError) as excinfo:
         gateway.retrieve_balance()
-    assert excinfo.value.should_retry is True and excinfo.value.retry_after is None
+    hinted = excinfo.value
+    assert isinstance(hinted, StripeRateLimitHintedError)
+    assert hinted.should_retry is True and hinted.retry_after is None
     emulator.inject_fault("lock_timeout", "/v1/balance", method="GET", count=1,
                           should_retry=False)
     with pytest.raises(errors.StripeRateLimitError) as excinfo:
         gateway_for(emulator, stripe_max_network_retries=2).retrieve_balance()
-    assert excinfo.value.should_retry is False
+    hinted = excinfo.value
+    assert isinstance(hinted, StripeRateLimitHintedError)
+    assert hinted.should_retry is False

@@ -65,7 +65,8 @@ def test_sync_is_idempotent_and_reflects_changes(gateway, emulator, session_fact
     emulator.set_account(account_id, onboarding="complete")
     sync_all_accounts(session_factory, gateway=gateway, operator=ADMIN)
     with session_factory() as session:
-        assert get_account(session, stripe_id=account_id).status == "ACTIVE"
+        mirrored = get_account(session, stripe_id=account_id)
+        assert mirrored is not None and mirrored.status == "ACTIVE"
     assert _mirrored(session_factory) == 1
 
 
@@ -178,7 +179,8 @@ def test_newer_webhook_data_is_not_overwritten_by_a_slower_sync(gateway, emulato
     report = sync_all_accounts(session_factory, gateway=gateway, operator=ADMIN)
     assert report.skipped_stale == 1
     with session_factory() as session:
-        assert get_account(session, stripe_id=account_id).email == "newer@example.com"
+        mirrored = get_account(session, stripe_id=account_id)
+        assert mirrored is not None and mirrored.email == "newer@example.com"
 
 
 def test_refresh_one_account_and_roles(gateway, emulator, session_factory) -> None:
@@ -235,7 +237,7 @@ def test_default_sleep_never_waits_less_than_asked(monkeypatch) -> None:
     import lib.sync
 
     slept: list[float] = []
-    monkeypatch.setattr(lib.sync.time, "sleep", slept.append)
+    monkeypatch.setattr("lib.sync.time.sleep", slept.append)
     for _ in range(50):
         lib.sync.jittered_sleep(2.0)
     assert all(2.0 <= s <= 3.0 for s in slept) and len(set(slept)) > 1

@@ -30,20 +30,22 @@ def test_round_trip() -> None:
                             now=datetime.now(UTC) - timedelta(hours=2)),
         lambda: issue_token(secret="other" * 10, subject="7", role=Role.FREELANCER),
         lambda: jwt.encode({"sub": "7", "role": "freelancer", "iss": "connect-ops",
-                            "exp": 9999999999, "iat": 1}, None, algorithm="none"),
+                            "exp": 9999999999, "iat": 1}, "", algorithm="none"),  # '': no key
         lambda: jwt.encode({"sub": "7", "role": "freelancer", "iss": "connect-ops", "iat": 1},
                            SECRET, algorithm="HS256"),
         lambda: jwt.encode({"role": "freelancer", "iss": "connect-ops", "exp": 9999999999,
                             "iat": 1}, SECRET, algorithm="HS256"),
         lambda: jwt.encode({"sub": "7", "role": "root", "iss": "connect-ops",
                             "exp": 9999999999, "iat": 1}, SECRET, algorithm="HS256"),
+        lambda: jwt.encode({"sub": "7", "role": ["admin"], "iss": "connect-ops",
+                            "exp": 9999999999, "iat": 1}, SECRET, algorithm="HS256"),
         lambda: issue_token(secret=SECRET, subject="7", role=Role.FREELANCER,
                             now=datetime.now(UTC) + timedelta(hours=1)),
         lambda: "not-a-token",
         lambda: "",
     ],
-    ids=["expired", "wrong-key", "alg-none", "no-exp", "no-sub", "unknown-role", "future-nbf",
-         "garbage", "empty"],
+    ids=["expired", "wrong-key", "alg-none", "no-exp", "no-sub", "unknown-role", "list-role",
+         "future-nbf", "garbage", "empty"],
 )
 def test_bad_tokens_are_refused(make) -> None:
     with pytest.raises(TokenError):

@@ -15,10 +15,10 @@ from sqlalchemy import delete, select
 
 from lib import webhooks
 from lib.db import utcnow
-from lib.models import AuditLog, WebhookEvent
+from lib.models import AuditLog, WebhookEvent, WebhookStatus
 from lib.roles import Operator
 from lib.stripe_gateway import StripeGateway
-from lib.webhooks import Endpoint, RetryPolicy, WebhookStatus
+from lib.webhooks import Endpoint, RetryPolicy
 from tests.factories import make_settings
 
 SETTINGS = make_settings(stripe_api_base="http://127.0.0.1:9",
@@ -31,7 +31,7 @@ ADMIN = Operator.from_role_names("alice", ["admin"])
 TYPE = "account.updated"
 
 
-def machine_for(session_factory):  # type: ignore[no-untyped-def]
+def machine_for(session_factory):
     class EventLifecycle(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
@@ -48,7 +48,7 @@ def machine_for(session_factory):  # type: ignore[no-untyped-def]
             self.broken: set[str] = set()
             webhooks.HANDLERS[TYPE] = self._handler
 
-        def _handler(self, _factory, _gateway, event):  # type: ignore[no-untyped-def]
+        def _handler(self, _factory, _gateway, event):
             if event["id"] in self.broken:
                 raise RuntimeError(f"handler broken for {event['id']}")
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from lib import jobs as scheduled
 from lib import webhooks
 from lib.db import utcnow
+from lib.errors import ConflictError, NotFoundError
 from lib.freelancers import create_freelancer
 from lib.models import (
     AuditLog,
@@ -23,13 +24,14 @@ from lib.models import (
     ReconciliationRun,
     ScheduledJob,
     WebhookEvent,
+    WebhookStatus,
     WorkerHeartbeat,
 )
 from lib.oauth_states import issue_state, purge_states
 from lib.roles import Operator
 from lib.settings import PROJECT_ROOT
 from lib.stripe_gateway import StripeGateway
-from lib.webhooks import Endpoint, RetryPolicy, WebhookStatus
+from lib.webhooks import Endpoint, RetryPolicy
 from lib.worker import Worker
 from tests.conftest import requires_postgresql
 from tests.factories import TEST_SECRET_KEY, make_settings
@@ -81,6 +83,7 @@ def test_a_failing_event_is_dead_lettered_after_the_last_attempt_and_replayed(
         row = _row(session_factory, "evt_1")
         if attempt < 3:
             assert outcome.status is WebhookStatus.FAILED and row.status == "failed"
+            assert row.next_attempt_at is not None
             now = row.next_attempt_at
         else:
             assert outcome.status is WebhookStatus.DEAD
@@ -90,9 +93,9 @@ def test_a_failing_event_is_dead_lettered_after_the_last_attempt_and_replayed(
                               now=now + timedelta(days=30)) == []  # a person decides now
 
     broken["yes"] = False
-    outcome = webhooks.replay_event(session_factory, gateway=GATEWAY, operator=ADMIN,
-                                    event_id="evt_1", policy=POLICY)
-    assert outcome is not None and outcome.status is WebhookStatus.PROCESSED
+    replayed = webhooks.replay_event(session_factory, gateway=GATEWAY, operator=ADMIN,
+                                     event_id="evt_1", policy=POLICY)
+    assert replayed is not None and replayed.status is WebhookStatus.PROCESSED
     row = _row(session_factory, "evt_1")
     assert (row.status, row.attempts) == ("processed", 1)  # a fresh budget for the replay
     with session_factory() as session:
@@ -102,10 +105,10 @@ def test_a_failing_event_is_dead_lettered_after_the_last_attempt_and_replayed(
 
 def test_only_failed_or_dead_events_replay(session_factory) -> None:
     _store(session_factory, "evt_new")
-    with pytest.raises(webhooks.ConflictError, match="only failed or dead-lettered"):
+    with pytest.raises(ConflictError, match="only failed or dead-lettered"):
         webhooks.replay_event(session_factory, gateway=GATEWAY, operator=ADMIN,
                               event_id="evt_new")
-    with pytest.raises(webhooks.NotFoundError):
+    with pytest.raises(NotFoundError):
         webhooks.replay_event(session_factory, gateway=GATEWAY, operator=ADMIN,
                               event_id="evt_nope")
 

@@ -5,6 +5,7 @@ and the summaries still equal a recount (after folding the deltas, and before)."
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -66,7 +67,7 @@ def test_concurrent_writers_keep_the_summaries_exact(
                                 .values(outcome=("succeeded", "failed")[(round_ + offset) % 2],
                                         finished_at=now + timedelta(minutes=round_)))
 
-    def run(work, offset: int) -> None:  # type: ignore[no-untyped-def]
+    def run(work: Callable[[int], None], offset: int) -> None:
         try:
             work(offset)
         except BaseException as exc:  # noqa: BLE001 - reported to the main thread below

@@ -37,10 +37,11 @@ def test_ledger_totals_from_the_summary_equal_a_count(
            status=st.none() | st.sampled_from(["paid", "failed"]),
            currency=st.none() | st.sampled_from(["usd", "jpy"]),
            start=st.none() | MOMENTS, end=st.none() | MOMENTS)
-    def check(rows, status, currency, start, end) -> None:  # type: ignore[no-untyped-def]
+    def check(rows: list[tuple[datetime, str, str, int]], status: str | None,
+              currency: str | None, start: datetime | None, end: datetime | None) -> None:
         with session_factory.begin() as session:
             session.execute(delete(Payout))
-            freelancer = session.get(Freelancer, freelancer_id)
+            freelancer = session.get_one(Freelancer, freelancer_id)
             for at, cur, state, amount in rows:
                 add_payout(session, freelancer=freelancer, amount_minor=amount, currency=cur,
                            status=state, created_at=at)
