@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import audit
 from lib.accounts import get_account, mark_deauthorized, upsert_account
 from lib.bank_payouts import apply_payout_event
-from lib.connect_flow import detach
+from lib.freelancer_connection import detach
 from lib.connection_attempts import succeed_pending_for_account
 from lib.db import utcnow
 from lib.errors import (
