@@ -37,9 +37,9 @@ from lib.account_status import (
     summarise_requirements,
 )
 from lib.connect_flow import (
+    CONNECT_METHODS,
     connection_status,
-    create_oauth_link,
-    create_onboarding_link,
+    create_connect_link,
     disconnect,
     express_dashboard_url,
     refresh_connection,
@@ -59,6 +59,7 @@ from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
 from server.app_context import ServiceContext, context_of
+from server.blocking import run_blocking
 from server.responses import status_for
 
 logger = logging.getLogger(__name__)
@@ -179,8 +180,9 @@ def csrf_token_for(session_token: str, *, secret: str) -> str:
 def _freelancer_claims(token: str, *, context: ServiceContext, secret: str) -> TokenClaims:
     claims = verify_token(token, secret=secret)
     if claims.role is not Role.FREELANCER:
-        raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
-                     "This link is not a freelancer's.", session=context.session_factory)
+        with context.session_factory() as session:
+            raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
+                         "This link is not a freelancer's.", session=session)
     return claims
 
 
@@ -302,20 +304,27 @@ def friendly_message(exc: ConnectOpsError) -> str:
 
 
 # ---- routes ------------------------------------------------------------------------------------
+#
+# Every route that reads the database or calls Stripe is ``async`` and hands that work to
+# ``server.blocking.run_blocking`` (its docstring says why); the rest only render.
 
 
 @router.get("/freelancer/assets/pages.css")
-def stylesheet() -> FileResponse:
+async def stylesheet() -> FileResponse:
     return FileResponse(_STYLESHEET, media_type="text/css")
 
 
 @router.get("/freelancer/login")
-def login(context: Context, token: str = "") -> Response:
+async def login(context: Context, token: str = "") -> Response:
     """Trade a signed link's token for a session cookie, then leave the token behind (303).
 
     A single-use link (an outreach email's) is not spent by this GET: mail scanners and link
     previews fetch links before the freelancer does. It shows a page whose button POSTs it.
     """
+    return await run_blocking(_login, context, token)
+
+
+def _login(context: ServiceContext, token: str) -> Response:
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
@@ -336,8 +345,13 @@ def login(context: Context, token: str = "") -> Response:
 
 
 @router.post("/freelancer/login")
-def open_single_use_link(context: Context, token: Annotated[str, Form()] = "") -> Response:
+async def open_single_use_link(context: Context,
+                               token: Annotated[str, Form()] = "") -> Response:
     """Spend a single-use link (once, committed first) and sign the freelancer in."""
+    return await run_blocking(_open_single_use_link, context, token)
+
+
+def _open_single_use_link(context: ServiceContext, token: str) -> Response:
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
@@ -366,8 +380,12 @@ def _signed_in(context: ServiceContext, claims: TokenClaims, secret: str) -> Res
 
 
 @router.post("/freelancer/logout")
-def logout(request: Request, context: Context,
-           csrf_token: Annotated[str, Form()] = "") -> Response:
+async def logout(request: Request, context: Context,
+                 csrf_token: Annotated[str, Form()] = "") -> Response:
+    return await run_blocking(_logout, request, context, csrf_token)
+
+
+def _logout(request: Request, context: ServiceContext, csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -379,8 +397,14 @@ def logout(request: Request, context: Context,
 
 
 @router.get("/freelancer/payment-settings")
-def payment_settings(request: Request, context: Context, onboarding: str = "",
-                     notice: str = "", refresh: str = "") -> Response:
+async def payment_settings(request: Request, context: Context, onboarding: str = "",
+                           notice: str = "", refresh: str = "") -> Response:
+    return await run_blocking(_payment_settings, request, context, onboarding=onboarding,
+                              notice=notice, refresh=refresh == "1")
+
+
+def _payment_settings(request: Request, context: ServiceContext, *, onboarding: str,
+                      notice: str, refresh: bool) -> Response:
     try:
         page = current_session(request, context)
         shown = NOTICES.get(notice)
@@ -388,32 +412,32 @@ def payment_settings(request: Request, context: Context, onboarding: str = "",
             shown = ONBOARDING_INCOMPLETE
         elif onboarding == "expired":
             shown = ONBOARDING_EXPIRED
-        return settings_page(context, page, refresh=refresh == "1", notice=shown)
+        return settings_page(context, page, refresh=refresh, notice=shown)
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
         return sign_in_required(ONBOARDING_EXPIRED_SIGN_IN if onboarding == "expired"
                                 else exc.message)
 
 
 @router.post("/freelancer/connect")
-def connect(request: Request, context: Context, method: Annotated[str, Form()] = "",
-            csrf_token: Annotated[str, Form()] = "") -> Response:
+async def connect(request: Request, context: Context, method: Annotated[str, Form()] = "",
+                  csrf_token: Annotated[str, Form()] = "") -> Response:
     """Start OAuth or hosted onboarding; redirect only to the URL Stripe gave ``lib``."""
+    return await run_blocking(_connect, request, context, method, csrf_token)
+
+
+def _connect(request: Request, context: ServiceContext, method: str,
+             csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
+    chosen = CONNECT_METHODS.get(method)
+    if chosen is None:
+        return settings_page(context, page, error="Choose how to connect your account.",
+                             status_code=400)
     try:
-        if method == "onboarding":
-            link = create_onboarding_link(
-                context.session_factory, gateway=context.gateway, settings=context.settings,
-                operator=page.operator, freelancer_id=page.freelancer_id)
-        elif method == "oauth":
-            with context.session_factory.begin() as session:
-                link = create_oauth_link(
-                    session, gateway=context.gateway, settings=context.settings,
-                    operator=page.operator, freelancer_id=page.freelancer_id)
-        else:
-            return settings_page(context, page, error="Choose how to connect your account.",
-                                 status_code=400)
+        link = create_connect_link(
+            context.session_factory, gateway=context.gateway, settings=context.settings,
+            operator=page.operator, freelancer_id=page.freelancer_id, method=chosen)
     except ConnectOpsError as exc:
         logger.warning("connect (%s) for freelancer %s refused: %s", method,
                        page.freelancer_id, exc.code)
@@ -425,10 +449,15 @@ def connect(request: Request, context: Context, method: Annotated[str, Form()] =
 
 
 @router.post("/freelancer/confirm-destination")
-def do_confirm_destination(request: Request, context: Context,
-                           account_id: Annotated[str, Form()] = "",
-                           csrf_token: Annotated[str, Form()] = "") -> Response:
+async def do_confirm_destination(request: Request, context: Context,
+                                 account_id: Annotated[str, Form()] = "",
+                                 csrf_token: Annotated[str, Form()] = "") -> Response:
     """The freelancer confirms the account their page showed is theirs: payouts may go to it."""
+    return await run_blocking(_confirm_destination, request, context, account_id, csrf_token)
+
+
+def _confirm_destination(request: Request, context: ServiceContext, account_id: str,
+                         csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -447,8 +476,12 @@ def do_confirm_destination(request: Request, context: Context,
 
 
 @router.get("/freelancer/disconnect")
-def confirm_disconnect(request: Request, context: Context) -> Response:
+async def confirm_disconnect(request: Request, context: Context) -> Response:
     """The confirmation the React page asked with ``confirm()``: a page of its own here."""
+    return await run_blocking(_confirm_disconnect, request, context)
+
+
+def _confirm_disconnect(request: Request, context: ServiceContext) -> Response:
     try:
         page = current_session(request, context)
         with context.session_factory() as session:
@@ -462,8 +495,12 @@ def confirm_disconnect(request: Request, context: Context) -> Response:
 
 
 @router.post("/freelancer/disconnect")
-def do_disconnect(request: Request, context: Context,
-                  csrf_token: Annotated[str, Form()] = "") -> Response:
+async def do_disconnect(request: Request, context: Context,
+                        csrf_token: Annotated[str, Form()] = "") -> Response:
+    return await run_blocking(_disconnect, request, context, csrf_token)
+
+
+def _disconnect(request: Request, context: ServiceContext, csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -480,9 +517,13 @@ def do_disconnect(request: Request, context: Context,
 
 
 @router.post("/freelancer/express-dashboard")
-def open_express_dashboard(request: Request, context: Context,
-                           csrf_token: Annotated[str, Form()] = "") -> Response:
+async def open_express_dashboard(request: Request, context: Context,
+                                 csrf_token: Annotated[str, Form()] = "") -> Response:
     """Mint a single-use Express Dashboard login link on demand and send the browser there."""
+    return await run_blocking(_express_dashboard, request, context, csrf_token)
+
+
+def _express_dashboard(request: Request, context: ServiceContext, csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -498,7 +539,7 @@ def open_express_dashboard(request: Request, context: Context,
 
 
 @router.get("/freelancer/stripe/success")
-def stripe_success(
+async def stripe_success(
     account_id: Annotated[str, Query(alias="accountId")] = "",
 ) -> HTMLResponse:
     """Public: the callback lands here; an id that is not an account id is not shown."""
@@ -507,6 +548,6 @@ def stripe_success(
 
 
 @router.get("/freelancer/stripe/error")
-def stripe_error(reason: str = "") -> HTMLResponse:
+async def stripe_error(reason: str = "") -> HTMLResponse:
     """Public: the reason in plain words; the raw value is never shown."""
     return render("stripe_error.html", message=ERROR_MESSAGES.get(reason, UNKNOWN_ERROR))
