@@ -11,10 +11,17 @@ from __future__ import annotations
 import enum
 import unicodedata
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.errors import PermissionDeniedError
+
+#: Where a refusal is audited: the caller's ``Session`` (docs/CONVENTIONS.md). A session
+#: factory is still accepted from callers that hold only one (lib.sync, lib.outreach,
+#: lib.funding, lib.alerts, lib.payouts.bulk/decisions/reconciliation/reversal and the
+#: dashboard's role gate); once they pass ``factory()``'s session this becomes ``Session``.
+AuditSession: TypeAlias = Session | sessionmaker[Session]
 
 
 class Role(enum.StrEnum):
@@ -138,7 +145,7 @@ class AuditedRefusal(PermissionDeniedError):
 
 def refuse(
     operator: Operator | None, action: Action, message: str, *,
-    session: Session | sessionmaker[Session] | None, target: str | None = None,
+    session: AuditSession | None, target: str | None = None,
 ) -> PermissionDeniedError:
     """Audit a refusal of ``action`` and return the error for the caller to raise.
 
@@ -159,14 +166,15 @@ def refuse(
 
 
 def authorize(
-    operator: Operator | None, action: Action, *, session: Session | sessionmaker[Session] | None,
+    operator: Operator | None, action: Action, *, session: AuditSession | None,
     target: str | None = None,
 ) -> Operator:
     """Return the operator if allowed, else audit the refusal and raise ``PermissionDeniedError``.
 
-    ``session`` is the caller's session or factory; the refusal is committed on its own even
-    though the caller's transaction rolls back. ``None`` only when no database is at hand (or
-    the caller audits the refusal itself). ``target`` names what the refused action was for.
+    ``session`` is the caller's session (a function holding only a factory opens one: ``with
+    factory() as session``); the refusal is committed on its own even though the caller's
+    transaction rolls back. ``None`` only when no database is at hand (or the caller audits the
+    refusal itself). ``target`` names what the refused action was for.
     """
     words = action.value.replace("_", " ")
     if operator is None or not operator.username:
