@@ -988,8 +988,7 @@ def cli_ready(sweep: Sweep, database_url: str, monkeypatch: pytest.MonkeyPatch, 
     users.write_text(USERS)
     monkeypatch.setenv("AUTH_CONFIG_PATH", str(users))
     monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setattr(sync_cli, "configure_logging", lambda level: None)
-    monkeypatch.setattr(payouts_cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr("lib.cli.configure_logging", lambda level: None)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
