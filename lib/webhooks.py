@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,9 +46,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import audit
 from lib.accounts import get_account, mark_deauthorized, upsert_account
 from lib.bank_payouts import apply_payout_event
-from lib.freelancer_connection import detach
 from lib.connection_attempts import succeed_pending_for_account
-from lib.db import utcnow
+from lib.db import rows_matched, utcnow
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
@@ -56,6 +55,7 @@ from lib.errors import (
     StripeAccountAccessError,
     StripeRequestError,
 )
+from lib.freelancer_connection import detach
 from lib.freelancers import find_by_account
 from lib.logging_setup import mask_secrets
 from lib.models import WebhookEvent, WebhookStatus
@@ -109,6 +109,7 @@ def _intake_statement(dialect: str) -> Any:
     statement = _INTAKE_STATEMENTS.get(dialect)
     if statement is None:
         table = WebhookEvent.__table__
+        assert isinstance(table, Table)  # a declarative class maps one Table
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = (insert(table)
                      .values({name: bindparam(name, type_=table.c[name].type)
@@ -186,9 +187,10 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: random.Random | None = None) -> timedelta:
         """The wait after failed attempt number ``attempt`` (1-based): base × 2^(attempt-1),
         capped, times 1.0–1.5 so workers that failed together do not retry in step."""
-        exponential = self.base * (2 ** min(max(attempt, 1) - 1, 30))
+        exponential: timedelta = self.base * (2 ** min(max(attempt, 1) - 1, 30))
         # Spreads retries; not a secret.
-        return min(exponential, self.cap) * (rng or random).uniform(1.0, 1.5)
+        spread = rng.uniform(1.0, 1.5) if rng is not None else random.uniform(1.0, 1.5)
+        return min(exponential, self.cap) * spread
 
 
 def describe_error(exc: BaseException) -> str:
@@ -238,7 +240,8 @@ def _take(session: Session, ids: list[int], values: dict[str, Any]) -> list[Clai
                    WebhookEvent.attempts, WebhookEvent.lease_token)
         .execution_options(synchronize_session=False)
     ).all()
-    return [Claim(str(e), str(t), dict(p), int(a), str(k)) for e, t, p, a, k in rows]
+    return [Claim(str(row.stripe_event_id), str(row.type), dict(row.payload), int(row.attempts),
+                  str(row.lease_token)) for row in rows]
 
 
 def claim_due(
@@ -322,7 +325,7 @@ def renew_leases(
                    WebhookEvent.status == WebhookStatus.PROCESSING.value)
             .values(lease_expires_at=moment + lease)
             .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_matched(result)
 
 
 def _settle(
@@ -337,7 +340,7 @@ def _settle(
                    WebhookEvent.status == WebhookStatus.PROCESSING.value)
             .values(lease_token=None, lease_expires_at=None, **values)
             .execution_options(synchronize_session=False))
-    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    held = bool(rows_matched(result))
     if not held:
         logger.warning("webhook %s: attempt %d lost its lease before it finished; the outcome "
                        "of the attempt that holds it now counts", claim.event_id, claim.attempt)

@@ -288,7 +288,7 @@ def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emul
                 if payout.status == "pending_approval" and number % 2 == 0:
                     approve_payout(session, operator=FINANCE, payout_id=payout_id)
             with factory() as session:
-                status = session.get(Payout, payout_id).status  # type: ignore[union-attr]
+                status = session.get_one(Payout, payout_id).status
             if status == "pending":
                 execute_payout(factory, gateway=gateway, payout_id=payout_id, operator=ADMIN)
             moment = utcnow() + timedelta(seconds=offset)
@@ -414,8 +414,8 @@ def _funding_states(factory: sessionmaker[Session], emulator: Emulator, settings
     """The Funding page's three states: USD covered, EUR short until pending funds arrive in
     three days, GBP short with nothing pending (funds must be added)."""
     by_currency: dict[str, int] = {}
-    for freelancer_id in payees:
-        by_currency.setdefault(_currency_of(factory, freelancer_id)[1], freelancer_id)
+    for payee in payees:
+        by_currency.setdefault(_currency_of(factory, payee)[1], payee)
     now = int(utcnow().timestamp())
     for currency, amount, pending in (("eur", "2400.00", True), ("gbp", "1800.00", False)):
         freelancer_id = by_currency.get(currency)

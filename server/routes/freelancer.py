@@ -41,6 +41,7 @@ from server.schemas import (
     ConnectionStatusEnvelope,
     ConnectUrlEnvelope,
     MessageEnvelope,
+    Responses,
     documented,
 )
 from server.security import bearer_claims
@@ -54,7 +55,7 @@ _MAX_PARAM = 1024
 Claims = Annotated[TokenClaims, Depends(bearer_claims)]
 Context = Annotated[ServiceContext, Depends(context_of)]
 
-FREELANCER_ERRORS = {
+FREELANCER_ERRORS: Responses = {
     **AUTH_ERRORS,
     403: documented("The token is not a freelancer's"),
     404: documented("The freelancer does not exist"),
@@ -62,7 +63,7 @@ FREELANCER_ERRORS = {
     **STRIPE_ERRORS,
 }
 #: The browser-facing redirects: a lost database shows a page to a browser, JSON to others.
-REDIRECT_RESPONSES = {
+REDIRECT_RESPONSES: Responses = {
     **VALIDATION_ERRORS,
     503: {**documented("The database is unreachable; reload in a moment"),
           "content": {"text/html": {}}},
