@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from emulator.page_driver import consent, onboard
+from emulator.testing import EmulatorHandle
 from lib.account_status import ConnectionStatus
 from lib.connect_flow import (
     connection_status,
@@ -32,14 +36,15 @@ from lib.stripe_gateway import StripeGateway
 from tests.factories import make_settings
 
 ADMIN = Operator.from_role_names("alice", ["admin"])
+_T = TypeVar("_T")
 
 
 @dataclass
 class World:
-    emulator: object
+    emulator: EmulatorHandle
     settings: Settings
     gateway: StripeGateway
-    session_factory: object
+    session_factory: sessionmaker[Session]
 
     def freelancer(self, email: str = "ada@example.com", name: str = "Ada Lovelace") -> int:
         with self.session_factory.begin() as session:
@@ -327,7 +332,7 @@ def test_freelancer_row_untouched_by_failed_callbacks(world: World) -> None:
         assert freelancer is not None and freelancer.stripe_account_id is None
 
 
-def _commits_during(world: World, action) -> tuple[object, int]:
+def _commits_during(world: World, action: Callable[[], _T]) -> tuple[_T, int]:
     engine = world.session_factory.kw["bind"]
     commits: list[object] = []
 
@@ -358,7 +363,8 @@ def test_a_callback_that_ends_before_the_exchange_is_one_transaction(world: Worl
     assert results == ["access_denied", "invalid_state"]
 
 
-def test_the_spent_state_is_committed_before_the_code_is_exchanged(world: World) -> None:
+def test_the_spent_state_is_committed_before_the_code_is_exchanged(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     freelancer_id = world.freelancer()
     redirect = consent(world.oauth_link(freelancer_id))
     seen: list[int] = []
@@ -366,11 +372,12 @@ def test_the_spent_state_is_committed_before_the_code_is_exchanged(world: World)
 
     def exchange_and_look(code: str):
         with world.session_factory() as session:  # another transaction: only committed rows
-            seen.append(session.scalar(select(func.count()).select_from(OAuthState).where(
-                OAuthState.freelancer_id == freelancer_id, OAuthState.consumed_at.is_not(None))))
+            seen.append(session.scalars(select(func.count()).select_from(OAuthState).where(
+                OAuthState.freelancer_id == freelancer_id, OAuthState.consumed_at.is_not(None))
+            ).one())
         return exchange(code)
 
-    world.gateway.oauth_token = exchange_and_look
+    monkeypatch.setattr(world.gateway, "oauth_token", exchange_and_look)
     assert world.callback(redirect).success
     assert seen == [1]
 
@@ -380,7 +387,7 @@ def test_status_of_an_unmirrored_connection_is_pending_and_unknown_is_not_found(
     freelancer_id = world.freelancer()
     assert world.status(freelancer_id).status is ConnectionStatus.NOT_CONNECTED
     with world.session_factory.begin() as session:
-        session.get(Freelancer, freelancer_id).stripe_account_id = "acct_not_mirrored_yet"
+        session.get_one(Freelancer, freelancer_id).stripe_account_id = "acct_not_mirrored_yet"
     view = world.status(freelancer_id)
     assert (view.account_id, view.status, view.verified) == (
         "acct_not_mirrored_yet", ConnectionStatus.PENDING, False)
