@@ -17,7 +17,9 @@ from emulator.page_driver import consent, onboard
 from emulator.testing import EmulatorHandle
 from lib.account_status import ConnectionStatus
 from lib.connect_flow import (
+    connect_method,
     connection_status,
+    create_connect_link,
     create_oauth_link,
     create_onboarding_link,
     disconnect,
@@ -26,9 +28,9 @@ from lib.connect_flow import (
     refresh_connection,
 )
 from lib.connection_attempts import FailureReason
-from lib.errors import ConflictError, NotFoundError, PermissionDeniedError
+from lib.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from lib.freelancers import create_freelancer
-from lib.models import AuditLog, ConnectionAttempt, Freelancer, OAuthState
+from lib.models import AuditLog, ConnectionAttempt, ConnectionMethod, Freelancer, OAuthState
 from lib.onboarding_urls import SignedAttempt, UrlPurpose, read_signed_attempt
 from lib.roles import Operator, Role
 from lib.settings import Settings
@@ -201,6 +203,37 @@ def test_account_of_another_freelancer_is_refused_and_both_kept(world: World) ->
     assert result.reason is FailureReason.ACCOUNT_ALREADY_CONNECTED
     assert world.status(first).account_id == connected.account_id
     assert not world.status(second).is_connected
+
+
+def test_one_entry_point_gives_a_link_by_either_method(world: World) -> None:
+    freelancer_id = world.freelancer()
+    oauth = create_connect_link(world.session_factory, gateway=world.gateway,
+                                settings=world.settings, operator=ADMIN,
+                                freelancer_id=freelancer_id, method=connect_method("oauth"))
+    assert oauth.method is ConnectionMethod.OAUTH
+    assert oauth.url.startswith(world.emulator.base_url + "/oauth/authorize?")
+    assert world.callback(consent(oauth.url)).success  # committed: the state is usable
+    assert disconnect(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                      freelancer_id=freelancer_id)
+    onboarding = create_connect_link(world.session_factory, gateway=world.gateway,
+                                     settings=world.settings, operator=ADMIN,
+                                     freelancer_id=freelancer_id,
+                                     method=connect_method("onboarding"))
+    assert onboarding.method is ConnectionMethod.ACCOUNT_LINK
+    assert world.returned(onboard(onboarding.url, action="complete")).completed
+    assert [a.method for a in world.attempts(freelancer_id)] == ["oauth", "account_link"]
+
+
+def test_a_method_is_named_oauth_or_onboarding(world: World) -> None:
+    with pytest.raises(ValidationError, match="oauth or onboarding"):
+        connect_method("account_link")
+    freelancer_id = world.freelancer()
+    manager = Operator.from_role_names("mia", ["manager"])
+    with pytest.raises(PermissionDeniedError):  # refused by either method, before Stripe
+        create_connect_link(world.session_factory, gateway=world.gateway,
+                            settings=world.settings, operator=manager,
+                            freelancer_id=freelancer_id, method=ConnectionMethod.ACCOUNT_LINK)
+    assert world.attempts(freelancer_id) == []
 
 
 def test_new_freelancer_onboards_to_active(world: World) -> None:
