@@ -42,10 +42,10 @@ from lib.errors import (
     StripeOAuthError,
     ValidationError,
 )
-from lib.freelancer_connection import ConnectLink, authorize_connection_action, detach
+from lib.freelancer_connection import ConnectLink, detach
 from lib.freelancers import find_by_account, get_freelancer
 from lib.models import ConnectedAccount, ConnectionMethod, Freelancer
-from lib.roles import Action, Operator
+from lib.roles import Action, Operator, authorize_on_freelancer
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 
@@ -274,7 +274,8 @@ def disconnect(
     says what to check.
     """
     with factory() as session:
-        authorize_connection_action(operator, freelancer_id, Action.DISCONNECT, session=session)
+        authorize_on_freelancer(operator, Action.DISCONNECT, freelancer_id=freelancer_id,
+                                session=session)
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         account_id, method = freelancer.stripe_account_id, freelancer.connection_method
     if account_id is None:
@@ -330,8 +331,8 @@ def express_dashboard_url(
     browser: the URL is a short-lived credential, never stored, logged or sent elsewhere.
     """
     with factory() as session:
-        authorize_connection_action(operator, freelancer_id, Action.MANAGE_OWN_CONNECTION,
-                                    session=session)
+        authorize_on_freelancer(operator, Action.MANAGE_OWN_CONNECTION,
+                                freelancer_id=freelancer_id, session=session)
         view = connection_status(session, freelancer_id=freelancer_id)
         method = get_freelancer(session, freelancer_id=freelancer_id).connection_method
     account = view.account or {}

@@ -22,11 +22,11 @@ from lib.accounts import get_account, upsert_account
 from lib.connection_attempts import FailureReason, finish_attempt, start_attempt
 from lib.db import utcnow
 from lib.errors import StripeGatewayError, StripeOAuthError
-from lib.freelancer_connection import ConnectLink, attach, authorize_connection_action
+from lib.freelancer_connection import ConnectLink, attach
 from lib.freelancers import find_by_account, get_freelancer
 from lib.models import AttemptOutcome, ConnectionMethod
 from lib.oauth_states import STATE_LIFETIME, consume_state, issue_state
-from lib.roles import Action, Operator
+from lib.roles import Action, Operator, authorize_on_freelancer
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 
@@ -45,7 +45,8 @@ def create_oauth_link(
     Older unused states of the same freelancer stay valid until they expire: two tabs must not
     invalidate each other.
     """
-    authorize_connection_action(operator, freelancer_id, Action.GENERATE_LINK, session=session)
+    authorize_on_freelancer(operator, Action.GENERATE_LINK, freelancer_id=freelancer_id,
+                                session=session)
     freelancer = get_freelancer(session, freelancer_id=freelancer_id)
     attempt = start_attempt(
         session, freelancer_id=freelancer.id, method=ConnectionMethod.OAUTH,

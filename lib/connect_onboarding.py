@@ -24,7 +24,7 @@ from lib.accounts import upsert_account
 from lib.connection_attempts import FailureReason, finish_attempt, mark_returned, start_attempt
 from lib.db import utcnow
 from lib.errors import ConflictError, StripeGatewayError
-from lib.freelancer_connection import ConnectLink, attach, authorize_connection_action
+from lib.freelancer_connection import ConnectLink, attach
 from lib.freelancers import get_freelancer
 from lib.models import AttemptOutcome, ConnectionMethod, Freelancer
 from lib.onboarding_urls import (
@@ -35,7 +35,7 @@ from lib.onboarding_urls import (
     sign_attempt,
     spend,
 )
-from lib.roles import Action, Operator, Role
+from lib.roles import Action, Operator, Role, authorize_on_freelancer
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 
@@ -72,8 +72,8 @@ def create_onboarding_link(
     """A hosted onboarding link; creates the freelancer's Express account first if needed."""
     settings.require("JWT_SECRET")
     with factory() as session:
-        authorize_connection_action(operator, freelancer_id, Action.GENERATE_LINK,
-                                    session=session)
+        authorize_on_freelancer(operator, Action.GENERATE_LINK, freelancer_id=freelancer_id,
+                                session=session)
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         account_id = freelancer.stripe_account_id
         if freelancer.connection_method == ConnectionMethod.OAUTH.value and account_id:

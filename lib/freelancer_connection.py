@@ -1,6 +1,6 @@
-"""What both ways of connecting share: who may change a freelancer's connection, attaching and
-detaching an account, and the link either protocol hands out (``lib.connect_flow`` is the
-entry point; ``lib.connect_oauth`` and ``lib.connect_onboarding`` are the two protocols).
+"""What both ways of connecting share: attaching and detaching an account, and the link either
+protocol hands out (``lib.connect_flow`` is the entry point; ``lib.connect_oauth`` and
+``lib.connect_onboarding`` are the two protocols).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from lib.db import utcnow
 from lib.destinations import clear_destination, mark_new_destination
 from lib.models import ConnectionMethod, Freelancer
-from lib.roles import Action, Operator, Role, authorize, refuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,25 +23,6 @@ class ConnectLink:
     expires_in: int
     method: ConnectionMethod
     attempt_id: int
-
-
-def authorize_connection_action(
-    operator: Operator, freelancer_id: int, action: Action, *, session: Session,
-) -> None:
-    """Operators need ``action``; a freelancer may act only on their own connection.
-
-    A refusal is audited beside ``session`` and survives the caller's rollback
-    (``lib.roles.refuse``).
-    """
-    target = f"freelancer:{freelancer_id}"
-    if operator is not None and Role.FREELANCER in operator.roles:
-        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
-        if operator.username != target:
-            raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
-                         "A freelancer can only manage their own connection.",
-                         session=session, target=target)
-        return
-    authorize(operator, action, session=session, target=target)
 
 
 def attach(freelancer: Freelancer, *, account_id: str, method: ConnectionMethod) -> None:

@@ -165,6 +165,28 @@ def refuse(
     return AuditedRefusal(message) if session is not None else PermissionDeniedError(message)
 
 
+def authorize_on_freelancer(
+    operator: Operator | None, action: Action, *, freelancer_id: int,
+    session: AuditSession | None,
+) -> bool:
+    """Authorize ``action`` on ``freelancer_id``'s connection; True when the operator is that
+    freelancer.
+
+    A freelancer may act only on their own connection (``MANAGE_OWN_CONNECTION``), whatever
+    the action; anyone else needs ``action`` itself. Refusals are audited as :func:`authorize`'s.
+    """
+    target = f"freelancer:{freelancer_id}"
+    if operator is not None and Role.FREELANCER in operator.roles:
+        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
+        if operator.username != target:
+            raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
+                         "A freelancer can only manage their own connection.",
+                         session=session, target=target)
+        return True
+    authorize(operator, action, session=session, target=target)
+    return False
+
+
 def authorize(
     operator: Operator | None, action: Action, *, session: AuditSession | None,
     target: str | None = None,
