@@ -303,6 +303,13 @@ def friendly_message(exc: ConnectOpsError) -> str:
     return exc.message
 
 
+def refused_page(context: ServiceContext, page: PageSession, what: str,
+                 exc: ConnectOpsError) -> HTMLResponse:
+    """Payment settings again, saying in plain words why ``what`` was refused (code logged)."""
+    logger.warning("%s for freelancer %s refused: %s", what, page.freelancer_id, exc.code)
+    return settings_page(context, page, error=friendly_message(exc), status_code=status_for(exc))
+
+
 # ---- routes ------------------------------------------------------------------------------------
 #
 # Every route that reads the database or calls Stripe is ``async`` and hands that work to
@@ -439,10 +446,7 @@ def _connect(request: Request, context: ServiceContext, method: str,
             context.session_factory, gateway=context.gateway, settings=context.settings,
             operator=page.operator, freelancer_id=page.freelancer_id, method=chosen)
     except ConnectOpsError as exc:
-        logger.warning("connect (%s) for freelancer %s refused: %s", method,
-                       page.freelancer_id, exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, f"connect ({method})", exc)
     logger.info("freelancer %s sent to Stripe (%s, attempt %s)", page.freelancer_id, method,
                 link.attempt_id)
     return RedirectResponse(link.url, status_code=303)
@@ -466,10 +470,7 @@ def _confirm_destination(request: Request, context: ServiceContext, account_id: 
             confirm_destination(session, operator=page.operator,
                                 freelancer_id=page.freelancer_id, account_id=account_id[:300])
     except ConnectOpsError as exc:
-        logger.warning("destination confirmation for freelancer %s refused: %s",
-                       page.freelancer_id, exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, "destination confirmation", exc)
     logger.info("freelancer %s confirmed %s as their payout destination", page.freelancer_id,
                 account_id)
     return RedirectResponse(f"{SETTINGS_PATH}?notice=confirmed", status_code=303)
@@ -508,9 +509,7 @@ def _disconnect(request: Request, context: ServiceContext, csrf_token: str) -> R
         account_id = disconnect(context.session_factory, gateway=context.gateway,
                                 operator=page.operator, freelancer_id=page.freelancer_id)
     except ConnectOpsError as exc:
-        logger.warning("disconnect for freelancer %s refused: %s", page.freelancer_id, exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, "disconnect", exc)
     logger.info("freelancer %s disconnected %s from the payment pages", page.freelancer_id,
                 account_id)
     return RedirectResponse(f"{SETTINGS_PATH}?notice=disconnected", status_code=303)
@@ -531,10 +530,7 @@ def _express_dashboard(request: Request, context: ServiceContext, csrf_token: st
         url = express_dashboard_url(context.session_factory, gateway=context.gateway,
                                     operator=page.operator, freelancer_id=page.freelancer_id)
     except ConnectOpsError as exc:
-        logger.warning("express dashboard for freelancer %s refused: %s", page.freelancer_id,
-                       exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, "express dashboard", exc)
     return RedirectResponse(url, status_code=303)
 
 
