@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from emulator.config import ConfigError, EmulatorConfig
 
@@ -17,7 +18,7 @@ logger = logging.getLogger("emulator")
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors in one line (its default prints the usage too)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"emulator: {message}\n")
         raise SystemExit(2)
 

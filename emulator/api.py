@@ -21,7 +21,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator import account_state as st
+from emulator import account_state
 from emulator.config import DEFAULT_API_VERSION
 from emulator.errors import (
     StripeApiError,
@@ -122,7 +122,7 @@ def _check_account_header(runtime: Runtime, account: str | None, api_key: str) -
     if not account or account == runtime.store.state["platform_id"]:
         return None
     with runtime.store.transaction():
-        connected = st.is_connected(runtime.store, account)
+        connected = account_state.is_connected(runtime.store, account)
     if not connected:
         raise account_access_denied(api_key, account)
     return account
@@ -180,9 +180,9 @@ async def handle_api(request: Request) -> Response:
         saved = await anyio.to_thread.run_sync(_execute, runtime, prepared)
     else:
         key = record_key(api_key, account, idem_header)
-        print_ = fingerprint(method, path, raw_params)
+        request_fingerprint = fingerprint(method, path, raw_params)
         try:
-            replay = runtime.idempotency.begin(key, idem_header, print_)
+            replay = runtime.idempotency.begin(key, idem_header, request_fingerprint)
         except StripeApiError as exc:
             return error_response(exc, request_id, echo)
         if replay is not None:
@@ -205,7 +205,7 @@ async def handle_api(request: Request) -> Response:
         except BaseException:
             runtime.idempotency.release(key)
             raise
-        runtime.idempotency.finish(key, print_, saved)
+        runtime.idempotency.finish(key, request_fingerprint, saved)
         echo["Original-Request"] = request_id
     if delay and delay.phase == "after":
         await asyncio.sleep(delay.seconds)

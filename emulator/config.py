@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 CALLBACK_PATH = "/api/v1/freelancer/stripe-connect-callback"
 DEFAULT_BALANCE = "usd:5000000,eur:2000000,gbp:1000000,jpy:50000000"
@@ -120,19 +121,24 @@ class EmulatorConfig:
         first = self.backend_url.rstrip("/") + CALLBACK_PATH
         return (first, *(u for u in self.extra_redirect_uris if u != first))
 
-    def replace(self, **changes: object) -> EmulatorConfig:
-        """A copy with `changes` applied (used by the runtime config route and tests)."""
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        """A copy with `changes` applied (used by the runtime config route and tests).
+
+        Values come from JSON and flags (``Any``): names are checked here, the URIs and the
+        country normalised.
+        """
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
-        if isinstance(changes.get("extra_redirect_uris"), str):
-            changes["extra_redirect_uris"] = _split_uris(str(changes["extra_redirect_uris"]))
-        elif isinstance(changes.get("extra_redirect_uris"), list):
-            changes["extra_redirect_uris"] = tuple(changes["extra_redirect_uris"])  # type: ignore[arg-type]
+        uris = changes.get("extra_redirect_uris")
+        if isinstance(uris, str):
+            changes["extra_redirect_uris"] = _split_uris(uris)
+        elif isinstance(uris, list):
+            changes["extra_redirect_uris"] = tuple(uris)
         if "platform_country" in changes:
             changes["platform_country"] = _country("platform_country",
                                                    str(changes["platform_country"] or ""))
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_env(

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator import account_state as st
+from emulator import account_state
 from emulator.agreements import agreement_of
 from emulator.config import RUNTIME_FIELDS, ConfigError
 from emulator.faults import make_fault
@@ -200,9 +200,9 @@ async def set_balance(request: Request) -> Response:
 def _apply_account_overrides(acct: dict[str, Any], body: dict[str, Any]) -> None:
     onboarding = body.get("onboarding")
     if onboarding == "complete":
-        st.complete_onboarding(acct)
+        account_state.complete_onboarding(acct)
     elif onboarding == "incomplete":
-        st.leave_onboarding_incomplete(acct)
+        account_state.leave_onboarding_incomplete(acct)
     elif onboarding is not None:
         raise ControlError("onboarding must be 'complete' or 'incomplete'")
     for group in ("requirements", "future_requirements"):
@@ -253,7 +253,7 @@ async def set_account(request: Request) -> Response:
         if account_id not in s["accounts"]:
             raise KeyError(account_id)
         _check_agreement_overrides(s["accounts"][account_id], body)
-        acct = st.change_account(rt.store, account_id, lambda a: _apply_account_overrides(a, body))
+        acct = account_state.change_account(rt.store, account_id, lambda a: _apply_account_overrides(a, body))
         for cap in body.get("capabilities") or {}:
             s["connections"][account_id].setdefault("requested_at", {}).setdefault(cap, rt.store.now())
         result = json.loads(json.dumps(acct))
@@ -277,7 +277,7 @@ async def add_fault(request: Request) -> Response:
 async def list_faults(request: Request) -> Response:
     """GET /_emulator/faults."""
     rt = _rt(request)
-    return JSONResponse({"requests": rt.faults.list(), "webhooks": rt.dispatcher.faults()})
+    return JSONResponse({"requests": rt.faults.armed(), "webhooks": rt.dispatcher.faults()})
 
 
 async def clear_faults(request: Request) -> Response:

@@ -110,7 +110,7 @@ class FaultRegistry:
         with self._lock:
             self._faults.clear()
 
-    def list(self) -> list[dict[str, Any]]:
+    def armed(self) -> list[dict[str, Any]]:
         """Armed faults as JSON."""
         with self._lock:
             return [asdict(f) for f in self._faults]

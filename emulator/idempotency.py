@@ -52,7 +52,7 @@ class IdempotencyLayer:
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
 
-    def begin(self, key: str, idem_key: str, print_: str) -> SavedResponse | None:
+    def begin(self, key: str, idem_key: str, request_fingerprint: str) -> SavedResponse | None:
         """A saved response to replay, None when this request may execute (now reserved)."""
         if len(idem_key) > MAX_KEY_LENGTH:
             raise StripeApiError(
@@ -64,7 +64,7 @@ class IdempotencyLayer:
             self._prune(state)
             saved = state["idempotency"].get(key)
             if saved is not None:
-                if saved["fingerprint"] != print_:
+                if saved["fingerprint"] != request_fingerprint:
                     raise StripeApiError(
                         400,
                         "Keys for idempotent requests can only be used with the same parameters "
@@ -87,11 +87,11 @@ class IdempotencyLayer:
             self._in_flight.add(key)
         return None
 
-    def finish(self, key: str, print_: str, response: SavedResponse) -> None:
+    def finish(self, key: str, request_fingerprint: str, response: SavedResponse) -> None:
         """Save the result of an executed request and release the reservation."""
         with self._store.transaction() as state:
             state["idempotency"][key] = {
-                "fingerprint": print_,
+                "fingerprint": request_fingerprint,
                 "status": response.status,
                 "body": response.body,
                 "request_id": response.request_id,

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from emulator import account_state as st
+from emulator import account_state
 from emulator.api import DROP_FLAG, authenticate, error_response
 from emulator.errors import OAuthError, StripeApiError
 from emulator.events import record_event
@@ -95,7 +95,8 @@ async def authorize(request: Request) -> Response:
             f"Invalid redirect URI '{redirect_uri}'. Ensure this uri exactly matches one of the "
             "URIs specified in your application settings.",
         )
-    stripe_user = params.get("stripe_user") if isinstance(params.get("stripe_user"), dict) else {}
+    given_user = params.get("stripe_user")
+    stripe_user: dict[str, Any] = given_user if isinstance(given_user, dict) else {}
     state_value = params.get("state")
     consent_id = "cons_" + random_token(24)
     with rt.store.transaction() as s:
@@ -181,7 +182,7 @@ def _create_standard(store: Store, form: dict[str, Any], consent: dict[str, Any]
     user = consent.get("stripe_user") or {}
     email = str(form.get("email") or user.get("email") or "") or None
     country = str(form.get("country") or user.get("country") or "US").upper()[:2] or "US"
-    acct = st.build_account(
+    acct = account_state.build_account(
         store,
         account_type="standard",
         country=country,
@@ -191,14 +192,14 @@ def _create_standard(store: Store, form: dict[str, Any], consent: dict[str, Any]
         via="oauth",
     )
     if incomplete:
-        st.leave_onboarding_incomplete(acct)
+        account_state.leave_onboarding_incomplete(acct)
     else:
-        st.complete_onboarding(acct)
+        account_state.complete_onboarding(acct)
     name = str(form.get("business_name") or user.get("business_name") or "")
     if name:
         acct["business_profile"]["name"] = name
         acct["settings"]["dashboard"]["display_name"] = name
-    st.add_account(store, acct, via="oauth", connected=False)
+    account_state.add_account(store, acct, via="oauth", connected=False)
     return str(acct["id"])
 
 
@@ -324,7 +325,7 @@ def _credentials(store: Store, account_id: str, scope: str) -> dict[str, Any]:
 def _refresh(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     refresh = params.get("refresh_token")
     record = store.state.setdefault("oauth_refresh", {}).get(refresh) if isinstance(refresh, str) else None
-    if record is None or not st.is_connected(store, record["account"]):
+    if record is None or not account_state.is_connected(store, record["account"]):
         raise OAuthError("invalid_grant", f"Invalid refresh token: {refresh}")
     return _credentials(store, record["account"], record["scope"])
 
@@ -356,7 +357,7 @@ async def deauthorize(request: Request) -> Response:
                 raise OAuthError("invalid_client", f"No such application: '{client_id}'", 401)
             if not isinstance(account_id, str) or not account_id:
                 raise OAuthError("invalid_request", "No stripe_user_id provided.")
-            if not st.is_connected(rt.store, account_id):
+            if not account_state.is_connected(rt.store, account_id):
                 raise OAuthError(
                     "invalid_client",
                     f"This application is not connected to stripe account {account_id}, "

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from emulator import account_state as st
+from emulator import account_state
 from emulator.pages import error_page, render_page
 from emulator.runtime import Runtime
 from emulator.store import random_token
@@ -73,7 +73,7 @@ async def submit(request: Request) -> Response:
         if action not in ("complete", "incomplete"):
             return error_page("invalid_request", "Choose Complete onboarding or Leave incomplete.")
         if link["account"] in s["accounts"]:
-            finish = st.complete_onboarding if action == "complete" else st.leave_onboarding_incomplete
+            finish = account_state.complete_onboarding if action == "complete" else account_state.leave_onboarding_incomplete
             name = str(form.get("business_name") or "").strip()[:200]
 
             def mutate(acct: dict) -> None:
@@ -82,7 +82,7 @@ async def submit(request: Request) -> Response:
                     acct["business_profile"]["name"] = name
                     acct["settings"]["dashboard"]["display_name"] = name
 
-            st.change_account(rt.store, link["account"], mutate)
+            account_state.change_account(rt.store, link["account"], mutate)
         return RedirectResponse(link["return_url"], status_code=302)
 
 

@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from emulator.config import EmulatorConfig
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 STATE_VERSION = 1
 _ALNUM = string.ascii_letters + string.digits
@@ -156,7 +157,7 @@ class Store:
         self.mark_dirty()
 
     # -- derived data, cached until the state changes ----------------------------------------
-    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+    def derived(self, key: str, build: Callable[[], _T]) -> _T:
         """``build()``'s value, kept until the state next changes (call inside a transaction)."""
         if self._derived_generation != self._generation:
             self._derived = {}

@@ -1,10 +1,15 @@
-"""Connecting a freelancer's Stripe account: OAuth (existing Standard accounts) and hosted
-onboarding (new Express accounts), the callback, status and disconnect.
+"""Connecting a freelancer's Stripe account: the one entry point for a connect link, status,
+revocation, disconnect and the Express Dashboard.
 
-Functions that call Stripe between database writes take a ``session_factory`` and frame their
-own short transactions, because a Stripe call must never run inside an open write transaction
-(SQLite would hold its single writer lock for the whole network round trip) and because some
-writes must be committed *before* the call: the OAuth state is spent before the code exchange.
+Two protocols connect an account: OAuth for an existing Standard account
+(``lib.connect_oauth``) and hosted onboarding for a new Express account
+(``lib.connect_onboarding``). Callers ask :func:`create_connect_link` for "a link for this
+freelancer by this method" and never choose between the two themselves.
+
+Functions that call Stripe take the session ``factory`` and frame their own short transactions
+(docs/CONVENTIONS.md): a Stripe call must never run inside an open write transaction (SQLite
+would hold its single writer lock for the whole network round trip), and some writes must be
+committed *before* the call: the OAuth state is spent before the code exchange.
 """
 
 from __future__ import annotations
@@ -12,407 +17,99 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.account_status import ConnectionStatus, derive_status, is_verified
-from lib.account_terms import account_terms
-from lib.accounts import get_account, mark_deauthorized, upsert_account
-from lib.connection_attempts import (
-    FailureReason,
-    finish_attempt,
-    mark_returned,
-    start_attempt,
+from lib.accounts import mark_deauthorized, upsert_account
+from lib.connect_oauth import CallbackResult, create_oauth_link, handle_oauth_callback
+from lib.connect_onboarding import (
+    ReturnResult,
+    create_onboarding_link,
+    handle_onboarding_return,
+    onboarding_complete,
+    refresh_onboarding_link,
 )
 from lib.db import utcnow
-from lib.destinations import clear_destination, destination_facts, mark_new_destination
+from lib.destinations import destination_facts
 from lib.errors import (
     ConflictError,
     NotFoundError,
     StripeAccountAccessError,
-    StripeGatewayError,
     StripeOAuthError,
+    ValidationError,
 )
+from lib.freelancer_connection import ConnectLink, detach
 from lib.freelancers import find_by_account, get_freelancer
-from lib.models import (
-    AttemptOutcome,
-    ConnectedAccount,
-    ConnectionMethod,
-    Freelancer,
-)
-from lib.oauth_states import STATE_LIFETIME, consume_state, issue_state
-from lib.onboarding_urls import (
-    SignedAttempt,
-    UrlPurpose,
-    connection_generation,
-    release,
-    sign_attempt,
-    spend,
-)
-from lib.roles import Action, Operator, Role, authorize, refuse
+from lib.models import ConnectedAccount, ConnectionMethod, Freelancer
+from lib.roles import Action, Operator, authorize_on_freelancer
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 
+# The protocols' own functions stay importable from here, where every caller looked for them;
+# new callers choose by method through create_connect_link.
+__all__ = [
+    "CONNECT_METHODS",
+    "CallbackResult",
+    "ConnectLink",
+    "ConnectionView",
+    "ReturnResult",
+    "confirm_revoked",
+    "connect_method",
+    "connection_status",
+    "create_connect_link",
+    "create_oauth_link",
+    "create_onboarding_link",
+    "detach",
+    "disconnect",
+    "express_dashboard_url",
+    "handle_oauth_callback",
+    "handle_onboarding_return",
+    "onboarding_complete",
+    "record_revoked_connection",
+    "refresh_connection",
+    "refresh_onboarding_link",
+]
+
 logger = logging.getLogger(__name__)
 
-ONBOARDING_RETURN_PATH = "/api/v1/freelancer/stripe-connect-return"
-ONBOARDING_REFRESH_PATH = "/api/v1/freelancer/stripe-connect-refresh"
-#: Stripe's Account Links live about five minutes.
-ACCOUNT_LINK_LIFETIME = timedelta(minutes=5)
+
+# ---- a connect link ---------------------------------------------------------------------------
+
+#: The words the freelancer API (``method=``) and the freelancer's page use for the two methods.
+CONNECT_METHODS: Mapping[str, ConnectionMethod] = {
+    "oauth": ConnectionMethod.OAUTH,
+    "onboarding": ConnectionMethod.ACCOUNT_LINK,
+}
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectLink:
-    url: str
-    expires_in: int
-    method: ConnectionMethod
-    attempt_id: int
+def connect_method(word: str) -> ConnectionMethod:
+    """The method a caller named (``oauth`` or ``onboarding``); ValidationError otherwise."""
+    method = CONNECT_METHODS.get(word)
+    if method is None:
+        raise ValidationError("Choose how to connect the account: oauth or onboarding.")
+    return method
 
 
-def _authorize_for(
-    operator: Operator, freelancer_id: int, action: Action, *,
-    session: Session | sessionmaker[Session],
-) -> None:
-    """Operators need ``action``; a freelancer may act only on their own connection."""
-    target = f"freelancer:{freelancer_id}"
-    if operator is not None and Role.FREELANCER in operator.roles:
-        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
-        if operator.username != target:
-            raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
-                         "A freelancer can only manage their own connection.",
-                         session=session, target=target)
-        return
-    authorize(operator, action, session=session, target=target)
-
-
-# ---- OAuth ------------------------------------------------------------------------------------
-
-
-def create_oauth_link(
-    session: Session, *, gateway: StripeGateway, settings: Settings, operator: Operator,
-    freelancer_id: int,
+def create_connect_link(
+    factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
+    operator: Operator, freelancer_id: int, method: ConnectionMethod,
 ) -> ConnectLink:
-    """An OAuth consent URL for an existing Standard account, with a fresh single-use state.
+    """A single-use link that connects ``freelancer_id``'s Stripe account by ``method``.
 
-    Older unused states of the same freelancer stay valid until they expire: two tabs must not
-    invalidate each other.
+    ``OAUTH`` links an existing Standard account (consent at Stripe); ``ACCOUNT_LINK`` onboards
+    a new Express account, created here first if the freelancer has none. Either way the link is
+    recorded as a connection attempt and audited; refusals raise the usual domain errors.
     """
-    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK, session=session)
-    freelancer = get_freelancer(session, freelancer_id=freelancer_id)
-    attempt = start_attempt(
-        session, freelancer_id=freelancer.id, method=ConnectionMethod.OAUTH,
-        issued_by=operator.username, link_expires_at=utcnow() + STATE_LIFETIME,
-    )
-    token = issue_state(session, freelancer_id=freelancer.id, issued_by=operator.username,
-                        attempt_id=attempt.id)
-    prefill = {"email": freelancer.email, "country": freelancer.country or ""}
-    first, _, last = freelancer.name.partition(" ")
-    prefill.update({"first_name": first, "last_name": last})
-    url = gateway.oauth_authorize_url(
-        state=token, redirect_uri=settings.oauth_redirect_uri, stripe_user=prefill
-    )
-    audit.record(session, actor=operator, action="connect.oauth_link", result="issued",
-                 target=f"freelancer:{freelancer.id}", input={"attempt_id": attempt.id})
-    return ConnectLink(url=url, expires_in=int(STATE_LIFETIME.total_seconds()),
-                       method=ConnectionMethod.OAUTH, attempt_id=attempt.id)
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackResult:
-    """What the callback did; ``reason`` is one of ``FailureReason`` when it failed."""
-
-    success: bool
-    reason: FailureReason | None = None
-    account_id: str | None = None
-    freelancer_id: int | None = None
-
-
-def _record_failure(
-    session: Session, reason: FailureReason, *, attempt_id: int | None,
-    freelancer_id: int | None, detail: str | None = None,
-) -> CallbackResult:
-    finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED, reason=reason)
-    audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
-                 result=reason.value, target=f"freelancer:{freelancer_id}" if freelancer_id else None,
-                 detail=detail)
-    return CallbackResult(success=False, reason=reason, freelancer_id=freelancer_id)
-
-
-def _fail(
-    session_factory: sessionmaker[Session], reason: FailureReason, *, attempt_id: int | None,
-    freelancer_id: int | None, detail: str | None = None,
-) -> CallbackResult:
-    with session_factory.begin() as session:
-        return _record_failure(session, reason, attempt_id=attempt_id,
-                               freelancer_id=freelancer_id, detail=detail)
-
-
-def handle_oauth_callback(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway,
-    params: Mapping[str, str],
-) -> CallbackResult:
-    """Complete (or refuse) an OAuth connection from the redirect's query parameters."""
-    state, code, error = params.get("state"), params.get("code"), params.get("error")
-    if not state or (not code and not error):
-        return _fail(session_factory, FailureReason.MISSING_PARAMETERS, attempt_id=None,
-                     freelancer_id=None)
-
-    # Spend the state in its own committed transaction before anything else happens. A callback
-    # that ends here (unknown state, or Stripe's error) records its failure in that transaction;
-    # one that goes on to the code exchange commits the spent state first.
-    with session_factory.begin() as session:
-        consumed = consume_state(session, token=state)
-        if consumed is None:
-            return _record_failure(session, FailureReason.INVALID_STATE, attempt_id=None,
-                                   freelancer_id=None)
-        if error:
-            reason = (FailureReason.ACCESS_DENIED if error == "access_denied"
-                      else FailureReason.EXCHANGE_FAILED)
-            return _record_failure(session, reason, attempt_id=consumed.attempt_id,
-                                   freelancer_id=consumed.freelancer_id,
-                                   detail=f"Stripe returned error={error[:100]}")
-    attempt_id, freelancer_id = consumed.attempt_id, consumed.freelancer_id
-    assert code is not None
-
-    try:
-        token = gateway.oauth_token(code)
-    except StripeOAuthError as exc:
-        return _fail(session_factory, FailureReason.EXCHANGE_FAILED, attempt_id=attempt_id,
-                     freelancer_id=freelancer_id, detail=f"{exc.stripe_code}: {exc.message}")
-    except StripeGatewayError as exc:
-        logger.error("OAuth code exchange failed for freelancer %s: %s (request %s)",
-                     freelancer_id, exc.code, exc.request_id)
-        return _fail(session_factory, FailureReason.SERVER_ERROR, attempt_id=attempt_id,
-                     freelancer_id=freelancer_id, detail=exc.message)
-
-    account_id = str(token.data.get("stripe_user_id") or "")
-    if not account_id.startswith("acct_"):
-        logger.error("OAuth exchange for freelancer %s returned no account id", freelancer_id)
-        return _fail(session_factory, FailureReason.SERVER_ERROR, attempt_id=attempt_id,
-                     freelancer_id=freelancer_id, detail="no stripe_user_id in token response")
-
-    fetched_at = utcnow()
-    account: dict[str, Any] | None
-    try:
-        account = gateway.retrieve_account(account_id).data
-    except StripeGatewayError as exc:
-        # The connection exists at Stripe; the mirror fills in on the next webhook or sync.
-        logger.warning("connected %s but could not read it yet: %s", account_id, exc.code)
-        account = None
-
-    with session_factory.begin() as session:
-        other = find_by_account(session, stripe_account_id=account_id)
-        if other is not None and other.id != freelancer_id:
-            finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED,
-                           reason=FailureReason.ACCOUNT_ALREADY_CONNECTED,
-                           stripe_account_id=account_id)
-            audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
-                         result=FailureReason.ACCOUNT_ALREADY_CONNECTED.value,
-                         target=f"freelancer:{freelancer_id}",
-                         detail=f"{account_id} already belongs to freelancer {other.id}")
-            return CallbackResult(success=False, reason=FailureReason.ACCOUNT_ALREADY_CONNECTED,
-                                  account_id=account_id, freelancer_id=freelancer_id)
-        freelancer = get_freelancer(session, freelancer_id=freelancer_id)
-        _attach(freelancer, account_id=account_id, method=ConnectionMethod.OAUTH)
-        if account is not None:
-            upsert_account(session, account=account, fetched_at=fetched_at)
-        mirror = get_account(session, stripe_id=account_id)
-        if mirror is not None:
-            mirror.deauthorized_at = None
-        finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED,
-                       stripe_account_id=account_id)
-        audit.record(session, actor="stripe-oauth-callback", action="connect.oauth_callback",
-                     result="connected", target=f"freelancer:{freelancer_id}",
-                     input={"account": account_id}, stripe_request_id=token.request_id)
-    return CallbackResult(success=True, account_id=account_id, freelancer_id=freelancer_id)
-
-
-def _attach(freelancer: Freelancer, *, account_id: str, method: ConnectionMethod) -> None:
-    if freelancer.stripe_account_id != account_id:
-        freelancer.stripe_account_id = account_id
-        freelancer.connected_at = utcnow()
-        # A new destination: payouts to it wait for the freelancer's (or an admin's) confirmation.
-        mark_new_destination(freelancer, account_id=account_id)
-    freelancer.connection_method = method.value
-
-
-# ---- hosted onboarding (Express) --------------------------------------------------------------
-
-
-def _account_idempotency_key(freelancer: Freelancer) -> str:
-    # One Express account per freelancer per "connection generation": a double click reuses it,
-    # a reconnect after a disconnect creates a new one.
-    generation = int(freelancer.disconnected_at.timestamp()) if freelancer.disconnected_at else 0
-    return f"connectops-express-account-{freelancer.id}-{generation}"
-
-
-def _onboarding_urls(settings: Settings, attempt_id: int, *, generation: int,
-                     now: datetime | None = None) -> tuple[str, str]:
-    """(refresh_url, return_url) of one link: each signed for its own purpose (lib.onboarding_urls)."""
-    base = settings.backend_url.rstrip("/")
-    urls = []
-    for path, purpose in ((ONBOARDING_REFRESH_PATH, UrlPurpose.REFRESH),
-                          (ONBOARDING_RETURN_PATH, UrlPurpose.RETURN)):
-        signed = sign_attempt(settings, attempt_id=attempt_id, generation=generation,
-                              purpose=purpose, now=now)
-        urls.append(f"{base}{path}?{urlencode({'attempt': signed})}")
-    return urls[0], urls[1]
-
-
-def create_onboarding_link(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
-    operator: Operator, freelancer_id: int,
-) -> ConnectLink:
-    """A hosted onboarding link; creates the freelancer's Express account first if needed."""
-    settings.require("JWT_SECRET")
-    _authorize_for(operator, freelancer_id, Action.GENERATE_LINK, session=session_factory)
-    with session_factory() as session:
-        freelancer = get_freelancer(session, freelancer_id=freelancer_id)
-        account_id = freelancer.stripe_account_id
-        if freelancer.connection_method == ConnectionMethod.OAUTH.value and account_id:
-            raise ConflictError(
-                "This freelancer is connected through OAuth (a Standard account); Stripe offers "
-                "no onboarding link for it. Disconnect first to onboard a new Express account."
-            )
-        key = _account_idempotency_key(freelancer)
-        email, country = freelancer.email, freelancer.country
-
-    if account_id is None:
-        # Refused here, before Stripe is called, when Stripe could not pay this country.
-        terms = account_terms(platform_country=settings.stripe_platform_country,
-                              freelancer_country=country)
-        created = gateway.create_express_account(
-            email=email, country=country,
-            metadata={"freelancer_id": str(freelancer_id), "created_by": "connect-ops"},
-            idempotency_key=key, terms=terms,
-        )
-        account_id = created.id
-        with session_factory.begin() as session:
-            freelancer = get_freelancer(session, freelancer_id=freelancer_id)
-            if freelancer.stripe_account_id is None:
-                _attach(freelancer, account_id=account_id, method=ConnectionMethod.ACCOUNT_LINK)
-            upsert_account(session, account=created.data)
-            audit.record(session, actor=operator, action="connect.express_account",
-                         result="created", target=f"freelancer:{freelancer_id}",
-                         input={"account": account_id}, idempotency_key=key,
-                         stripe_request_id=created.request_id)
-
-    return _issue_account_link(session_factory, gateway=gateway, settings=settings,
-                               operator=operator, freelancer_id=freelancer_id,
-                               account_id=account_id)
-
-
-def _issue_account_link(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
-    operator: Operator, freelancer_id: int, account_id: str,
-) -> ConnectLink:
-    """A new Account Link for ``account_id``, recorded as an attempt (the caller authorized)."""
-    with session_factory.begin() as session:
-        attempt = start_attempt(
-            session, freelancer_id=freelancer_id, method=ConnectionMethod.ACCOUNT_LINK,
-            issued_by=operator.username, stripe_account_id=account_id,
-            link_expires_at=utcnow() + ACCOUNT_LINK_LIFETIME,
-        )
-        attempt_id = attempt.id
-        generation = connection_generation(get_freelancer(session, freelancer_id=freelancer_id))
-    refresh_url, return_url = _onboarding_urls(settings, attempt_id, generation=generation)
-    try:
-        link = gateway.create_account_link(account_id=account_id, refresh_url=refresh_url,
-                                           return_url=return_url)
-    except StripeGatewayError as exc:
-        # The freelancer never got this link: left pending it would later be counted as
-        # abandoned, or as succeeded once another link completes onboarding.
-        with session_factory.begin() as session:
-            finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.FAILED,
-                           reason=FailureReason.SERVER_ERROR)
-            audit.record(session, actor=operator, action="connect.onboarding_link",
-                         result=f"failed:{exc.code}", target=f"freelancer:{freelancer_id}",
-                         input={"account": account_id, "attempt_id": attempt_id},
-                         stripe_request_id=exc.request_id, detail=exc.message)
-        raise
-    expires_at = link.data.get("expires_at")
-    with session_factory.begin() as session:
-        audit.record(session, actor=operator, action="connect.onboarding_link", result="issued",
-                     target=f"freelancer:{freelancer_id}",
-                     input={"account": account_id, "attempt_id": attempt_id},
-                     stripe_request_id=link.request_id)
-    expires_in = (int(expires_at) - int(utcnow().timestamp())) if expires_at else 300
-    return ConnectLink(url=str(link.data["url"]), expires_in=max(expires_in, 0),
-                       method=ConnectionMethod.ACCOUNT_LINK, attempt_id=attempt_id)
-
-
-@dataclass(frozen=True, slots=True)
-class ReturnResult:
-    freelancer_id: int
-    account_id: str | None
-    status: ConnectionStatus
-    completed: bool
-
-
-def handle_onboarding_return(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, url: SignedAttempt,
-) -> ReturnResult:
-    """The freelancer came back: read the account (returning is not completing) and record it.
-
-    The return URL is spent first (``StaleOnboardingUrl`` when it may not act; see
-    ``lib.onboarding_urls``) and given back if Stripe cannot be read, so a reload works.
-    """
-    spent = spend(session_factory, url, now=utcnow())
-    attempt_id, freelancer_id, account_id = spent.attempt_id, spent.freelancer_id, spent.account_id
-    with session_factory.begin() as session:
-        mark_returned(session, attempt_id=attempt_id)
-    fetched_at = utcnow()
-    try:
-        account = gateway.retrieve_account(account_id).data
-    except StripeGatewayError:
-        release(session_factory, spent)
-        raise
-    completed = onboarding_complete(account)
-    with session_factory.begin() as session:
-        upsert_account(session, account=account, fetched_at=fetched_at)
-        if completed:
-            finish_attempt(session, attempt_id=attempt_id, outcome=AttemptOutcome.SUCCEEDED)
-        audit.record(session, actor=f"freelancer:{freelancer_id}",
-                     action="connect.onboarding_return",
-                     result="completed" if completed else "incomplete",
-                     target=f"freelancer:{freelancer_id}", input={"account": account_id})
-    return ReturnResult(freelancer_id=freelancer_id, account_id=account_id,
-                        status=derive_status(account), completed=completed)
-
-
-def onboarding_complete(account: Mapping[str, Any]) -> bool:
-    """Details submitted and nothing due now: returning from Stripe alone proves nothing."""
-    requirements = account.get("requirements") or {}
-    return bool(account.get("details_submitted")) and not (
-        requirements.get("currently_due") or requirements.get("past_due")
-    )
-
-
-def refresh_onboarding_link(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, settings: Settings,
-    url: SignedAttempt,
-) -> ConnectLink:
-    """Stripe sent the freelancer to ``refresh_url`` (link expired or reused): mint a new one.
-
-    Only for the account the spent URL's link was for, while it is still the freelancer's
-    current one in the same connection generation: never a new account, never after a
-    disconnect (``StaleOnboardingUrl``, see ``lib.onboarding_urls``).
-    """
-    spent = spend(session_factory, url, now=utcnow())
-    operator = Operator(username=f"freelancer:{spent.freelancer_id}",
-                        roles=frozenset({Role.FREELANCER}))
-    try:
-        return _issue_account_link(session_factory, gateway=gateway, settings=settings,
-                                   operator=operator, freelancer_id=spent.freelancer_id,
-                                   account_id=spent.account_id)
-    except StripeGatewayError:
-        release(session_factory, spent)
-        raise
+    if method is ConnectionMethod.ACCOUNT_LINK:
+        return create_onboarding_link(factory, gateway=gateway, settings=settings,
+                                      operator=operator, freelancer_id=freelancer_id)
+    with factory.begin() as session:
+        return create_oauth_link(session, gateway=gateway, settings=settings, operator=operator,
+                                 freelancer_id=freelancer_id)
 
 
 # ---- status and disconnect -----------------------------------------------------------------
@@ -478,7 +175,10 @@ def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"Freelancer {freelancer_id} does not exist.")
-    account_id, mirrored, unconfirmed = row
+    # By name: the typing of a row of three columns is lost (each would be ``object``).
+    account_id: str | None = row.stripe_account_id
+    mirrored: Mapping[str, Any] | None = row.raw
+    unconfirmed: str | None = row.unconfirmed_account_id
     if account_id is None:
         return ConnectionView(freelancer_id, None, ConnectionStatus.NOT_CONNECTED, False, None)
     raw = dict(mirrored) if mirrored is not None else None
@@ -489,29 +189,29 @@ def connection_status(session: Session, *, freelancer_id: int) -> ConnectionView
 
 
 def refresh_connection(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, freelancer_id: int,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, freelancer_id: int,
 ) -> ConnectionView:
     """Re-read the freelancer's account from Stripe, update the mirror, return the view.
 
     An account Stripe no longer lets the platform read (403 ``account_invalid``) is recorded as
     revoked once a second read confirms it; the view then says the freelancer is not connected.
     """
-    with session_factory() as session:
+    with factory() as session:
         account_id = get_freelancer(session, freelancer_id=freelancer_id).stripe_account_id
     if account_id is not None:
         fetched_at = utcnow()
         try:
             account = gateway.retrieve_account(account_id).data
         except StripeAccountAccessError:
-            if not record_revoked_connection(session_factory, gateway=gateway,
+            if not record_revoked_connection(factory, gateway=gateway,
                                              account_id=account_id,
                                              actor=f"freelancer:{freelancer_id}",
                                              source="status refresh"):
                 raise
         else:
-            with session_factory.begin() as session:
+            with factory.begin() as session:
                 upsert_account(session, account=account, fetched_at=fetched_at)
-    with session_factory() as session:
+    with factory() as session:
         return connection_status(session, freelancer_id=freelancer_id)
 
 
@@ -530,7 +230,7 @@ def confirm_revoked(gateway: StripeGateway, account_id: str) -> bool:
 
 
 def record_revoked_connection(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
     actor: Operator | str, source: str,
 ) -> bool:
     """Confirm with Stripe that access to ``account_id`` is gone, then record it.
@@ -543,7 +243,7 @@ def record_revoked_connection(
         logger.warning("%s: Stripe refused %s once but grants access again; not revoked",
                        source, account_id)
         return False
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         mark_deauthorized(session, stripe_id=account_id)
         freelancer = find_by_account(session, stripe_account_id=account_id)
         if freelancer is not None:
@@ -558,7 +258,7 @@ def record_revoked_connection(
 
 
 def disconnect(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     freelancer_id: int,
 ) -> str:
     """Disconnect the freelancer's account; returns the account id that was detached.
@@ -573,8 +273,9 @@ def disconnect(
     Otherwise the platform still has access at Stripe, so nothing changes here and the error
     says what to check.
     """
-    _authorize_for(operator, freelancer_id, Action.DISCONNECT, session=session_factory)
-    with session_factory() as session:
+    with factory() as session:
+        authorize_on_freelancer(operator, Action.DISCONNECT, freelancer_id=freelancer_id,
+                                session=session)
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         account_id, method = freelancer.stripe_account_id, freelancer.connection_method
     if account_id is None:
@@ -587,7 +288,7 @@ def disconnect(
             if not confirm_revoked(gateway, account_id):
                 logger.error("deauthorize %s refused (%s) while Stripe still grants access; "
                              "nothing changed", account_id, exc.stripe_code)
-                audit.record_now(session_factory, actor=operator, action="connect.disconnect",
+                audit.record_now(factory, actor=operator, action="connect.disconnect",
                                  result=f"refused:{exc.stripe_code or exc.code}",
                                  target=f"freelancer:{freelancer_id}",
                                  input={"account": account_id, "method": method},
@@ -603,7 +304,7 @@ def disconnect(
             # Already revoked at Stripe (by the freelancer, or a twice-used code), confirmed.
             logger.info("deauthorize %s: Stripe says %s and confirms access is gone; detaching",
                         account_id, exc.stripe_code)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         freelancer = get_freelancer(session, freelancer_id=freelancer_id)
         if freelancer.stripe_account_id == account_id:
             detach(session, freelancer=freelancer)
@@ -616,19 +317,11 @@ def disconnect(
     return account_id
 
 
-def detach(session: Session, *, freelancer: Freelancer, at: datetime | None = None) -> None:
-    """Forget the freelancer's current account (the mirror and history are kept)."""
-    freelancer.stripe_account_id = None
-    freelancer.connection_method = None
-    clear_destination(freelancer)
-    freelancer.disconnected_at = at or utcnow()
-
-
 # ---- the Express Dashboard ------------------------------------------------------------------
 
 
 def express_dashboard_url(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     freelancer_id: int,
 ) -> str:
     """A single-use link into the freelancer's Stripe Express Dashboard.
@@ -637,8 +330,9 @@ def express_dashboard_url(
     login links otherwise). Minted on demand and handed straight to the signed-in freelancer's
     browser: the URL is a short-lived credential, never stored, logged or sent elsewhere.
     """
-    _authorize_for(operator, freelancer_id, Action.MANAGE_OWN_CONNECTION, session=session_factory)
-    with session_factory() as session:
+    with factory() as session:
+        authorize_on_freelancer(operator, Action.MANAGE_OWN_CONNECTION,
+                                freelancer_id=freelancer_id, session=session)
         view = connection_status(session, freelancer_id=freelancer_id)
         method = get_freelancer(session, freelancer_id=freelancer_id).connection_method
     account = view.account or {}
@@ -651,7 +345,7 @@ def express_dashboard_url(
         raise ConflictError("Finish Stripe's onboarding first: the Express Dashboard opens once "
                             "the account is set up.")
     link = gateway.create_login_link(view.account_id)
-    audit.record_now(session_factory, actor=operator, action="connect.express_dashboard",
+    audit.record_now(factory, actor=operator, action="connect.express_dashboard",
                      result="issued", target=f"freelancer:{freelancer_id}",
                      input={"account": view.account_id}, stripe_request_id=link.request_id)
     return str(link.data["url"])

@@ -41,6 +41,7 @@ from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from lib.settings import normalise_database_url
@@ -131,7 +132,7 @@ def _refuse_waiting_on_this_thread(connection: Connection) -> None:
 
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _pragmas(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         # WAL lets the dashboard read while the companion writes; busy_timeout makes a
         # concurrent writer wait instead of failing at once with "database is locked".
@@ -197,7 +198,7 @@ class SessionFactory(sessionmaker[Session]):
         self.write_bind = write_engine(engine)
 
     @contextmanager
-    def begin(self) -> Iterator[Session]:  # type: ignore[override]
+    def begin(self) -> Iterator[Session]:
         """A new session in a transaction that commits at the end, or rolls back on error."""
         with self(bind=self.write_bind) as session, session.begin():
             yield session
@@ -206,8 +207,3 @@ class SessionFactory(sessionmaker[Session]):
 def make_session_factory(engine: Engine) -> SessionFactory:
     """A session factory whose objects stay readable after commit."""
     return SessionFactory(engine, expire_on_commit=False)
-
-
-def is_postgresql(engine: Engine) -> bool:
-    """True for PostgreSQL, where row locks and ``SKIP LOCKED`` are available."""
-    return engine.dialect.name == "postgresql"

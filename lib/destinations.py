@@ -33,7 +33,7 @@ from lib import audit
 from lib.db import utcnow
 from lib.errors import ConflictError, NotFoundError, ValidationError
 from lib.models import ConnectedAccount, Freelancer
-from lib.roles import Action, Operator, Role, authorize, refuse
+from lib.roles import Action, Operator, authorize, authorize_on_freelancer
 
 #: The reason an admin gives is kept in the audit log; enough for a ticket reference and why.
 MAX_REASON = 500
@@ -144,16 +144,8 @@ def current_destination(session: Session, *, freelancer_id: int) -> Destination 
 def _authorize_confirmation(session: Session, operator: Operator | None,
                             freelancer_id: int) -> bool:
     """True for the freelancer themselves, False for an operator allowed to confirm; raises."""
-    target = f"freelancer:{freelancer_id}"
-    if operator is not None and Role.FREELANCER in operator.roles:
-        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
-        if operator.username != target:
-            raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
-                         "A freelancer can only manage their own connection.",
-                         session=session, target=target)
-        return True
-    authorize(operator, Action.CONFIRM_DESTINATION, session=session, target=target)
-    return False
+    return authorize_on_freelancer(operator, Action.CONFIRM_DESTINATION,
+                                   freelancer_id=freelancer_id, session=session)
 
 
 def confirm_destination(

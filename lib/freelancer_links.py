@@ -12,21 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from lib import audit
+from lib import audit, page_access
 from lib.db import utcnow
 from lib.errors import ConfigurationError, ValidationError
 from lib.freelancers import get_freelancer
-from lib.page_access import page_access_generation
-from lib.roles import Action, Operator, Role, authorize
+from lib.page_access import LOGIN_PATH as LOGIN_PATH  # the companion's sign-in path
+from lib.roles import Action, Operator, authorize
 from lib.settings import Settings
-from lib.tokens import issue_token
 
-#: The companion's sign-in path (``server.links.LOGIN_PATH``; a test keeps them equal).
-LOGIN_PATH = "/freelancer/login"
 #: Where the freelancer lands once signed in (``server.pages.SETTINGS_PATH``).
 SETTINGS_PATH = "/freelancer/payment-settings"
 DEFAULT_LIFETIME = timedelta(hours=24)
@@ -63,11 +59,9 @@ def payment_settings_link(
     freelancer = get_freelancer(session, freelancer_id=freelancer_id)
     # Bound to the freelancer's page-access generation (issue 19): `server.links --revoke`
     # raises it, which ends this link too.
-    token = issue_token(secret=settings.jwt_secret.get_secret_value(),
-                        subject=str(freelancer.id), role=Role.FREELANCER, lifetime=lifetime,
-                        page_generation=page_access_generation(session,
-                                                               freelancer_id=freelancer.id))
-    url = f"{settings.backend_url.rstrip('/')}{LOGIN_PATH}?{urlencode({'token': token})}"
+    generation = page_access.page_access_generation(session, freelancer_id=freelancer.id)
+    url = page_access.payment_settings_link(settings, freelancer.id, lifetime,
+                                            generation=generation)
     expires_at = utcnow() + lifetime
     audit.record(session, actor=operator, action="freelancer.settings_link", result="issued",
                  target=f"freelancer:{freelancer.id}",

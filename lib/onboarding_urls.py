@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from lib import audit
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import ConnectOpsError
 from lib.models import ConnectionAttempt, ConnectionMethod, Freelancer
 from lib.settings import Settings
@@ -154,13 +155,13 @@ def _stale_reason(session: Session, url: SignedAttempt, now: datetime
     return None, attempt
 
 
-def _column(purpose: UrlPurpose):  # type: ignore[no-untyped-def]
+def _column(purpose: UrlPurpose) -> InstrumentedAttribute[datetime | None]:
     return (ConnectionAttempt.refresh_used_at if purpose is UrlPurpose.REFRESH
             else ConnectionAttempt.return_used_at)
 
 
 def spend(
-    session_factory: sessionmaker[Session], url: SignedAttempt, *, now: datetime | None = None,
+    factory: sessionmaker[Session], url: SignedAttempt, *, now: datetime | None = None,
 ) -> SpentUrl:
     """Spend the URL for its attempt, or raise :class:`StaleOnboardingUrl` (audited).
 
@@ -168,7 +169,7 @@ def spend(
     one URL cannot both act.
     """
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         reason, attempt = _stale_reason(session, url, moment)
         if reason is None:
             assert attempt is not None
@@ -179,7 +180,7 @@ def spend(
                 .values({column.key: moment})
                 .execution_options(synchronize_session=False)
             )
-            if not spent.rowcount:  # type: ignore[attr-defined]
+            if not rowcount(spent):
                 reason = "already_used"
         target = f"freelancer:{attempt.freelancer_id}" if attempt is not None else None
         if reason is not None:
@@ -201,10 +202,10 @@ def spend(
     return result
 
 
-def release(session_factory: sessionmaker[Session], spent: SpentUrl) -> None:
+def release(factory: sessionmaker[Session], spent: SpentUrl) -> None:
     """Give a spent URL back (its Stripe call failed): a reload may try again."""
     column = _column(spent.purpose)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(ConnectionAttempt)
             .where(ConnectionAttempt.id == spent.attempt_id, column == spent.spent_at)

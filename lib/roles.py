@@ -11,10 +11,17 @@ from __future__ import annotations
 import enum
 import unicodedata
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.errors import PermissionDeniedError
+
+#: Where a refusal is audited: the caller's ``Session`` (docs/CONVENTIONS.md). A session
+#: factory is still accepted from callers that hold only one (lib.sync, lib.outreach,
+#: lib.funding, lib.alerts, lib.payouts.bulk/decisions/reconciliation/reversal and the
+#: dashboard's role gate); once they pass ``factory()``'s session this becomes ``Session``.
+AuditSession: TypeAlias = Session | sessionmaker[Session]
 
 
 class Role(enum.StrEnum):
@@ -138,7 +145,7 @@ class AuditedRefusal(PermissionDeniedError):
 
 def refuse(
     operator: Operator | None, action: Action, message: str, *,
-    session: Session | sessionmaker[Session] | None, target: str | None = None,
+    session: AuditSession | None, target: str | None = None,
 ) -> PermissionDeniedError:
     """Audit a refusal of ``action`` and return the error for the caller to raise.
 
@@ -158,15 +165,38 @@ def refuse(
     return AuditedRefusal(message) if session is not None else PermissionDeniedError(message)
 
 
+def authorize_on_freelancer(
+    operator: Operator | None, action: Action, *, freelancer_id: int,
+    session: AuditSession | None,
+) -> bool:
+    """Authorize ``action`` on ``freelancer_id``'s connection; True when the operator is that
+    freelancer.
+
+    A freelancer may act only on their own connection (``MANAGE_OWN_CONNECTION``), whatever
+    the action; anyone else needs ``action`` itself. Refusals are audited as :func:`authorize`'s.
+    """
+    target = f"freelancer:{freelancer_id}"
+    if operator is not None and Role.FREELANCER in operator.roles:
+        authorize(operator, Action.MANAGE_OWN_CONNECTION, session=session, target=target)
+        if operator.username != target:
+            raise refuse(operator, Action.MANAGE_OWN_CONNECTION,
+                         "A freelancer can only manage their own connection.",
+                         session=session, target=target)
+        return True
+    authorize(operator, action, session=session, target=target)
+    return False
+
+
 def authorize(
-    operator: Operator | None, action: Action, *, session: Session | sessionmaker[Session] | None,
+    operator: Operator | None, action: Action, *, session: AuditSession | None,
     target: str | None = None,
 ) -> Operator:
     """Return the operator if allowed, else audit the refusal and raise ``PermissionDeniedError``.
 
-    ``session`` is the caller's session or factory; the refusal is committed on its own even
-    though the caller's transaction rolls back. ``None`` only when no database is at hand (or
-    the caller audits the refusal itself). ``target`` names what the refused action was for.
+    ``session`` is the caller's session (a function holding only a factory opens one: ``with
+    factory() as session``); the refusal is committed on its own even though the caller's
+    transaction rolls back. ``None`` only when no database is at hand (or the caller audits the
+    refusal itself). ``target`` names what the refused action was for.
     """
     words = action.value.replace("_", " ")
     if operator is None or not operator.username:

@@ -14,9 +14,8 @@ a log line or a traceback shows ``**********``, never the value.
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -433,18 +432,15 @@ class Settings(BaseSettings):
                                          "live mode.")
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; a malformed value becomes one clear line."""
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; a malformed value becomes one clear line.
+
+    ``overrides`` (tests, tools) are validated like the environment's values, hence ``Any``.
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first.get("loc") else "a setting"
         # Never echo the input: it may be a secret.
         raise ConfigurationError(f"{name} is invalid: {first['msg']}.") from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()

@@ -36,12 +36,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
 from lib.accounts import upsert_account, upsert_accounts
+from lib.cli import CommandContext, run_command
 from lib.connection_attempts import abandon_stale_attempts
-from lib.db import make_engine, make_session_factory, utcnow
-from lib.errors import ConfigurationError, ConnectOpsError, StripeRateLimitError
-from lib.logging_setup import configure_logging
+from lib.db import utcnow
+from lib.errors import StripeRateLimitError
 from lib.roles import Action, Operator, Role, authorize
-from lib.settings import load_settings
 from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -200,35 +199,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.sync", description=__doc__)
     parser.add_argument("--account", help="refresh only this account (acct_…)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings().require("STRIPE_SECRET_KEY")
-    except ConfigurationError as exc:
-        sys.stderr.write(f"connect-ops sync: {exc}\n")
-        return 2
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.database_url)
-    factory = make_session_factory(engine)
-    gateway = StripeGateway(settings)
-    try:
-        if args.account:
-            refresh_account(factory, gateway=gateway, operator=SYSTEM_OPERATOR,
-                            account_id=args.account)
-            logger.info("refreshed %s", args.account)
-        else:
-            report = sync_all_accounts(
-                factory, gateway=gateway, operator=SYSTEM_OPERATOR,
-                progress=lambda n, more: logger.info("synced %d accounts%s", n,
-                                                      "…" if more else ""),
-            )
-            logger.info("sync done: %s", report)
-            with factory.begin() as session:
-                abandoned = abandon_stale_attempts(session)
-            logger.info("%d connection attempts marked abandoned", abandoned)
-    except ConnectOpsError as exc:
-        sys.stderr.write(f"connect-ops sync: {exc}\n")
-        return 1
-    finally:
-        engine.dispose()
+    return run_command("connect-ops sync", lambda cli: _run(cli, args.account),
+                       require=("STRIPE_SECRET_KEY",))
+
+
+def _run(cli: CommandContext, account_id: str | None) -> int:
+    factory, gateway = cli.factory, cli.gateway
+    if account_id:
+        refresh_account(factory, gateway=gateway, operator=SYSTEM_OPERATOR,
+                        account_id=account_id)
+        logger.info("refreshed %s", account_id)
+        return 0
+    report = sync_all_accounts(
+        factory, gateway=gateway, operator=SYSTEM_OPERATOR,
+        progress=lambda n, more: logger.info("synced %d accounts%s", n, "…" if more else ""),
+    )
+    logger.info("sync done: %s", report)
+    with factory.begin() as session:
+        abandoned = abandon_stale_attempts(session)
+    logger.info("%d connection attempts marked abandoned", abandoned)
     return 0
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,9 +46,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import audit
 from lib.accounts import get_account, mark_deauthorized, upsert_account
 from lib.bank_payouts import apply_payout_event
-from lib.connect_flow import detach
 from lib.connection_attempts import succeed_pending_for_account
 from lib.db import utcnow
+from lib.dml import rowcount
 from lib.errors import (
     ConflictError,
     ConnectOpsError,
@@ -56,6 +56,7 @@ from lib.errors import (
     StripeAccountAccessError,
     StripeRequestError,
 )
+from lib.freelancer_connection import detach
 from lib.freelancers import find_by_account
 from lib.logging_setup import mask_secrets
 from lib.models import WebhookEvent, WebhookStatus
@@ -109,6 +110,7 @@ def _intake_statement(dialect: str) -> Any:
     statement = _INTAKE_STATEMENTS.get(dialect)
     if statement is None:
         table = WebhookEvent.__table__
+        assert isinstance(table, Table)  # a declarative class maps one Table
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = (insert(table)
                      .values({name: bindparam(name, type_=table.c[name].type)
@@ -186,9 +188,10 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: random.Random | None = None) -> timedelta:
         """The wait after failed attempt number ``attempt`` (1-based): base × 2^(attempt-1),
         capped, times 1.0–1.5 so workers that failed together do not retry in step."""
-        exponential = self.base * (2 ** min(max(attempt, 1) - 1, 30))
+        exponential: timedelta = self.base * (2 ** min(max(attempt, 1) - 1, 30))
         # Spreads retries; not a secret.
-        return min(exponential, self.cap) * (rng or random).uniform(1.0, 1.5)
+        spread = rng.uniform(1.0, 1.5) if rng is not None else random.uniform(1.0, 1.5)
+        return min(exponential, self.cap) * spread
 
 
 def describe_error(exc: BaseException) -> str:
@@ -238,17 +241,18 @@ def _take(session: Session, ids: list[int], values: dict[str, Any]) -> list[Clai
                    WebhookEvent.attempts, WebhookEvent.lease_token)
         .execution_options(synchronize_session=False)
     ).all()
-    return [Claim(str(e), str(t), dict(p), int(a), str(k)) for e, t, p, a, k in rows]
+    return [Claim(str(row.stripe_event_id), str(row.type), dict(row.payload), int(row.attempts),
+                  str(row.lease_token)) for row in rows]
 
 
 def claim_due(
-    session_factory: sessionmaker[Session], *, worker_id: str, policy: RetryPolicy,
+    factory: sessionmaker[Session], *, worker_id: str, policy: RetryPolicy,
     limit: int = 10, now: datetime | None = None,
 ) -> list[Claim]:
     """Claim up to ``limit`` due events for ``worker_id``: expired leases first, then the
     events waiting longest. Rows another worker is claiming are skipped, never waited for."""
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         # A lease that expired: its worker died (or stalled past renewing). That attempt is
         # spent; an event that used them all this way is dead-lettered, not retried forever.
         expired = list(session.execute(
@@ -285,13 +289,13 @@ def claim_due(
 
 
 def claim_event(
-    session_factory: sessionmaker[Session], *, event_id: str, worker_id: str,
+    factory: sessionmaker[Session], *, event_id: str, worker_id: str,
     policy: RetryPolicy, now: datetime | None = None,
 ) -> Claim | None:
     """Claim one stored event now, whatever its ``next_attempt_at`` (a replay); None when it
     is held by a live lease, finished or unknown."""
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         held = session.execute(
             select(WebhookEvent.id, WebhookEvent.status, WebhookEvent.lease_expires_at)
             .where(WebhookEvent.stripe_event_id == event_id).with_for_update()
@@ -308,28 +312,28 @@ def claim_event(
 
 
 def renew_leases(
-    session_factory: sessionmaker[Session], *, tokens: list[str], lease: timedelta,
+    factory: sessionmaker[Session], *, tokens: list[str], lease: timedelta,
     now: datetime | None = None,
 ) -> int:
     """Extend the leases this worker still holds (its heartbeat); returns how many."""
     if not tokens:
         return 0
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         result = session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.lease_token.in_(tokens),
                    WebhookEvent.status == WebhookStatus.PROCESSING.value)
             .values(lease_expires_at=moment + lease)
             .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 def _settle(
-    session_factory: sessionmaker[Session], claim: Claim, values: dict[str, Any],
+    factory: sessionmaker[Session], claim: Claim, values: dict[str, Any],
 ) -> bool:
     """Write an attempt's outcome if this claim still holds the event; False if it lost it."""
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         result = session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.stripe_event_id == claim.event_id,
@@ -337,14 +341,14 @@ def _settle(
                    WebhookEvent.status == WebhookStatus.PROCESSING.value)
             .values(lease_token=None, lease_expires_at=None, **values)
             .execution_options(synchronize_session=False))
-    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    held = bool(rowcount(result))
     if not held:
         logger.warning("webhook %s: attempt %d lost its lease before it finished; the outcome "
                        "of the attempt that holds it now counts", claim.event_id, claim.attempt)
     return held
 
 
-def release(session_factory: sessionmaker[Session], *, claims: list[Claim],
+def release(factory: sessionmaker[Session], *, claims: list[Claim],
             now: datetime | None = None) -> int:
     """Give back claims that were never started (a worker stopping): due again at once, and
     the attempt they were charged is refunded."""
@@ -352,7 +356,7 @@ def release(session_factory: sessionmaker[Session], *, claims: list[Claim],
     given_back = 0
     for claim in claims:
         back = WebhookStatus.RECEIVED if claim.attempt <= 1 else WebhookStatus.FAILED
-        if _settle(session_factory, claim, {
+        if _settle(factory, claim, {
             "status": back.value, "attempts": claim.attempt - 1, "next_attempt_at": moment,
         }):
             given_back += 1
@@ -376,7 +380,7 @@ class Outcome:
 
 
 def process_claim(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, claim: Claim,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, claim: Claim,
     policy: RetryPolicy, rng: random.Random | None = None, now: datetime | None = None,
 ) -> Outcome:
     """Run the handler of one claimed event and record the outcome on the row.
@@ -385,24 +389,24 @@ def process_claim(
     """
     handler = HANDLERS.get(claim.type)
     try:
-        note = handler(session_factory, gateway, claim.payload) if handler else (
+        note = handler(factory, gateway, claim.payload) if handler else (
             "no handler for this type")
     except Exception as exc:  # noqa: BLE001
         # The one broad catch of the product, and on purpose: whatever the handler raised (a
         # Stripe error, a lost database, a bug), the event must not be lost or left stuck. The
         # exception is recorded on the row it came from and the event is retried with backoff,
         # then dead-lettered for a person; a bug is logged with its traceback.
-        return _record_failure(session_factory, claim, exc, policy, rng, now or utcnow())
+        return _record_failure(factory, claim, exc, policy, rng, now or utcnow())
     status = WebhookStatus.IGNORED if note and note.startswith("ignored") else (
         WebhookStatus.PROCESSED)
-    recorded = _settle(session_factory, claim, {
+    recorded = _settle(factory, claim, {
         "status": status.value, "error": note, "processed_at": now or utcnow(),
     })
     return Outcome(claim.event_id, status, recorded, note)
 
 
 def _record_failure(
-    session_factory: sessionmaker[Session], claim: Claim, exc: Exception, policy: RetryPolicy,
+    factory: sessionmaker[Session], claim: Claim, exc: Exception, policy: RetryPolicy,
     rng: random.Random | None, now: datetime,
 ) -> Outcome:
     error = describe_error(exc)
@@ -419,23 +423,23 @@ def _record_failure(
                      claim.attempt, type(exc).__name__, exc_info=exc)
     if status is WebhookStatus.DEAD:
         logger.error("webhook %s dead-lettered after %d attempts", claim.event_id, claim.attempt)
-    recorded = _settle(session_factory, claim, {
+    recorded = _settle(factory, claim, {
         "status": status.value, "error": error, "next_attempt_at": next_at,
     })
     return Outcome(claim.event_id, status, recorded, error)
 
 
 def process_event(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, event_id: str,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, event_id: str,
     worker_id: str, policy: RetryPolicy | None = None,
 ) -> Outcome | None:
     """Claim one stored event now and process it; None when someone else holds it or it is
     already finished."""
     chosen = policy or RetryPolicy()
-    claim = claim_event(session_factory, event_id=event_id, worker_id=worker_id, policy=chosen)
+    claim = claim_event(factory, event_id=event_id, worker_id=worker_id, policy=chosen)
     if claim is None:
         return None
-    return process_claim(session_factory, gateway=gateway, claim=claim, policy=chosen)
+    return process_claim(factory, gateway=gateway, claim=claim, policy=chosen)
 
 
 # ---- handlers ----------------------------------------------------------------------------------
@@ -456,17 +460,17 @@ def _is_ours(session: Session, account_id: str) -> bool:
 
 
 def _refresh_account(
-    session_factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
+    factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
 ) -> str | None:
     account_id = _account_id(event)
     if not account_id:
         return "ignored: event names no account"
-    with session_factory() as session:
+    with factory() as session:
         if not _is_ours(session, account_id):
             return f"ignored: {account_id} is not connected to any freelancer"
     fetched_at = utcnow()
     account = gateway.retrieve_account(account_id).data
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         upsert_account(session, account=account, fetched_at=fetched_at)
         if account.get("details_submitted"):
             succeed_pending_for_account(session, stripe_account_id=account_id)
@@ -474,13 +478,13 @@ def _refresh_account(
 
 
 def _deauthorized(
-    session_factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
+    factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
 ) -> str | None:
     account_id = _account_id(event)
     if not account_id:
         return "ignored: event names no account"
     created = _created(event)
-    with session_factory() as session:
+    with factory() as session:
         freelancer = find_by_account(session, stripe_account_id=account_id)
         connected_at = freelancer.connected_at if freelancer is not None else None
     if freelancer is not None and _predates(created, connected_at):
@@ -488,7 +492,7 @@ def _deauthorized(
         return "ignored: deauthorization predates the current connection"
     if freelancer is not None and _still_connected(gateway, account_id):
         return "ignored: Stripe still grants access to this account (stale event)"
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         mark_deauthorized(session, stripe_id=account_id, at=created)
         freelancer = find_by_account(session, stripe_account_id=account_id)
         if freelancer is None:
@@ -520,14 +524,14 @@ def _still_connected(gateway: StripeGateway, account_id: str) -> bool:
 
 
 def _transfer_event(
-    session_factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
+    factory: sessionmaker[Session], gateway: StripeGateway, event: dict[str, Any]
 ) -> str | None:
     # The payout engine owns the ledger; this module only routes the event to it.
-    return apply_transfer_event(session_factory, gateway=gateway, event=event)
+    return apply_transfer_event(factory, gateway=gateway, event=event)
 
 
 def _recorded_only(
-    _session_factory: sessionmaker[Session], _gateway: StripeGateway, _event: dict[str, Any]
+    _factory: sessionmaker[Session], _gateway: StripeGateway, _event: dict[str, Any]
 ) -> str | None:
     # Stored for the dashboard's event view; nothing in our state depends on it.
     return None
@@ -557,7 +561,7 @@ RECORDED_ONLY = frozenset(kind for kind, handler in HANDLERS.items() if handler 
 
 
 def replay_event(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     event_id: str, policy: RetryPolicy | None = None,
 ) -> Outcome | None:
     """Process a failed or dead-lettered event again now, from the dashboard.
@@ -565,8 +569,9 @@ def replay_event(
     A dead letter gets a fresh set of attempts (a person decided to try again); if this try
     fails too, the worker retries it with backoff as any other failure.
     """
-    authorize(operator, Action.REPLAY_WEBHOOK, session=session_factory)
-    with session_factory.begin() as session:
+    with factory() as session:
+        authorize(operator, Action.REPLAY_WEBHOOK, session=session)
+    with factory.begin() as session:
         row = session.scalars(
             select(WebhookEvent).where(WebhookEvent.stripe_event_id == event_id)
         ).one_or_none()
@@ -579,5 +584,5 @@ def replay_event(
             row.attempts = 0
         audit.record(session, actor=operator, action="webhook.replay", result="requested",
                      target=event_id, input={"status": row.status})
-    return process_event(session_factory, gateway=gateway, event_id=event_id,
+    return process_event(factory, gateway=gateway, event_id=event_id,
                          worker_id=f"replay:{operator.username}", policy=policy)

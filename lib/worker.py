@@ -47,12 +47,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lib import jobs as scheduled
 from lib import outbox
-from lib.db import make_engine, make_session_factory, utcnow
+from lib.cli import CommandContext, run_command
+from lib.db import utcnow
 from lib.dml import rowcount
-from lib.errors import ConfigurationError, ConnectOpsError
-from lib.logging_setup import configure_logging
+from lib.errors import ConnectOpsError
 from lib.models import JobStatus, MessageStatus, WebhookStatus, WorkerHeartbeat
-from lib.settings import Settings, load_settings
+from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from lib.webhooks import (
     Claim,
@@ -356,16 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-outbox", action="store_true",
                         help="do not deliver outgoing messages (emails, chat)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings().require("STRIPE_SECRET_KEY")
-    except ConfigurationError as exc:
-        sys.stderr.write(f"connect-ops worker: {exc}\n")
-        return 2
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.database_url)
-    worker = Worker(make_session_factory(engine), gateway=StripeGateway(settings),
-                    settings=settings, jobs=[] if args.no_jobs else None,
-                    events=not args.no_events, outbox_delivery=not args.no_outbox)
+    return run_command("connect-ops worker", lambda cli: _run(cli, args),
+                       require=("STRIPE_SECRET_KEY",))
+
+
+def _run(cli: CommandContext, args: argparse.Namespace) -> int:
+    worker = Worker(cli.factory, gateway=cli.gateway, settings=cli.settings,
+                    jobs=[] if args.no_jobs else None, events=not args.no_events,
+                    outbox_delivery=not args.no_outbox)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         logger.info("worker: %s received, finishing what it holds", signal.Signals(signum).name)
@@ -373,17 +371,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    try:
-        if args.once:
-            if worker.handle_events:
-                worker.drain()
-            worker.run_due_jobs()
-            if worker.handle_outbox:
-                worker.drain_outbox()
-        else:
-            worker.run()
-    finally:
-        engine.dispose()
+    if args.once:
+        if worker.handle_events:
+            worker.drain()
+        worker.run_due_jobs()
+        if worker.handle_outbox:
+            worker.drain_outbox()
+    else:
+        worker.run()
     return 0
 
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--last must be between 1 and {len(found)}")
         message = found[-args.last]
         body = message.get_body(preferencelist=("plain",))
-        text = body.get_content() if body is not None else ""  # type: ignore[attr-defined]
+        text = body.get_content() if body is not None else ""
         sys.stdout.write(f"Date: {message['Date']}\nTo: {message['To']}\n"
                          f"Subject: {message['Subject']}\n\n{text}\n")
         return 0

@@ -22,11 +22,12 @@ from emulator.page_driver import consent
 from lib.account_terms import UnsupportedCountryError, account_terms
 from lib.accounts import get_account, upsert_account
 from lib.bank_payouts import apply_payout_event
+from lib.cli import EXIT_CONFIGURATION, EXIT_FAILED, CommandContext, run_command, say
 from lib.connect_flow import create_oauth_link, handle_oauth_callback
 from lib.connection_attempts import FailureReason
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.destinations import confirm_destination
-from lib.errors import ConfigurationError, ConnectOpsError
+from lib.errors import ConnectOpsError
 from lib.freelancers import create_freelancer
 from lib.models import (
     AttemptOutcome,
@@ -43,7 +44,7 @@ from lib.payouts.ledger import request_payout
 from lib.payouts.limits import limits_for
 from lib.payouts.reversal import reverse_payout
 from lib.roles import Operator, Role
-from lib.settings import Settings, load_settings
+from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from scripts.seed_messages import seed_messages
 
@@ -287,7 +288,7 @@ def _payout_history(factory: sessionmaker[Session], gateway: StripeGateway, emul
                 if payout.status == "pending_approval" and number % 2 == 0:
                     approve_payout(session, operator=FINANCE, payout_id=payout_id)
             with factory() as session:
-                status = session.get(Payout, payout_id).status  # type: ignore[union-attr]
+                status = session.get_one(Payout, payout_id).status
             if status == "pending":
                 execute_payout(factory, gateway=gateway, payout_id=payout_id, operator=ADMIN)
             moment = utcnow() + timedelta(seconds=offset)
@@ -413,8 +414,8 @@ def _funding_states(factory: sessionmaker[Session], emulator: Emulator, settings
     """The Funding page's three states: USD covered, EUR short until pending funds arrive in
     three days, GBP short with nothing pending (funds must be added)."""
     by_currency: dict[str, int] = {}
-    for freelancer_id in payees:
-        by_currency.setdefault(_currency_of(factory, freelancer_id)[1], freelancer_id)
+    for payee in payees:
+        by_currency.setdefault(_currency_of(factory, payee)[1], payee)
     now = int(utcnow().timestamp())
     for currency, amount, pending in (("eur", "2400.00", True), ("gbp", "1800.00", False)):
         freelancer_id = by_currency.get(currency)
@@ -440,8 +441,14 @@ def _funding_states(factory: sessionmaker[Session], emulator: Emulator, settings
 def seed(settings: Settings) -> bool:
     """Seed once; False when the database already has freelancers."""
     engine = make_engine(settings.database_url)
-    factory = make_session_factory(engine)
-    gateway = StripeGateway(settings)
+    try:
+        return seed_with(make_session_factory(engine), StripeGateway(settings), settings)
+    finally:
+        engine.dispose()
+
+
+def seed_with(factory: sessionmaker[Session], gateway: StripeGateway, settings: Settings) -> bool:
+    """:func:`seed` through the caller's session factory and gateway."""
     assert settings.stripe_api_base is not None
     emulator = Emulator(settings.stripe_api_base)
     with factory() as session:
@@ -490,27 +497,27 @@ def seed(settings: Settings) -> bool:
     logger.info("seeded %d freelancers (%d payable), %d payouts and %d failed bank payouts",
                 len(states), len(payees), made, failed)
     seed_messages(factory)  # alert rules, a first check, a few outreach emails (issue 20)
-    engine.dispose()
     return True
 
 
 def main() -> int:
+    # Its own short log format (a step of `make demo`), not the services' (lib.logging_setup).
     logging.basicConfig(level=logging.INFO, format="seed: %(message)s")
     for noisy in ("stripe", "httpx", "httpcore", "lib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return run_command("seed", _run, require=("STRIPE_SECRET_KEY", "STRIPE_API_BASE"),
+                       log=False)
+
+
+def _run(cli: CommandContext) -> int:
+    if not cli.settings.uses_local_stripe:
+        say("seed", "demo data goes only to the local emulator (STRIPE_API_BASE).")
+        return EXIT_CONFIGURATION
     try:
-        settings = load_settings().require("STRIPE_SECRET_KEY", "STRIPE_API_BASE")
-    except ConfigurationError as exc:
-        sys.stderr.write(f"seed: {exc}\n")
-        return 2
-    if not settings.uses_local_stripe:
-        sys.stderr.write("seed: demo data goes only to the local emulator (STRIPE_API_BASE).\n")
-        return 2
-    try:
-        seeded = seed(settings)
-    except (ConnectOpsError, httpx.HTTPError) as exc:
-        sys.stderr.write(f"seed: {exc}\n")
-        return 1
+        seeded = seed_with(cli.factory, cli.gateway, cli.settings)
+    except httpx.HTTPError as exc:
+        say("seed", exc)
+        return EXIT_FAILED
     logger.info("demo data %s", "created" if seeded else "already present; nothing to do")
     return 0
 

@@ -8,9 +8,8 @@ import sys
 
 import uvicorn
 
-from lib.errors import ConfigurationError
-from lib.logging_setup import configure_logging
-from lib.settings import load_settings
+from lib.cli import run_command
+from lib.settings import Settings
 from server.app import create_app
 
 
@@ -19,13 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level)
-        app = create_app(settings, watchdog=True)
-    except ConfigurationError as exc:
-        sys.stderr.write(f"connect-ops server: {exc}\n")
-        return 2
+    return run_command("connect-ops server", lambda cli: _serve(cli.settings, args))
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    app = create_app(settings, watchdog=True)
     logging.getLogger(__name__).info("companion service on http://%s:%s", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
                 proxy_headers=True, server_header=False)

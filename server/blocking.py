@@ -5,7 +5,9 @@ and a copied context per call. Under 16 keep-alive clients (issue 7, median of f
 busy 2-core machine) the server spent ~380 µs of CPU per ``/healthz`` that way against ~255 µs
 with the same function handed to a ``ThreadPoolExecutor``, and ~920 against ~810 µs per
 ``/stripe-connect-status``; the write paths, dominated by their transactions, measured alike.
-So the hot handlers are ``async`` and pass their blocking part to :func:`run_blocking`.
+So every handler is ``async`` and passes its blocking part (a session, a Stripe call) to
+:func:`run_blocking`: one way in the whole service, never a plain ``def`` handler nor
+starlette's ``run_in_threadpool`` (the same anyio path).
 
 One pool per process, as many threads as anyio's default limiter (40): a slow Stripe call
 holds a thread exactly as before, and threads start only when every one is busy. A cancelled

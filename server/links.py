@@ -18,10 +18,11 @@ import sys
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from lib import audit
-from lib.db import make_engine, make_session_factory
-from lib.errors import ConfigurationError, NotFoundError
+from lib.cli import EXIT_CONFIGURATION, CommandContext, run_command, say
+from lib.errors import NotFoundError
 from lib.freelancers import find_by_email, get_freelancer
 from lib.page_access import (
     LOGIN_PATH,  # noqa: F401 (re-exported: where the link lands)
@@ -29,10 +30,11 @@ from lib.page_access import (
     payment_settings_link,
     revoke_page_access,
 )
-from lib.settings import Settings, load_settings
+from lib.settings import Settings
 
 DEFAULT_MINUTES = 30
 MAX_MINUTES = 24 * 60
+PROG = "connect-ops links"
 #: Who the audit log names for what this command does (it runs with the operator's shell).
 ACTOR = "cli:server.links"
 
@@ -47,7 +49,7 @@ def freelancer_page_link(settings: Settings, freelancer_id: int, lifetime: timed
     return payment_settings_link(settings, freelancer_id, lifetime, generation=generation)
 
 
-def _freelancer_id(session, who: str) -> int:  # type: ignore[no-untyped-def]
+def _freelancer_id(session: Session, who: str) -> int:
     if who.strip().isdigit():
         return get_freelancer(session, freelancer_id=int(who)).id
     freelancer = find_by_email(session, email=who)
@@ -56,33 +58,22 @@ def _freelancer_id(session, who: str) -> int:  # type: ignore[no-untyped-def]
     return freelancer.id
 
 
-def issue_link(settings: Settings, who: str, lifetime: timedelta) -> str:
+def issue_link(session: Session, *, settings: Settings, who: str, lifetime: timedelta) -> str:
     """A link for the freelancer named by id or email, in their current generation; audited."""
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine).begin() as session:
-            freelancer_id = _freelancer_id(session, who)
-            generation = page_access_generation(session, freelancer_id=freelancer_id)
-            link = freelancer_page_link(settings, freelancer_id, lifetime, generation=generation)
-            audit.record(session, actor=ACTOR, action="freelancer.page_link", result="issued",
-                         target=f"freelancer:{freelancer_id}",
-                         input={"minutes": int(lifetime.total_seconds() // 60),
-                                "generation": generation})
-        return link
-    finally:
-        engine.dispose()
+    freelancer_id = _freelancer_id(session, who)
+    generation = page_access_generation(session, freelancer_id=freelancer_id)
+    link = freelancer_page_link(settings, freelancer_id, lifetime, generation=generation)
+    audit.record(session, actor=ACTOR, action="freelancer.page_link", result="issued",
+                 target=f"freelancer:{freelancer_id}",
+                 input={"minutes": int(lifetime.total_seconds() // 60), "generation": generation})
+    return link
 
 
-def revoke_links(settings: Settings, who: str) -> int:
+def revoke_links(session: Session, *, who: str) -> int:
     """Revoke every link and session of the freelancer named by id or email; their id."""
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine).begin() as session:
-            freelancer_id = _freelancer_id(session, who)
-            revoke_page_access(session, freelancer_id=freelancer_id, actor=ACTOR)
-        return freelancer_id
-    finally:
-        engine.dispose()
+    freelancer_id = _freelancer_id(session, who)
+    revoke_page_access(session, freelancer_id=freelancer_id, actor=ACTOR)
+    return freelancer_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,22 +86,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.minutes <= MAX_MINUTES:
         parser.error(f"--minutes must be between 1 and {MAX_MINUTES}")
+    # Nothing to log: the link alone goes to stdout.
+    return run_command(PROG, lambda cli: _run(cli, args), require=("JWT_SECRET",), log=False)
+
+
+def _run(cli: CommandContext, args: argparse.Namespace) -> int:
     try:
-        settings = load_settings()
-        settings.require("JWT_SECRET")
-        if args.revoke:
-            freelancer_id = revoke_links(settings, args.freelancer)
-            sys.stderr.write(f"Every payment-settings link and session of freelancer "
-                             f"{freelancer_id} is revoked.\n")
-            return 0
-        link = issue_link(settings, args.freelancer, timedelta(minutes=args.minutes))
-    except (ConfigurationError, NotFoundError) as exc:
-        sys.stderr.write(f"connect-ops links: {exc}\n")
-        return 2
+        with cli.factory.begin() as session:
+            if args.revoke:
+                freelancer_id = revoke_links(session, who=args.freelancer)
+            else:
+                link = issue_link(session, settings=cli.settings, who=args.freelancer,
+                                  lifetime=timedelta(minutes=args.minutes))
+    except NotFoundError as exc:
+        say(PROG, exc)
+        return EXIT_CONFIGURATION
     except SQLAlchemyError as exc:
-        sys.stderr.write(f"connect-ops links: the database is unreachable ({exc.__class__.__name__}).\n")
-        return 2
-    sys.stdout.write(link + "\n")
+        say(PROG, f"the database is unreachable ({exc.__class__.__name__}).")
+        return EXIT_CONFIGURATION
+    if args.revoke:
+        sys.stderr.write(f"Every payment-settings link and session of freelancer "
+                         f"{freelancer_id} is revoked.\n")
+    else:
+        sys.stdout.write(link + "\n")
     return 0
 
 

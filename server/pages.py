@@ -37,9 +37,9 @@ from lib.account_status import (
     summarise_requirements,
 )
 from lib.connect_flow import (
+    CONNECT_METHODS,
     connection_status,
-    create_oauth_link,
-    create_onboarding_link,
+    create_connect_link,
     disconnect,
     express_dashboard_url,
     refresh_connection,
@@ -59,6 +59,7 @@ from lib.page_access import page_access_generation
 from lib.roles import Action, Operator, Role, refuse
 from lib.tokens import TokenClaims, TokenError, issue_token, sign_value, verify_token
 from server.app_context import ServiceContext, context_of
+from server.blocking import run_blocking
 from server.responses import status_for
 
 logger = logging.getLogger(__name__)
@@ -179,8 +180,9 @@ def csrf_token_for(session_token: str, *, secret: str) -> str:
 def _freelancer_claims(token: str, *, context: ServiceContext, secret: str) -> TokenClaims:
     claims = verify_token(token, secret=secret)
     if claims.role is not Role.FREELANCER:
-        raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
-                     "This link is not a freelancer's.", session=context.session_factory)
+        with context.session_factory() as session:
+            raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
+                         "This link is not a freelancer's.", session=session)
     return claims
 
 
@@ -301,21 +303,35 @@ def friendly_message(exc: ConnectOpsError) -> str:
     return exc.message
 
 
+def refused_page(context: ServiceContext, page: PageSession, what: str,
+                 exc: ConnectOpsError) -> HTMLResponse:
+    """Payment settings again, saying in plain words why ``what`` was refused (code logged)."""
+    logger.warning("%s for freelancer %s refused: %s", what, page.freelancer_id, exc.code)
+    return settings_page(context, page, error=friendly_message(exc), status_code=status_for(exc))
+
+
 # ---- routes ------------------------------------------------------------------------------------
+#
+# Every route that reads the database or calls Stripe is ``async`` and hands that work to
+# ``server.blocking.run_blocking`` (its docstring says why); the rest only render.
 
 
 @router.get("/freelancer/assets/pages.css")
-def stylesheet() -> FileResponse:
+async def stylesheet() -> FileResponse:
     return FileResponse(_STYLESHEET, media_type="text/css")
 
 
 @router.get("/freelancer/login")
-def login(context: Context, token: str = "") -> Response:
+async def login(context: Context, token: str = "") -> Response:
     """Trade a signed link's token for a session cookie, then leave the token behind (303).
 
     A single-use link (an outreach email's) is not spent by this GET: mail scanners and link
     previews fetch links before the freelancer does. It shows a page whose button POSTs it.
     """
+    return await run_blocking(_login, context, token)
+
+
+def _login(context: ServiceContext, token: str) -> Response:
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
@@ -336,8 +352,13 @@ def login(context: Context, token: str = "") -> Response:
 
 
 @router.post("/freelancer/login")
-def open_single_use_link(context: Context, token: Annotated[str, Form()] = "") -> Response:
+async def open_single_use_link(context: Context,
+                               token: Annotated[str, Form()] = "") -> Response:
     """Spend a single-use link (once, committed first) and sign the freelancer in."""
+    return await run_blocking(_open_single_use_link, context, token)
+
+
+def _open_single_use_link(context: ServiceContext, token: str) -> Response:
     secret = _secret(context)
     try:
         claims = _freelancer_claims(token, context=context, secret=secret)
@@ -366,8 +387,12 @@ def _signed_in(context: ServiceContext, claims: TokenClaims, secret: str) -> Res
 
 
 @router.post("/freelancer/logout")
-def logout(request: Request, context: Context,
-           csrf_token: Annotated[str, Form()] = "") -> Response:
+async def logout(request: Request, context: Context,
+                 csrf_token: Annotated[str, Form()] = "") -> Response:
+    return await run_blocking(_logout, request, context, csrf_token)
+
+
+def _logout(request: Request, context: ServiceContext, csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -379,8 +404,14 @@ def logout(request: Request, context: Context,
 
 
 @router.get("/freelancer/payment-settings")
-def payment_settings(request: Request, context: Context, onboarding: str = "",
-                     notice: str = "", refresh: str = "") -> Response:
+async def payment_settings(request: Request, context: Context, onboarding: str = "",
+                           notice: str = "", refresh: str = "") -> Response:
+    return await run_blocking(_payment_settings, request, context, onboarding=onboarding,
+                              notice=notice, refresh=refresh == "1")
+
+
+def _payment_settings(request: Request, context: ServiceContext, *, onboarding: str,
+                      notice: str, refresh: bool) -> Response:
     try:
         page = current_session(request, context)
         shown = NOTICES.get(notice)
@@ -388,47 +419,49 @@ def payment_settings(request: Request, context: Context, onboarding: str = "",
             shown = ONBOARDING_INCOMPLETE
         elif onboarding == "expired":
             shown = ONBOARDING_EXPIRED
-        return settings_page(context, page, refresh=refresh == "1", notice=shown)
+        return settings_page(context, page, refresh=refresh, notice=shown)
     except (TokenError, PermissionDeniedError, NotFoundError) as exc:
         return sign_in_required(ONBOARDING_EXPIRED_SIGN_IN if onboarding == "expired"
                                 else exc.message)
 
 
 @router.post("/freelancer/connect")
-def connect(request: Request, context: Context, method: Annotated[str, Form()] = "",
-            csrf_token: Annotated[str, Form()] = "") -> Response:
+async def connect(request: Request, context: Context, method: Annotated[str, Form()] = "",
+                  csrf_token: Annotated[str, Form()] = "") -> Response:
     """Start OAuth or hosted onboarding; redirect only to the URL Stripe gave ``lib``."""
+    return await run_blocking(_connect, request, context, method, csrf_token)
+
+
+def _connect(request: Request, context: ServiceContext, method: str,
+             csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
+    chosen = CONNECT_METHODS.get(method)
+    if chosen is None:
+        return settings_page(context, page, error="Choose how to connect your account.",
+                             status_code=400)
     try:
-        if method == "onboarding":
-            link = create_onboarding_link(
-                context.session_factory, gateway=context.gateway, settings=context.settings,
-                operator=page.operator, freelancer_id=page.freelancer_id)
-        elif method == "oauth":
-            with context.session_factory.begin() as session:
-                link = create_oauth_link(
-                    session, gateway=context.gateway, settings=context.settings,
-                    operator=page.operator, freelancer_id=page.freelancer_id)
-        else:
-            return settings_page(context, page, error="Choose how to connect your account.",
-                                 status_code=400)
+        link = create_connect_link(
+            context.session_factory, gateway=context.gateway, settings=context.settings,
+            operator=page.operator, freelancer_id=page.freelancer_id, method=chosen)
     except ConnectOpsError as exc:
-        logger.warning("connect (%s) for freelancer %s refused: %s", method,
-                       page.freelancer_id, exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, f"connect ({method})", exc)
     logger.info("freelancer %s sent to Stripe (%s, attempt %s)", page.freelancer_id, method,
                 link.attempt_id)
     return RedirectResponse(link.url, status_code=303)
 
 
 @router.post("/freelancer/confirm-destination")
-def do_confirm_destination(request: Request, context: Context,
-                           account_id: Annotated[str, Form()] = "",
-                           csrf_token: Annotated[str, Form()] = "") -> Response:
+async def do_confirm_destination(request: Request, context: Context,
+                                 account_id: Annotated[str, Form()] = "",
+                                 csrf_token: Annotated[str, Form()] = "") -> Response:
     """The freelancer confirms the account their page showed is theirs: payouts may go to it."""
+    return await run_blocking(_confirm_destination, request, context, account_id, csrf_token)
+
+
+def _confirm_destination(request: Request, context: ServiceContext, account_id: str,
+                         csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -437,18 +470,19 @@ def do_confirm_destination(request: Request, context: Context,
             confirm_destination(session, operator=page.operator,
                                 freelancer_id=page.freelancer_id, account_id=account_id[:300])
     except ConnectOpsError as exc:
-        logger.warning("destination confirmation for freelancer %s refused: %s",
-                       page.freelancer_id, exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, "destination confirmation", exc)
     logger.info("freelancer %s confirmed %s as their payout destination", page.freelancer_id,
                 account_id)
     return RedirectResponse(f"{SETTINGS_PATH}?notice=confirmed", status_code=303)
 
 
 @router.get("/freelancer/disconnect")
-def confirm_disconnect(request: Request, context: Context) -> Response:
+async def confirm_disconnect(request: Request, context: Context) -> Response:
     """The confirmation the React page asked with ``confirm()``: a page of its own here."""
+    return await run_blocking(_confirm_disconnect, request, context)
+
+
+def _confirm_disconnect(request: Request, context: ServiceContext) -> Response:
     try:
         page = current_session(request, context)
         with context.session_factory() as session:
@@ -462,8 +496,12 @@ def confirm_disconnect(request: Request, context: Context) -> Response:
 
 
 @router.post("/freelancer/disconnect")
-def do_disconnect(request: Request, context: Context,
-                  csrf_token: Annotated[str, Form()] = "") -> Response:
+async def do_disconnect(request: Request, context: Context,
+                        csrf_token: Annotated[str, Form()] = "") -> Response:
+    return await run_blocking(_disconnect, request, context, csrf_token)
+
+
+def _disconnect(request: Request, context: ServiceContext, csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -471,18 +509,20 @@ def do_disconnect(request: Request, context: Context,
         account_id = disconnect(context.session_factory, gateway=context.gateway,
                                 operator=page.operator, freelancer_id=page.freelancer_id)
     except ConnectOpsError as exc:
-        logger.warning("disconnect for freelancer %s refused: %s", page.freelancer_id, exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, "disconnect", exc)
     logger.info("freelancer %s disconnected %s from the payment pages", page.freelancer_id,
                 account_id)
     return RedirectResponse(f"{SETTINGS_PATH}?notice=disconnected", status_code=303)
 
 
 @router.post("/freelancer/express-dashboard")
-def open_express_dashboard(request: Request, context: Context,
-                           csrf_token: Annotated[str, Form()] = "") -> Response:
+async def open_express_dashboard(request: Request, context: Context,
+                                 csrf_token: Annotated[str, Form()] = "") -> Response:
     """Mint a single-use Express Dashboard login link on demand and send the browser there."""
+    return await run_blocking(_express_dashboard, request, context, csrf_token)
+
+
+def _express_dashboard(request: Request, context: ServiceContext, csrf_token: str) -> Response:
     page = form_session(request, context, csrf_token)
     if isinstance(page, Response):
         return page
@@ -490,15 +530,12 @@ def open_express_dashboard(request: Request, context: Context,
         url = express_dashboard_url(context.session_factory, gateway=context.gateway,
                                     operator=page.operator, freelancer_id=page.freelancer_id)
     except ConnectOpsError as exc:
-        logger.warning("express dashboard for freelancer %s refused: %s", page.freelancer_id,
-                       exc.code)
-        return settings_page(context, page, error=friendly_message(exc),
-                             status_code=status_for(exc))
+        return refused_page(context, page, "express dashboard", exc)
     return RedirectResponse(url, status_code=303)
 
 
 @router.get("/freelancer/stripe/success")
-def stripe_success(
+async def stripe_success(
     account_id: Annotated[str, Query(alias="accountId")] = "",
 ) -> HTMLResponse:
     """Public: the callback lands here; an id that is not an account id is not shown."""
@@ -507,6 +544,6 @@ def stripe_success(
 
 
 @router.get("/freelancer/stripe/error")
-def stripe_error(reason: str = "") -> HTMLResponse:
+async def stripe_error(reason: str = "") -> HTMLResponse:
     """Public: the reason in plain words; the raw value is never shown."""
     return render("stripe_error.html", message=ERROR_MESSAGES.get(reason, UNKNOWN_ERROR))

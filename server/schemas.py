@@ -9,7 +9,7 @@ missing from a route's ``responses``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,22 +38,26 @@ class ErrorEnvelope(_Closed):
     code: str | None = Field(None, description="Stable machine-readable reason, when there is one")
 
 
+#: A route's ``responses=``: status code -> OpenAPI response (FastAPI's own type).
+Responses: TypeAlias = dict[int | str, dict[str, Any]]
+
+
 def documented(description: str, model: type[BaseModel] = ErrorEnvelope) -> dict[str, Any]:
     """One entry of a route's ``responses=``."""
     return {"model": model, "description": description}
 
 
 #: What any route can answer whatever it does: the database is down (with ``Retry-After``).
-DATABASE_ERRORS = {503: documented("The database or Stripe is unreachable; try again")}
+DATABASE_ERRORS: Responses = {503: documented("The database or Stripe is unreachable; try again")}
 #: Routes behind ``Authorization: Bearer``.
-AUTH_ERRORS = {
+AUTH_ERRORS: Responses = {
     401: documented("Missing, expired or invalid bearer token"),
     403: documented("The token's role may not use this endpoint"),
 }
 #: Routes with query, header or body parameters (FastAPI's own 422 has another shape).
-VALIDATION_ERRORS = {422: documented("A parameter or the body is invalid")}
+VALIDATION_ERRORS: Responses = {422: documented("A parameter or the body is invalid")}
 #: Routes that call Stripe: refused (502) or unanswered (503).
-STRIPE_ERRORS = {502: documented("Stripe refused the request"), **DATABASE_ERRORS}
+STRIPE_ERRORS: Responses = {502: documented("Stripe refused the request"), **DATABASE_ERRORS}
 
 
 # ---- freelancer API ----------------------------------------------------------------------------

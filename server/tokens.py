@@ -11,9 +11,9 @@ import argparse
 import sys
 from datetime import timedelta
 
-from lib.errors import ConfigurationError
+from lib.cli import run_command
 from lib.roles import Role
-from lib.settings import load_settings
+from lib.settings import Settings
 from lib.tokens import issue_token
 
 
@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.minutes <= 24 * 60:
         sys.stderr.write("--minutes must be between 1 and 1440.\n")
         return 2
-    try:
-        settings = load_settings().require("JWT_SECRET")
-    except ConfigurationError as exc:
-        sys.stderr.write(f"connect-ops tokens: {exc}\n")
-        return 2
+    # Nothing to log: the token alone goes to stdout.
+    return run_command("connect-ops tokens", lambda cli: _print_token(cli.settings, args),
+                       require=("JWT_SECRET",), log=False)
+
+
+def _print_token(settings: Settings, args: argparse.Namespace) -> int:
     assert settings.jwt_secret is not None
     token = issue_token(secret=settings.jwt_secret.get_secret_value(), subject=args.subject,
                         role=Role(args.role), lifetime=timedelta(minutes=args.minutes))

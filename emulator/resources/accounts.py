@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from emulator import account_state as st
+from emulator import account_state
 from emulator.agreements import (
     agreement_of,
     check_agreement_change,
@@ -37,7 +37,7 @@ def visible_account(ctx: Ctx, account_id: str, param: str = "account") -> dict[s
     authorized this platform) is Stripe's 403 ``account_invalid``; an id Stripe has never seen
     is a 404 ``No such account``.
     """
-    if not st.is_connected(ctx.store, account_id):
+    if not account_state.is_connected(ctx.store, account_id):
         if account_id in ctx.state["accounts"]:
             raise account_access_denied(ctx.api_key, account_id)
         raise resource_missing("account", account_id, param)
@@ -88,7 +88,7 @@ def _apply_fields(acct: dict[str, Any], params: dict[str, Any]) -> None:
         _merge(acct["settings"], params["settings"])
     if params.get("external_account"):
         acct["external_accounts"]["data"] = [
-            st.bank_account(acct["id"], acct["default_currency"], acct["country"])
+            account_state.bank_account(acct["id"], acct["default_currency"], acct["country"])
         ]
     provided = _provided_fields(params)
     if provided:
@@ -130,7 +130,7 @@ def create_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
     agreement = chosen_agreement(params) or "full"
     check_new_account(account_type=account_type, agreement=agreement, country=country,
                       platform_country=platform_country, capabilities=requested)
-    acct = st.build_account(
+    acct = account_state.build_account(
         ctx.store,
         account_type=account_type,
         country=country,
@@ -141,7 +141,7 @@ def create_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
         service_agreement=agreement,
     )
     _apply_fields(acct, {k: v for k, v in params.items() if k not in ("email", "business_type")})
-    st.add_account(ctx.store, acct, via="platform", connected=True)
+    account_state.add_account(ctx.store, acct, via="platform", connected=True)
     return acct
 
 
@@ -154,7 +154,7 @@ def retrieve_own_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str])
     """GET /v1/account: the platform, or the Stripe-Account's own account."""
     if ctx.account:
         return ctx.state["accounts"][ctx.account]
-    return st.platform_account(ctx.store)
+    return account_state.platform_account(ctx.store)
 
 
 def update_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def update_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
         _apply_fields(a, params)
         _set_capabilities(ctx, a, requested, unrequested)
 
-    return st.change_account(
+    return account_state.change_account(
         ctx.store,
         acct["id"],
         mutate,
@@ -199,7 +199,7 @@ def _set_capabilities(ctx: Ctx, acct: dict[str, Any], add: list[str], remove: li
     onboarded = acct["details_submitted"] and not acct["requirements"]["currently_due"]
     times = ctx.state["connections"][acct["id"]].setdefault("requested_at", {})
     for name in add:
-        if name in st.KNOWN_CAPABILITIES and name not in acct["capabilities"]:
+        if name in account_state.KNOWN_CAPABILITIES and name not in acct["capabilities"]:
             acct["capabilities"][name] = "active" if onboarded else "inactive"
             times[name] = ctx.now()
     for name in remove:
@@ -211,15 +211,15 @@ def _connected_newest_first(ctx: Ctx) -> tuple[list[str], dict[str, int]]:
     """The connected accounts' ids in list order and each id's index (until the state changes)."""
 
     def build() -> tuple[list[str], dict[str, int]]:
-        ids = [aid for aid in reversed(ctx.state["accounts"]) if st.is_connected(ctx.store, aid)]
+        ids = [aid for aid in reversed(ctx.state["accounts"]) if account_state.is_connected(ctx.store, aid)]
         return ids, {aid: n for n, aid in enumerate(ids)}
 
-    return ctx.store.derived("accounts:connected", build)  # type: ignore[no-any-return]
+    return ctx.store.derived("accounts:connected", build)
 
 
 def _account_json(ctx: Ctx, account_id: str) -> str:
     acct = ctx.state["accounts"][account_id]
-    return ctx.store.derived(f"accounts:json:{account_id}", lambda: rendered_item(acct))  # type: ignore[no-any-return]
+    return ctx.store.derived(f"accounts:json:{account_id}", lambda: rendered_item(acct))
 
 
 def list_accounts(
@@ -233,7 +233,7 @@ def list_accounts(
     `expand[]` take the general path.
     """
     if params.get("created") not in (None, "") or params.get("expand"):
-        items = [a for aid, a in ctx.state["accounts"].items() if st.is_connected(ctx.store, aid)]
+        items = [a for aid, a in ctx.state["accounts"].items() if account_state.is_connected(ctx.store, aid)]
         return paginate(items, params, "/v1/accounts")
     ids, position = _connected_newest_first(ctx)
     page, more = page_window(ids, position, params)
@@ -274,7 +274,7 @@ def reject_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
         a["payouts_enabled"] = False
         a["capabilities"] = {name: "inactive" for name in a["capabilities"]}
 
-    return st.change_account(
+    return account_state.change_account(
         ctx.store, acct["id"], mutate, request_id=ctx.request_id, idempotency_key=ctx.idempotency_key
     )
 
@@ -282,7 +282,7 @@ def reject_account(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> di
 def list_capabilities(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
     """GET /v1/accounts/{account}/capabilities (not paginated, like Stripe)."""
     acct = visible_account(ctx, path["account"])
-    data = [st.capability_object(ctx.store, acct["id"], name) for name in sorted(acct["capabilities"])]
+    data = [account_state.capability_object(ctx.store, acct["id"], name) for name in sorted(acct["capabilities"])]
     return {
         "object": "list",
         "data": data,
@@ -292,7 +292,7 @@ def list_capabilities(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) ->
 
 
 def _capability_name(name: str) -> str:
-    if name not in st.KNOWN_CAPABILITIES:
+    if name not in account_state.KNOWN_CAPABILITIES:
         raise resource_missing("capability", name, "capability")
     return name
 
@@ -300,7 +300,7 @@ def _capability_name(name: str) -> str:
 def retrieve_capability(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
     """GET /v1/accounts/{account}/capabilities/{capability}."""
     acct = visible_account(ctx, path["account"])
-    return st.capability_object(ctx.store, acct["id"], _capability_name(path["capability"]))
+    return account_state.capability_object(ctx.store, acct["id"], _capability_name(path["capability"]))
 
 
 def update_capability(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:
@@ -310,14 +310,14 @@ def update_capability(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) ->
     if "requested" in params:
         add, remove = ([name], []) if params["requested"] else ([], [name])
         _check_requests(acct, add)
-        st.change_account(
+        account_state.change_account(
             ctx.store,
             acct["id"],
             lambda a: _set_capabilities(ctx, a, add, remove),
             request_id=ctx.request_id,
             idempotency_key=ctx.idempotency_key,
         )
-    return st.capability_object(ctx.store, acct["id"], name)
+    return account_state.capability_object(ctx.store, acct["id"], name)
 
 
 def create_login_link(ctx: Ctx, params: dict[str, Any], path: dict[str, str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from emulator import account_state as st
+from emulator import account_state
 from emulator.agreements import agreement_of
 from emulator.errors import (
     StripeApiError,
@@ -31,7 +31,7 @@ RECIPIENT_DELAY_SECONDS = 24 * 3600
 
 
 def _destination(ctx: Ctx, destination: str) -> dict[str, Any]:
-    if not st.is_connected(ctx.store, destination):
+    if not account_state.is_connected(ctx.store, destination):
         if destination in ctx.state["accounts"]:  # it exists, but our access is gone
             raise account_access_denied(ctx.api_key, destination)
         raise resource_missing("destination", destination, "destination")

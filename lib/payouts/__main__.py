@@ -26,9 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lib.db import make_engine, make_session_factory
-from lib.errors import ConfigurationError, ConnectOpsError, ValidationError
-from lib.logging_setup import configure_logging
+from lib.cli import CommandContext, run_command
+from lib.errors import ConfigurationError, ValidationError
 from lib.operator_accounts import load_credentials
 from lib.payouts.bulk import confirm_bulk, preview_bulk
 from lib.payouts.execution import retry_unsettled
@@ -36,8 +35,7 @@ from lib.payouts.ledger import scoped_token
 from lib.payouts.reconciliation import reconcile
 from lib.payouts.reversal import retry_unsettled_reversals, reverse_payout
 from lib.roles import Operator, canonical_username
-from lib.settings import Settings, load_settings
-from lib.stripe_gateway import StripeGateway
+from lib.settings import Settings
 
 logger = logging.getLogger(__name__)
 PROG = "python -m lib.payouts"
@@ -111,71 +109,57 @@ def _read_file(path: Path) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = load_settings().require("STRIPE_SECRET_KEY")
-        operator = operator_from_users_file(settings, args.operator)
-    except ConfigurationError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        return 2
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.database_url)
-    factory = make_session_factory(engine)
-    gateway = StripeGateway(settings)
-    try:
-        if args.command == "reconcile":
-            report = reconcile(factory, gateway=gateway, operator=operator,
-                               since=args.since, until=args.until)
-            _write_csv(report.rows())
-            sys.stderr.write(f"{PROG} reconcile: {report.summary()}\n")
-            return 1 if report.mismatches else 0
-        if args.command == "bulk":
-            data = _read_file(args.file)
-            if args.dry_run:
-                with factory() as session:
-                    preview = preview_bulk(session, gateway=gateway, operator=operator,
-                                           csv_bytes=data, settings=settings)
-                _write_csv(preview.to_rows())
-                totals = ", ".join(f"{t.currency.upper()} {t.to_row()['total']} "
-                                   f"({'covered' if t.covered else 'NOT covered'})"
-                                   for t in preview.totals)
-                sys.stderr.write(f"{PROG} bulk: {len(preview.good_rows)} good rows, "
-                                 f"{len(preview.bad_rows)} with problems; {totals}\n")
-                return 0
-            result = confirm_bulk(factory, gateway=gateway, operator=operator, csv_bytes=data,
-                                  settings=settings,
-                                  acknowledge_matches=args.acknowledge_matches)
-            _write_csv(result.to_rows())
-            sys.stderr.write(f"{PROG} bulk: {result.count('paid')} paid, "
-                             f"{result.count('pending_approval')} awaiting approval, "
-                             f"{result.count('unknown')} unknown, {len(result.skipped)} skipped\n")
+    return run_command(PROG, lambda cli: _run(cli, args), require=("STRIPE_SECRET_KEY",))
+
+
+def _run(cli: CommandContext, args: argparse.Namespace) -> int:
+    settings, factory, gateway = cli.settings, cli.factory, cli.gateway
+    operator = operator_from_users_file(settings, args.operator)
+    if args.command == "reconcile":
+        report = reconcile(factory, gateway=gateway, operator=operator,
+                           since=args.since, until=args.until)
+        _write_csv(report.rows())
+        sys.stderr.write(f"{PROG} reconcile: {report.summary()}\n")
+        return 1 if report.mismatches else 0
+    if args.command == "bulk":
+        data = _read_file(args.file)
+        if args.dry_run:
+            with factory() as session:
+                preview = preview_bulk(session, gateway=gateway, operator=operator,
+                                       csv_bytes=data, settings=settings)
+            _write_csv(preview.to_rows())
+            totals = ", ".join(f"{t.currency.upper()} {t.to_row()['total']} "
+                               f"({'covered' if t.covered else 'NOT covered'})"
+                               for t in preview.totals)
+            sys.stderr.write(f"{PROG} bulk: {len(preview.good_rows)} good rows, "
+                             f"{len(preview.bad_rows)} with problems; {totals}\n")
             return 0
-        if args.command == "reverse":
-            reversal = reverse_payout(
-                factory, gateway=gateway, operator=operator, payout_id=args.payout_id,
-                amount=args.amount, reason=args.reason, settings=settings,
-                client_request_token=scoped_token("cli", operator.username, args.key),
-                confirm_duplicate_of=args.confirm_duplicate_of)
-            _write_csv([{"reversal_id": reversal.id, "payout_id": reversal.payout_id,
-                         "amount_minor": reversal.amount_minor, "status": reversal.status,
-                         "stripe_reversal_id": reversal.stripe_reversal_id or "",
-                         "error": reversal.error_message or ""}])
-            return 0 if reversal.status in ("succeeded", "pending_approval") else 1
-        if args.command == "retry-reversals":
-            reversals = retry_unsettled_reversals(factory, gateway=gateway, operator=operator)
-            _write_csv([{"reversal_id": r.id, "payout_id": r.payout_id, "status": r.status}
-                        for r in reversals])
-            return 0
-        payouts = retry_unsettled(factory, gateway=gateway, operator=operator)
-        _write_csv([{"payout_id": p.id, "status": p.status} for p in payouts])
+        result = confirm_bulk(factory, gateway=gateway, operator=operator, csv_bytes=data,
+                              settings=settings, acknowledge_matches=args.acknowledge_matches)
+        _write_csv(result.to_rows())
+        sys.stderr.write(f"{PROG} bulk: {result.count('paid')} paid, "
+                         f"{result.count('pending_approval')} awaiting approval, "
+                         f"{result.count('unknown')} unknown, {len(result.skipped)} skipped\n")
         return 0
-    except ConfigurationError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        return 2
-    except ConnectOpsError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        return 1
-    finally:
-        engine.dispose()
+    if args.command == "reverse":
+        reversal = reverse_payout(
+            factory, gateway=gateway, operator=operator, payout_id=args.payout_id,
+            amount=args.amount, reason=args.reason, settings=settings,
+            client_request_token=scoped_token("cli", operator.username, args.key),
+            confirm_duplicate_of=args.confirm_duplicate_of)
+        _write_csv([{"reversal_id": reversal.id, "payout_id": reversal.payout_id,
+                     "amount_minor": reversal.amount_minor, "status": reversal.status,
+                     "stripe_reversal_id": reversal.stripe_reversal_id or "",
+                     "error": reversal.error_message or ""}])
+        return 0 if reversal.status in ("succeeded", "pending_approval") else 1
+    if args.command == "retry-reversals":
+        reversals = retry_unsettled_reversals(factory, gateway=gateway, operator=operator)
+        _write_csv([{"reversal_id": r.id, "payout_id": r.payout_id, "status": r.status}
+                    for r in reversals])
+        return 0
+    payouts = retry_unsettled(factory, gateway=gateway, operator=operator)
+    _write_csv([{"payout_id": p.id, "status": p.status} for p in payouts])
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ import sys
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lib.db import make_engine, make_session_factory
-from lib.logging_setup import configure_logging
-from lib.settings import load_settings
+from lib.cli import EXIT_CONFIGURATION, CommandContext, run_command, say
 from lib.summaries import maintenance
 from lib.summaries.runs import run_check, run_rebuild
 
@@ -30,19 +28,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("check", "rebuild", "compact"))
     args = parser.parse_args(argv)
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.database_url)
-    factory = make_session_factory(engine)
+    return run_command("connect-ops summaries", lambda cli: _checked_run(args.command, cli))
+
+
+def _checked_run(command: str, cli: CommandContext) -> int:
     try:
-        return _run(args.command, factory)
+        return _run(command, cli.factory)
     except (OperationalError, ProgrammingError) as exc:
         # A database that is not migrated (or not reachable): say so, without the SQL.
-        sys.stderr.write(f"connect-ops summaries: the database could not be read "
-                         f"({type(exc.orig).__name__}); run python -m lib.migrate first.\n")
-        return 2
-    finally:
-        engine.dispose()
+        say("connect-ops summaries", f"the database could not be read "
+            f"({type(exc.orig).__name__}); run python -m lib.migrate first.")
+        return EXIT_CONFIGURATION
 
 
 def _run(command: str, factory: sessionmaker[Session]) -> int:

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from lib.errors import ValidationError
 from lib.models import Payout, PayoutReversal, PayoutStatus, PayoutType, ReversalStatus
@@ -34,6 +33,7 @@ from lib.payouts.reversal import reverse_payout
 from lib.roles import Action, Role, refuse
 from lib.tokens import TokenClaims
 from server.app_context import ServiceContext, context_of
+from server.blocking import run_blocking
 from server.responses import fail, ok
 from server.schemas import (
     AUTH_ERRORS,
@@ -194,8 +194,8 @@ async def create_payout(
     confirm_duplicate_of: ConfirmDuplicateOf = None,
 ) -> JSONResponse:
     raw = await request.body()
-    return await run_in_threadpool(_create_payout, raw, claims, context, idempotency_key,
-                                   _earlier_id(confirm_duplicate_of))
+    return await run_blocking(_create_payout, raw, claims, context, idempotency_key,
+                              _earlier_id(confirm_duplicate_of))
 
 
 def _create_payout(
@@ -203,8 +203,9 @@ def _create_payout(
     confirm_duplicate_of: int | None,
 ) -> JSONResponse:
     if claims.role is Role.FREELANCER:
-        refusal = refuse(claims.operator(), Action.REQUEST_PAYOUT,
-                         "This endpoint is for operators.", session=context.session_factory)
+        with context.session_factory() as session:
+            refusal = refuse(claims.operator(), Action.REQUEST_PAYOUT,
+                             "This endpoint is for operators.", session=session)
         return fail(403, refusal.message, refusal.code)
     body = _parse_body(raw)
     operator = claims.operator()
@@ -313,8 +314,8 @@ async def create_reversal(
     confirm_duplicate_of: ConfirmDuplicateOf = None,
 ) -> JSONResponse:
     raw = await request.body()
-    return await run_in_threadpool(_create_reversal, payout_id, raw, claims, context,
-                                   idempotency_key, _earlier_id(confirm_duplicate_of))
+    return await run_blocking(_create_reversal, payout_id, raw, claims, context,
+                              idempotency_key, _earlier_id(confirm_duplicate_of))
 
 
 def _create_reversal(
@@ -323,8 +324,9 @@ def _create_reversal(
 ) -> JSONResponse:
     operator = claims.operator()
     if claims.role is Role.FREELANCER:
-        refusal = refuse(operator, Action.REVERSE_PAYOUT, "This endpoint is for operators.",
-                         session=context.session_factory)
+        with context.session_factory() as session:
+            refusal = refuse(operator, Action.REVERSE_PAYOUT, "This endpoint is for operators.",
+                             session=session)
         return fail(403, refusal.message, refusal.code)
     body = _parse_reversal_body(raw)
     try:

@@ -13,9 +13,10 @@ from pydantic import ValidationError as PydanticValidationError
 
 from lib.connect_flow import (
     ConnectionView,
+    ConnectLink,
+    connect_method,
     connection_status,
-    create_oauth_link,
-    create_onboarding_link,
+    create_connect_link,
     disconnect,
     handle_oauth_callback,
     handle_onboarding_return,
@@ -40,6 +41,7 @@ from server.schemas import (
     ConnectionStatusEnvelope,
     ConnectUrlEnvelope,
     MessageEnvelope,
+    Responses,
     documented,
 )
 from server.security import bearer_claims
@@ -53,7 +55,7 @@ _MAX_PARAM = 1024
 Claims = Annotated[TokenClaims, Depends(bearer_claims)]
 Context = Annotated[ServiceContext, Depends(context_of)]
 
-FREELANCER_ERRORS = {
+FREELANCER_ERRORS: Responses = {
     **AUTH_ERRORS,
     403: documented("The token is not a freelancer's"),
     404: documented("The freelancer does not exist"),
@@ -61,7 +63,7 @@ FREELANCER_ERRORS = {
     **STRIPE_ERRORS,
 }
 #: The browser-facing redirects: a lost database shows a page to a browser, JSON to others.
-REDIRECT_RESPONSES = {
+REDIRECT_RESPONSES: Responses = {
     **VALIDATION_ERRORS,
     503: {**documented("The database is unreachable; reload in a moment"),
           "content": {"text/html": {}}},
@@ -71,8 +73,9 @@ REDIRECT_RESPONSES = {
 def freelancer_id_of(claims: TokenClaims, context: ServiceContext) -> int:
     """The token's freelancer id (403, audited, for another role; 401 for an impossible id)."""
     if claims.role is not Role.FREELANCER:
-        raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
-                     "This endpoint is for freelancers.", session=context.session_factory)
+        with context.session_factory() as session:
+            raise refuse(claims.operator(), Action.MANAGE_OWN_CONNECTION,
+                         "This endpoint is for freelancers.", session=session)
     freelancer_id = claims.freelancer_id
     # int() also reads non-ASCII digits and numbers past the id column, which overflowed
     # SQLite's driver (a 500) for a correctly signed token with an absurd subject.
@@ -108,24 +111,21 @@ def error_redirect(context: ServiceContext, reason: FailureReason) -> RedirectRe
     description="`method=oauth` (default): consent URL for an existing Standard account. "
     "`method=onboarding`: hosted onboarding link for a new Express account.",
 )
-def get_connect_url(
+async def get_connect_url(
     claims: Claims, context: Context,
     method: Literal["oauth", "onboarding"] = "oauth",
 ) -> JSONResponse:
-    freelancer_id = freelancer_id_of(claims, context)
-    if method == "onboarding":
-        link = create_onboarding_link(
-            context.session_factory, gateway=context.gateway, settings=context.settings,
-            operator=claims.operator(), freelancer_id=freelancer_id,
-        )
-    else:
-        with context.session_factory.begin() as session:
-            link = create_oauth_link(
-                session, gateway=context.gateway, settings=context.settings,
-                operator=claims.operator(), freelancer_id=freelancer_id,
-            )
+    link = await run_blocking(_connect_link, claims, context, method)
     return ok("Stripe Connect URL generated",
               {"connectUrl": link.url, "expiresIn": link.expires_in, "method": method})
+
+
+def _connect_link(claims: TokenClaims, context: ServiceContext, method: str) -> ConnectLink:
+    return create_connect_link(
+        context.session_factory, gateway=context.gateway, settings=context.settings,
+        operator=claims.operator(), freelancer_id=freelancer_id_of(claims, context),
+        method=connect_method(method),
+    )
 
 
 @router.get(
@@ -179,10 +179,14 @@ def _status_view(claims: TokenClaims, context: ServiceContext, *,
     "/stripe-connect", summary="Disconnect the Stripe account", response_model=MessageEnvelope,
     responses={**FREELANCER_ERRORS, 409: documented("Not connected")},
 )
-def delete_connection(claims: Claims, context: Context) -> JSONResponse:
+async def delete_connection(claims: Claims, context: Context) -> JSONResponse:
+    await run_blocking(_disconnect, claims, context)
+    return ok("Stripe account disconnected successfully")
+
+
+def _disconnect(claims: TokenClaims, context: ServiceContext) -> None:
     disconnect(context.session_factory, gateway=context.gateway, operator=claims.operator(),
                freelancer_id=freelancer_id_of(claims, context))
-    return ok("Stripe account disconnected successfully")
 
 
 #: What the two onboarding redirects say about a URL that may not act.
@@ -244,9 +248,13 @@ def _confirm_connection(raw: bytes, claims: TokenClaims, context: ServiceContext
     "`/freelancer/stripe/success?accountId=…` when onboarding is complete, else to "
     "`/freelancer/payment-settings?onboarding=incomplete`. " + _STALE_URL,
 )
-def onboarding_return(
+async def onboarding_return(
     context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
+    return await run_blocking(_onboarding_return, context, attempt)
+
+
+def _onboarding_return(context: ServiceContext, attempt: str | None) -> RedirectResponse:
     url = read_signed_attempt(context.settings, attempt, purpose=UrlPurpose.RETURN)
     if url is None:
         return sign_in_redirect(context)
@@ -272,9 +280,13 @@ def onboarding_return(
     description="Public, single use. Mints a fresh onboarding link for the same account and "
     "redirects to it; never creates an account. " + _STALE_URL,
 )
-def onboarding_refresh(
+async def onboarding_refresh(
     context: Context, attempt: str | None = None,
 ) -> RedirectResponse:
+    return await run_blocking(_onboarding_refresh, context, attempt)
+
+
+def _onboarding_refresh(context: ServiceContext, attempt: str | None) -> RedirectResponse:
     url = read_signed_attempt(context.settings, attempt, purpose=UrlPurpose.REFRESH)
     if url is None:
         return sign_in_redirect(context)

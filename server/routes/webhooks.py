@@ -20,7 +20,13 @@ from lib.stripe_gateway import verify_webhook
 from lib.webhooks import Endpoint, Intake, store_event
 from server.app_context import ServiceContext, context_of
 from server.blocking import run_blocking
-from server.schemas import DATABASE_ERRORS, WebhookReceived, WebhookRefused, documented
+from server.schemas import (
+    DATABASE_ERRORS,
+    Responses,
+    WebhookReceived,
+    WebhookRefused,
+    documented,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/stripe", tags=["webhooks"])
@@ -29,7 +35,7 @@ Context = Annotated[ServiceContext, Depends(context_of)]
 #: Stripe events are a few KB; anything far larger is not Stripe.
 MAX_BODY_BYTES = 512 * 1024
 
-_RESPONSES = {
+_RESPONSES: Responses = {
     400: documented("Missing/invalid signature, stale timestamp, malformed or oversized body",
                     WebhookRefused),
     **DATABASE_ERRORS,

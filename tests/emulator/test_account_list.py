@@ -13,13 +13,13 @@ from tests.emulator.conftest import express_account
 AUTH = ("sk_test_list", "")
 
 
-def _get(emu: EmulatorHandle, **params: object) -> httpx.Response:
+def _get(emu: EmulatorHandle, **params: str | int) -> httpx.Response:
     response = httpx.get(f"{emu.base_url}/v1/accounts", params=params, auth=AUTH)
     assert response.status_code == 200, response.text
     return response
 
 
-def _ids(emu: EmulatorHandle, **params: object) -> list[str]:
+def _ids(emu: EmulatorHandle, **params: str | int) -> list[str]:
     return [a["id"] for a in _get(emu, **params).json()["data"]]
 
 
@@ -47,7 +47,7 @@ def test_cursor_pages_cover_every_connected_account_once(
 ) -> None:
     created = [client.v1.accounts.create(params={"type": "express"}).id for _ in range(7)]
     seen: list[str] = []
-    cursor: dict[str, object] = {}
+    cursor: dict[str, str] = {}
     while True:
         body = _get(emu, limit=3, **cursor).json()
         seen += [a["id"] for a in body["data"]]

@@ -7,7 +7,7 @@ import pytest
 import stripe
 
 from emulator.testing import EmulatorHandle, stripe_client
-from tests.emulator.conftest import express_account
+from tests.emulator.conftest import error_code, express_account, present
 
 
 def test_delay_past_client_timeout(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
@@ -31,8 +31,8 @@ def test_rate_limit(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
     emu.inject_fault("rate_limit", "/v1/accounts", count=1)
     with pytest.raises(stripe.RateLimitError) as exc:
         client.v1.accounts.list()
-    assert exc.value.http_status == 429 and exc.value.json_body["error"]["code"] == "rate_limit"
-    assert client.v1.accounts.list().object == "list"
+    assert exc.value.http_status == 429 and error_code(exc.value) == "rate_limit"
+    assert client.v1.accounts.list().to_dict()["object"] == "list"
 
 
 def test_lock_timeout_is_retryable(emu: EmulatorHandle) -> None:
@@ -41,8 +41,8 @@ def test_lock_timeout_is_retryable(emu: EmulatorHandle) -> None:
     acct = plain.v1.accounts.create(params={"type": "express"})
     with pytest.raises(stripe.RateLimitError) as exc:
         plain.v1.accounts.retrieve(acct.id)
-    assert exc.value.json_body["error"]["code"] == "lock_timeout"
-    assert exc.value.headers["stripe-should-retry"] == "true"
+    assert error_code(exc.value) == "lock_timeout"
+    assert present(exc.value.headers)["stripe-should-retry"] == "true"
     emu.inject_fault("lock_timeout", "/v1/accounts/{account}", count=1)
     retrying = stripe_client(emu.base_url, max_network_retries=1)
     assert retrying.v1.accounts.retrieve(acct.id).id == acct.id
@@ -53,13 +53,13 @@ def test_rate_limits_can_carry_retry_hints(emu: EmulatorHandle) -> None:
     emu.inject_fault("rate_limit", "/v1/accounts", count=1, retry_after=7)
     with pytest.raises(stripe.RateLimitError) as exc:
         plain.v1.accounts.list()
-    assert exc.value.headers["retry-after"] == "7"
-    assert "stripe-should-retry" not in exc.value.headers
+    assert present(exc.value.headers)["retry-after"] == "7"
+    assert "stripe-should-retry" not in present(exc.value.headers)
     emu.inject_fault("lock_timeout", "/v1/accounts", count=1, should_retry=False)
     with pytest.raises(stripe.RateLimitError) as exc:
         stripe_client(emu.base_url, max_network_retries=2).v1.accounts.list()  # not retried
-    assert exc.value.headers["stripe-should-retry"] == "false"
-    assert plain.v1.accounts.list().object == "list"
+    assert present(exc.value.headers)["stripe-should-retry"] == "false"
+    assert plain.v1.accounts.list().to_dict()["object"] == "list"
     for bad in ({"kind": "http_500", "retry_after": 1}, {"kind": "rate_limit", "retry_after": -1},
                 {"kind": "rate_limit", "retry_after": "soon"},
                 {"kind": "lock_timeout", "should_retry": "yes"}):

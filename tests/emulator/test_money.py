@@ -8,7 +8,7 @@ import pytest
 import stripe
 
 from emulator.testing import EmulatorHandle
-from tests.emulator.conftest import express_account
+from tests.emulator.conftest import express_account, present
 
 
 def _usd(balance: stripe.Balance) -> int:
@@ -35,10 +35,11 @@ def test_transfer_moves_funds_and_emits_event(client: stripe.StripeClient, emu: 
     assert _usd(client.v1.balance.retrieve(options={"stripe_account": acct.id})) == 1500
     events = client.v1.events.list(params={"type": "transfer.created"})
     assert events.data[0].data.object.id == transfer.id
-    assert events.data[0].request.id is not None
+    assert present(events.data[0].request).id is not None
     expanded = client.v1.transfers.retrieve(transfer.id, params={"expand": ["destination", "balance_transaction"]})
-    assert expanded.destination.id == acct.id
-    assert expanded.balance_transaction.amount == -1500
+    destination, movement = expanded.destination, expanded.balance_transaction
+    assert isinstance(destination, stripe.Account) and destination.id == acct.id
+    assert isinstance(movement, stripe.BalanceTransaction) and movement.amount == -1500
 
 
 def test_transfer_errors(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
@@ -50,6 +51,7 @@ def test_transfer_errors(client: stripe.StripeClient, emu: EmulatorHandle) -> No
         client.v1.transfers.create(params={"amount": 100, "currency": "usd", "destination": "acct_000000000000nope"})
     assert exc.value.code == "resource_missing" and exc.value.param == "destination"
     with pytest.raises(stripe.InvalidRequestError) as exc:
+        # No destination, on purpose: the emulator must refuse it as Stripe does.
         client.v1.transfers.create(params={"amount": 100, "currency": "usd"})  # type: ignore[typeddict-item]
     assert exc.value.param == "destination"
 
@@ -79,9 +81,9 @@ def test_update_and_list_transfers(client: stripe.StripeClient, emu: EmulatorHan
     assert client.v1.transfers.list(params={"created": {"gte": t1.created}}).data
     assert client.v1.transfers.list(params={"created": {"lt": t1.created}}).data == []
     updated = client.v1.transfers.update(t1.id, params={"description": "fixed", "metadata": {"x": "y"}})
-    assert updated.description == "fixed" and updated.metadata["x"] == "y"
+    assert updated.description == "fixed" and present(updated.metadata)["x"] == "y"
     event = client.v1.events.list(params={"type": "transfer.updated"}).data[0]
-    assert event.data.previous_attributes["description"] is None
+    assert present(event.data.previous_attributes)["description"] is None
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.transfers.list(params={"limit": 101})
 
@@ -99,7 +101,7 @@ def test_reversals(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
     after = client.v1.transfers.retrieve(transfer.id)
     assert after.amount_reversed == 1000 and after.reversed is True
     assert [r.id for r in client.v1.transfers.reversals.list(transfer.id).data] == [rest.id, partial.id]
-    assert client.v1.transfers.reversals.retrieve(transfer.id, partial.id).metadata["r"] == "1"
+    assert present(client.v1.transfers.reversals.retrieve(transfer.id, partial.id).metadata)["r"] == "1"
     assert _usd(client.v1.balance.retrieve(options={"stripe_account": acct.id})) == 0
     assert client.v1.events.list(params={"type": "transfer.reversed"}).data[0].data.object.reversed is True
 

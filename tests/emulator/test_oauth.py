@@ -10,7 +10,7 @@ import stripe
 import stripe.oauth_error
 
 from emulator.testing import EmulatorHandle
-from tests.emulator.conftest import express_account
+from tests.emulator.conftest import express_account, present
 from tests.emulator.html_forms import read_form
 
 CALLBACK = "http://localhost:8000/api/v1/freelancer/stripe-connect-callback"
@@ -59,24 +59,25 @@ def test_connect_existing_account_and_exchange(client: stripe.StripeClient, emu:
     token = client.oauth.token(params={"grant_type": "authorization_code", "code": query["code"][0]})
     assert token.stripe_user_id == existing
     assert token.scope == "read_write" and token.livemode is False and token.token_type == "bearer"
-    assert token.access_token.startswith("sk_test_") and token.refresh_token.startswith("rt_")
-    assert token.stripe_publishable_key.startswith("pk_test_")
+    assert present(token.access_token).startswith("sk_test_")
+    assert present(token.refresh_token).startswith("rt_")
+    assert present(token.stripe_publishable_key).startswith("pk_test_")
     acct = client.v1.accounts.retrieve_current(options={"stripe_account": existing})
     assert acct.charges_enabled is True and acct.type == "standard"
     events = client.v1.events.list(params={"type": "account.application.authorized"}, options={"stripe_account": existing})
     assert events.data[0].account == existing
     # Still offered, marked as connected: on Stripe a connected account may authorize again.
-    page = _authorize(emu).text
-    assert existing in read_form(page).radios["account"]
-    assert "already connected to this platform" in page
+    again = _authorize(emu).text
+    assert existing in read_form(again).radios["account"]
+    assert "already connected to this platform" in again
 
 
 def test_new_account_incomplete(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
     query = _connect(emu, account="new", email="fresh@example.com", incomplete="1")
     token = client.oauth.token(params={"grant_type": "authorization_code", "code": query["code"][0]})
-    acct = client.v1.accounts.retrieve(token.stripe_user_id)
+    acct = client.v1.accounts.retrieve(present(token.stripe_user_id))
     assert acct.email == "fresh@example.com" and acct.type == "standard"
-    assert acct.charges_enabled is False and acct.requirements.currently_due
+    assert acct.charges_enabled is False and present(acct.requirements).currently_due
 
 
 def test_deny_redirects_with_access_denied(emu: EmulatorHandle) -> None:
@@ -139,7 +140,7 @@ def test_code_used_twice_fails_and_revokes(client: stripe.StripeClient, emu: Emu
     with pytest.raises(stripe.PermissionError):
         client.v1.accounts.retrieve_current(options={"stripe_account": token.stripe_user_id})
     with pytest.raises(stripe.PermissionError):  # revoked: 403 account_invalid, not 404
-        client.v1.accounts.retrieve(token.stripe_user_id)
+        client.v1.accounts.retrieve(present(token.stripe_user_id))
     # the platform can no longer read the account's events either; the event is in the store
     state = emu.state(full=True)["state"]
     kinds = [e["type"] for e in state["events"].values() if e.get("account") == token.stripe_user_id]
@@ -158,6 +159,7 @@ def test_token_errors(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
     with pytest.raises(stripe.oauth_error.InvalidGrantError):
         client.oauth.token(params={"grant_type": "authorization_code", "code": "ac_unknown"})
     with pytest.raises(stripe.oauth_error.UnsupportedGrantTypeError):
+        # An unsupported grant type, on purpose: the emulator must refuse it as Stripe does.
         client.oauth.token(params={"grant_type": "password", "code": "x"})  # type: ignore[typeddict-item]
     with pytest.raises(stripe.oauth_error.InvalidRequestError):
         client.oauth.token(params={"grant_type": "authorization_code"})
@@ -169,7 +171,8 @@ def test_token_errors(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
 
 def test_deauthorize(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
     code = _connect(emu, account="new")["code"][0]
-    user = client.oauth.token(params={"grant_type": "authorization_code", "code": code}).stripe_user_id
+    user = present(client.oauth.token(
+        params={"grant_type": "authorization_code", "code": code}).stripe_user_id)
     result = client.oauth.deauthorize(params={"stripe_user_id": user})
     assert result.stripe_user_id == user
     with pytest.raises(stripe.oauth_error.InvalidClientError):

@@ -6,7 +6,7 @@ import httpx
 import stripe
 
 from emulator.testing import EmulatorHandle
-from tests.emulator.conftest import express_account
+from tests.emulator.conftest import express_account, present
 from tests.emulator.html_forms import read_form
 
 REFRESH = "http://localhost:8000/refresh"
@@ -34,12 +34,13 @@ def test_complete_onboarding(client: stripe.StripeClient, emu: EmulatorHandle) -
     after = client.v1.accounts.retrieve(acct.id)
     assert after.details_submitted is True
     assert after.charges_enabled is True and after.payouts_enabled is True
-    assert after.capabilities.transfers == "active"
-    assert after.requirements.currently_due == [] and after.requirements.disabled_reason is None
-    assert after.external_accounts.data[0].last4 == "6789"
+    assert present(after.capabilities).transfers == "active"
+    requirements = present(after.requirements)
+    assert requirements.currently_due == [] and requirements.disabled_reason is None
+    assert present(after.external_accounts).data[0].last4 == "6789"
     events = client.v1.events.list(options={"stripe_account": acct.id}).data
     update = next(e for e in events if e.type == "account.updated")
-    assert update.data.previous_attributes["details_submitted"] is False
+    assert present(update.data.previous_attributes)["details_submitted"] is False
     cap = next(e for e in events if e.type == "capability.updated")
     assert cap.data.object.status == "active" and cap.account == acct.id
 
@@ -50,8 +51,8 @@ def test_leave_incomplete(client: stripe.StripeClient, emu: EmulatorHandle) -> N
     assert answer.headers["location"] == RETURN
     after = client.v1.accounts.retrieve(acct.id)
     assert after.details_submitted is True
-    assert after.requirements.currently_due and after.payouts_enabled is False
-    assert after.capabilities.transfers == "inactive"
+    assert present(after.requirements).currently_due and after.payouts_enabled is False
+    assert present(after.capabilities).transfers == "inactive"
 
 
 def test_link_is_single_use(client: stripe.StripeClient, emu: EmulatorHandle) -> None:
@@ -83,12 +84,13 @@ def test_control_sets_requirements_and_emits(client: stripe.StripeClient, emu: E
         future_requirements={"eventually_due": ["individual.id_number"]},
     )
     after = client.v1.accounts.retrieve(acct.id)
-    assert after.requirements.past_due == ["individual.verification.document"]
-    assert after.requirements.current_deadline == 1_900_000_000
-    assert after.future_requirements.eventually_due == ["individual.id_number"]
-    assert after.capabilities.transfers == "pending" and after.payouts_enabled is False
+    requirements = present(after.requirements)
+    assert requirements.past_due == ["individual.verification.document"]
+    assert requirements.current_deadline == 1_900_000_000
+    assert present(after.future_requirements).eventually_due == ["individual.id_number"]
+    assert present(after.capabilities).transfers == "pending" and after.payouts_enabled is False
     event = client.v1.events.list(params={"type": "account.updated"}, options={"stripe_account": acct.id}).data[0]
-    assert event.data.previous_attributes["payouts_enabled"] is True
+    assert present(event.data.previous_attributes)["payouts_enabled"] is True
 
 
 def test_the_business_name_typed_while_onboarding_is_reported(
@@ -97,13 +99,13 @@ def test_the_business_name_typed_while_onboarding_is_reported(
     """Whoever completes the link names the business; Stripe reports it on the account (the
     product shows it to the freelancer, who confirms the destination is theirs)."""
     acct = express_account(client, emu, onboarded=False)
-    assert client.v1.accounts.retrieve(acct.id).business_profile.name is None
+    assert present(client.v1.accounts.retrieve(acct.id).business_profile).name is None
     page = httpx.get(_link(client, acct.id))
     form = read_form(page.text)
     answer = httpx.post(f"{emu.base_url}{form.action}",
                         data={**form.click("Complete onboarding"), "business_name": "Mallory Ltd"})
     assert answer.status_code == 302
     after = client.v1.accounts.retrieve(acct.id)
-    assert after.business_profile.name == "Mallory Ltd"
-    assert after.settings.dashboard.display_name == "Mallory Ltd"
+    assert present(after.business_profile).name == "Mallory Ltd"
+    assert present(after.settings).dashboard.display_name == "Mallory Ltd"
     assert after.email == acct.email

@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy import func, select
 
 from emulator.page_driver import consent
-from lib import connect_flow, webhooks
+from lib import connect_onboarding, webhooks
 from lib import sync as sync_cli
 from lib.accounts import get_account
 from lib.connect_flow import (
@@ -203,7 +203,7 @@ def _payout_body(freelancer_id: int) -> str:
 
 def _signed_attempt(sweep: Sweep, attempt_id: int, *, returning: bool = False) -> str:
     """The ``attempt`` value of the link's refresh URL (or return URL): each its own."""
-    urls = connect_flow._onboarding_urls(sweep.settings, attempt_id, generation=0)
+    urls = connect_onboarding.signed_onboarding_urls(sweep.settings, attempt_id, generation=0)
     return parse_qs(urlsplit(urls[1 if returning else 0]).query)["attempt"][0]
 
 
@@ -988,8 +988,7 @@ def cli_ready(sweep: Sweep, database_url: str, monkeypatch: pytest.MonkeyPatch, 
     users.write_text(USERS)
     monkeypatch.setenv("AUTH_CONFIG_PATH", str(users))
     monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setattr(sync_cli, "configure_logging", lambda level: None)
-    monkeypatch.setattr(payouts_cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr("lib.cli.configure_logging", lambda level: None)
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from emulator.page_driver import consent, onboard
+from emulator.testing import EmulatorHandle
 from lib.account_status import ConnectionStatus
 from lib.connect_flow import (
+    connect_method,
     connection_status,
+    create_connect_link,
     create_oauth_link,
     create_onboarding_link,
     disconnect,
@@ -22,9 +28,9 @@ from lib.connect_flow import (
     refresh_connection,
 )
 from lib.connection_attempts import FailureReason
-from lib.errors import ConflictError, NotFoundError, PermissionDeniedError
+from lib.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from lib.freelancers import create_freelancer
-from lib.models import AuditLog, ConnectionAttempt, Freelancer, OAuthState
+from lib.models import AuditLog, ConnectionAttempt, ConnectionMethod, Freelancer, OAuthState
 from lib.onboarding_urls import SignedAttempt, UrlPurpose, read_signed_attempt
 from lib.roles import Operator, Role
 from lib.settings import Settings
@@ -32,14 +38,15 @@ from lib.stripe_gateway import StripeGateway
 from tests.factories import make_settings
 
 ADMIN = Operator.from_role_names("alice", ["admin"])
+_T = TypeVar("_T")
 
 
 @dataclass
 class World:
-    emulator: object
+    emulator: EmulatorHandle
     settings: Settings
     gateway: StripeGateway
-    session_factory: object
+    session_factory: sessionmaker[Session]
 
     def freelancer(self, email: str = "ada@example.com", name: str = "Ada Lovelace") -> int:
         with self.session_factory.begin() as session:
@@ -198,6 +205,37 @@ def test_account_of_another_freelancer_is_refused_and_both_kept(world: World) ->
     assert not world.status(second).is_connected
 
 
+def test_one_entry_point_gives_a_link_by_either_method(world: World) -> None:
+    freelancer_id = world.freelancer()
+    oauth = create_connect_link(world.session_factory, gateway=world.gateway,
+                                settings=world.settings, operator=ADMIN,
+                                freelancer_id=freelancer_id, method=connect_method("oauth"))
+    assert oauth.method is ConnectionMethod.OAUTH
+    assert oauth.url.startswith(world.emulator.base_url + "/oauth/authorize?")
+    assert world.callback(consent(oauth.url)).success  # committed: the state is usable
+    assert disconnect(world.session_factory, gateway=world.gateway, operator=ADMIN,
+                      freelancer_id=freelancer_id)
+    onboarding = create_connect_link(world.session_factory, gateway=world.gateway,
+                                     settings=world.settings, operator=ADMIN,
+                                     freelancer_id=freelancer_id,
+                                     method=connect_method("onboarding"))
+    assert onboarding.method is ConnectionMethod.ACCOUNT_LINK
+    assert world.returned(onboard(onboarding.url, action="complete")).completed
+    assert [a.method for a in world.attempts(freelancer_id)] == ["oauth", "account_link"]
+
+
+def test_a_method_is_named_oauth_or_onboarding(world: World) -> None:
+    with pytest.raises(ValidationError, match="oauth or onboarding"):
+        connect_method("account_link")
+    freelancer_id = world.freelancer()
+    manager = Operator.from_role_names("mia", ["manager"])
+    with pytest.raises(PermissionDeniedError):  # refused by either method, before Stripe
+        create_connect_link(world.session_factory, gateway=world.gateway,
+                            settings=world.settings, operator=manager,
+                            freelancer_id=freelancer_id, method=ConnectionMethod.ACCOUNT_LINK)
+    assert world.attempts(freelancer_id) == []
+
+
 def test_new_freelancer_onboards_to_active(world: World) -> None:
     freelancer_id = world.freelancer()
     link = create_onboarding_link(world.session_factory, gateway=world.gateway,
@@ -327,7 +365,7 @@ def test_freelancer_row_untouched_by_failed_callbacks(world: World) -> None:
         assert freelancer is not None and freelancer.stripe_account_id is None
 
 
-def _commits_during(world: World, action) -> tuple[object, int]:
+def _commits_during(world: World, action: Callable[[], _T]) -> tuple[_T, int]:
     engine = world.session_factory.kw["bind"]
     commits: list[object] = []
 
@@ -358,7 +396,8 @@ def test_a_callback_that_ends_before_the_exchange_is_one_transaction(world: Worl
     assert results == ["access_denied", "invalid_state"]
 
 
-def test_the_spent_state_is_committed_before_the_code_is_exchanged(world: World) -> None:
+def test_the_spent_state_is_committed_before_the_code_is_exchanged(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     freelancer_id = world.freelancer()
     redirect = consent(world.oauth_link(freelancer_id))
     seen: list[int] = []
@@ -366,11 +405,12 @@ def test_the_spent_state_is_committed_before_the_code_is_exchanged(world: World)
 
     def exchange_and_look(code: str):
         with world.session_factory() as session:  # another transaction: only committed rows
-            seen.append(session.scalar(select(func.count()).select_from(OAuthState).where(
-                OAuthState.freelancer_id == freelancer_id, OAuthState.consumed_at.is_not(None))))
+            seen.append(session.scalars(select(func.count()).select_from(OAuthState).where(
+                OAuthState.freelancer_id == freelancer_id, OAuthState.consumed_at.is_not(None))
+            ).one())
         return exchange(code)
 
-    world.gateway.oauth_token = exchange_and_look
+    monkeypatch.setattr(world.gateway, "oauth_token", exchange_and_look)
     assert world.callback(redirect).success
     assert seen == [1]
 
@@ -380,7 +420,7 @@ def test_status_of_an_unmirrored_connection_is_pending_and_unknown_is_not_found(
     freelancer_id = world.freelancer()
     assert world.status(freelancer_id).status is ConnectionStatus.NOT_CONNECTED
     with world.session_factory.begin() as session:
-        session.get(Freelancer, freelancer_id).stripe_account_id = "acct_not_mirrored_yet"
+        session.get_one(Freelancer, freelancer_id).stripe_account_id = "acct_not_mirrored_yet"
     view = world.status(freelancer_id)
     assert (view.account_id, view.status, view.verified) == (
         "acct_not_mirrored_yet", ConnectionStatus.PENDING, False)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from emulator.page_driver import consent
-from emulator.testing import stripe_client
+from emulator.testing import EmulatorHandle, stripe_client
 from lib import errors
 from lib.account_status import ConnectionStatus
 from lib.accounts import get_account
@@ -44,10 +46,10 @@ ADMIN = Operator.from_role_names("alice", ["admin"])
 
 @dataclass
 class World:
-    emulator: object
+    emulator: EmulatorHandle
     settings: Settings
     gateway: StripeGateway
-    session_factory: object
+    session_factory: sessionmaker[Session]
 
     def connected(self, email: str = "ada@example.com") -> tuple[int, str]:
         """A freelancer connected through OAuth (a Standard account, mirrored)."""
@@ -121,9 +123,10 @@ def test_a_deauthorization_event_read_with_a_refused_key_detaches_nobody(world: 
     """The webhook confirms a deauthorization by reading the account: a refused platform key
     says nothing about the connection (the event fails and is retried); the 403 does."""
     freelancer_id, account_id = world.connected()
-    event = {"id": "evt_1RevokedContract", "object": "event", "livemode": False,
-             "type": "account.application.deauthorized", "account": account_id,
-             "created": int(time.time()) + 5, "data": {"object": {"object": "application"}}}
+    event: dict[str, Any] = {
+        "id": "evt_1RevokedContract", "object": "event", "livemode": False,
+        "type": "account.application.deauthorized", "account": account_id,
+        "created": int(time.time()) + 5, "data": {"object": {"object": "application"}}}
     with world.session_factory.begin() as session:
         store_event(session, event=event, endpoint=Endpoint.CONNECT, settings=world.settings)
     bad_key = StripeGateway(make_settings(stripe_api_base=world.emulator.base_url,
@@ -207,7 +210,7 @@ def test_a_refused_key_leaves_a_submitted_payout_unknown_not_pending(world: Worl
                              operator=ADMIN)
     assert settled.status == PayoutStatus.PAID
     with world.session_factory() as session:
-        assert session.get(Payout, payout_id).idempotency_key == row.idempotency_key
+        assert session.get_one(Payout, payout_id).idempotency_key == row.idempotency_key
 
 
 # ---- disconnect: only a confirmed revocation detaches -----------------------------------------------

@@ -79,8 +79,9 @@ def running_demo(env: dict[str, str]) -> Iterator[DemoRun]:
         [sys.executable, "-m", "scripts.demo"], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     run = DemoRun(process)
-    assert process.stdout is not None
-    reader = threading.Thread(target=lambda: run.lines.extend(iter(process.stdout.readline, "")),
+    output = process.stdout
+    assert output is not None
+    reader = threading.Thread(target=lambda: run.lines.extend(iter(output.readline, "")),
                               daemon=True)
     reader.start()
     try:
@@ -112,7 +113,7 @@ def _counts(data: Path) -> tuple[int, int]:
         engine.dispose()
 
 
-def _query(data: Path, statement):  # type: ignore[no-untyped-def]
+def _query(data: Path, statement):
     engine = create_engine(f"sqlite:///{data / 'connect_ops.db'}")
     try:
         with engine.connect() as conn:
@@ -121,7 +122,7 @@ def _query(data: Path, statement):  # type: ignore[no-untyped-def]
         engine.dispose()
 
 
-def _poll(condition, what: str, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
+def _poll(condition, what: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f} s"

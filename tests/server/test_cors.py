@@ -42,7 +42,7 @@ def token(session_factory: sessionmaker[Session]) -> str:
     return issue_token(secret=TEST_JWT_SECRET, subject=str(freelancer_id), role=Role.FREELANCER)
 
 
-def _preflight(client: TestClient, origin: str, path: str = STATUS, method: str = "GET"):  # type: ignore[no-untyped-def]
+def _preflight(client: TestClient, origin: str, path: str = STATUS, method: str = "GET"):
     return client.options(path, headers={
         "Origin": origin, "Access-Control-Request-Method": method,
         "Access-Control-Request-Headers": "authorization, content-type"})

@@ -115,7 +115,7 @@ def test_an_expired_refresh_url_creates_nothing(live, monkeypatch) -> None:
     refresh, _ = _urls_of(live, _onboarding_link(live, headers))
     before_stripe, before_ours = _stripe_side(live), _ours(live, freelancer_id)
     later = utcnow() + timedelta(hours=1, seconds=1)
-    monkeypatch.setattr("lib.connect_flow.utcnow", lambda: later)
+    monkeypatch.setattr("lib.onboarding_urls.utcnow", lambda: later)
 
     _asked_to_sign_in(live, live["http"].get(refresh))
 

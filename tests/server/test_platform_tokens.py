@@ -142,12 +142,12 @@ def _settings(algorithm: str, **overrides: Any) -> Settings:
     return make_settings(**values)
 
 
-def _client(settings: Settings, session_factory, verifier=None) -> TestClient:  # type: ignore[no-untyped-def]
+def _client(settings: Settings, session_factory, verifier=None) -> TestClient:
     return TestClient(create_app(settings, session_factory=session_factory,
                                  platform_tokens=verifier), follow_redirects=False)
 
 
-def _get(client: TestClient, token: str):  # type: ignore[no-untyped-def]
+def _get(client: TestClient, token: str):
     return client.get(STATUS, headers={"Authorization": f"Bearer {token}"})
 
 
@@ -173,7 +173,7 @@ def _hs512(claims: dict[str, Any]) -> str:
         return jwt.encode(claims, SHARED, algorithm="HS512")
 
 
-def _assert_401(response) -> None:  # type: ignore[no-untyped-def]
+def _assert_401(response) -> None:
     assert response.status_code == 401, response.text
     assert response.json()["success"] is False and response.json()["code"] == "invalid_token"
     assert response.headers["www-authenticate"] == "Bearer"

@@ -32,7 +32,7 @@ def client(session_factory: sessionmaker[Session]) -> Iterator[TestClient]:
         yield test_client
 
 
-def _assert_security_headers(response, *, no_store: bool) -> None:  # type: ignore[no-untyped-def]
+def _assert_security_headers(response, *, no_store: bool) -> None:
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, name
     if no_store:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from lib import webhooks
-from lib.models import WebhookEvent
+from lib.models import WebhookEvent, WebhookStatus
 from lib.stripe_gateway import StripeGateway
 from server.app import create_app
 from tests.factories import TEST_CONNECT_WEBHOOK_SECRET
@@ -51,10 +51,11 @@ def test_a_handler_bug_is_retried_with_backoff_and_processed_once_fixed(
         [claim] = webhooks.claim_due(session_factory, worker_id="w1", policy=POLICY)
         outcome = webhooks.process_claim(session_factory, gateway=gateway, claim=claim,
                                          policy=POLICY)
-        assert (outcome.status, outcome.recorded) == (webhooks.WebhookStatus.FAILED, True)
+        assert (outcome.status, outcome.recorded) == (WebhookStatus.FAILED, True)
         first = _row(session_factory)
         assert first.error == "KeyError: 'a bug in the handler'"
         assert first.lease_token is None and first.attempts == 1
+        assert first.next_attempt_at is not None and first.processing_started_at is not None
         wait = first.next_attempt_at - first.processing_started_at
         assert timedelta(seconds=30) <= wait <= timedelta(seconds=45.5)
 
@@ -69,7 +70,7 @@ def test_a_handler_bug_is_retried_with_backoff_and_processed_once_fixed(
     webhooks.process_claim(session_factory, gateway=gateway, claim=claim, policy=POLICY,
                            now=first.next_attempt_at)
     second = _row(session_factory)
-    assert second.status == "failed"
+    assert second.status == "failed" and second.next_attempt_at is not None
     wait = second.next_attempt_at - first.next_attempt_at
     assert timedelta(seconds=60) <= wait <= timedelta(seconds=90.5)  # doubled
 
@@ -78,7 +79,7 @@ def test_a_handler_bug_is_retried_with_backoff_and_processed_once_fixed(
                                  now=second.next_attempt_at)
     outcome = webhooks.process_claim(session_factory, gateway=gateway, claim=claim,
                                      policy=POLICY, now=second.next_attempt_at)
-    assert outcome.status is webhooks.WebhookStatus.PROCESSED
+    assert outcome.status is WebhookStatus.PROCESSED
     done = _row(session_factory)
     assert (done.status, done.attempts, done.error, done.lease_token) == (
         "processed", 3, None, None)

@@ -25,7 +25,7 @@ def env(world, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("STRIPE_MAX_NETWORK_RETRIES", "0")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AUTH_CONFIG_PATH", str(users))
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr("lib.cli.configure_logging", lambda level: None)
     return tmp_path
 
 
