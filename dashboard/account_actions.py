@@ -17,8 +17,9 @@ from dashboard.context import AppContext
 from dashboard.navigation import PAGES_DIR
 from dashboard.page_helpers import show_error
 from lib.account_queries import AccountDetail
-from lib.connect_flow import create_oauth_link, create_onboarding_link, disconnect
+from lib.connect_flow import create_connect_link, disconnect
 from lib.errors import ConnectOpsError
+from lib.models import ConnectionMethod
 from lib.roles import Action, Operator
 from lib.sync import refresh_account
 
@@ -98,15 +99,10 @@ def _refresh(context: AppContext, operator: Operator, account_id: str) -> None:
 
 def _new_link(context: AppContext, operator: Operator, freelancer_id: int, *,
               oauth: bool) -> None:
-    if oauth:
-        with context.session_factory.begin() as session:
-            link = create_oauth_link(session, gateway=context.gateway,
-                                     settings=context.settings, operator=operator,
-                                     freelancer_id=freelancer_id)
-    else:
-        link = create_onboarding_link(context.session_factory, gateway=context.gateway,
-                                      settings=context.settings, operator=operator,
-                                      freelancer_id=freelancer_id)
+    method = ConnectionMethod.OAUTH if oauth else ConnectionMethod.ACCOUNT_LINK
+    link = create_connect_link(context.session_factory, gateway=context.gateway,
+                               settings=context.settings, operator=operator,
+                               freelancer_id=freelancer_id, method=method)
     st.session_state["accounts_link"] = (freelancer_id, link.url, link.expires_in,
                                          link.method.value)
 

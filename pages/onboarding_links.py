@@ -15,11 +15,12 @@ from dashboard.context import get_context
 from dashboard.page_helpers import plain, require_page, show_error
 from dashboard.tables import show_table
 from lib import labels
-from lib.connect_flow import ConnectLink, create_oauth_link, create_onboarding_link
+from lib.connect_flow import create_connect_link
 from lib.db import utcnow
 from lib.errors import ConnectOpsError, NotFoundError
 from lib.freelancers import create_freelancer, get_freelancer, search_freelancers
 from lib.link_queries import recent_links
+from lib.models import ConnectionMethod
 from lib.roles import Action
 
 operator = require_page(Action.GENERATE_LINK)
@@ -27,6 +28,8 @@ context = get_context()
 state = st.session_state
 ONBOARDING = "Onboarding link: create a new Express account"
 OAUTH = "OAuth link: connect an existing Standard account"
+#: The radio's words, mapped to how the link connects (lib.connect_flow.create_connect_link).
+METHODS = {ONBOARDING: ConnectionMethod.ACCOUNT_LINK, OAUTH: ConnectionMethod.OAUTH}
 #: What became of the link first: the status is why a person opens this table.
 LINK_COLUMNS = ["started_at", "freelancer_name", "status", "method", "failure_reason",
                 "link_expires_at", "freelancer_email", "issued_by", "stripe_account_id"]
@@ -80,16 +83,9 @@ def choose_freelancer() -> int | None:
 
 def generate(freelancer_id: int, method: str) -> None:
     try:
-        link: ConnectLink
-        if method == OAUTH:
-            with context.session_factory.begin() as session:
-                link = create_oauth_link(session, gateway=context.gateway,
-                                         settings=context.settings, operator=operator,
-                                         freelancer_id=freelancer_id)
-        else:
-            link = create_onboarding_link(context.session_factory, gateway=context.gateway,
-                                          settings=context.settings, operator=operator,
-                                          freelancer_id=freelancer_id)
+        link = create_connect_link(context.session_factory, gateway=context.gateway,
+                                   settings=context.settings, operator=operator,
+                                   freelancer_id=freelancer_id, method=METHODS[method])
     except ConnectOpsError as exc:
         show_error(exc)
         return
