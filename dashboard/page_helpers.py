@@ -23,7 +23,7 @@ from dashboard.context import get_context
 from dashboard.tables import humanise
 from lib.errors import ConnectOpsError, PermissionDeniedError
 from lib.exports import frame_to_csv, rows_to_csv
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, Operator, authorize_in
 
 PAGE_SIZE = 50
 
@@ -37,8 +37,7 @@ def require_page(action: Action) -> Operator:
     the refusal).
     """
     try:
-        return authorize(current_operator(), action,
-                         session=get_context().session_factory)
+        return authorize_in(get_context().session_factory, current_operator(), action)
     except PermissionDeniedError as exc:
         st.error(exc.message, icon=":material/block:")
         st.stop()

@@ -68,7 +68,7 @@ from lib.models import (
 )
 from lib.money import Money, MoneyError, format_money
 from lib.outbox import OutboxPolicy, Transports, claim_message, deliver, enqueue
-from lib.roles import Action, Operator, Role, authorize
+from lib.roles import Action, Operator, Role, authorize, authorize_in
 from lib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -610,7 +610,7 @@ def _notify(session: Session, *, key: str, title: str,
     return written
 
 
-def evaluate_rules(session_factory: sessionmaker[Session], *, now: datetime | None = None,
+def evaluate_rules(factory: sessionmaker[Session], *, now: datetime | None = None,
                    in_worker: bool | None = True) -> EvaluationReport:
     """Check every enabled rule (of the worker's kinds, the watchdog's, or all when None).
 
@@ -618,13 +618,13 @@ def evaluate_rules(session_factory: sessionmaker[Session], *, now: datetime | No
     """
     moment = now or utcnow()
     report = EvaluationReport()
-    with session_factory() as session:
+    with factory() as session:
         rule_ids = [r.id for r in session.scalars(select(AlertRule).where(AlertRule.enabled)
                                                   .order_by(AlertRule.id))
                     if r.kind in KINDS and (in_worker is None
                                             or KINDS[r.kind].in_worker == in_worker)]
     for rule_id in rule_ids:
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             rule = session.get(AlertRule, rule_id)
             if rule is None or not rule.enabled:
                 continue
@@ -654,21 +654,21 @@ def _recipients(rule: AlertRule) -> list[str]:
     return [a for a in (rule.email_recipients or "").split(",") if a]
 
 
-def check_now(session_factory: sessionmaker[Session], *, operator: Operator,
+def check_now(factory: sessionmaker[Session], *, operator: Operator,
               now: datetime | None = None) -> EvaluationReport:
     """An admin's "check the rules now" (every rule; messages go out through the outbox)."""
-    authorize(operator, Action.MANAGE_ALERTS, session=session_factory)
-    report = evaluate_rules(session_factory, now=now, in_worker=None)
-    with session_factory.begin() as session:
+    authorize_in(factory, operator, Action.MANAGE_ALERTS)
+    report = evaluate_rules(factory, now=now, in_worker=None)
+    with factory.begin() as session:
         audit.record(session, actor=operator, action="alert_rule.check", result="checked",
                      input={"opened": report.opened, "cleared": report.cleared})
     return report
 
 
-def send_digest(session_factory: sessionmaker[Session], *, now: datetime | None = None) -> int:
+def send_digest(factory: sessionmaker[Session], *, now: datetime | None = None) -> int:
     """One message per recipient (and one chat message) for every pending digest alert."""
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         pending = list(session.execute(
             select(AlertRule, Alert).join(Alert, Alert.rule_id == AlertRule.id)
             .where(AlertRule.digest, Alert.notified_at.is_(None))
@@ -748,17 +748,17 @@ register_job(lambda settings: Job(
     "Send the digest of the alerts of digest rules."))
 
 
-def watchdog_pass(session_factory: sessionmaker[Session], *, settings: Settings,
+def watchdog_pass(factory: sessionmaker[Session], *, settings: Settings,
                   worker_id: str, transports: Transports | None = None,
                   now: datetime | None = None) -> EvaluationReport:
     """Check the watchdog's rules and deliver what they queued, here and now."""
-    report = evaluate_rules(session_factory, now=now, in_worker=False)
+    report = evaluate_rules(factory, now=now, in_worker=False)
     policy = OutboxPolicy.from_settings(settings)
     for message_id in report.messages:
-        claim = claim_message(session_factory, message_id=message_id, worker_id=worker_id,
+        claim = claim_message(factory, message_id=message_id, worker_id=worker_id,
                               policy=policy, now=now)
         if claim is not None:
-            deliver(session_factory, settings=settings, claim=claim, policy=policy,
+            deliver(factory, settings=settings, claim=claim, policy=policy,
                     transports=transports, now=now)
     return report
 
@@ -766,9 +766,9 @@ def watchdog_pass(session_factory: sessionmaker[Session], *, settings: Settings,
 class WorkerWatchdog:
     """A thread of the companion service: checks that a worker is alive (see the module)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], *, settings: Settings,
+    def __init__(self, factory: sessionmaker[Session], *, settings: Settings,
                  worker_id: str) -> None:
-        self.session_factory = session_factory
+        self.session_factory = factory
         self.settings = settings
         self.worker_id = worker_id
         self.stopping = threading.Event()

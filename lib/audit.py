@@ -78,9 +78,9 @@ def record(
     return entry
 
 
-def record_now(session_factory: sessionmaker[Session], **fields: Any) -> None:
+def record_now(factory: sessionmaker[Session], **fields: Any) -> None:
     """Commit an audit entry in its own transaction (survives the caller's rollback)."""
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         record(session, **fields)
 
 
@@ -96,7 +96,7 @@ def refusal_action(action: str) -> str:
 def _holds_sqlite_write_lock(session: Session) -> bool:
     """True when the caller's session may hold SQLite's write lock.
 
-    ``lib.db`` emits BEGIN itself (IMMEDIATE for ``session_factory.begin()``, which takes the
+    ``lib.db`` emits BEGIN itself (IMMEDIATE for ``factory.begin()``, which takes the
     lock at once), so an open transaction on the driver connection may hold the lock: a second
     writer would wait the whole ``busy_timeout`` for a lock released only when the caller ends.
     A deferred transaction that has only read counts too; its entry is merely written later.
@@ -109,29 +109,26 @@ def _holds_sqlite_write_lock(session: Session) -> bool:
     return bool(getattr(driver, "in_transaction", False))
 
 
-def _write_refusal(target: Session | sessionmaker[Session], fields: dict[str, Any]) -> None:
+def _write_refusal(target: Session, fields: dict[str, Any]) -> None:
     """Commit the entry on its own; a failure is logged, never raised over the refusal."""
     try:
-        if isinstance(target, Session):
-            # The engine, never the caller's connection: sharing it would share (and be
-            # rolled back with) the caller's transaction.
-            with Session(bind=target.get_bind().engine) as own, own.begin():
-                record(own, **fields)
-        else:
-            record_now(target, **fields)
+        # The engine, never the caller's connection: sharing it would share (and be rolled
+        # back with) the caller's transaction.
+        with Session(bind=target.get_bind().engine) as own, own.begin():
+            record(own, **fields)
     except SQLAlchemyError:
         logger.exception("could not audit the refusal of %s to %s", fields["actor"],
                          fields["action"])
 
 
 def record_refusal(
-    session: Session | sessionmaker[Session] | None, *, actor: Operator | str, action: str,
+    session: Session | None, *, actor: Operator | str, action: str,
     detail: str, target: str | None = None, input: Mapping[str, Any] | None = None,
     result: str = REFUSED,
 ) -> None:
     """Audit a refused action so that the entry survives the caller's rollback.
 
-    With a factory the entry commits at once. With the caller's session it commits at once in
+    With the caller's session (a function holding a factory opens one) it commits at once in
     a second session on the same engine, unless the caller already writes on SQLite: then it
     commits as soon as the caller's transaction ends (commit, rollback or close), when the lock
     is free. ``None`` (no database at hand) only logs.
@@ -141,7 +138,7 @@ def record_refusal(
     logger.warning("refused: %s", detail)
     if session is None:
         return
-    if isinstance(session, Session) and _holds_sqlite_write_lock(session):
+    if _holds_sqlite_write_lock(session):
         _write_when_ended(session, fields)
         return
     _write_refusal(session, fields)

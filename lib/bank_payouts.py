@@ -204,7 +204,7 @@ def record_payout(
 
 
 def apply_payout_event(
-    session_factory: sessionmaker[Session], _gateway: StripeGateway, event: dict[str, Any],
+    factory: sessionmaker[Session], _gateway: StripeGateway, event: dict[str, Any],
 ) -> str | None:
     """The webhook handler of ``payout.*`` events (registered in ``lib.webhooks.HANDLERS``)."""
     obj = (event.get("data") or {}).get("object") or {}
@@ -217,7 +217,7 @@ def apply_payout_event(
     if str(obj.get("status") or "") not in _RANK:
         return f"ignored: unknown payout status {obj.get('status')!r}"
     created = _moment(event.get("created"))
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         row, changed = record_payout(session, payout=obj, account_id=str(account_id),
                                      event_created=created)
         if row.freelancer_id is None:

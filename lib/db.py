@@ -1,7 +1,7 @@
 """Engine and session factory for SQLite (a laptop, the demo) and PostgreSQL (production).
 
 Data functions in ``lib/`` take a session as a keyword-only argument and never commit; the caller
-frames the transaction with ``with session_factory.begin() as session:``.
+frames the transaction with ``with factory.begin() as session:``.
 
 SQLite transactions are SQLAlchemy's, not pysqlite's. pysqlite's legacy mode emits ``BEGIN`` only
 before INSERT/UPDATE/DELETE: the SELECTs of one transaction were not one snapshot, DDL committed
@@ -12,9 +12,9 @@ on the driver connection, so statement counters and echo see only the applicatio
 
 Which ``BEGIN``: in WAL mode a deferred transaction that has read and then writes fails at once
 with "database is locked" when another connection committed in between (``busy_timeout`` does
-not help for that upgrade). ``session_factory.begin()`` frames the read-then-write transactions
+not help for that upgrade). ``factory.begin()`` frames the read-then-write transactions
 (claim a payout, consume a state), so it begins ``IMMEDIATE``: the write lock is taken up front
-and a second writer waits for it. A plain ``session_factory()`` session never commits (the
+and a second writer waits for it. A plain ``factory()`` session never commits (the
 reads of the pages and the API), so it begins deferred and never blocks a writer; so do
 ``engine.connect()`` and ``engine.begin()`` unless given :func:`write_engine`'s engine.
 

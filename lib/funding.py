@@ -35,7 +35,7 @@ from lib.db import utcnow
 from lib.errors import StripeGatewayError
 from lib.models import BulkPreviewNote, Payout, PayoutStatus
 from lib.money import SUPPORTED_CURRENCIES, Money, format_money
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, Operator, authorize, authorize_in
 from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -283,13 +283,13 @@ def _read_stripe(gateway: StripeGateway, now: datetime) -> tuple[
 
 
 def funding_position(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     now: datetime | None = None,
 ) -> FundingPosition:
     """Every currency with money at Stripe or committed, with its shortfall and release dates."""
-    authorize(operator, Action.VIEW_FUNDING, session=session_factory)
+    authorize_in(factory, operator, Action.VIEW_FUNDING)
     moment = now or utcnow()
-    with session_factory() as session:
+    with factory() as session:
         committed, unknown = _commitments(session, moment)
     available, pending, releases, complete, error, releases_error = _read_stripe(gateway, moment)
     currencies = sorted(set(committed) | set(available or {}) | set(pending or {}))
@@ -309,14 +309,14 @@ def funding_position(
 
 
 def funds_needed(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     now: datetime | None = None,
 ) -> list[Shortfall] | None:
     """For the Overview: the currencies whose committed money exceeds the available balance
     (one balance read, no release dates); None when Stripe could not be read."""
-    authorize(operator, Action.VIEW_OVERVIEW, session=session_factory)
+    authorize_in(factory, operator, Action.VIEW_OVERVIEW)
     moment = now or utcnow()
-    with session_factory() as session:
+    with factory() as session:
         committed, _ = _commitments(session, moment)
     if not committed:
         return []

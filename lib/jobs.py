@@ -136,13 +136,13 @@ def _ensure_row(session: Session, job: Job, now: datetime) -> None:
 
 
 def claim_job(
-    session_factory: sessionmaker[Session], *, job: Job, worker_id: str, lease: timedelta,
+    factory: sessionmaker[Session], *, job: Job, worker_id: str, lease: timedelta,
     now: datetime | None = None,
 ) -> str | None:
     """Take the job's run if it is due and nobody holds it; returns the lease token or None."""
     moment = now or utcnow()
     token = str(uuid.uuid4())
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         _ensure_row(session, job, moment)
         claimed = rowcount(session.execute(
             update(ScheduledJob)
@@ -158,7 +158,7 @@ def claim_job(
 
 
 def finish_job(
-    session_factory: sessionmaker[Session], *, job: Job, token: str, started: datetime,
+    factory: sessionmaker[Session], *, job: Job, token: str, started: datetime,
     status: JobStatus, result: str, now: datetime | None = None,
 ) -> bool:
     """Record a run's outcome and when the job is due next; False if the lease was lost."""
@@ -167,7 +167,7 @@ def finish_job(
         next_run = started + job.interval
     else:
         next_run = moment + min(job.interval, RETRY_FAILED_AFTER)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         done = rowcount(session.execute(
             update(ScheduledJob)
             .where(ScheduledJob.name == job.name, ScheduledJob.lease_token == token)
@@ -180,9 +180,9 @@ def finish_job(
     return bool(done)
 
 
-def release_job(session_factory: sessionmaker[Session], *, job: Job, token: str) -> None:
+def release_job(factory: sessionmaker[Session], *, job: Job, token: str) -> None:
     """Give a claimed run back unstarted (the worker is stopping): due again at once."""
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(ScheduledJob)
             .where(ScheduledJob.name == job.name, ScheduledJob.lease_token == token)
@@ -190,13 +190,13 @@ def release_job(session_factory: sessionmaker[Session], *, job: Job, token: str)
             .execution_options(synchronize_session=False))
 
 
-def renew_job_leases(session_factory: sessionmaker[Session], *, tokens: list[str],
+def renew_job_leases(factory: sessionmaker[Session], *, tokens: list[str],
                      lease: timedelta, now: datetime | None = None) -> None:
     """Extend the leases of the runs this worker is in the middle of."""
     if not tokens:
         return
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(ScheduledJob).where(ScheduledJob.lease_token.in_(tokens))
             .values(lease_expires_at=moment + lease)

@@ -164,12 +164,12 @@ def _take(session: Session, ids: list[int], worker_id: str, moment: datetime,
 
 
 def claim_due(
-    session_factory: sessionmaker[Session], *, worker_id: str, policy: OutboxPolicy,
+    factory: sessionmaker[Session], *, worker_id: str, policy: OutboxPolicy,
     limit: int = 1, now: datetime | None = None,
 ) -> list[MessageClaim]:
     """Claim up to ``limit`` due messages: expired leases first, then the longest waiting."""
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         # A lease that expired: its worker died mid-send. That attempt is spent; the message
         # is sent again (same Message-ID) unless it used every attempt that way.
         expired = list(session.execute(
@@ -204,12 +204,12 @@ def claim_due(
 
 
 def claim_message(
-    session_factory: sessionmaker[Session], *, message_id: int, worker_id: str,
+    factory: sessionmaker[Session], *, message_id: int, worker_id: str,
     policy: OutboxPolicy, now: datetime | None = None,
 ) -> MessageClaim | None:
     """Claim one message now if it waits (the watchdog's own alert); None otherwise."""
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         due = session.scalar(
             select(OutboxMessage.id)
             .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(WAITING))
@@ -218,13 +218,13 @@ def claim_message(
     return claims[0] if claims else None
 
 
-def renew_leases(session_factory: sessionmaker[Session], *, tokens: list[str],
+def renew_leases(factory: sessionmaker[Session], *, tokens: list[str],
                  lease: timedelta, now: datetime | None = None) -> None:
     """Extend the leases of the messages this worker is sending (its heartbeat)."""
     if not tokens:
         return
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.lease_token.in_(tokens),
@@ -233,10 +233,10 @@ def renew_leases(session_factory: sessionmaker[Session], *, tokens: list[str],
             .execution_options(synchronize_session=False))
 
 
-def _still_held(session_factory: sessionmaker[Session], claim: MessageClaim, now: datetime,
+def _still_held(factory: sessionmaker[Session], claim: MessageClaim, now: datetime,
                 lease: timedelta) -> bool:
     """True (and the lease renewed) while this claim's lease is live."""
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         result = session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == claim.id, OutboxMessage.lease_token == claim.token,
@@ -247,10 +247,10 @@ def _still_held(session_factory: sessionmaker[Session], claim: MessageClaim, now
     return bool(rowcount(result))
 
 
-def _settle(session_factory: sessionmaker[Session], claim: MessageClaim,
+def _settle(factory: sessionmaker[Session], claim: MessageClaim,
             values: dict[str, Any]) -> bool:
     """Write the attempt's outcome if this claim still holds the message."""
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         result = session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == claim.id, OutboxMessage.lease_token == claim.token,
@@ -285,21 +285,21 @@ class Delivery:
     error: str | None = None
 
 
-def _email_of(session_factory: sessionmaker[Session], settings: Settings, claim: MessageClaim,
+def _email_of(factory: sessionmaker[Session], settings: Settings, claim: MessageClaim,
               now: datetime) -> Email:
     message_id = messaging.message_id_for(claim.dedupe_key, settings.smtp_sender)
     if claim.kind == MessageKind.OUTREACH.value:
         # Imported here: lib.outreach writes to the outbox, the outbox finishes its emails.
         from lib.outreach import finish_outreach_email
 
-        return finish_outreach_email(session_factory, settings=settings, claim=claim,
+        return finish_outreach_email(factory, settings=settings, claim=claim,
                                      message_id=message_id, now=now)
     return Email(to=claim.recipient, subject=claim.subject, text=claim.body_text,
                  html=claim.body_html, message_id=message_id)
 
 
 def deliver(
-    session_factory: sessionmaker[Session], *, settings: Settings, claim: MessageClaim,
+    factory: sessionmaker[Session], *, settings: Settings, claim: MessageClaim,
     policy: OutboxPolicy, transports: Transports | None = None,
     rng: random.Random | None = None, now: datetime | None = None,
 ) -> Delivery:
@@ -311,7 +311,7 @@ def deliver(
     """
     ways = transports or Transports()
     moment = now or utcnow()
-    if not _still_held(session_factory, claim, moment, policy.lease):
+    if not _still_held(factory, claim, moment, policy.lease):
         logger.warning("outbox message %s: attempt %d lost its lease before sending; not sent",
                        claim.id, claim.attempt)
         return Delivery(claim.id, MessageStatus.SENDING, False, "lease lost before sending")
@@ -320,7 +320,7 @@ def deliver(
         if claim.channel == MessageChannel.CHAT.value:
             ways.chat(settings, claim.payload)
         else:
-            ways.email(settings, _email_of(session_factory, settings, claim, moment))
+            ways.email(settings, _email_of(factory, settings, claim, moment))
     except DeliveryError as exc:
         error, permanent = describe_error(exc), exc.permanent
     except Exception as exc:
@@ -330,7 +330,7 @@ def deliver(
         error = describe_error(exc)
         logger.exception("outbox message %s: unexpected error while sending", claim.id)
     else:
-        recorded = _settle(session_factory, claim, {
+        recorded = _settle(factory, claim, {
             "status": MessageStatus.SENT.value, "sent_at": utcnow(), "last_error": None})
         logger.info("outbox message %s (%s, %s) sent on attempt %d", claim.id, claim.kind,
                     claim.channel, claim.attempt)
@@ -341,7 +341,7 @@ def deliver(
     else:
         status = MessageStatus.FAILED
         values = {"next_attempt_at": moment + policy.backoff(claim.attempt, rng)}
-    recorded = _settle(session_factory, claim, {"status": status.value, "last_error": error,
+    recorded = _settle(factory, claim, {"status": status.value, "last_error": error,
                                                 **values})
     logger.warning("outbox message %s attempt %d failed (%s): %s", claim.id, claim.attempt,
                    status.value, error)

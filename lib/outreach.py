@@ -58,7 +58,7 @@ from lib.models import (
 )
 from lib.outbox import MessageClaim, enqueue
 from lib.page_access import page_access_generation, payment_settings_link
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, Operator, authorize, authorize_in
 from lib.settings import Settings
 from lib.tokens import TokenError
 
@@ -318,7 +318,7 @@ def _batch(session: Session, *, token: str, operator: Operator, requested: int,
 
 
 def send_outreach(
-    session_factory: sessionmaker[Session], *, operator: Operator, token: str,
+    factory: sessionmaker[Session], *, operator: Operator, token: str,
     freelancer_ids: Iterable[int], chunk: int = CHUNK,
     progress: Callable[[int, int], None] | None = None, now: datetime | None = None,
 ) -> OutreachResult:
@@ -328,12 +328,12 @@ def send_outreach(
     freelancers not yet recorded for this batch are added. ``progress(done, total)`` is called
     after each committed chunk.
     """
-    authorize(operator, Action.SEND_OUTREACH, session=session_factory)
+    authorize_in(factory, operator, Action.SEND_OUTREACH)
     if not token or len(token) > 64:
         raise ValidationError("This confirmation has no valid batch token: preview again.")
     ids = _check_ids(freelancer_ids)
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         batch_id, created = _batch(session, token=token, operator=operator, requested=len(ids),
                                    now=moment)
         if created:
@@ -343,7 +343,7 @@ def send_outreach(
     skipped: list[tuple[int, str]] = []
     for start in range(0, len(ids), max(chunk, 1)):
         part = ids[start:start + max(chunk, 1)]
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             done = set(session.scalars(select(OutreachContact.freelancer_id).where(
                 OutreachContact.batch_id == batch_id, OutreachContact.freelancer_id.in_(part))))
             for candidate in _candidates(session, [i for i in part if i not in done]):
@@ -391,7 +391,7 @@ def _record(session: Session, *, batch_id: int, candidate: Candidate, operator: 
 
 
 def finish_outreach_email(
-    session_factory: sessionmaker[Session], *, settings: Settings, claim: MessageClaim,
+    factory: sessionmaker[Session], *, settings: Settings, claim: MessageClaim,
     message_id: str, now: datetime | None = None,
 ) -> Email:
     """Make this attempt's single-use link, record it on the contact, and return the email."""
@@ -399,7 +399,7 @@ def finish_outreach_email(
     contact_id = int(claim.payload.get("outreach_contact_id") or 0)
     lifetime = timedelta(hours=settings.outreach_link_hours)
     link_id = str(uuid.uuid4())
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         contact = session.get(OutreachContact, contact_id)
         if contact is None:
             raise DeliveryError(f"Outreach record {contact_id} is gone.", permanent=True)
@@ -447,11 +447,11 @@ def _refusal(session: Session, *, link_id: str, freelancer_id: int) -> str:
     return "unknown" if row is None else "used" if row[0] is not None else "expired"
 
 
-def check_link(session_factory: sessionmaker[Session], *, link_id: str, freelancer_id: int,
+def check_link(factory: sessionmaker[Session], *, link_id: str, freelancer_id: int,
                now: datetime | None = None) -> None:
     """Whether the link could still be spent (it is not spent here); OutreachLinkError if not."""
     moment = now or utcnow()
-    with session_factory() as session:
+    with factory() as session:
         usable = session.scalar(
             select(OutreachContact.id)
             .where(OutreachContact.link_id == link_id,
@@ -463,11 +463,11 @@ def check_link(session_factory: sessionmaker[Session], *, link_id: str, freelanc
                                                        freelancer_id=freelancer_id)])
 
 
-def spend_link(session_factory: sessionmaker[Session], *, link_id: str, freelancer_id: int,
+def spend_link(factory: sessionmaker[Session], *, link_id: str, freelancer_id: int,
                now: datetime | None = None) -> None:
     """Spend an outreach link once (committed at once), or raise :class:`OutreachLinkError`."""
     moment = now or utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         spent = rowcount(session.execute(
             update(OutreachContact)
             .where(OutreachContact.link_id == link_id,

@@ -45,7 +45,7 @@ class StoredReport:
 
 
 def run_scheduled_reconciliation(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     now: datetime | None = None, lookback: timedelta = LOOKBACK,
 ) -> StoredReport:
     """Reconcile ``[now - lookback, now)`` and store the report (or the failure)."""
@@ -54,9 +54,9 @@ def run_scheduled_reconciliation(
     try:
         # Reconciliation reads Stripe with no transaction open and commits its own settlements;
         # only the report is written here, in one short transaction.
-        report = reconcile(session_factory, gateway=gateway, operator=operator, since=since)
+        report = reconcile(factory, gateway=gateway, operator=operator, since=since)
         rows = report.rows()
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             run = ReconciliationRun(
                 started_at=started, finished_at=utcnow(), period_start=since,
                 period_end=report.until, triggered_by=operator.username,
@@ -68,7 +68,7 @@ def run_scheduled_reconciliation(
             session.flush()
             return _stored(run)
     except ConnectOpsError as exc:
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             session.add(ReconciliationRun(
                 started_at=started, finished_at=utcnow(), period_start=since,
                 period_end=started, triggered_by=operator.username,

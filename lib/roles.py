@@ -11,17 +11,10 @@ from __future__ import annotations
 import enum
 import unicodedata
 from dataclasses import dataclass
-from typing import TypeAlias
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.errors import PermissionDeniedError
-
-#: Where a refusal is audited: the caller's ``Session`` (docs/CONVENTIONS.md). A session
-#: factory is still accepted from callers that hold only one (lib.sync, lib.outreach,
-#: lib.funding, lib.alerts, lib.payouts.bulk/decisions/reconciliation/reversal and the
-#: dashboard's role gate); once they pass ``factory()``'s session this becomes ``Session``.
-AuditSession: TypeAlias = Session | sessionmaker[Session]
 
 
 class Role(enum.StrEnum):
@@ -145,7 +138,7 @@ class AuditedRefusal(PermissionDeniedError):
 
 def refuse(
     operator: Operator | None, action: Action, message: str, *,
-    session: AuditSession | None, target: str | None = None,
+    session: Session | None, target: str | None = None,
 ) -> PermissionDeniedError:
     """Audit a refusal of ``action`` and return the error for the caller to raise.
 
@@ -167,7 +160,7 @@ def refuse(
 
 def authorize_on_freelancer(
     operator: Operator | None, action: Action, *, freelancer_id: int,
-    session: AuditSession | None,
+    session: Session | None,
 ) -> bool:
     """Authorize ``action`` on ``freelancer_id``'s connection; True when the operator is that
     freelancer.
@@ -188,7 +181,7 @@ def authorize_on_freelancer(
 
 
 def authorize(
-    operator: Operator | None, action: Action, *, session: AuditSession | None,
+    operator: Operator | None, action: Action, *, session: Session | None,
     target: str | None = None,
 ) -> Operator:
     """Return the operator if allowed, else audit the refusal and raise ``PermissionDeniedError``.
@@ -207,3 +200,16 @@ def authorize(
                      f"{operator.username} ({operator.role_label}) may not {words}.",
                      session=session, target=target)
     return operator
+
+
+def authorize_in(
+    factory: sessionmaker[Session], operator: Operator | None, action: Action, *,
+    target: str | None = None,
+) -> Operator:
+    """:func:`authorize` for a function that holds a session factory, not a session.
+
+    The session is opened only to audit a refusal (a SQLAlchemy session connects on first use,
+    so an allowed action costs no round trip).
+    """
+    with factory() as session:
+        return authorize(operator, action, session=session, target=target)

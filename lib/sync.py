@@ -40,7 +40,7 @@ from lib.cli import CommandContext, run_command
 from lib.connection_attempts import abandon_stale_attempts
 from lib.db import utcnow
 from lib.errors import StripeRateLimitError
-from lib.roles import Action, Operator, Role, authorize
+from lib.roles import Action, Operator, Role, authorize_in
 from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def _fetch(gateway: StripeGateway, cursor: str | None, page_size: int) -> _Page:
 
 
 def sync_all_accounts(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     progress: ProgressCallback | None = None, page_size: int = 100, max_backoff: float = 30.0,
     max_attempts: int = MAX_ATTEMPTS, sleep: Callable[[float], None] = jittered_sleep,
 ) -> SyncReport:
@@ -103,7 +103,7 @@ def sync_all_accounts(
     ``sleep`` gets each backoff (1 s, 2 s, 4 s … up to ``max_backoff``, or ``Retry-After`` when
     longer); the default adds jitter.
     """
-    authorize(operator, Action.SYNC_ACCOUNTS, session=session_factory)
+    authorize_in(factory, operator, Action.SYNC_ACCOUNTS)
     started = time.monotonic()
     synced = stale = pages = limited = 0
     cursor: str | None = None
@@ -130,7 +130,7 @@ def sync_all_accounts(
                     if attempt >= max_attempts or should_retry is False:
                         error = _gave_up(exc, report(), cursor, attempt, should_retry)
                         audit.record_now(
-                            session_factory, actor=operator, action="sync.all_accounts",
+                            factory, actor=operator, action="sync.all_accounts",
                             result=f"failed:{error.code}", detail=error.message,
                             input={"synced": synced, "skipped_stale": stale, "pages": pages,
                                    "resume_after": cursor, "attempts": attempt},
@@ -149,7 +149,7 @@ def sync_all_accounts(
             more = page.has_more and bool(page.accounts)
             next_cursor = str(page.accounts[-1]["id"]) if more else None
             pending = fetch(next_cursor) if more else None
-            with session_factory.begin() as session:
+            with factory.begin() as session:
                 written = upsert_accounts(session, accounts=page.accounts,
                                           fetched_at=page.fetched_at)
             synced += written
@@ -158,7 +158,7 @@ def sync_all_accounts(
             if progress is not None:
                 progress(synced + stale, more)
     final = report()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         audit.record(session, actor=operator, action="sync.all_accounts", result="ok",
                      input={"synced": synced, "skipped_stale": stale, "pages": pages})
     return final
@@ -181,14 +181,14 @@ def _gave_up(exc: StripeRateLimitError, report: SyncReport, cursor: str | None, 
 
 
 def refresh_account(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     account_id: str,
 ) -> bool:
     """Re-read one account from Stripe into the mirror."""
-    authorize(operator, Action.REFRESH_ACCOUNT, session=session_factory)
+    authorize_in(factory, operator, Action.REFRESH_ACCOUNT)
     fetched_at = utcnow()
     result = gateway.retrieve_account(account_id)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         written = upsert_account(session, account=result.data, fetched_at=fetched_at)
         audit.record(session, actor=operator, action="sync.refresh_account", result="ok",
                      target=account_id, stripe_request_id=result.request_id)

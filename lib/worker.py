@@ -94,12 +94,12 @@ class Worker:
     """One worker process's loops. ``run()`` blocks until :meth:`stop` is called."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], *, gateway: StripeGateway,
+        self, factory: sessionmaker[Session], *, gateway: StripeGateway,
         settings: Settings, jobs: list[scheduled.Job] | None = None, events: bool = True,
         worker_id: str | None = None, rng: random.Random | None = None,
         outbox_delivery: bool = True, transports: outbox.Transports | None = None,
     ) -> None:
-        self.session_factory = session_factory
+        self.session_factory = factory
         self.gateway = gateway
         self.settings = settings
         self.jobs = scheduled.default_jobs(settings) if jobs is None else jobs

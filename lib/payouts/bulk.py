@@ -55,7 +55,7 @@ from lib.payouts.duplicates import find_payout_duplicate
 from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import parse_money, request_payout
 from lib.payouts.preflight import PreflightResult, account_checks, available_in
-from lib.roles import Action, AuditedRefusal, Operator, authorize
+from lib.roles import Action, AuditedRefusal, Operator, authorize, authorize_in
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 
@@ -446,7 +446,7 @@ def preview_bulk(
 
 
 def confirm_bulk(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     csv_bytes: bytes, settings: Settings, acknowledge_matches: bool = False,
 ) -> BulkResult:
     """Create and send a payout for every good row, once, however often this is called.
@@ -455,9 +455,9 @@ def confirm_bulk(
     the whole file unless ``acknowledge_matches`` says the operator checked them.
     """
     try:
-        authorize(operator, Action.REQUEST_PAYOUT, session=session_factory)
+        authorize_in(factory, operator, Action.REQUEST_PAYOUT)
         fingerprint = fingerprint_of(csv_bytes)
-        with session_factory() as session:
+        with factory() as session:
             rows = _build_rows(session, csv_bytes, settings)
             _mark_ledger_matches(session, rows, settings)
         matches = [r for r in rows if r.ok and r.matches_payout_id is not None]
@@ -479,23 +479,23 @@ def confirm_bulk(
             raise ConflictError(f"Not enough available balance for this file: {detail}.")
     except ConnectOpsError as exc:
         if not isinstance(exc, AuditedRefusal):  # authorize already wrote that one
-            audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",
+            audit.record_now(factory, actor=operator, action="payout.bulk_confirm",
                              result=f"refused:{exc.code}", detail=exc.message,
                              input={"bytes": len(csv_bytes) if isinstance(csv_bytes, bytes)
                                     else 0})
         raise
 
-    audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",
+    audit.record_now(factory, actor=operator, action="payout.bulk_confirm",
                      result="started", target=f"bulk:{fingerprint[:16]}",
                      input={"fingerprint": fingerprint, "rows": len(rows),
                             "good": sum(1 for r in rows if r.ok), "to_pay": len(to_pay),
                             "already_in_ledger": sum(1 for r in rows if r.existing_payout_id),
                             "acknowledged_matches": [r.matches_payout_id for r in matches]})
-    results = [_pay_row(session_factory, gateway=gateway, operator=operator, settings=settings,
+    results = [_pay_row(factory, gateway=gateway, operator=operator, settings=settings,
                         row=row, fingerprint=fingerprint) for row in rows if row.ok]
     result = BulkResult(fingerprint=fingerprint, results=results,
                         skipped=[r for r in rows if not r.ok])
-    audit.record_now(session_factory, actor=operator, action="payout.bulk_confirm",
+    audit.record_now(factory, actor=operator, action="payout.bulk_confirm",
                      result="finished", target=f"bulk:{fingerprint[:16]}",
                      input={status.value: result.count(status.value) for status in PayoutStatus})
     logger.info("bulk %s: %d rows, %d paid, %d skipped", fingerprint[:12], len(results),
@@ -504,12 +504,12 @@ def confirm_bulk(
 
 
 def _pay_row(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     settings: Settings, row: BulkRow, fingerprint: str,
 ) -> BulkRowResult:
     assert row.money is not None and row.freelancer_id is not None and row.row_key is not None
     try:
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             # The ledger match was shown in the preview and acknowledged at confirm; the content
             # key (unique) is what keeps this row from ever making a second payout.
             payout = request_payout(
@@ -522,7 +522,7 @@ def _pay_row(
             payout_id, status = payout.id, PayoutStatus(payout.status)
         if status in (PayoutStatus.PENDING, PayoutStatus.UNKNOWN, PayoutStatus.SUBMITTED):
             # The file's total was checked against the balance; Stripe refuses a short row.
-            payout = execute_payout(session_factory, gateway=gateway, payout_id=payout_id,
+            payout = execute_payout(factory, gateway=gateway, payout_id=payout_id,
                                     operator=operator, recheck_balance=False)
         return BulkRowResult(row.row_number, payout.id, payout.status, payout.error_message or "")
     except ConnectOpsError as exc:

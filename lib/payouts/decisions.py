@@ -49,7 +49,7 @@ from lib.models import (
 )
 from lib.payouts.execution import IDEMPOTENCY_WINDOW, STALE_SUBMITTED_AFTER, is_saved_server_error
 from lib.payouts.reversal import get_reversal, settle_reversal
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, Operator, authorize, authorize_in
 from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -170,11 +170,11 @@ def _retrieve_transfer(gateway: StripeGateway, transfer_id: str) -> dict[str, An
 
 
 def _check_with_stripe(
-    session_factory: sessionmaker[Session], gateway: StripeGateway, *, subject: str,
+    factory: sessionmaker[Session], gateway: StripeGateway, *, subject: str,
     subject_id: int, outcome: DecisionOutcome, stripe_object_id: str | None,
 ) -> None:
     """Refuse a decision Stripe contradicts (called with no transaction open)."""
-    with session_factory() as session:
+    with factory() as session:
         if subject == PAYOUT:
             payout = session.get(Payout, subject_id)
             if payout is None:
@@ -226,12 +226,12 @@ def _check_with_stripe(
 
 
 def propose_decision(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     subject: str, subject_id: int, outcome: DecisionOutcome | str,
     stripe_object_id: str | None, reason: str,
 ) -> SettlementDecision:
     """Propose how a row no retry may settle ended; a second operator must confirm it."""
-    authorize(operator, Action.DECIDE_SETTLEMENT, session=session_factory,
+    authorize_in(factory, operator, Action.DECIDE_SETTLEMENT,
               target=f"{subject}:{subject_id}")
     if subject not in (PAYOUT, REVERSAL):
         raise ValidationError("A decision is about a payout or a reversal.")
@@ -248,11 +248,11 @@ def propose_decision(
         raise ValidationError(f"Name the Stripe object ({prefix}…) that settled it.")
     if kind == DecisionOutcome.NOT_PAID:
         object_id = None
-    _check_needs_person(session_factory, subject=subject, subject_id=subject_id)
-    _check_with_stripe(session_factory, gateway, subject=subject, subject_id=subject_id,
+    _check_needs_person(factory, subject=subject, subject_id=subject_id)
+    _check_with_stripe(factory, gateway, subject=subject, subject_id=subject_id,
                        outcome=kind, stripe_object_id=object_id)
     try:
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             payout_id = subject_id if subject == PAYOUT else get_reversal(
                 session, reversal_id=subject_id).payout_id
             decision = SettlementDecision(
@@ -271,10 +271,10 @@ def propose_decision(
     return decision
 
 
-def _check_needs_person(session_factory: sessionmaker[Session], *, subject: str,
+def _check_needs_person(factory: sessionmaker[Session], *, subject: str,
                         subject_id: int) -> None:
     now = utcnow()
-    with session_factory() as session:
+    with factory() as session:
         row: Payout | PayoutReversal | None = (
             session.get(Payout, subject_id) if subject == PAYOUT
             else session.get(PayoutReversal, subject_id))
@@ -293,13 +293,13 @@ def _check_needs_person(session_factory: sessionmaker[Session], *, subject: str,
 
 
 def confirm_decision(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     decision_id: int,
 ) -> SettlementDecision:
     """A second operator confirms a proposal; only now the ledger changes."""
-    authorize(operator, Action.DECIDE_SETTLEMENT, session=session_factory,
+    authorize_in(factory, operator, Action.DECIDE_SETTLEMENT,
               target=f"decision:{decision_id}")
-    with session_factory() as session:
+    with factory() as session:
         decision = session.get(SettlementDecision, decision_id)
         if decision is None:
             raise NotFoundError(f"Decision {decision_id} does not exist.")
@@ -309,11 +309,11 @@ def confirm_decision(
         raise PermissionDeniedError(f"{operator.username} proposed decision {decision_id}: a "
                                     "second operator must confirm it.")
     outcome = DecisionOutcome(decision.outcome)
-    _check_with_stripe(session_factory, gateway, subject=decision.subject,
+    _check_with_stripe(factory, gateway, subject=decision.subject,
                        subject_id=decision.subject_id, outcome=outcome,
                        stripe_object_id=decision.stripe_object_id)
     now = utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         claimed = rowcount(session.execute(
             update(SettlementDecision).where(SettlementDecision.id == decision_id,
                                              SettlementDecision.status == DecisionStatus.OPEN)

@@ -102,9 +102,7 @@ class PreflightFailedError(ConflictError):
         self.result = result
 
 
-def authorize_execution(
-    operator: Operator, *, session: sessionmaker[Session] | None
-) -> Operator:
+def authorize_execution(operator: Operator, *, session: Session | None) -> Operator:
     """Requesters (admin) and approvers (finance) may send a ready payout."""
     if operator is not None and (
         operator.can(Action.REQUEST_PAYOUT) or operator.can(Action.APPROVE_PAYOUT)
@@ -134,7 +132,7 @@ def is_stale(payout: Payout, *, now: datetime, stale_after: timedelta) -> bool:
 
 
 def execute_payout(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, payout_id: int,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, payout_id: int,
     operator: Operator, recheck_balance: bool = True,
     stale_after: timedelta = STALE_SUBMITTED_AFTER,
 ) -> Payout:
@@ -143,12 +141,12 @@ def execute_payout(
         # No session: the refusal is audited just below, as payout.execute with its target.
         authorize_execution(operator, session=None)
     except PermissionDeniedError as exc:
-        audit.record_now(session_factory, actor=operator, action="payout.execute",
+        audit.record_now(factory, actor=operator, action="payout.execute",
                          result=f"refused:{exc.code}", target=f"payout:{payout_id}",
                          detail=exc.message)
         raise
     now = utcnow()
-    with session_factory() as session:
+    with factory() as session:
         payout = get_payout(session, payout_id=payout_id)
         observed = PayoutStatus(payout.status)
         if observed in TERMINAL:
@@ -180,26 +178,26 @@ def execute_payout(
         last_updated = payout.updated_at
 
     if result is not None and not result.ok:
-        _record_preflight_failure(session_factory, payout_id=payout_id, operator=operator,
+        _record_preflight_failure(factory, payout_id=payout_id, operator=operator,
                                   result=result)
         raise PreflightFailedError(
             f"Payout {payout_id} was not sent: {result.summary()}", result=result
         )
 
-    claimed = _claim(session_factory, payout_id=payout_id, observed=observed,
+    claimed = _claim(factory, payout_id=payout_id, observed=observed,
                      last_updated=last_updated, operator=operator)
     if claimed is None:
-        with session_factory() as session:
+        with factory() as session:
             return get_payout(session, payout_id=payout_id)
-    return _send(session_factory, gateway=gateway, payout=claimed, operator=operator,
+    return _send(factory, gateway=gateway, payout=claimed, operator=operator,
                  retry=observed != PayoutStatus.PENDING)
 
 
 def _record_preflight_failure(
-    session_factory: sessionmaker[Session], *, payout_id: int, operator: Operator,
+    factory: sessionmaker[Session], *, payout_id: int, operator: Operator,
     result: PreflightResult,
 ) -> None:
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(Payout).where(Payout.id == payout_id, Payout.status == PayoutStatus.PENDING)
             .values(error_code="preflight_failed", error_message=result.summary()[:2000])
@@ -211,7 +209,7 @@ def _record_preflight_failure(
 
 
 def _claim(
-    session_factory: sessionmaker[Session], *, payout_id: int, observed: PayoutStatus,
+    factory: sessionmaker[Session], *, payout_id: int, observed: PayoutStatus,
     last_updated: datetime, operator: Operator,
 ) -> Payout | None:
     """Move the row to ``submitted`` if it is still as we read it; None when another won."""
@@ -220,7 +218,7 @@ def _claim(
         condition = and_(Payout.status == observed.value, Payout.updated_at == last_updated)
     else:
         condition = Payout.status == observed.value
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         result = session.execute(
             update(Payout).where(Payout.id == payout_id, condition)
             .values(status=PayoutStatus.SUBMITTED.value,
@@ -241,7 +239,7 @@ def _claim(
 
 
 def _send(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, payout: Payout,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, payout: Payout,
     operator: Operator, retry: bool,
 ) -> Payout:
     assert payout.stripe_account_id is not None
@@ -253,9 +251,9 @@ def _send(
             transfer_group=transfer_group(payout),
         )
     except StripeAccountAccessError as exc:
-        row = _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+        row = _record_error(factory, payout=payout, operator=operator, exc=exc,
                             status=PayoutStatus.FAILED)
-        _record_revocation(session_factory, gateway=gateway, account_id=payout.stripe_account_id,
+        _record_revocation(factory, gateway=gateway, account_id=payout.stripe_account_id,
                            operator=operator)
         return row
     except StripeAuthenticationError as exc:
@@ -264,28 +262,28 @@ def _send(
         # ever submitted never goes back to ``pending``: there it could be rejected while Stripe
         # paid it, or be sent again after Stripe forgot its key. It stays ``unknown`` until a
         # retry with the same key (once the key is fixed) or reconciliation settles it.
-        return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+        return _record_error(factory, payout=payout, operator=operator, exc=exc,
                              status=PayoutStatus.UNKNOWN)
     except StripeRequestError as exc:
         definitive = exc.http_status != 409 and exc.stripe_code not in RETRYABLE_CODES
         status = PayoutStatus.FAILED if definitive else PayoutStatus.UNKNOWN
-        return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+        return _record_error(factory, payout=payout, operator=operator, exc=exc,
                              status=status)
     except StripeGatewayError as exc:
         # Connection, 5xx, 429, idempotency mismatch: the transfer may or may not exist.
-        return _record_error(session_factory, payout=payout, operator=operator, exc=exc,
+        return _record_error(factory, payout=payout, operator=operator, exc=exc,
                              status=PayoutStatus.UNKNOWN)
-    return record_paid(session_factory, payout_id=payout.id, transfer=transfer, actor=operator,
+    return record_paid(factory, payout_id=payout.id, transfer=transfer, actor=operator,
                        action="payout.paid" if not retry else "payout.paid_on_retry")
 
 
 def _record_revocation(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, account_id: str,
     operator: Operator,
 ) -> None:
     """Confirm and record that the destination's connection is gone (the row is already failed)."""
     try:
-        record_revoked_connection(session_factory, gateway=gateway, account_id=account_id,
+        record_revoked_connection(factory, gateway=gateway, account_id=account_id,
                                   actor=operator, source="payout")
     except StripeGatewayError as exc:
         # The payout's outcome is recorded; the connection is confirmed by the next read.
@@ -293,12 +291,12 @@ def _record_revocation(
 
 
 def record_paid(
-    session_factory: sessionmaker[Session], *, payout_id: int, transfer: StripeResult,
+    factory: sessionmaker[Session], *, payout_id: int, transfer: StripeResult,
     actor: Operator | str, action: str,
 ) -> Payout:
     """Mark a row ``paid`` by ``transfer`` (from submitted or unknown; success is the truth)."""
     now = utcnow()
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(Payout).where(
                 Payout.id == payout_id,
@@ -341,12 +339,12 @@ def error_values(exc: StripeGatewayError, *, status: str, failed: bool, now: dat
 
 
 def _record_error(
-    session_factory: sessionmaker[Session], *, payout: Payout, operator: Operator,
+    factory: sessionmaker[Session], *, payout: Payout, operator: Operator,
     exc: StripeGatewayError, status: PayoutStatus,
 ) -> Payout:
     now = utcnow()
     values = error_values(exc, status=status.value, failed=status == PayoutStatus.FAILED, now=now)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.execute(
             update(Payout).where(Payout.id == payout.id, Payout.status == PayoutStatus.SUBMITTED)
             .values(**values).execution_options(synchronize_session=False)
@@ -365,13 +363,14 @@ def _record_error(
 
 
 def retry_unsettled(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     stale_after: timedelta = STALE_SUBMITTED_AFTER, limit: int = 100,
 ) -> list[Payout]:
     """Retry every ``unknown`` and stale ``submitted`` row with its own key (a sweeper)."""
-    authorize_execution(operator, session=session_factory)
+    with factory() as session:
+        authorize_execution(operator, session=session)
     cutoff = utcnow() - stale_after
-    with session_factory() as session:
+    with factory() as session:
         # Rows past the key window and rows Stripe answers with a saved 500 are not retried:
         # only reconciliation or a person's decision settles them.
         ids = list(session.scalars(
@@ -386,7 +385,7 @@ def retry_unsettled(
     results = []
     for payout_id in ids:
         try:
-            results.append(execute_payout(session_factory, gateway=gateway, payout_id=payout_id,
+            results.append(execute_payout(factory, gateway=gateway, payout_id=payout_id,
                                           operator=operator, stale_after=stale_after))
         except ConnectOpsError as exc:
             logger.warning("payout %s not retried: %s", payout_id, exc)

@@ -64,7 +64,7 @@ from lib.payouts.execution import (
     is_saved_server_error,
 )
 from lib.payouts.reversal import reversed_amounts, settle_reversal
-from lib.roles import Action, Operator, authorize
+from lib.roles import Action, Operator, authorize_in
 from lib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class _Run:
 
 
 def reconcile(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     since: datetime, until: datetime | None = None,
     stale_after: timedelta = STALE_SUBMITTED_AFTER,
 ) -> ReconciliationReport:
@@ -313,7 +313,7 @@ def reconcile(
     Commits its settlements (and their audit entries) itself, in one short transaction after
     every Stripe read; nothing is held open while Stripe is called.
     """
-    authorize(operator, Action.RECONCILE, session=session_factory)
+    authorize_in(factory, operator, Action.RECONCILE)
     now = utcnow()
     end = until or now
     if end <= since:
@@ -322,7 +322,7 @@ def reconcile(
     # or a transfer made in the current second would fall outside it.
     transfers = list(gateway.iter_transfers(
         created_gte=_ts(since), created_lt=_ts(until) if until is not None else None))
-    with session_factory() as session:
+    with factory() as session:
         ledger = _read_ledger(session, since=since, until=end, transfers=transfers)
     run = _Run(gateway=gateway, now=now, stale_after=stale_after,
                report=ReconciliationReport(since=since, until=end,
@@ -339,7 +339,7 @@ def reconcile(
         _check_reversal(run, reversal, ledger.payouts_of_reversals[reversal.payout_id])
 
     if run.settle or run.settle_reversals:
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             for payout, transfer in run.settle:
                 run.add(_settle(session, operator=operator, payout=payout, transfer=transfer))
             for reversal, stripe_reversal in run.settle_reversals:

@@ -65,7 +65,7 @@ from lib.payouts.execution import (
 )
 from lib.payouts.ledger import KEY_PREFIX, clean_token, get_payout, new_nonce
 from lib.payouts.limits import limits_for
-from lib.roles import Action, AuditedRefusal, Operator, authorize
+from lib.roles import Action, AuditedRefusal, Operator, authorize, authorize_in
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway, StripeResult
 
@@ -105,7 +105,7 @@ def get_reversal(session: Session, *, reversal_id: int) -> PayoutReversal:
 
 
 def request_reversal(
-    session_factory: sessionmaker[Session], *, operator: Operator, payout_id: int,
+    factory: sessionmaker[Session], *, operator: Operator, payout_id: int,
     amount: AmountInput, reason: str, settings: Settings,
     client_request_token: str | None = None, confirm_duplicate_of: int | None = None,
 ) -> PayoutReversal:
@@ -119,11 +119,11 @@ def request_reversal(
     from lib.payouts.duplicates import check_reversal_duplicate
 
     try:
-        authorize(operator, Action.REVERSE_PAYOUT, session=session_factory,
+        authorize_in(factory, operator, Action.REVERSE_PAYOUT,
                   target=f"payout:{payout_id}")
         text = _clean_reason(reason)
         client_request_token = clean_token(client_request_token)
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             existing = _by_token(session, client_request_token)
             if existing is not None:
                 return _same_token(session, existing, operator=operator, payout_id=payout_id,
@@ -145,14 +145,14 @@ def request_reversal(
                             token=client_request_token, needs_approval=needs_approval)
     except IntegrityError:
         # Another request with the same token committed first: that row wins.
-        with session_factory() as session:
+        with factory() as session:
             existing = _by_token(session, client_request_token)
             if existing is None:
                 raise
             return existing
     except ConnectOpsError as exc:
         if not isinstance(exc, AuditedRefusal):  # authorize already wrote that one
-            audit.record_now(session_factory, actor=operator, action="payout.reverse",
+            audit.record_now(factory, actor=operator, action="payout.reverse",
                              result=f"refused:{exc.code}", target=f"payout:{payout_id}",
                              detail=exc.message, input={"amount": str(amount), "reason": reason})
         raise
@@ -239,17 +239,17 @@ def _reserve(
 
 
 def reverse_payout(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     payout_id: int, amount: AmountInput, reason: str, settings: Settings,
     client_request_token: str | None = None, confirm_duplicate_of: int | None = None,
 ) -> PayoutReversal:
     """Request a reversal and send it at once unless it needs a second operator's approval."""
     reversal = request_reversal(
-        session_factory, operator=operator, payout_id=payout_id, amount=amount, reason=reason,
+        factory, operator=operator, payout_id=payout_id, amount=amount, reason=reason,
         settings=settings, client_request_token=client_request_token,
         confirm_duplicate_of=confirm_duplicate_of)
     if reversal.status in (ReversalStatus.PENDING, ReversalStatus.UNKNOWN):
-        return execute_reversal(session_factory, gateway=gateway, operator=operator,
+        return execute_reversal(factory, gateway=gateway, operator=operator,
                                 reversal_id=reversal.id)
     return reversal
 
@@ -327,14 +327,14 @@ def _is_stale(reversal: PayoutReversal, *, now: datetime, stale_after: timedelta
 
 
 def execute_reversal(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     reversal_id: int, stale_after: timedelta = STALE_SUBMITTED_AFTER,
 ) -> PayoutReversal:
     """Send a ``pending`` reversal (or retry an ``unknown``/stale one with its own key)."""
-    authorize(operator, Action.REVERSE_PAYOUT, session=session_factory,
+    authorize_in(factory, operator, Action.REVERSE_PAYOUT,
               target=f"reversal:{reversal_id}")
     now = utcnow()
-    with session_factory() as session:
+    with factory() as session:
         reversal = get_reversal(session, reversal_id=reversal_id)
         observed = ReversalStatus(reversal.status)
         if observed in TERMINAL:
@@ -356,31 +356,31 @@ def execute_reversal(
                     f"Reversal {reversal_id}: Stripe saved an internal error under its key and "
                     "replays it to every retry: reconcile it, or two people decide it.")
         last_updated = reversal.updated_at
-    claimed = _claim(session_factory, reversal_id=reversal_id, observed=observed,
+    claimed = _claim(factory, reversal_id=reversal_id, observed=observed,
                      last_updated=last_updated, operator=operator)
     if claimed is None:
-        with session_factory() as session:
+        with factory() as session:
             return get_reversal(session, reversal_id=reversal_id)
-    return _send(session_factory, gateway=gateway, operator=operator, reversal=claimed)
+    return _send(factory, gateway=gateway, operator=operator, reversal=claimed)
 
 
 def retry_reversal(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     reversal_id: int, stale_after: timedelta = STALE_SUBMITTED_AFTER,
 ) -> PayoutReversal:
     """Send an ``unknown`` reversal again with its own key (Stripe replays it)."""
-    return execute_reversal(session_factory, gateway=gateway, operator=operator,
+    return execute_reversal(factory, gateway=gateway, operator=operator,
                             reversal_id=reversal_id, stale_after=stale_after)
 
 
 def retry_unsettled_reversals(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     stale_after: timedelta = STALE_SUBMITTED_AFTER, limit: int = 100,
 ) -> list[PayoutReversal]:
     """Retry every ``unknown`` and stale ``submitted`` reversal within the key window."""
-    authorize(operator, Action.REVERSE_PAYOUT, session=session_factory)
+    authorize_in(factory, operator, Action.REVERSE_PAYOUT)
     now = utcnow()
-    with session_factory() as session:
+    with factory() as session:
         ids = list(session.scalars(
             select(PayoutReversal.id).where(
                 or_(PayoutReversal.status == ReversalStatus.UNKNOWN,
@@ -393,7 +393,7 @@ def retry_unsettled_reversals(
     results = []
     for reversal_id in ids:
         try:
-            results.append(execute_reversal(session_factory, gateway=gateway, operator=operator,
+            results.append(execute_reversal(factory, gateway=gateway, operator=operator,
                                             reversal_id=reversal_id, stale_after=stale_after))
         except ConnectOpsError as exc:
             logger.warning("reversal %s not retried: %s", reversal_id, exc)
@@ -401,14 +401,14 @@ def retry_unsettled_reversals(
 
 
 def _claim(
-    session_factory: sessionmaker[Session], *, reversal_id: int, observed: ReversalStatus,
+    factory: sessionmaker[Session], *, reversal_id: int, observed: ReversalStatus,
     last_updated: datetime, operator: Operator,
 ) -> PayoutReversal | None:
     now = utcnow()
     condition: Any = PayoutReversal.status == observed.value
     if observed == ReversalStatus.SUBMITTED:
         condition = and_(condition, PayoutReversal.updated_at == last_updated)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         moved = rowcount(session.execute(
             update(PayoutReversal).where(PayoutReversal.id == reversal_id, condition)
             .values(status=ReversalStatus.SUBMITTED.value, updated_at=now,
@@ -430,10 +430,10 @@ def _claim(
 
 
 def _send(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
+    factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     reversal: PayoutReversal,
 ) -> PayoutReversal:
-    with session_factory() as session:
+    with factory() as session:
         transfer_id = get_payout(session, payout_id=reversal.payout_id).stripe_transfer_id
     assert transfer_id is not None
     try:
@@ -442,30 +442,30 @@ def _send(
             idempotency_key=reversal.idempotency_key, metadata=reversal_metadata(reversal))
     except StripeAuthenticationError as exc:
         # As for payouts: this attempt executed nothing, an earlier one may have.
-        return _finish(session_factory, actor=operator, reversal_id=reversal.id,
+        return _finish(factory, actor=operator, reversal_id=reversal.id,
                        status=ReversalStatus.UNKNOWN, exc=exc)
     except StripeRequestError as exc:
         definitive = exc.http_status != 409 and exc.stripe_code not in RETRYABLE_CODES
-        return _finish(session_factory, actor=operator, reversal_id=reversal.id,
+        return _finish(factory, actor=operator, reversal_id=reversal.id,
                        status=ReversalStatus.FAILED if definitive else ReversalStatus.UNKNOWN,
                        exc=exc)
     except StripeGatewayError as exc:
-        return _finish(session_factory, actor=operator, reversal_id=reversal.id,
+        return _finish(factory, actor=operator, reversal_id=reversal.id,
                        status=ReversalStatus.UNKNOWN, exc=exc)
-    return record_reversal_succeeded(session_factory, reversal_id=reversal.id, stripe=result,
+    return record_reversal_succeeded(factory, reversal_id=reversal.id, stripe=result,
                                      actor=operator, action="payout.reverse",
                                      from_statuses=(ReversalStatus.SUBMITTED,))
 
 
 def _finish(
-    session_factory: sessionmaker[Session], *, actor: Operator, reversal_id: int,
+    factory: sessionmaker[Session], *, actor: Operator, reversal_id: int,
     status: ReversalStatus, exc: StripeGatewayError,
 ) -> PayoutReversal:
     """Record the claimer's failed or unknown answer, only while the row is still ``submitted``."""
     now = utcnow()
     values = error_values(exc, status=status.value, failed=status == ReversalStatus.FAILED,
                           now=now)
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         moved = rowcount(session.execute(
             update(PayoutReversal).where(PayoutReversal.id == reversal_id,
                                          PayoutReversal.status == ReversalStatus.SUBMITTED)
@@ -487,13 +487,13 @@ def _finish(
 
 
 def record_reversal_succeeded(
-    session_factory: sessionmaker[Session], *, reversal_id: int, stripe: StripeResult,
+    factory: sessionmaker[Session], *, reversal_id: int, stripe: StripeResult,
     actor: Operator | str, action: str,
     from_statuses: tuple[ReversalStatus, ...] = (ReversalStatus.SUBMITTED,
                                                  ReversalStatus.UNKNOWN),
 ) -> PayoutReversal:
     """Mark a reversal ``succeeded`` by Stripe's reversal object (success is the truth)."""
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         row = settle_reversal(session, reversal_id=reversal_id, stripe_reversal=stripe.data,
                               request_id=stripe.request_id, actor=actor, action=action,
                               from_statuses=from_statuses)

@@ -46,9 +46,9 @@ def _ledger_row(session: Session, transfer: dict[str, Any]) -> Payout | None:
     return session.scalars(select(Payout).where(or_(*conditions))).first()
 
 
-def _record_drift(session_factory: sessionmaker[Session], *, payout: Payout,
+def _record_drift(factory: sessionmaker[Session], *, payout: Payout,
                   transfer: dict[str, Any], event: dict[str, Any], detail: str) -> str:
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         audit.record(session, actor=WEBHOOK_ACTOR, action=DRIFT_ACTION, result="detected",
                      target=f"payout:{payout.id}", idempotency_key=payout.idempotency_key,
                      detail=detail,
@@ -61,7 +61,7 @@ def _record_drift(session_factory: sessionmaker[Session], *, payout: Payout,
 
 
 def apply_transfer_event(
-    session_factory: sessionmaker[Session], *, gateway: StripeGateway, event: dict[str, Any],
+    factory: sessionmaker[Session], *, gateway: StripeGateway, event: dict[str, Any],
 ) -> str | None:
     """Settle, check or report the ledger row of the event's transfer; returns a note or None."""
     obj = (event.get("data") or {}).get("object") or {}
@@ -70,7 +70,7 @@ def apply_transfer_event(
         return "ignored: the event carries no transfer"
     current = gateway.retrieve_transfer(transfer_id)
     transfer = current.data
-    with session_factory() as session:
+    with factory() as session:
         payout = _ledger_row(session, transfer)
         if payout is None:
             return f"ignored: transfer {transfer_id} has no ledger row (reconciliation reports it)"
@@ -80,23 +80,23 @@ def apply_transfer_event(
             PayoutReversal.status.in_([ReversalStatus.UNKNOWN.value,
                                        ReversalStatus.SUBMITTED.value]))))
     if differences:
-        return _record_drift(session_factory, payout=payout, transfer=transfer, event=event,
+        return _record_drift(factory, payout=payout, transfer=transfer, event=event,
                              detail="the transfer differs from its row: " + " ".join(differences))
     if payout.status in _NOT_SENT:
         return _record_drift(
-            session_factory, payout=payout, transfer=transfer, event=event,
+            factory, payout=payout, transfer=transfer, event=event,
             detail=f"Stripe made transfer {transfer_id} ({transfer.get('amount')} "
                    f"{transfer.get('currency')}) for a payout the ledger calls {payout.status}.")
     if payout.status in (PayoutStatus.UNKNOWN.value, PayoutStatus.SUBMITTED.value):
-        record_paid(session_factory, payout_id=payout.id, transfer=current, actor=WEBHOOK_ACTOR,
+        record_paid(factory, payout_id=payout.id, transfer=current, actor=WEBHOOK_ACTOR,
                     action="payout.settled_by_webhook")
     if open_reversals and int(transfer.get("amount_reversed") or 0) > 0:
-        _settle_reversals(session_factory, gateway=gateway, transfer_id=transfer_id,
+        _settle_reversals(factory, gateway=gateway, transfer_id=transfer_id,
                           reversals=open_reversals)
     return None
 
 
-def _settle_reversals(session_factory: sessionmaker[Session], *, gateway: StripeGateway,
+def _settle_reversals(factory: sessionmaker[Session], *, gateway: StripeGateway,
                       transfer_id: str, reversals: list[PayoutReversal]) -> None:
     by_key: dict[str, dict[str, Any]] = {}
     for stripe_reversal in gateway.iter_transfer_reversals(transfer_id):
@@ -108,7 +108,7 @@ def _settle_reversals(session_factory: sessionmaker[Session], *, gateway: Stripe
         found = by_key.get(reversal.idempotency_key)
         if found is None or int(found["amount"]) != reversal.amount_minor:
             continue  # not made (yet), or different: reconciliation reports it
-        with session_factory.begin() as session:
+        with factory.begin() as session:
             settle_reversal(session, reversal_id=reversal.id, stripe_reversal=found,
                             request_id=None, actor=WEBHOOK_ACTOR,
                             action="payout.reversal_settled_by_webhook")

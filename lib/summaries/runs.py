@@ -26,9 +26,9 @@ COMPACT_EVERY = timedelta(minutes=1)
 CHECK_EVERY = timedelta(days=1)
 
 
-def run_check(session_factory: sessionmaker[Session]) -> SummaryCheck:
+def run_check(factory: sessionmaker[Session]) -> SummaryCheck:
     """Compare in one snapshot, then store the result (a second, short transaction)."""
-    with session_factory() as session:
+    with factory() as session:
         connection = session.connection()
         if connection.dialect.name == "postgresql":
             # The source rows, counts and deltas of one snapshot agree exactly (the triggers
@@ -41,7 +41,7 @@ def run_check(session_factory: sessionmaker[Session]) -> SummaryCheck:
         details={"keys_compared": result.keys_compared,
                  "differences": [d.to_dict() for d in
                                  result.differences[:maintenance.MAX_REPORTED]]})
-    with session_factory.begin() as session:
+    with factory.begin() as session:
         session.add(record)
     if result.differences:
         logger.error("summaries differ from a recount in %d place(s); first: %s",
@@ -49,8 +49,8 @@ def run_check(session_factory: sessionmaker[Session]) -> SummaryCheck:
     return record
 
 
-def run_rebuild(session_factory: sessionmaker[Session]) -> int:
-    with session_factory.begin() as session:
+def run_rebuild(factory: sessionmaker[Session]) -> int:
+    with factory.begin() as session:
         rows = maintenance.rebuild(session)
         session.add(SummaryCheck(mismatches=0, repaired=True,
                                  details={"rebuilt_rows": rows}))
