@@ -915,8 +915,8 @@ def test_a_failing_audit_write_never_hides_the_refusal(
     assert "could not audit the refusal of" in caplog.text
 
 
-@pytest.mark.parametrize(("page", "action"), [("payouts.py", Action.VIEW_PAYOUTS),   # page_kit
-                                              ("accounts.py", Action.VIEW_ACCOUNTS)])  # widgets
+@pytest.mark.parametrize(("page", "action"), [("payouts.py", Action.VIEW_PAYOUTS),
+                                              ("accounts.py", Action.VIEW_ACCOUNTS)])
 def test_a_page_refused_by_its_gate_is_audited(
     page: str, action: Action, database_url: str, session_factory: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
