@@ -9,6 +9,7 @@ import pytest
 import stripe
 
 from emulator.testing import EmulatorHandle, stripe_client
+from scripts.processes import wait_until
 from tests.emulator.conftest import express_account
 
 
@@ -70,13 +71,14 @@ def test_error_is_replayed_even_after_top_up(client: stripe.StripeClient, emu: E
     acct = express_account(client, emu)
     emu.set_balance(100)
     opts: stripe.RequestOptions = {"idempotency_key": "big-one"}
-    params: stripe.TransferService.CreateParams = {"amount": 5000, "currency": "usd", "destination": acct.id}
+    params: stripe.params.TransferCreateParams = {"amount": 5000, "currency": "usd", "destination": acct.id}
     with pytest.raises(stripe.InvalidRequestError) as first:
         client.v1.transfers.create(params=params, options=opts)
     emu.set_balance(1_000_000)
     with pytest.raises(stripe.InvalidRequestError) as again:
         client.v1.transfers.create(params=params, options=opts)
     assert first.value.code == again.value.code == "balance_insufficient"
+    assert again.value.headers is not None
     assert again.value.headers["idempotent-replayed"] == "true"
     assert client.v1.transfers.create(params=params, options={"idempotency_key": "fresh"}).amount == 5000
 
@@ -102,9 +104,9 @@ def test_concurrent_request_with_key_in_flight_gets_409(client: stripe.StripeCli
 
     thread = threading.Thread(target=first)
     thread.start()
-    import time
-
-    time.sleep(0.3)
+    # The first request is held at the emulator; its key is reserved a few awaits after the
+    # emulator counts it in flight, far sooner than the second request's round trip.
+    wait_until(lambda: emu.state()["in_flight"], timeout=10, what="the first request held")
     second = httpx.post(f"{emu.base_url}/v1/transfers", content=body, headers=headers, auth=("sk_test_k", ""))
     thread.join()
     assert second.status_code == 409
