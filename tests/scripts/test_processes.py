@@ -103,7 +103,7 @@ def test_a_child_that_never_answers_times_out(idle_child: subprocess.Popen[bytes
 
 
 def test_wait_until_returns_the_first_truthy_answer() -> None:
-    answers = iter([None, 0, [], "ready"])
+    answers: Iterator[object] = iter([None, 0, [], "ready"])
     assert wait_until(lambda: next(answers), what="the fourth answer", timeout=5,
                       interval=0.001) == "ready"
 
