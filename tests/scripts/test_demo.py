@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,11 +183,8 @@ def _worker_stopped_gracefully(data: Path) -> None:
 def _stop(run: DemoRun, signum: int, ports: dict[str, int]) -> None:
     run.process.send_signal(signum)
     assert run.process.wait(timeout=60) == 0, run.output()[-3000:]
-    deadline = time.monotonic() + 10
-    while any(_listening(port) for port in ports.values()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [name for name, port in ports.items() if _listening(port)] == [], \
-        "a child outlived the demo"
+    wait_until(lambda: not any(_listening(port) for port in ports.values()), timeout=10,
+               interval=0.2, what=f"no child of the demo ({', '.join(ports)}) listening")
 
 
 def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> None:
