@@ -439,11 +439,18 @@ def _funding_states(factory: sessionmaker[Session], emulator: Emulator, settings
 
 def seed(settings: Settings) -> bool:
     """Seed once; False when the database already has freelancers."""
-    engine = make_engine(settings.database_url)
-    factory = make_session_factory(engine)
-    gateway = StripeGateway(settings)
     assert settings.stripe_api_base is not None
+    engine = make_engine(settings.database_url)
     emulator = Emulator(settings.stripe_api_base)
+    try:
+        return _seed(settings, make_session_factory(engine), emulator)
+    finally:
+        emulator.http.close()
+        engine.dispose()
+
+
+def _seed(settings: Settings, factory: sessionmaker[Session], emulator: Emulator) -> bool:
+    gateway = StripeGateway(settings)
     with factory() as session:
         if session.scalar(select(func.count()).select_from(Freelancer)):
             if emulator.account_count() <= 3:
@@ -490,7 +497,6 @@ def seed(settings: Settings) -> bool:
     logger.info("seeded %d freelancers (%d payable), %d payouts and %d failed bank payouts",
                 len(states), len(payees), made, failed)
     seed_messages(factory)  # alert rules, a first check, a few outreach emails (issue 20)
-    engine.dispose()
     return True
 
 
