@@ -1,19 +1,23 @@
-"""Child servers: wait until one answers its health URL, or say why it never will.
+"""Waiting on a condition: the one poll loop, and child servers polled until they answer.
 
-The benchmarks and the browser tests start servers (the dashboard, the companion, the emulator)
-as child processes and poll them until they answer. This is the one loop they share; it lives
-here, beside the demo runner, because tests must not import ``bench``.
+Tests, the demo runner and the benchmarks wait for things that happen elsewhere (a child server
+answering its health URL, a worker settling an event, a row reaching a status). They poll the
+condition with :func:`wait_until`, never sleep a guessed time; :func:`wait_until_healthy` is
+that loop for a child server. It lives here, beside the demo runner, because tests must not
+import ``bench``.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 #: How much of the child's log an error quotes (its end, where the traceback is).
 LOG_TAIL_CHARS = 3000
@@ -29,6 +33,27 @@ class ServerNotHealthy(RuntimeError):
         super().__init__(message)
         self.url = url
         self.returncode = returncode
+
+
+class ConditionNotMet(TimeoutError):
+    """What :func:`wait_until` waited for did not happen in time."""
+
+
+def wait_until(predicate: Callable[[], T], *, what: str, timeout: float = 20.0,
+               interval: float = 0.05) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy; return it.
+
+    Raises :class:`ConditionNotMet` (naming ``what``) once ``timeout`` seconds have passed; an
+    exception from ``predicate`` propagates at once (a child that died will never answer).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise ConditionNotMet(f"{what}: not reached within {timeout:g}s")
+        time.sleep(interval)
 
 
 def _log_tail(log: Path | None) -> str:
@@ -47,19 +72,19 @@ def wait_until_healthy(
     Raises :class:`ServerNotHealthy` as soon as ``process`` exits, or once ``timeout`` seconds
     have passed; the message ends with the tail of ``log`` (the child's output) when given.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+    def answers() -> bool:
         returncode = process.poll()
         if returncode is not None:
             raise ServerNotHealthy(f"{name} exited ({returncode}){_log_tail(log)}",
                                    url=url, returncode=returncode)
         try:
-            if httpx.get(url, timeout=request_timeout).status_code in ok_statuses:
-                return
+            return httpx.get(url, timeout=request_timeout).status_code in ok_statuses
         except httpx.HTTPError:
-            pass  # not listening yet, or too slow to answer: poll again
-        if time.monotonic() >= deadline:
-            raise ServerNotHealthy(
-                f"{name} did not answer {url} in {timeout:g}s{_log_tail(log)}",
-                url=url, returncode=None)
-        time.sleep(poll_interval)
+            return False  # not listening yet, or too slow to answer: poll again
+
+    try:
+        wait_until(answers, what=f"{name} answering {url}", timeout=timeout,
+                   interval=poll_interval)
+    except ConditionNotMet:
+        raise ServerNotHealthy(f"{name} did not answer {url} in {timeout:g}s{_log_tail(log)}",
+                               url=url, returncode=None) from None

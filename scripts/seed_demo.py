@@ -451,6 +451,14 @@ def seed_with(factory: sessionmaker[Session], gateway: StripeGateway, settings: 
     """:func:`seed` through the caller's session factory and gateway."""
     assert settings.stripe_api_base is not None
     emulator = Emulator(settings.stripe_api_base)
+    try:
+        return _seed(settings, factory, gateway, emulator)
+    finally:
+        emulator.http.close()  # its sockets, not left to the garbage collector (ResourceWarning)
+
+
+def _seed(settings: Settings, factory: sessionmaker[Session], gateway: StripeGateway,
+          emulator: Emulator) -> bool:
     with factory() as session:
         if session.scalar(select(func.count()).select_from(Freelancer)):
             if emulator.account_count() <= 3:

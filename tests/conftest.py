@@ -7,12 +7,14 @@ own freshly created database, so parallel runs and helpers never share rows.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -23,6 +25,15 @@ from lib.db import make_engine, make_session_factory
 from lib.migrate import upgrade
 from lib.models import Base
 from lib.settings import normalise_database_url
+
+if TYPE_CHECKING:
+    from emulator.testing import EmulatorHandle
+
+# authlib.deprecate adds a global "always" filter for authlib's deprecation warnings when first
+# imported; imported while a module is collected (the browser test's OIDC provider imports it),
+# that filter would outrank pyproject's filterwarnings. Imported here, while pytest loads this
+# file, the filter is dropped with that phase's own, and pyproject's exceptions hold.
+importlib.import_module("authlib.deprecate")
 
 _SETTING_PREFIXES = ("STRIPE_", "EMULATOR_", "AUTH_", "PAYOUT_", "WORKER_", "WEBHOOK_", "SYNC_",
                      "SMTP_", "ALERT_", "OUTBOX_", "OUTREACH_")
@@ -145,7 +156,7 @@ def requires_postgresql() -> pytest.MarkDecorator:
 
 
 @pytest.fixture(scope="session")
-def _shared_emulator() -> Iterator[object]:
+def _shared_emulator() -> Iterator[EmulatorHandle]:
     """One Stripe emulator for the session (uvicorn in a thread on a free port)."""
     from emulator.testing import running_emulator
 
@@ -154,7 +165,7 @@ def _shared_emulator() -> Iterator[object]:
 
 
 @pytest.fixture
-def emulator(_shared_emulator):  # type: ignore[no-untyped-def]
+def emulator(_shared_emulator: EmulatorHandle) -> EmulatorHandle:
     """The session's emulator, reset to a fresh platform for this test."""
     _shared_emulator.reset()
     _shared_emulator.clear_faults()

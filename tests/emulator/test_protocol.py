@@ -10,6 +10,7 @@ import stripe
 from stripe.params import TransferCreateParams
 
 from emulator.testing import EmulatorHandle, stripe_client
+from scripts.processes import wait_until
 from tests.emulator.conftest import express_account, present
 
 
@@ -104,9 +105,9 @@ def test_concurrent_request_with_key_in_flight_gets_409(client: stripe.StripeCli
 
     thread = threading.Thread(target=first)
     thread.start()
-    import time
-
-    time.sleep(0.3)
+    # The first request is held at the emulator; its key is reserved a few awaits after the
+    # emulator counts it in flight, far sooner than the second request's round trip.
+    wait_until(lambda: emu.state()["in_flight"], timeout=10, what="the first request held")
     second = httpx.post(f"{emu.base_url}/v1/transfers", content=body, headers=headers, auth=("sk_test_k", ""))
     thread.join()
     assert second.status_code == 409

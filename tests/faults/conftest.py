@@ -28,6 +28,7 @@ from lib.roles import Role
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from lib.tokens import issue_token
+from scripts.processes import wait_until
 from server.app import create_app
 from tests.factories import (
     TEST_CONNECT_WEBHOOK_SECRET,
@@ -74,19 +75,25 @@ class Sweep:
     patient: StripeGateway
     session_factory: sessionmaker[Session]
     http: TestClient
-    held_until: float = 0.0
+    #: The id of an armed ``delay`` fault not yet settled (see ``settle_held``).
+    held_fault: str | None = None
 
     def settle_held(self) -> None:
         """Wait until a request held by a delay fault has run at the emulator.
 
         The hold starts when the request reaches the emulator, after the product's own work
-        (on a loaded machine, well after ``arm``), so sleeping out the delay is only the first
-        part: the emulator then says when nothing is being served any more.
+        (on a loaded machine, well after ``arm``): first the emulator takes the armed fault
+        (the request has arrived), then it says when nothing is being served any more.
         """
-        remaining = self.held_until - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
+        if self.held_fault is not None:
+            held, self.held_fault = self.held_fault, None
+            wait_until(lambda: held not in self._armed_faults(), timeout=30,
+                       what="the request the delay fault holds reaching the emulator")
         self.emu.wait_idle()
+
+    def _armed_faults(self) -> set[str]:
+        armed = self.emu.http.get("/_emulator/faults").json()["requests"]
+        return {str(fault["id"]) for fault in armed}
 
     # ---- the emulator -----------------------------------------------------------------------
 
@@ -100,8 +107,9 @@ class Sweep:
             spec["saved"] = False
         if fault == "delay":
             spec["seconds"] = delay
-            self.held_until = time.monotonic() + delay
-        self.emu.inject_fault(fault, path, **spec)
+        armed = self.emu.inject_fault(fault, path, **spec)
+        if fault == "delay":
+            self.held_fault = str(armed["id"])
 
     def counts(self) -> dict[str, int]:
         return dict(self.emu.state()["counts"])
@@ -176,5 +184,7 @@ def sweep(emulator: EmulatorHandle, session_factory: sessionmaker[Session]) -> I
         world = Sweep(emulator, settings, gateway, patient, session_factory, http)
         yield world
     # A held request must not run against the next test's fresh emulator.
-    world.settle_held()
-    emulator.clear_faults()
+    try:
+        world.settle_held()
+    finally:
+        emulator.clear_faults()

@@ -9,7 +9,6 @@ payout, signs ``payout.failed`` to the companion, and the row appears.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from lib.migrate import upgrade
 from lib.models import BankPayout, Freelancer, WebhookEvent
 from lib.roles import Operator
 from lib.stripe_gateway import StripeGateway
+from scripts.processes import wait_until
 from tests.factories import make_settings
 from tests.factories_dashboard import add_freelancer, add_payout
 from tests.support.servers import free_port, running_companion
@@ -244,13 +244,6 @@ def test_random_interleavings_of_payout_events(tmp_path) -> None:
 # ---- end to end -------------------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_the_emulator_fails_a_bank_payout_and_the_companion_records_it(
     emulator, session_factory,
 ) -> None:
@@ -282,7 +275,7 @@ def test_the_emulator_fails_a_bank_payout_and_the_companion_records_it(
                 row = session.scalars(select(BankPayout)).one_or_none()
                 return row is not None and row.status == "failed"
 
-        _wait_for(recorded)
+        wait_until(recorded, timeout=15, what="the bank payout recorded failed")
     with session_factory() as session:
         row = session.scalars(select(BankPayout)).one()
         assert (row.freelancer_id, row.failure_code, row.amount_minor) == (

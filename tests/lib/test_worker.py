@@ -33,6 +33,7 @@ from lib.settings import PROJECT_ROOT
 from lib.stripe_gateway import StripeGateway
 from lib.webhooks import Endpoint, RetryPolicy
 from lib.worker import Worker
+from scripts.processes import wait_until
 from tests.conftest import requires_postgresql
 from tests.factories import TEST_SECRET_KEY, make_settings
 
@@ -172,10 +173,8 @@ def test_the_worker_runs_until_stopped_with_a_heartbeat(session_factory, monkeyp
     thread.start()
     try:
         _store(session_factory, "evt_live")
-        deadline = utcnow() + timedelta(seconds=20)
-        while _row(session_factory, "evt_live").status != "processed":
-            assert utcnow() < deadline, "the running worker did not process the event"
-            worker.stopping.wait(0.02)
+        wait_until(lambda: _row(session_factory, "evt_live").status == "processed",
+                   timeout=20, interval=0.02, what="the running worker processing the event")
         with session_factory() as session:
             beat = session.get(WorkerHeartbeat, worker.worker_id)
         assert beat is not None and beat.stopped_at is None

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -357,14 +356,6 @@ def only_row(session_factory: sessionmaker[Session]) -> Payout:
     rows = payout_rows(session_factory)
     assert len(rows) == 1, f"the ledger has {len(rows)} payout rows for one request"
     return rows[0]
-
-
-def wait_until(predicate: Any, *, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
 
 
 def assert_clean_error(response: httpx.Response) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from emulator.testing import EmulatorHandle
 from lib.models import AuditLog, Payout
 from lib.payouts.execution import STALE_SUBMITTED_AFTER
+from scripts.processes import wait_until
 from tests.processes.conftest import (
     Companion,
     Processes,
@@ -42,7 +42,6 @@ from tests.processes.conftest import (
     payout_body,
     payout_rows,
     transfers,
-    wait_until,
     wire_webhooks,
 )
 
@@ -129,20 +128,20 @@ def test_killed_while_blocked_in_the_stripe_call_pays_exactly_once_after_restart
     emulator = quiet_emulator
     freelancer_id = payable_freelancer(emulator, session_factory)
     first = processes.companion(database_url=database_url, emulator_url=emulator.base_url)
-    hold = 3.0  # long enough to see the claim and kill, even on a busy machine
-    emulator.inject_fault("delay", path="/v1/transfers", method="POST", seconds=hold)
+    # Held long enough to see the call arrive and kill the caller, even on a busy machine.
+    emulator.inject_fault("delay", path="/v1/transfers", method="POST", seconds=3.0)
     thread, outcome = _post_in_background(first, freelancer_id)
     wait_until(lambda: [r.status for r in payout_rows(session_factory)] == ["submitted"],
                what="the payout row claimed")
-    claimed_at = time.monotonic()
+    # The claim is committed before the call: kill only once the call is at Stripe (the
+    # emulator counts it in flight), so the process dies blocked inside Transfer.create.
+    wait_until(lambda: emulator.state()["in_flight"], what="the transfer call held at Stripe")
     _kill_mid_request(first, thread, outcome)
     row = only_row(session_factory)
     assert row.status == "submitted" and row.stripe_transfer_id is None
 
-    # Whatever Stripe does with a request whose caller vanished, let it finish doing it. The
-    # hold starts when the request reaches the emulator (after the claim was seen, on a busy
-    # machine well after), so the emulator says when it is done.
-    time.sleep(max(0.0, claimed_at + hold - time.monotonic()))
+    # Whatever Stripe does with a request whose caller vanished, let it finish doing it: the
+    # emulator says when it is no longer serving the held call.
     emulator.wait_idle()
     executed = len(transfers(emulator))
     assert executed in (0, 1)

@@ -28,6 +28,7 @@ from emulator.page_driver import consent
 from emulator.testing import EmulatorHandle
 from lib.freelancers import create_freelancer
 from lib.models import ConnectionAttempt, OAuthState, WebhookEvent
+from scripts.processes import wait_until
 from tests.conftest import requires_postgresql
 from tests.processes.conftest import (
     Companion,
@@ -41,7 +42,6 @@ from tests.processes.conftest import (
     payout_body,
     payout_rows,
     transfers,
-    wait_until,
     wire_webhooks,
 )
 from tests.support.tcp_proxy import TcpProxy

@@ -35,6 +35,7 @@ from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import request_payout
 from lib.roles import Operator, Role
 from lib.stripe_gateway import StripeGateway
+from scripts.processes import wait_until
 from tests.conftest import requires_postgresql
 from tests.factories import TEST_WEBHOOK_SECRET, make_settings
 from tests.processes.conftest import (
@@ -47,7 +48,6 @@ from tests.processes.conftest import (
     payable_freelancer,
     payout_body,
     transfers,
-    wait_until,
 )
 from tests.support.servers import HOST, free_port
 

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from emulator.testing import EmulatorHandle
 from lib.models import ConnectedAccount, Freelancer, WebhookEvent, WorkerHeartbeat
+from scripts.processes import wait_until
 from tests.conftest import requires_postgresql
 from tests.processes.conftest import (
     Processes,
     gateway_for,
     payable_freelancer,
-    wait_until,
     wire_webhooks,
 )
 

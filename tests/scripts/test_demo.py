@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from lib.models import (
     WorkerHeartbeat,
 )
 from lib.settings import PROJECT_ROOT as ROOT
+from scripts.processes import ConditionNotMet, wait_until
 from scripts.read_mail import messages
 from tests.support.servers import HOST, free_port
 
@@ -58,14 +58,16 @@ class DemoRun:
         return "".join(self.lines)
 
     def wait_for_banner(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        # The banner is one write that ends with an empty line.
-        while "\n\n" not in self.output().partition(BANNER)[2]:
+        def printed() -> bool:
             if self.process.poll() is not None:
                 pytest.fail(f"the demo exited ({self.process.returncode}):\n{self.output()[-4000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no banner after {timeout:.0f} s:\n{self.output()[-4000:]}")
-            time.sleep(0.2)
+            # The banner is one write that ends with an empty line.
+            return "\n\n" in self.output().partition(BANNER)[2]
+
+        try:
+            wait_until(printed, timeout=timeout, interval=0.2, what="the demo's banner")
+        except ConditionNotMet:
+            pytest.fail(f"no banner after {timeout:.0f} s:\n{self.output()[-4000:]}")
 
     def token(self, role: str) -> str:
         match = re.search(rf"{role} API token [^:]*: (\S+)", self.output())
@@ -95,6 +97,8 @@ def running_demo(env: dict[str, str]) -> Iterator[DemoRun]:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         reader.join(timeout=10)
+        if process.stdout is not None:  # always, with stdout=PIPE; the type cannot say so
+            process.stdout.close()
 
 
 def _listening(port: int) -> bool:
@@ -122,13 +126,6 @@ def _query(data: Path, statement):
         engine.dispose()
 
 
-def _poll(condition, what: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f} s"
-        time.sleep(0.5)
-
-
 def _worker_in_the_loop(data: Path, emulator: str) -> None:
     """The worker processed the seed's webhooks, ran every scheduled job, and processes a new
     event from Stripe (the emulator) into the mirror."""
@@ -143,8 +140,9 @@ def _worker_in_the_loop(data: Path, emulator: str) -> None:
         statuses = [s for (s,) in _query(data, select(WebhookEvent.status))]
         return bool(statuses) and not {"received", "processing"} & set(statuses)
 
-    _poll(jobs_done, "every scheduled job run once")
-    _poll(events_settled, "the seed's webhooks processed")
+    wait_until(jobs_done, what="every scheduled job run once", timeout=180, interval=0.5)
+    wait_until(events_settled, what="the seed's webhooks processed", timeout=180,
+               interval=0.5)
     assert "dead" not in {s for (s,) in _query(data, select(WebhookEvent.status))}
     [(account_id,)] = _query(data, select(Freelancer.stripe_account_id).where(
         Freelancer.stripe_account_id.is_not(None)).order_by(Freelancer.id).limit(1))
@@ -157,7 +155,8 @@ def _worker_in_the_loop(data: Path, emulator: str) -> None:
             ConnectedAccount.stripe_id == account_id))
         return (requirements or {}).get("currently_due") == ["individual.id_number"]
 
-    _poll(mirrored, "the new account.updated processed into the mirror", timeout=60)
+    wait_until(mirrored, what="the new account.updated processed into the mirror", timeout=60,
+               interval=0.5)
 
 
 def _mail_delivered_to_the_sink(data: Path, companion: str) -> None:
@@ -167,7 +166,8 @@ def _mail_delivered_to_the_sink(data: Path, companion: str) -> None:
         return (sum("freelancers.example" in str(m["To"]) for m in found) >= 3
                 and any("connect-ops.example" in str(m["To"]) for m in found))
 
-    _poll(delivered, "the seed's outreach and alert emails in the SMTP sink", timeout=120)
+    wait_until(delivered, what="the seed's outreach and alert emails in the SMTP sink",
+               timeout=120, interval=0.5)
     outreach = next(m for m in messages(data / "mail") if "freelancers.example" in str(m["To"]))
     body = outreach.get_body(preferencelist=("plain",))
     assert body is not None
@@ -185,11 +185,8 @@ def _worker_stopped_gracefully(data: Path) -> None:
 def _stop(run: DemoRun, signum: int, ports: dict[str, int]) -> None:
     run.process.send_signal(signum)
     assert run.process.wait(timeout=60) == 0, run.output()[-3000:]
-    deadline = time.monotonic() + 10
-    while any(_listening(port) for port in ports.values()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [name for name, port in ports.items() if _listening(port)] == [], \
-        "a child outlived the demo"
+    wait_until(lambda: not any(_listening(port) for port in ports.values()), timeout=10,
+               interval=0.2, what=f"no child of the demo ({', '.join(ports)}) listening")
 
 
 def test_make_demo_runs_everything_offline_and_stops_cleanly(tmp_path: Path) -> None:

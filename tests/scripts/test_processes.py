@@ -1,4 +1,5 @@
-"""scripts.processes.wait_until_healthy: returns once the child answers, raises when it never will."""
+"""scripts.processes: wait_until polls a condition; wait_until_healthy returns once the child
+answers and raises when it never will."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.processes import ServerNotHealthy, wait_until_healthy
+from scripts.processes import ConditionNotMet, ServerNotHealthy, wait_until, wait_until_healthy
 from tests.support.servers import HOST, free_port
 
 
@@ -99,3 +100,26 @@ def test_a_child_that_never_answers_times_out(idle_child: subprocess.Popen[bytes
         wait_until_healthy(url, process=idle_child, timeout=0.3, poll_interval=0.05)
     assert caught.value.returncode is None
     assert idle_child.poll() is None  # the caller stops its child; the helper only waits
+
+
+def test_wait_until_returns_the_first_truthy_answer() -> None:
+    answers: Iterator[object] = iter([None, 0, [], "ready"])
+    assert wait_until(lambda: next(answers), what="the fourth answer", timeout=5,
+                      interval=0.001) == "ready"
+
+
+def test_wait_until_names_what_never_happened() -> None:
+    with pytest.raises(ConditionNotMet, match=r"the flag set: not reached within 0.1s"):
+        wait_until(lambda: False, what="the flag set", timeout=0.1, interval=0.01)
+
+
+def test_wait_until_lets_an_error_of_the_condition_through_at_once() -> None:
+    calls: list[int] = []
+
+    def broken() -> bool:
+        calls.append(1)
+        raise LookupError("the row is gone")
+
+    with pytest.raises(LookupError, match="the row is gone"):
+        wait_until(broken, what="never", timeout=30)
+    assert len(calls) == 1

@@ -19,6 +19,7 @@ from lib.models import WebhookEvent
 from lib.roles import Role
 from lib.stripe_gateway import StripeGateway
 from lib.tokens import issue_token
+from scripts.processes import wait_until
 from tests.conftest import requires_postgresql
 from tests.factories import TEST_JWT_SECRET, make_settings
 from tests.support.servers import free_port, running_companion
@@ -61,14 +62,6 @@ def _connect(live: dict, headers: dict, **consent_options) -> httpx.Response:
     assert body["data"]["expiresIn"] == 3600
     redirect = consent(body["data"]["connectUrl"], **consent_options)
     return live["http"].get(f"{API}/stripe-connect-callback", params=redirect)
-
-
-def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_guide_flow_connect_status_disconnect(live) -> None:
@@ -183,13 +176,15 @@ def test_webhooks_move_the_mirror_restricted_then_disabled(live) -> None:
         "currently_due": ["individual.verification.document"],
         "eventually_due": ["individual.verification.document"], "current_deadline": deadline})
     assert emulator.flush_webhooks()
-    _wait_for(lambda: _status(live, headers)["status"] == "RESTRICTED")
+    wait_until(lambda: _status(live, headers)["status"] == "RESTRICTED", timeout=10,
+               what="the status RESTRICTED")
     assert _status(live, headers)["accountDetails"]["currentDeadline"] == deadline
     emulator.set_account(account_id, payouts_enabled=False, requirements={
         "past_due": ["individual.verification.document"],
         "disabled_reason": "requirements.past_due"})
     assert emulator.flush_webhooks()
-    _wait_for(lambda: _status(live, headers)["status"] == "DISABLED")
+    wait_until(lambda: _status(live, headers)["status"] == "DISABLED", timeout=10,
+               what="the status DISABLED")
 
 
 def test_deauthorized_at_stripe_shows_not_connected(live) -> None:
@@ -198,7 +193,8 @@ def test_deauthorized_at_stripe_shows_not_connected(live) -> None:
         "accountId"][0]
     live["gateway"].oauth_deauthorize(account_id)  # the freelancer revokes us at Stripe
     assert live["emulator"].flush_webhooks()
-    _wait_for(lambda: _status(live, headers)["status"] == "NOT_CONNECTED")
+    wait_until(lambda: _status(live, headers)["status"] == "NOT_CONNECTED", timeout=10,
+               what="the status NOT_CONNECTED")
 
 
 def test_duplicate_and_out_of_order_webhooks_processed_once(live) -> None:

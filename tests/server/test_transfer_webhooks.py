@@ -3,8 +3,6 @@ Stripe's transfer.created arrives, with no reconciliation run."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -15,17 +13,11 @@ from lib.payouts.execution import execute_payout
 from lib.payouts.ledger import request_payout
 from lib.roles import Operator
 from lib.stripe_gateway import StripeGateway
+from scripts.processes import wait_until
 from tests.factories import make_settings
 from tests.support.servers import free_port, running_companion
 
 ADMIN = Operator.from_role_names("alice", ["admin"])
-
-
-def _wait(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -67,7 +59,8 @@ def test_lost_answer_is_settled_by_transfer_created(world, emulator, session_fac
     execute_payout(session_factory, gateway=gateway, payout_id=payout_id, operator=ADMIN)
     assert _status(session_factory, payout_id) == "unknown"
     assert emulator.flush_webhooks()
-    _wait(lambda: _status(session_factory, payout_id) == "paid")
+    wait_until(lambda: _status(session_factory, payout_id) == "paid", timeout=10,
+               what="the payout paid by its transfer event")
     with session_factory() as session:
         row = session.get(Payout, payout_id)
         assert row.stripe_transfer_id and row.stripe_transfer_id.startswith("tr_")
@@ -91,6 +84,6 @@ def test_transfer_without_ledger_row_is_recorded_not_invented(world, emulator,
             return session.scalars(select(WebhookEvent.status).where(
                 WebhookEvent.type == "transfer.created")).first() == "ignored"
 
-    _wait(recorded)
+    wait_until(recorded, timeout=10, what="the outside transfer's event ignored")
     with session_factory() as session:
         assert session.scalars(select(Payout)).all() == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,6 +11,7 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.settings import Settings
+from scripts.processes import ConditionNotMet, wait_until
 from server.app import create_app
 from tests.factories import TEST_CONNECT_WEBHOOK_SECRET, TEST_WEBHOOK_SECRET
 
@@ -42,11 +42,16 @@ class ServerThread:
 
     def start(self, timeout: float = 15.0) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start on {self.url}")
-            time.sleep(0.02)
+
+        def started() -> bool:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the server on {self.url} stopped before it started")
+            return bool(self.server.started)
+
+        try:
+            wait_until(started, timeout=timeout, interval=0.02, what=f"uvicorn serving {self.url}")
+        except ConditionNotMet:
+            raise RuntimeError(f"the server did not start on {self.url}") from None
         return self
 
     def stop(self) -> None:

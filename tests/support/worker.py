@@ -4,7 +4,6 @@ until the events it should process are settled (no fixed sleeps: poll the condit
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +15,7 @@ from lib.models import WebhookEvent, WebhookStatus
 from lib.settings import Settings
 from lib.stripe_gateway import StripeGateway
 from lib.worker import Worker
+from scripts.processes import ConditionNotMet, wait_until
 
 #: A test worker polls often and beats often: tests wait on conditions, not on the worker.
 FAST = {"worker_poll_seconds": 0.02, "worker_heartbeat_seconds": 0.5}
@@ -55,9 +55,9 @@ def unsettled_events(session_factory: sessionmaker[Session]) -> int:
 
 def wait_until_settled(session_factory: sessionmaker[Session], *, timeout: float = 30.0) -> None:
     """Wait until the worker has taken every stored event to an outcome."""
-    deadline = time.monotonic() + timeout
-    while unsettled_events(session_factory):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{unsettled_events(session_factory)} webhook event(s) still "
-                                 f"unprocessed after {timeout}s")
-        time.sleep(0.02)
+    try:
+        wait_until(lambda: not unsettled_events(session_factory), timeout=timeout, interval=0.02,
+                   what="every stored webhook event settled")
+    except ConditionNotMet:
+        raise AssertionError(f"{unsettled_events(session_factory)} webhook event(s) still "
+                             f"unprocessed after {timeout}s") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
+from typing import Any
 
 import pytest
 import stripe
@@ -164,7 +164,7 @@ def test_fault_leaves_unknown_then_a_retry_pays_exactly_once(world, fault):
     assert first.status == PayoutStatus.UNKNOWN, first.error_code
     assert first.error_code
     if fault["kind"] == "delay":
-        time.sleep(fault["seconds"])  # let the held request finish at the emulator
+        world.emu.wait_idle()  # the held request finishes at the emulator before the retry
     second = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                             operator=ADMIN)
     assert second.status == PayoutStatus.PAID
@@ -201,7 +201,7 @@ def test_stale_submitted_row_is_retried_with_the_same_key(world):
     execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                    operator=ADMIN)
     with world.session_factory.begin() as session:
-        session.get(Payout, payout_id).status = PayoutStatus.SUBMITTED  # type: ignore[union-attr]
+        session.get(Payout, payout_id).status = PayoutStatus.SUBMITTED
     fresh = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                            operator=ADMIN)
     assert fresh.status == PayoutStatus.SUBMITTED  # another executor may still be on it
@@ -331,14 +331,25 @@ def test_fifty_threads_submitting_and_executing_one_request(world):
     assert len(submits) == 1
 
 
-def _process_click(database_url: str, base_url: str, freelancer_id: int,
-                   start: float) -> str:
+#: The start line the racing processes share (set in each pool process by ``_at_the_start``).
+_start_line: Any = None
+RACERS = 50
+
+
+def _at_the_start(start_line: Any) -> None:
+    global _start_line
+    _start_line = start_line
+
+
+def _process_click(database_url: str, base_url: str, freelancer_id: int) -> str:
     """One separate process: request and execute the same payout (spawned, so nothing shared)."""
     settings = make_settings(stripe_api_base=base_url, stripe_connect_base=base_url,
                              stripe_timeout_seconds=10)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
-    time.sleep(max(0.0, start - time.time()))
+    engine.connect().close()
+    # Every process has imported and connected before any of them starts the race.
+    _start_line.wait(timeout=900)
     try:
         with factory.begin() as session:
             payout_id = request_payout(
@@ -359,11 +370,12 @@ def test_fifty_processes_submitting_one_request_on_postgresql(world, database_ur
     world.emu.set_balance(100_000, "usd")
     freelancer = world.freelancer()
     context = multiprocessing.get_context("spawn")
-    start = time.time() + 8.0  # every process imports and connects before the race starts
-    with context.Pool(processes=50) as pool:
+    # One task per process (each blocks at the start line until all have arrived).
+    with context.Pool(processes=RACERS, initializer=_at_the_start,
+                      initargs=(context.Barrier(RACERS),)) as pool:
         statuses = pool.starmap(
             _process_click,
-            [(database_url, world.emu.base_url, freelancer.id, start)] * 50,
+            [(database_url, world.emu.base_url, freelancer.id)] * RACERS, chunksize=1,
         )
     assert len(statuses) == 50 and "paid" in statuses
     assert payout_count(world.session_factory) == 1

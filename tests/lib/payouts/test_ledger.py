@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
-from lib.models import AuditLog, PayoutStatus
+from lib.models import AuditLog, Payout, PayoutStatus
 from lib.money import Money, MoneyError
 from lib.payouts.ledger import needs_approval, request_payout
+from lib.roles import Operator
 from tests.factories import make_settings
 from tests.lib.payouts.helpers import ADMIN, FINANCE, MANAGER, add_freelancer, payout_count
 
 SETTINGS = make_settings(payout_approval_threshold_minor=100_000, payout_max_minor=5_000_000)
 
 
-def _request(session: Session, freelancer_id: int, amount: object = "100.50",
-             currency: str = "usd", token: str | None = "tok-1", **kw: object):
+def _request(session: Session, freelancer_id: int, amount: Any = "100.50",
+             currency: str = "usd", token: str | None = "tok-1", *,
+             operator: Operator = ADMIN, **kw: Any) -> Payout:
+    """A request as the form sends it; ``amount`` is Any: the refusals of a float are tested."""
     return request_payout(
-        session, operator=kw.pop("operator", ADMIN), freelancer_id=freelancer_id,
-        amount=amount, currency=currency, description="June invoice",  # type: ignore[arg-type]
-        client_request_token=token, settings=SETTINGS, **kw,  # type: ignore[arg-type]
+        session, operator=operator, freelancer_id=freelancer_id, amount=amount,
+        currency=currency, description="June invoice", client_request_token=token,
+        settings=SETTINGS, **kw,
     )
 
 
@@ -227,9 +231,9 @@ def test_failed_rejected_or_old_payouts_are_not_duplicates(session_factory, free
 
     with session_factory.begin() as session:
         first = _guarded(session, freelancer_id)
-        session.get(Payout, first.id).status = PayoutStatus.REJECTED  # type: ignore[union-attr]
+        session.get(Payout, first.id).status = PayoutStatus.REJECTED
     with session_factory.begin() as session:
         second = _guarded(session, freelancer_id)
-        session.get(Payout, second.id).created_at -= timedelta(days=8)  # type: ignore[union-attr,operator]
+        session.get(Payout, second.id).created_at -= timedelta(days=8)
     with session_factory.begin() as session:
         assert _guarded(session, freelancer_id).id not in (first.id, second.id)

@@ -1,18 +1,28 @@
-"""The whole money path as a state machine (issue 17): random interleavings, invariants every step.
+"""The whole money path as one state machine: random interleavings, invariants every step.
 
 A ``RuleBasedStateMachine`` drives the real payout engine against the emulator through the
-unmodified SDK: requests (form tokens, API calls with and without a key, bulk rows, replays),
-approvals, rejections, executions and retries, reversals (partial, full, large ones that need a
-second person), reconciliation, transfer events delivered late, twice or out of order, every
-emulator fault on the transfer and reversal calls (a delay past the client's timeout, a 500, a
-429, ``lock_timeout``, commit-then-drop), a refused API key, crashes between the claim and the
-call, clock jumps past Stripe's 24 h key window, process restarts (a new engine: nothing is kept
-in memory), and people deciding rows no retry may settle. After every step:
+unmodified SDK: requests (form tokens, API calls with and without a key, bulk rows, replays) to
+three Express freelancers and one connected by OAuth, approvals, rejections, executions and
+retries (by the executor that claimed a row, or once its claim is stale), reversals (partial,
+full, large ones that need a second person), reconciliation over a short or a long window,
+transfer events delivered late, twice or out of order, every emulator fault on the transfer and
+reversal calls (a delay past the client's timeout, a 500 Stripe saved under the key before or
+after the transfer was made, a 500 before execution, a 429, ``lock_timeout``, commit-then-drop),
+a refused API key, the OAuth freelancer revoking the platform's access at Stripe, crashes
+between the claim and the call, clock jumps past Stripe's 24 h key window, process restarts (a
+new engine: nothing is kept in memory), and people deciding rows no retry may settle. After
+every step:
 
 * each ledger row has at most one transfer at Stripe, and each reversal at most one reversal;
+* a paid row's transfer is at Stripe with the row's amount and destination;
 * nothing the ledger calls unpaid (pending, awaiting approval, failed, rejected) was paid by
   Stripe, and no reversal the ledger calls failed or rejected was made;
-* a row never leaves a terminal state (paid may only become reversed);
+* a row (or reversal) that was ever submitted is never pending, awaiting approval or rejected
+  again, and never leaves a terminal state (paid may only become reversed);
+* a row whose 500 Stripe saved under its key is never sent again (only reconciliation and
+  people settle it);
+* a payout refused because its destination revoked the platform is failed, and the freelancer
+  is no longer attached to that account;
 * the money Stripe moved to each destination and currency equals the ledger's paid minus
   reversed, plus what Stripe did for rows the ledger does not know the outcome of yet;
 * the reserved reversal amount covers what Stripe took back and never exceeds the payout.
@@ -21,10 +31,16 @@ At the end everything is settled the way an operator would (retries within the w
 reconciliation, two people deciding the rest from what Stripe shows), and then the ledger and
 Stripe agree exactly and a final reconciliation reports nothing.
 
-``make test`` runs a bounded number of examples on each backend; set
-``CONNECT_OPS_STATEFUL_EXAMPLES`` (and ``CONNECT_OPS_STATEFUL_STEPS``) for a longer hunt. A
-failing sequence is printed as a runnable program, kept in hypothesis' example database
-(``.hypothesis/``) and belongs in ``tests/lib/payouts/`` as a regression test.
+Two runs of the machine: many short examples (no shrinking) in every ``make test``, and a
+bounded number of long ones (``slow``) on each backend; set ``CONNECT_OPS_STATEFUL_EXAMPLES``
+(and ``CONNECT_OPS_STATEFUL_STEPS``) for a longer hunt. A failing sequence is printed as a
+runnable program, kept in hypothesis' example database (``.hypothesis/``) and belongs in
+``tests/lib/payouts/`` as a regression test.
+
+The machine folds two earlier ones together: issue 17's money path and issue 16's "payouts
+under Stripe's rules" (the OAuth freelancer and the revocation, the saved 500 after the
+transfer, sends and sweeps of stale claims with a refused key, the short reconciliation window,
+and the amount/destination, saved-500 and revoked-destination invariants came from the latter).
 """
 
 from __future__ import annotations
@@ -36,12 +52,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -50,15 +67,18 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from emulator.testing import EmulatorHandle
+from emulator.page_driver import consent
+from emulator.testing import EmulatorHandle, stripe_client
 from lib.accounts import upsert_account
+from lib.connect_flow import create_oauth_link, handle_oauth_callback
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.errors import ConnectOpsError
-from lib.freelancers import create_freelancer
+from lib.freelancers import create_freelancer, get_freelancer
 from lib.models import (
+    AuditLog,
     Base,
     Payout,
     PayoutReversal,
@@ -69,7 +89,13 @@ from lib.models import (
 from lib.payouts import bulk
 from lib.payouts.approval import approve_payout, reject_payout
 from lib.payouts.decisions import awaiting_decision, confirm_decision, propose_decision
-from lib.payouts.execution import _claim, execute_payout, retry_unsettled
+from lib.payouts.execution import (
+    SAVED_SERVER_ERROR,
+    STALE_SUBMITTED_AFTER,
+    _claim,
+    execute_payout,
+    retry_unsettled,
+)
 from lib.payouts.ledger import request_payout
 from lib.payouts.reconciliation import reconcile
 from lib.payouts.reversal import (
@@ -89,8 +115,10 @@ ADMIN = Operator("alice", frozenset({Role.ADMIN}))
 ADMIN_2 = Operator("arthur", frozenset({Role.ADMIN}))
 FINANCE = Operator("fiona", frozenset({Role.FINANCE}))
 
+#: The long run (``slow``); the short one is many examples of a few steps each.
 EXAMPLES = int(os.environ.get("CONNECT_OPS_STATEFUL_EXAMPLES", "40"))
 STEPS = int(os.environ.get("CONNECT_OPS_STATEFUL_STEPS", "50"))
+SHORT_EXAMPLES, SHORT_STEPS = 100, 10
 #: What the run explored (written to test-artifacts/ for the record).
 STATS: Counter[str] = Counter()
 #: Under a ``delay`` fault the client gives up after TIMEOUT and the emulator holds the request
@@ -104,12 +132,17 @@ FAULTS: list[dict[str, Any] | None] = [
     {"kind": "delay", "seconds": HOLD},
     {"kind": "delay", "seconds": HOLD, "phase": "after"},
     {"kind": "http_500"},  # saved under the key: replayed to every retry (issue 16)
+    {"kind": "http_500", "phase": "after"},  # saved, and the transfer had been made
     {"kind": "http_500", "saved": False},  # failed before execution: a retry settles it
     {"kind": "rate_limit"},
     {"kind": "lock_timeout"},
     {"kind": "commit_then_drop"},
 ]
 AMOUNTS = ["12.00", "25.00", "40.00", "1500.00"]  # the last one needs a second approver
+#: Who a request pays: three Express freelancers, and the one connected by OAuth (who may
+#: revoke the platform's access at Stripe).
+EXPRESS = 3
+OAUTH = EXPRESS
 UNPAID = {PayoutStatus.PENDING.value, PayoutStatus.PENDING_APPROVAL.value,
           PayoutStatus.FAILED.value, PayoutStatus.REJECTED.value}
 TERMINAL = {PayoutStatus.PAID.value, PayoutStatus.FAILED.value, PayoutStatus.REJECTED.value,
@@ -165,11 +198,10 @@ def backend(_pg_database, _sqlite_template: Path, tmp_path: Path) -> Iterator[Ba
 
 
 class MoneyPath(RuleBasedStateMachine):
-    """One example: a fresh database and emulator, three freelancers, random steps."""
+    """One example: a fresh database and emulator, four freelancers, random steps."""
 
     emu: EmulatorHandle
     backend: Backend
-
 
     def __init__(self) -> None:
         super().__init__()
@@ -187,15 +219,20 @@ class MoneyPath(RuleBasedStateMachine):
         self.freelancers: list[tuple[int, str]] = []
         self.terminal: dict[int, str] = {}
         self.reversal_terminal: dict[int, str] = {}
+        #: The sends a row had when Stripe's saved 500 was first seen on it (never more after).
+        self.sends_when_saved: dict[int, int] = {}
+        self.revoked = False
         self.requests = 0
         self.steps = 0
 
     # ---- set-up ---------------------------------------------------------------------------
 
     @initialize()
-    def three_freelancers(self) -> None:
+    def four_freelancers(self) -> None:
+        """Three on Express accounts the platform made, one who connected by OAuth."""
+        self.emu.configure(backend_url=self.settings.backend_url)  # OAuth's redirect target
         self.emu.set_balance(50_000_000, "usd")
-        for n in range(3):
+        for n in range(EXPRESS):
             email = f"machine{n}@example.com"
             account = self.gateway.create_express_account(
                 email=email, country="US", metadata={}, idempotency_key=f"machine-acct-{n}")
@@ -205,6 +242,16 @@ class MoneyPath(RuleBasedStateMachine):
                 upsert_account(session, account=self.gateway.retrieve_account(account.id).data)
                 freelancer.stripe_account_id = account.id
                 self.freelancers.append((freelancer.id, account.id))
+        with self.factory.begin() as session:
+            oauth_id = create_freelancer(session, name="Olga OAuth", email="oauth@example.com",
+                                         country="US").id
+        with self.factory.begin() as session:
+            url = create_oauth_link(session, gateway=self.gateway, settings=self.settings,
+                                    operator=ADMIN, freelancer_id=oauth_id).url
+        connected = handle_oauth_callback(self.factory, gateway=self.gateway,
+                                          params=consent(url))
+        assert connected.success and connected.account_id
+        self.freelancers.append((oauth_id, connected.account_id))
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -227,9 +274,15 @@ class MoneyPath(RuleBasedStateMachine):
     def _gateway(self, wrong_key: bool, fault: dict[str, Any] | None = None) -> StripeGateway:
         if not wrong_key:
             return self.impatient if fault and fault["kind"] == "delay" else self.gateway
+        # Stripe answers this key with a 401 before anything else (a fault is never reached).
         client = stripe.StripeClient("sk_test_", base_addresses={"api": self.emu.base_url},
                                      max_network_retries=0)
         return StripeGateway(self.settings, client=client)
+
+    @staticmethod
+    def _stale_after(stale: bool) -> timedelta:
+        """Act on ``submitted`` rows at once (their claim taken as stale) or after the default."""
+        return timedelta(0) if stale else STALE_SUBMITTED_AFTER
 
     @staticmethod
     def _expected(call: Callable[[], Any]) -> Any:
@@ -245,7 +298,7 @@ class MoneyPath(RuleBasedStateMachine):
 
     # ---- requests ---------------------------------------------------------------------------
 
-    @rule(who=st.integers(0, 2), amount=st.sampled_from(AMOUNTS),
+    @rule(who=st.integers(0, OAUTH), amount=st.sampled_from(AMOUNTS),
           via=st.sampled_from(["form", "api_key", "api_no_key", "bulk"]),
           same_as_last=st.booleans(), send_now=st.booleans(), fault=st.sampled_from(FAULTS))
     def request(self, who: int, amount: str, via: str, same_as_last: bool, send_now: bool,
@@ -253,7 +306,7 @@ class MoneyPath(RuleBasedStateMachine):
         """Request a payout; like the form and the API, often send it at once."""
         payout_id = self._request(who, amount, via, same_as_last)
         if payout_id is not None and send_now:
-            self._execute(payout_id, fault, wrong_key=False)
+            self._execute(payout_id, fault, wrong_key=False, stale=False)
 
     def _request(self, who: int, amount: str, via: str, same_as_last: bool) -> int | None:
         freelancer_id, _ = self.freelancers[who]
@@ -295,26 +348,27 @@ class MoneyPath(RuleBasedStateMachine):
             self._expected(lambda: reject_payout(session, operator=FINANCE, payout_id=payout,
                                                  reason="not this one"))
 
-    @rule(pick=st.integers(0, 10_000), fault=st.sampled_from(FAULTS))
-    def execute(self, pick: int, fault: dict[str, Any] | None) -> None:
+    @rule(pick=st.integers(0, 10_000), fault=st.sampled_from(FAULTS), stale=st.booleans())
+    def execute(self, pick: int, fault: dict[str, Any] | None, stale: bool) -> None:
+        """The dashboard's Send (or its retry), Stripe failing as ``fault`` says."""
         self._execute(self._pick(Payout, pick, ("pending", "unknown", "submitted")), fault,
-                      wrong_key=False)
+                      wrong_key=False, stale=stale)
 
     def _execute(self, payout: int | None, fault: dict[str, Any] | None,
-                 wrong_key: bool) -> None:
+                 wrong_key: bool, stale: bool) -> None:
         if payout is None:
             return
         self._arm(None if wrong_key else fault, "/v1/transfers")
         self._expected(lambda: execute_payout(
             self.factory, gateway=self._gateway(wrong_key, fault), payout_id=payout,
-            operator=ADMIN, recheck_balance=False))
+            operator=ADMIN, recheck_balance=False, stale_after=self._stale_after(stale)))
         self._settle_stripe()
 
-    @rule(pick=st.integers(0, 10_000))
-    def execute_with_a_refused_key(self, pick: int) -> None:
+    @rule(pick=st.integers(0, 10_000), stale=st.booleans())
+    def execute_with_a_refused_key(self, pick: int, stale: bool) -> None:
         """The key was rotated or mistyped: Stripe answers 401 before doing anything."""
         self._execute(self._pick(Payout, pick, ("pending", "unknown", "submitted")), None,
-                      wrong_key=True)
+                      wrong_key=True, stale=stale)
 
     @rule(pick=st.integers(0, 10_000))
     def crash_after_claim(self, pick: int) -> None:
@@ -330,13 +384,17 @@ class MoneyPath(RuleBasedStateMachine):
         _claim(self.factory, payout_id=payout, observed=PayoutStatus.PENDING,
                last_updated=last, operator=ADMIN)
 
-    @rule(fault=st.sampled_from(FAULTS))
-    def retry_sweep(self, fault: dict[str, Any] | None) -> None:
-        self._arm(fault, "/v1/transfers")
-        gateway = self._gateway(False, fault)
-        self._expected(lambda: retry_unsettled(self.factory, gateway=gateway, operator=ADMIN))
+    @rule(fault=st.sampled_from(FAULTS), refused_key=st.booleans(), stale=st.booleans())
+    def retry_sweep(self, fault: dict[str, Any] | None, refused_key: bool, stale: bool) -> None:
+        """The sweeper (``python -m lib.payouts retry``) over payouts and reversals."""
+        self._arm(None if refused_key else fault, "/v1/transfers")
+        gateway = self._gateway(refused_key, fault)
+        stale_after = self._stale_after(stale)
+        self._expected(lambda: retry_unsettled(self.factory, gateway=gateway, operator=ADMIN,
+                                               stale_after=stale_after))
         self._expected(lambda: retry_unsettled_reversals(self.factory, gateway=gateway,
-                                                         operator=ADMIN))
+                                                         operator=ADMIN,
+                                                         stale_after=stale_after))
         self._settle_stripe()
 
     # ---- reversals --------------------------------------------------------------------------
@@ -404,10 +462,20 @@ class MoneyPath(RuleBasedStateMachine):
             event={"id": f"evt_{transfer['id']}_{pick}", "type": kind,
                    "data": {"object": {"id": transfer["id"]}}}))
 
-    @rule()
-    def reconcile(self) -> None:
+    @rule(window=st.sampled_from([timedelta(hours=1), timedelta(days=3)]))
+    def reconcile(self, window: timedelta) -> None:
+        """Reconcile today's rows, or the last three days' (past a jump of the clock)."""
         self._expected(lambda: reconcile(self.factory, gateway=self.gateway, operator=FINANCE,
-                                         since=utcnow() - timedelta(days=3)))
+                                         since=utcnow() - window))
+
+    @rule()
+    def revoke_the_oauth_connection(self) -> None:
+        """The OAuth freelancer revokes the platform's access at Stripe (the ledger learns it
+        only when Stripe refuses a transfer to that account)."""
+        if not self.revoked:
+            stripe_client(self.emu.base_url).oauth.deauthorize(
+                params={"stripe_user_id": self.freelancers[OAUTH][1]})
+            self.revoked = True
 
     @rule()
     def jump_past_the_key_window(self) -> None:
@@ -440,19 +508,21 @@ class MoneyPath(RuleBasedStateMachine):
             awaiting = awaiting_decision(session, operator=FINANCE)
         for row in awaiting:
             made = self._stripe_object(row.subject, row.subject_id)
-            decision = self._expected(lambda row=row, made=made: propose_decision(
-                self.factory, gateway=self.gateway, operator=ADMIN, subject=row.subject,
-                subject_id=row.subject_id, outcome="paid" if made else "not_paid",
-                stripe_object_id=made, reason="checked Stripe"))
+            decision = self._expected(partial(
+                propose_decision, self.factory, gateway=self.gateway, operator=ADMIN,
+                subject=row.subject, subject_id=row.subject_id,
+                outcome="paid" if made else "not_paid", stripe_object_id=made,
+                reason="checked Stripe"))
             if decision is not None:
-                self._expected(lambda decision=decision: confirm_decision(
-                    self.factory, gateway=self.gateway, operator=FINANCE,
-                    decision_id=decision.id))
+                self._expected(partial(confirm_decision, self.factory, gateway=self.gateway,
+                                       operator=FINANCE, decision_id=decision.id))
 
     def _stripe_object(self, subject: str, subject_id: int) -> str | None:
         with self.factory() as session:
             if subject == "payout":
-                key = session.get(Payout, subject_id).idempotency_key  # type: ignore[union-attr]
+                payout_row = session.get(Payout, subject_id)
+                assert payout_row is not None
+                key = payout_row.idempotency_key
                 return next((t["id"] for t in self.gateway.iter_transfers()
                              if (t.get("metadata") or {}).get("ledger_key") == key), None)
             reversal = session.get(PayoutReversal, subject_id)
@@ -527,6 +597,9 @@ class MoneyPath(RuleBasedStateMachine):
             if payout.status in (PayoutStatus.PAID, PayoutStatus.REVERSED):
                 assert made and made[0]["id"] == payout.stripe_transfer_id, (
                     f"payout {payout.id} is {payout.status} without its transfer at Stripe")
+                assert (made[0]["amount"], made[0]["destination"]) == (
+                    payout.amount_minor, payout.stripe_account_id), (
+                    f"payout {payout.id}'s transfer moved other money than the row says")
                 ledger_net[where] += payout.amount_minor - succeeded[payout.id]
                 # What Stripe took back for reversals the ledger has no answer for yet.
                 open_made = sum(
@@ -556,6 +629,36 @@ class MoneyPath(RuleBasedStateMachine):
         assert {k: v for k, v in stripe_net.items() if v} == {
             k: v for k, v in ledger_net.items() if v}, "the money moved differs from the ledger"
 
+    @invariant()
+    def a_saved_500_is_never_sent_again(self) -> None:
+        """Stripe replays a saved 500 to every retry with the key: sending it again is futile
+        (and after the key window, a second payment), so only reconciliation and people act."""
+        with self.factory() as session:
+            saved = list(session.scalars(select(Payout.id).where(
+                Payout.status == PayoutStatus.UNKNOWN, Payout.error_code == SAVED_SERVER_ERROR)))
+            if not saved:
+                return
+            sends = {target: count for target, count in session.execute(
+                select(AuditLog.target, func.count()).where(
+                    AuditLog.action == "payout.submit",
+                    AuditLog.target.in_([f"payout:{payout_id}" for payout_id in saved]))
+                .group_by(AuditLog.target))}
+        for payout_id in saved:
+            now = sends.get(f"payout:{payout_id}", 0)
+            assert self.sends_when_saved.setdefault(payout_id, now) == now, (
+                f"payout {payout_id} was sent again after Stripe saved a 500 under its key")
+
+    @invariant()
+    def a_revoked_destination_fails_and_is_recorded(self) -> None:
+        """Stripe refusing the destination (``account_invalid``: the platform's access was
+        revoked) fails the payout, and the freelancer is no longer attached to that account."""
+        with self.factory() as session:
+            for row in session.scalars(select(Payout).where(
+                    Payout.error_code == "account_invalid")):
+                assert row.status == PayoutStatus.FAILED, (row.id, row.status)
+                attached = get_freelancer(session, freelancer_id=row.freelancer_id)
+                assert attached.stripe_account_id != row.stripe_account_id, row.id
+
     # ---- the end: settle everything as an operator would ------------------------------------
 
     def teardown(self) -> None:
@@ -578,6 +681,8 @@ class MoneyPath(RuleBasedStateMachine):
                           since=utcnow() - timedelta(days=30))
                 self._decide_all()
             self.the_ledger_and_stripe_agree()
+            self.a_saved_500_is_never_sent_again()
+            self.a_revoked_destination_fails_and_is_recorded()
             with self.factory() as session:
                 stuck = session.scalars(select(Payout.id).where(Payout.status.in_(
                     [PayoutStatus.UNKNOWN.value, PayoutStatus.SUBMITTED.value]))).all()
@@ -592,13 +697,28 @@ class MoneyPath(RuleBasedStateMachine):
             self.emu.clear_faults()
 
 
-@pytest.mark.slow
-def test_the_money_path_under_random_faults(emulator: EmulatorHandle, backend: Backend) -> None:
-    MoneyPath.emu = emulator
+def _run(emu: EmulatorHandle, backend: Backend, machine_settings: settings) -> None:
+    MoneyPath.emu = emu
     MoneyPath.backend = backend
+    run_state_machine_as_test(MoneyPath, settings=machine_settings)
+
+
+def test_the_money_path_in_short_runs(emu: EmulatorHandle, backend: Backend) -> None:
+    """Many examples of a few steps: every ``make test`` explores the rules' combinations."""
+    _run(emu, backend, settings(
+        max_examples=SHORT_EXAMPLES, stateful_step_count=SHORT_STEPS, deadline=None,
+        # No shrinking: replaying against the emulator is not free, and the failing steps are
+        # printed as found.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+@pytest.mark.slow
+def test_the_money_path_under_random_faults(emu: EmulatorHandle, backend: Backend) -> None:
+    """A bounded number of long examples, shrunk when one fails; what it explored is recorded."""
     STATS.clear()
     try:
-        run_state_machine_as_test(MoneyPath, settings=settings(
+        _run(emu, backend, settings(
             max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                    HealthCheck.data_too_large]))

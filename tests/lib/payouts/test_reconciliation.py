@@ -22,6 +22,7 @@ from lib.payouts.reconciliation import (
     UNKNOWN_EXPIRED,
     reconcile,
 )
+from scripts.processes import wait_until
 from tests.lib.payouts.helpers import ADMIN, FINANCE, MANAGER
 from tests.lib.payouts.test_execution import _request
 
@@ -186,7 +187,6 @@ def test_two_transfers_claiming_one_row_are_reported_and_nothing_is_settled(worl
 def test_no_write_lock_is_held_while_stripe_is_read(world):
     """On SQLite a writer waited for reconciliation's Stripe calls (up to 30 s each)."""
     import threading
-    import time
 
     from lib import audit
 
@@ -203,10 +203,8 @@ def test_no_write_lock_is_held_while_stripe_is_read(world):
         world.session_factory, gateway=world.gateway, operator=FINANCE, since=since,
         until=since + timedelta(hours=1))))
     runner.start()
-    deadline = time.monotonic() + 10
-    while not world.emu.state()["in_flight"]:
-        assert time.monotonic() < deadline, "reconciliation never reached Stripe"
-        time.sleep(0.01)
+    wait_until(lambda: world.emu.state()["in_flight"], timeout=10, interval=0.01,
+               what="reconciliation's call reaching Stripe")
     # Reconciliation is inside its Stripe call right now: another writer goes straight through.
     audit.record_now(world.session_factory, actor=ADMIN, action="test.write", result="ok")
     assert world.emu.state()["in_flight"] == 1, "the write waited for Stripe's answer"

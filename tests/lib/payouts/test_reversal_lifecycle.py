@@ -54,6 +54,7 @@ def _reserved(world: StripeWorld, payout_id: int) -> int:
 
 
 def _stripe_reversed(world: StripeWorld, payout: Payout) -> int:
+    assert payout.stripe_transfer_id is not None
     return int(world.gateway.retrieve_transfer(payout.stripe_transfer_id)["amount_reversed"])
 
 
@@ -118,8 +119,8 @@ def test_an_unknown_reversal_past_the_key_window_is_never_sent_again(world):
     assert reversal.status == ReversalStatus.UNKNOWN
     with world.session_factory.begin() as session:
         row = session.get(PayoutReversal, reversal.id)
-        row.submitted_at -= timedelta(hours=25)  # type: ignore[union-attr,operator]
-        row.created_at -= timedelta(hours=25)  # type: ignore[union-attr,operator]
+        row.submitted_at -= timedelta(hours=25)
+        row.created_at -= timedelta(hours=25)
     world.emu.advance_clock(25 * 3600)
     with pytest.raises(ConflictError, match="reconcile"):
         execute_reversal(world.session_factory, gateway=world.gateway, operator=ADMIN,

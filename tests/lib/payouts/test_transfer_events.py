@@ -54,7 +54,7 @@ def test_a_transfer_that_differs_from_its_row_is_drift(world):
     payout = execute_payout(world.session_factory, gateway=world.gateway,
                             payout_id=_request(world, freelancer.id), operator=ADMIN)
     with world.session_factory.begin() as session:
-        session.get(Payout, payout.id).amount_minor = 2400  # type: ignore[union-attr]
+        session.get(Payout, payout.id).amount_minor = 2400
     note = apply_transfer_event(world.session_factory, gateway=world.gateway,
                                 event=_event(payout.stripe_transfer_id))
     assert note is not None and note.startswith("drift") and "2400" in note
