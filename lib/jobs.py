@@ -104,7 +104,11 @@ def register_job(build: Callable[[Settings], Job]) -> None:
 
 
 def default_jobs(settings: Settings) -> list[Job]:
-    """The product's jobs, then every registered one."""
+    """The product's jobs, then every registered one by name.
+
+    By name, not by registration: registration follows whichever module happened to be
+    imported first, so the order would differ between a worker and a test run.
+    """
     # The features that plug jobs in register them when imported (a lazy import: they import
     # this module for Job and register_job).
     import lib.alerts
@@ -120,7 +124,7 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("reconciliation", timedelta(days=1), _reconcile,
             "Reconcile the last two days of Stripe transfers with the ledger; store the report."),
     ]
-    return jobs + [build(settings) for build in _REGISTERED]
+    return jobs + sorted((build(settings) for build in _REGISTERED), key=lambda job: job.name)
 
 
 # ---- claiming and finishing a run ---------------------------------------------------------------
