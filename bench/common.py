@@ -200,6 +200,7 @@ def bench_settings(database_url: str, stripe_base: str | None = None,
     values.update(overrides)
     # _env_file is BaseSettings.__init__'s own argument: the signature built from the
     # fields (what the checker sees) does not list it.
+    # _env_file is pydantic-settings' __init__ argument, not a field, so mypy cannot see it.
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

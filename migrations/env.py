@@ -9,6 +9,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from lib.db import make_engine
 from lib.models import Base
@@ -37,7 +38,7 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _run_with(connection) -> None:  # type: ignore[no-untyped-def]
+def _run_with(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -33,4 +33,5 @@ def make_settings(**overrides: Any) -> Settings:
         "payout_duplicate_window_days": 0,
     }
     values.update(overrides)
+    # _env_file is pydantic-settings' __init__ argument, not a field, so mypy cannot see it.
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -37,7 +37,9 @@ CODES = ["individual.id_number", "individual.verification.document", "external_a
 
 def _account_of(session_factory: sessionmaker[Session], freelancer_id: int) -> str:
     with session_factory() as session:
-        account = session.get(Freelancer, freelancer_id).stripe_account_id  # type: ignore[union-attr]
+        freelancer = session.get(Freelancer, freelancer_id)
+    assert freelancer is not None
+    account = freelancer.stripe_account_id
     assert account
     return account
 

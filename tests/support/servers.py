@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
+from emulator.testing import EmulatorHandle
 from lib.settings import Settings
 from scripts.processes import ConditionNotMet, wait_until
 from server.app import create_app
@@ -28,8 +30,8 @@ def free_port() -> int:
 class ServerThread:
     """uvicorn serving an app in a daemon thread; ``stop()`` asks it to exit and waits."""
 
-    def __init__(self, app: object, port: int) -> None:
-        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning",  # type: ignore[arg-type]
+    def __init__(self, app: Callable[..., Any], port: int) -> None:
+        config = uvicorn.Config(app, host=HOST, port=port, log_level="warning",
                                 lifespan="on", access_log=False)
         self.server = uvicorn.Server(config)
         self.url = f"http://{HOST}:{port}"
@@ -62,14 +64,14 @@ class ServerThread:
 
 @contextmanager
 def running_companion(
-    emulator: object, settings: Settings, port: int, session_factory: sessionmaker[Session],
+    emulator: EmulatorHandle, settings: Settings, port: int, session_factory: sessionmaker[Session],
     *, worker: bool = True,
 ) -> Iterator[str]:
     """The companion service on ``port``, with the emulator's webhooks and redirects pointed at
     it, and (unless ``worker=False``) a background worker processing what it stores."""
     from tests.support.worker import running_worker
     backend = settings.backend_url
-    emulator.configure(  # type: ignore[attr-defined]
+    emulator.configure(
         backend_url=backend,
         webhook_url=f"{backend}/api/v1/stripe/webhooks", webhook_secret=TEST_WEBHOOK_SECRET,
         connect_webhook_url=f"{backend}/api/v1/stripe/connect-webhooks",
@@ -85,4 +87,4 @@ def running_companion(
     finally:
         server.stop()
         # Leave the shared emulator delivering nowhere once this service is gone.
-        emulator.configure(webhook_url=None, connect_webhook_url=None)  # type: ignore[attr-defined]
+        emulator.configure(webhook_url=None, connect_webhook_url=None)

@@ -33,7 +33,7 @@ def _paid(world: StripeWorld, amount: str = "25.00", token: str = "t") -> Payout
     freelancer = world.freelancer(email=f"{token}@example.com")
     payout_id = _request(world, freelancer.id, token=token, amount=amount)
     with world.session_factory.begin() as session:
-        if session.get(Payout, payout_id).status == PayoutStatus.PENDING_APPROVAL:  # type: ignore[union-attr]
+        if session.get_one(Payout, payout_id).status == PayoutStatus.PENDING_APPROVAL:
             approve_payout(session, operator=FINANCE, payout_id=payout_id)
     payout = execute_payout(world.session_factory, gateway=world.gateway, payout_id=payout_id,
                             operator=ADMIN)
@@ -50,7 +50,7 @@ def _reversal(world: StripeWorld, reversal_id: int) -> PayoutReversal:
 
 def _reserved(world: StripeWorld, payout_id: int) -> int:
     with world.session_factory() as session:
-        return session.get(Payout, payout_id).amount_reversed_minor  # type: ignore[union-attr]
+        return session.get_one(Payout, payout_id).amount_reversed_minor
 
 
 def _stripe_reversed(world: StripeWorld, payout: Payout) -> int:
