@@ -23,7 +23,7 @@ from lib.account_terms import UnsupportedCountryError, account_terms
 from lib.accounts import get_account, upsert_account
 from lib.bank_payouts import apply_payout_event
 from lib.cli import EXIT_CONFIGURATION, EXIT_FAILED, CommandContext, run_command, say
-from lib.connect_flow import create_oauth_link, handle_oauth_callback
+from lib.connect_flow import create_connect_link, handle_oauth_callback
 from lib.connection_attempts import FailureReason
 from lib.db import make_engine, make_session_factory, utcnow
 from lib.destinations import confirm_destination
@@ -193,9 +193,8 @@ def _connect_through_oauth(factory: sessionmaker[Session], gateway: StripeGatewa
     A new connection holds payouts until the freelancer confirms it (lib.destinations): the
     demo's freelancers did, on their payment settings, except those left to show the hold.
     """
-    with factory.begin() as session:
-        link = create_oauth_link(session, gateway=gateway, settings=settings, operator=ADMIN,
-                                 freelancer_id=freelancer_id)
+    link = create_connect_link(factory, gateway=gateway, settings=settings, operator=ADMIN,
+                               freelancer_id=freelancer_id, method=ConnectionMethod.OAUTH)
     result = handle_oauth_callback(factory, gateway=gateway, params=consent(link.url))
     if not result.success or result.account_id is None:
         raise ConnectOpsError(f"demo OAuth connection failed: {result.reason}")
