@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import AppContext
+from dashboard.tables import show_table
 from lib.jobs import default_jobs
 from lib.roles import Operator
 from lib.worker_status import job_statuses, queue_summary, stale_after, worker_health, workers
@@ -18,6 +19,9 @@ WORKER_COLUMNS = ["worker_id", "state", "last_seen_at", "started_at", "events_pr
                   "events_failed", "stopped_at"]
 JOB_COLUMNS = ["name", "every", "last_finished_at", "last_status", "last_result", "next_run_at",
                "running_on", "description"]
+#: The headers words alone would not make (the rest are spelled out by dashboard.tables.label).
+LABELS = {"worker_id": "Worker", "name": "Job", "running_on": "Running on",
+          "description": "What it does"}
 
 
 def background_worker(context: AppContext, operator: Operator) -> None:
@@ -42,8 +46,8 @@ def background_worker(context: AppContext, operator: Operator) -> None:
         st.caption(f"Oldest waiting event received at {queue.oldest_waiting_at:%Y-%m-%d %H:%M:%S} "
                    "UTC.")
     if running:
-        st.dataframe([w.to_dict() for w in running], hide_index=True, width="stretch",
-                     column_order=WORKER_COLUMNS)
+        show_table([w.to_dict() for w in running], WORKER_COLUMNS, key="webhooks_workers_table",
+                   labels=LABELS, note_zone=False)
     st.markdown("**Scheduled jobs** (each runs once per interval, whichever worker is free)")
-    st.dataframe([j.to_dict() for j in jobs], hide_index=True, width="stretch",
-                 column_order=JOB_COLUMNS)
+    show_table([j.to_dict() for j in jobs], JOB_COLUMNS, key="webhooks_jobs_table",
+               labels=LABELS)

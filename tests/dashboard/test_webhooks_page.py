@@ -149,15 +149,18 @@ def test_a_live_worker_its_jobs_and_a_dead_letter(app, world) -> None:
     assert not any(NO_WORKER in w.value for w in at.warning)
     assert any("Running: last heartbeat" in s.value for s in at.success)
     worker_table, jobs, failed = (at.dataframe[n].value for n in (0, 1, 3))
-    assert list(worker_table["state"]) == ["running"]
-    assert list(worker_table["events_processed"]) == [7]
-    by_name = jobs.set_index("name")
+    assert list(worker_table.columns) == ["Worker", "State", "Last seen", "Started",
+                                          "Events processed", "Events failed", "Stopped"]
+    assert list(worker_table["State"]) == ["running"]
+    assert list(worker_table["Events processed"]) == [7]
+    assert list(worker_table["Stopped"]) == [""]  # not "None"
+    by_name = jobs.set_index("Job")
     assert set(by_name.index) == {"sync_accounts", "purge_oauth_states",
                                   "abandon_connection_attempts", "reconciliation",
                                   "alert_checks", "alert_digest",  # issue 20's jobs
                                   "summaries_compact", "summaries_check"}  # issue 22's
-    assert by_name.loc["reconciliation", "last_result"] == "report #1: 0 transfer(s)"
-    assert by_name.loc["sync_accounts", "last_result"] == "never run yet"
+    assert by_name.loc["reconciliation", "Last result"] == "report #1: 0 transfer(s)"
+    assert by_name.loc["sync_accounts", "Last result"] == "never run yet"
     assert list(failed["State"]) == ["dead letter"]
     assert list(failed["Error"]) == ["RuntimeError: boom"]
     assert [m.value for m in at.metric][-1] == "1"  # dead letters
