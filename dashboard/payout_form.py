@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import payout_form_state as form
+from dashboard import tables
 from dashboard.context import AppContext
 from dashboard.page_helpers import mark, plain, show_error
 from lib.errors import ConnectOpsError, NotFoundError
@@ -127,11 +128,10 @@ def _confirm(context: AppContext, operator: Operator, draft: form.Draft) -> None
     st.subheader(f"Pay {plain(draft['shown'])} to {plain(draft['freelancer'])}")
     if draft["description"]:
         st.caption(f"Description: {plain(draft['description'])}")
-    st.dataframe(
-        [{"": mark(c["ok"]), "check": c["check"], "result": c["message"]}
-         for c in draft["checks"]],
-        hide_index=True, width="stretch",
-    )
+    # The checks' names are words for the reader ("Destination confirmed"), not identifiers.
+    tables.show_table(
+        [{"passed": mark(c["ok"]), "check": tables.label(c["check"]), "result": c["message"]}
+         for c in draft["checks"]], ["passed", "check", "result"], key="payouts_checks_table")
     st.caption(f"Limits in {draft['currency'].upper()}: {plain(draft['limits'])}")
     if not draft["ok"]:
         st.error("The checks above must pass before this payout can be sent.")

@@ -54,8 +54,9 @@ def test_one_payout_preflight_confirm_and_result(app, world) -> None:
     at = fill_and_check(open_page(app, "payouts.py", "admin"), "25.00")
     assert not at.exception, at.exception
     checks = at.dataframe[0].value
-    assert set(checks["check"]) >= {"connected", "transfers_capability", "balance_available"}
-    assert list(checks[""]) == ["✓"] * len(checks)
+    assert list(checks.columns) == ["Passed", "Check", "Result"]
+    assert set(checks["Check"]) >= {"Connected", "Transfers capability", "Balance available"}
+    assert list(checks["Passed"]) == ["✓"] * len(checks)
     submit = at.button(key="payouts_submit")
     assert not submit.disabled
     at = submit.click().run()
@@ -117,7 +118,7 @@ def test_a_bad_amount_is_one_clear_message(app, world) -> None:
 def test_failing_checks_keep_the_submit_disabled(app, world) -> None:
     world.freelancer(name="Nico Notconnected", connected=False)
     at = fill_and_check(open_page(app, "payouts.py", "admin"), "10")
-    assert "✗" in list(at.dataframe[0].value[""])
+    assert "✗" in list(at.dataframe[0].value["Passed"])
     assert at.button(key="payouts_submit").disabled
 
 
