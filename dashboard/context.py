@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.db import make_engine, make_session_factory
@@ -28,7 +29,15 @@ class AppContext:
     gateway: StripeGateway
 
 
-@st.cache_resource(show_spinner=False)
+def _release(context: AppContext) -> None:
+    """Close the engine's pooled connections when Streamlit drops the cached context (a cache
+    clear, or the server stopping), rather than leaving them to the garbage collector."""
+    engine = context.session_factory.kw.get("bind")
+    if isinstance(engine, Engine):
+        engine.dispose()
+
+
+@st.cache_resource(show_spinner=False, on_release=_release)
 def _build_context() -> AppContext:
     settings = load_settings()
     settings.require(*(name for name in REQUIRED_SETTINGS

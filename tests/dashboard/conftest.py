@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import streamlit as st
@@ -17,7 +17,8 @@ DEMO_PASSWORD = "connect-ops-demo"
 
 
 @pytest.fixture
-def dashboard_env(monkeypatch: pytest.MonkeyPatch, database_url: str, engine, tmp_path) -> None:
+def dashboard_env(monkeypatch: pytest.MonkeyPatch, database_url: str, engine,
+                  tmp_path) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)  # no developer .env is read from here
     for name, value in {
         "DATABASE_URL": database_url,
@@ -31,6 +32,10 @@ def dashboard_env(monkeypatch: pytest.MonkeyPatch, database_url: str, engine, tm
         monkeypatch.setenv(name, value)
     st.cache_resource.clear()
     st.cache_data.clear()
+    yield
+    # The pages' engine (dashboard.context) is disposed as its cache entry is released: before
+    # this test's database goes, not whenever the garbage collector finds its connections.
+    st.cache_resource.clear()
 
 
 @pytest.fixture

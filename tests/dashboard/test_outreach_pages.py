@@ -156,7 +156,8 @@ def test_the_outbox_shows_errors_and_an_admin_retries(app, session_factory) -> N
     ("alerts.py", "finance", "finance (finance) may not manage alerts."),
     ("alerts.py", "manager", "manager (manager) may not manage alerts."),
 ])
-def test_the_admin_pages_refuse_other_roles(page: str, role: str, message: str) -> None:
+def test_the_admin_pages_refuse_other_roles(dashboard_env, page: str, role: str,
+                                            message: str) -> None:
     at = run_page_directly(page, role)
     assert not at.exception
     assert [e.value for e in at.error] == [message]
