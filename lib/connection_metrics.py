@@ -1,8 +1,9 @@
 """Connection metrics for a date range: success rate over time, the funnel, failure reasons and
-time to connect. The series and the time-to-connect distribution read the per-day summaries
-kept on write (``lib.summaries``, issue 22: a few rows per day, whatever the volume); the funnel
-counts distinct freelancers, which cannot be added up from per-day rows, with one ``GROUP BY``
-over the range's attempts (indexed on ``started_at``).
+time to connect. Everything reads the per-day summaries kept on write (``lib.summaries``, issue
+22: a few rows per day, whatever the volume). The funnel counts distinct freelancers, which
+per-day counts of attempts cannot give: for a range ending today it reads per-day counts of each
+freelancer's newest attempt (:mod:`lib.summaries.funnel`); for a range that ends in the past,
+one ``GROUP BY`` over the range's attempts (indexed on ``started_at``).
 
 Attempts belong to the day (or ISO week, Monday first) they *started*, in UTC. Definitions:
 
@@ -42,7 +43,7 @@ from lib.models import (
 )
 from lib.roles import Action, Operator, authorize
 from lib.summaries.keys import day_of
-from lib.summaries.store import read
+from lib.summaries.store import Ask, read, read_many
 
 #: The longest range the page may ask for (two years of days is still a small result).
 MAX_RANGE = timedelta(days=800)
@@ -187,8 +188,48 @@ class FunnelStage:
 
 
 def funnel(session: Session, *, operator: Operator, period: DateRange) -> list[FunnelStage]:
-    """Distinct freelancers at each stage (see the module docstring), one query."""
+    """Distinct freelancers at each stage (see the module docstring).
+
+    A range that ends at or after the newest attempt (every range ending today) is read from the
+    funnel's summaries, a few rows per day whatever the volume (:mod:`lib.summaries.funnel`);
+    an older range from its own attempts, one query.
+    """
     authorize(operator, Action.VIEW_METRICS, session=session)
+    # One seek of ix_connection_attempts_started_at.
+    newest = session.scalar(select(func.max(ConnectionAttempt.started_at)))
+    if newest is None or newest < period.end:
+        counts = _funnel_from_summaries(session, period)
+    else:
+        counts = _funnel_by_scan(session, period)
+    issued = counts[0]
+    return [
+        FunnelStage(stage, n, round(100 * n / issued, 1) if issued else None)
+        for stage, n in zip(FUNNEL_STAGES, counts, strict=True)
+    ]
+
+
+def _funnel_from_summaries(session: Session, period: DateRange) -> list[int]:
+    """Each stage as a sum over the days from the range's first: a freelancer whose newest
+    attempt (came-back attempt, succeeded attempt) started on or after it had one in the range,
+    since none started after the range."""
+    first = day_of(period.first)
+    found = read_many(session, [
+        Ask("issued", "funnel_issued", first_day=first, group=()),
+        Ask("returned", "funnel_returned", first_day=first, group=()),
+        Ask("connected", "funnel_connected", first_day=first, group=("k1", "k2")),
+    ])
+    connected = found["connected"]
+    return [
+        sum(row.n for row in found["issued"]),
+        sum(row.n for row in found["returned"]),
+        sum(row.n for row in connected),
+        sum(row.n for row in connected if row.k1 == "1"),
+        sum(row.n for row in connected if row.k1 == "1" and row.k2 == "1"),
+    ]
+
+
+def _funnel_by_scan(session: Session, period: DateRange) -> list[int]:
+    """The range's attempts grouped by freelancer (a past range: its cost follows its length)."""
     outcome = ConnectionAttempt.outcome
     came_back = or_(ConnectionAttempt.returned_at.is_not(None),
                     outcome.in_([AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value]))
@@ -229,12 +270,7 @@ def funnel(session: Session, *, operator: Operator, period: DateRange) -> list[F
         .join(Freelancer, Freelancer.id == per.c.fid)
         .outerjoin(ConnectedAccount, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
     ).one()
-    counts = [int(v or 0) for v in row]
-    issued = counts[0]
-    return [
-        FunnelStage(stage, n, round(100 * n / issued, 1) if issued else None)
-        for stage, n in zip(FUNNEL_STAGES, counts, strict=True)
-    ]
+    return [int(v or 0) for v in row]
 
 
 # ---- failure reasons -------------------------------------------------------------------------

@@ -877,6 +877,26 @@ class SummaryDelta(Base):
     __table_args__ = (Index("ix_summary_deltas_kind_day", "kind", "day"),)
 
 
+class FunnelFreelancer(Base):
+    """A freelancer's place in the connection funnel, kept by triggers (issue 22).
+
+    One row per freelancer with at least one connection attempt: the UTC day (``YYYY-MM-DD``) of
+    their newest attempt, of their newest attempt that came back ('' when none did) and of their
+    newest succeeded one ('' when none), whether their current account is payable and whether
+    they have a paid payout (0 or 1). See :mod:`lib.summaries.funnel`. No foreign key: the
+    triggers remove the row with the freelancer's last attempt.
+    """
+
+    __tablename__ = "funnel_freelancers"
+
+    freelancer_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    issued_day: Mapped[str] = mapped_column(String(10))
+    returned_day: Mapped[str] = mapped_column(String(10))
+    connected_day: Mapped[str] = mapped_column(String(10))
+    verified: Mapped[int] = mapped_column(Integer)
+    paid: Mapped[int] = mapped_column(Integer)
+
+
 class SummaryCheck(Base):
     """One comparison of every summary with a full recount (the worker's daily job, the CLI)."""
 

@@ -2,7 +2,8 @@
 
 - :func:`install_triggers` / :func:`drop_triggers`: the triggers of :mod:`lib.summaries.spec`
   (the migration installs them; a bulk load may drop them, then :func:`rebuild`).
-- :func:`rebuild`: every summary recomputed from its source tables.
+- :func:`rebuild`: every summary recomputed from its source tables (``funnel_freelancers``, the
+  per-freelancer rows behind the funnel's summaries, first).
 - :func:`check`: the summaries against a full recount of the same snapshot; the differences.
 - :func:`compact`: PostgreSQL's pending deltas folded into the counts (the worker's job).
 
@@ -16,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Result, delete, insert, select, text
+from sqlalchemy import Connection, Result, delete, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from lib.models import SummaryCount, SummaryDelta
-from lib.summaries import requirements
+from lib.summaries import funnel, requirements
 from lib.summaries.keys import Key
 from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
@@ -59,9 +60,18 @@ class _Trigger:
     template: str
 
 
-def _triggers(dialect: str) -> list[_Trigger]:
+def _present(connection: Connection) -> tuple[Contribution, ...]:
+    """The contributions whose tables exist: migrations before 0016 run this code with no
+    ``funnel_freelancers`` table yet, and must install, drop and recount without it."""
+    items = contributions(connection.dialect.name)
+    if inspect(connection).has_table(funnel.TABLE):
+        return items
+    return tuple(item for item in items if item.table != funnel.TABLE)
+
+
+def _triggers(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
     found = []
-    for item in contributions(dialect):
+    for item in items:
         found.append(_Trigger(f"summary_{item.kind}_{item.table}", item.table, item.watched,
                               _template(item, dialect)))
     found.append(_Trigger("summary_accounts_freelancers", "freelancers", ("stripe_account_id",),
@@ -121,15 +131,21 @@ def _postgresql_ddl(trigger: _Trigger) -> list[str]:
     ]
 
 
-def trigger_ddl(dialect: str) -> list[str]:
-    """Every statement that creates the summaries' triggers on ``dialect``."""
+def trigger_ddl(dialect: str, *, with_funnel: bool = True) -> list[str]:
+    """Every statement that creates the summaries' triggers on ``dialect`` (those of
+    ``funnel_freelancers`` and the triggers that keep it too, unless ``with_funnel`` is off)."""
+    items = tuple(item for item in contributions(dialect)
+                  if with_funnel or item.table != funnel.TABLE)
     build = _postgresql_ddl if dialect == "postgresql" else _sqlite_ddl
-    return [statement for trigger in _triggers(dialect) for statement in build(trigger)]
+    statements = [statement for trigger in _triggers(dialect, items)
+                  for statement in build(trigger)]
+    return statements + (funnel.trigger_ddl(dialect) if with_funnel else [])
 
 
 def install_triggers(bind: Session | Connection) -> None:
     connection = _connection(bind)
-    for statement in trigger_ddl(connection.dialect.name):
+    with_funnel = inspect(connection).has_table(funnel.TABLE)
+    for statement in trigger_ddl(connection.dialect.name, with_funnel=with_funnel):
         connection.exec_driver_sql(statement)
 
 
@@ -137,7 +153,7 @@ def drop_triggers(bind: Session | Connection) -> None:
     """Drop every summary trigger (a bulk load does, then :func:`rebuild` and reinstalls)."""
     connection = _connection(bind)
     dialect = connection.dialect.name
-    for trigger in _triggers(dialect):
+    for trigger in _triggers(dialect, contributions(dialect)):
         if dialect == "postgresql":
             for suffix in ("write", "update"):
                 connection.exec_driver_sql(
@@ -146,6 +162,7 @@ def drop_triggers(bind: Session | Connection) -> None:
         else:
             for suffix in ("insert", "delete", "update"):
                 connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger.name}_{suffix}")
+    funnel.drop_triggers(connection)
 
 
 # ---- recount, rebuild, check ------------------------------------------------------------------
@@ -160,7 +177,7 @@ def recount(bind: Session | Connection) -> Counter[Key]:
 def _recount(connection: Connection) -> tuple[Counter[Key], Counter[Key]]:
     counts: Counter[Key] = Counter()
     amounts: Counter[Key] = Counter()
-    for item in contributions(connection.dialect.name):
+    for item in _present(connection):
         if not item.recount:
             continue
         # Driver values, as the SQL text yields them (SUM is NUMERIC on PostgreSQL).
@@ -203,6 +220,8 @@ def rebuild(bind: Session | Connection) -> int:
     connection = _connection(bind)
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("LOCK TABLE summary_deltas IN EXCLUSIVE MODE")
+    if inspect(connection).has_table(funnel.TABLE):
+        funnel.reconcile(connection)
     counts, amounts = _recount(connection)
     connection.execute(delete(_DELTAS))
     connection.execute(delete(_COUNTS))

@@ -33,6 +33,11 @@ The kinds (and the page that reads each):
   account row counts while a freelancer points at it, so both the mirror's and the
   freelancer's triggers move it.
 
+- ``funnel_issued`` / ``funnel_returned`` / ``funnel_connected``: freelancers per day of their
+  newest attempt, newest attempt that came back, newest succeeded attempt (the last by the
+  verified and paid flags): Connection metrics' funnel for ranges ending today, read from
+  ``funnel_freelancers`` (kept by its own triggers, :mod:`lib.summaries.funnel`).
+
 Requirement counts per label are kept by :mod:`lib.requirement_index` itself (labels are Python,
 see :mod:`lib.summaries.requirements`).
 """
@@ -40,6 +45,8 @@ see :mod:`lib.summaries.requirements`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from lib.summaries import funnel
 
 #: Connection attempts' time-to-connect buckets: upper bounds in seconds (the last is open).
 #: The same bounds as ``lib.connection_metrics.DURATION_BUCKETS`` (a test keeps them equal).
@@ -66,6 +73,9 @@ class Contribution:
     #: False for a second way into a kind (the freelancer's side of ``accounts``): its
     #: triggers are needed, but the recount reads the kind from one side only.
     recount: bool = True
+    #: What the recount reads instead of ``table`` (SQL for a derived table), when the table is
+    #: itself kept by triggers: the check then verifies it too (``funnel_freelancers``).
+    source: str | None = None
 
 
 def _dialect_day(column: str, dialect: str) -> str:
@@ -107,9 +117,24 @@ _ACCOUNT_WATCHED = ("stripe_id", "status", "currently_due_count", "past_due_coun
                     "current_deadline")
 
 
+def _funnel(dialect: str) -> tuple[Contribution, ...]:
+    source = funnel.source_sql(dialect)
+    flags = ("CASE WHEN {r}.verified = 1 THEN '1' ELSE '0' END",
+             "CASE WHEN {r}.paid = 1 THEN '1' ELSE '0' END")
+    return (
+        Contribution("funnel_issued", funnel.TABLE, "{r}.issued_day", (), ("issued_day",),
+                     source=source),
+        Contribution("funnel_returned", funnel.TABLE, "{r}.returned_day", (),
+                     ("returned_day",), condition="{r}.returned_day <> ''", source=source),
+        Contribution("funnel_connected", funnel.TABLE, "{r}.connected_day", flags,
+                     ("connected_day", "verified", "paid"),
+                     condition="{r}.connected_day <> ''", source=source),
+    )
+
+
 def contributions(dialect: str) -> tuple[Contribution, ...]:
     """Every contribution, with SQL for ``dialect`` ('sqlite' or 'postgresql')."""
-    return (
+    return _funnel(dialect) + (
         Contribution("attempts", "connection_attempts", "{day:started_at}",
                      ("{r}.method", "{r}.outcome", "COALESCE({r}.failure_reason, '')"),
                      ("started_at", "method", "outcome", "failure_reason")),
@@ -157,9 +182,9 @@ FREELANCER_DEADLINE = (
     "AND current.current_deadline IS NOT NULL"
 )
 
-KINDS: tuple[str, ...] = ("attempts", "connect_time", "connect_seconds", "payouts", "events", "freelancers",
-                          "connected",
-                          "accounts", "deadlines", "requirements")
+KINDS: tuple[str, ...] = ("attempts", "connect_time", "connect_seconds", "payouts", "events",
+                          "freelancers", "connected", "accounts", "deadlines", "requirements",
+                          "funnel_issued", "funnel_returned", "funnel_connected")
 
 
 def render(template: str, *, row: str, dialect: str) -> str:
@@ -191,8 +216,9 @@ def recount_sql(item: Contribution, *, dialect: str) -> str:
     """A full recount of ``item``'s kind from its table (GROUP BY the summary's key)."""
     keys = list(item.keys) + ["''"] * (3 - len(item.keys))
     day = item.day if item.day is not None else "''"
+    source = f"({item.source})" if item.source else item.table
     text = ("SELECT day, k1, k2, k3, COUNT(*), COALESCE(SUM(amount), 0) FROM ("
             f"SELECT {day} AS day, {keys[0]} AS k1, {keys[1]} AS k2, {keys[2]} AS k3, "
-            f"{item.amount} AS amount FROM {item.table} src WHERE {item.condition}) source_rows "
+            f"{item.amount} AS amount FROM {source} src WHERE {item.condition}) source_rows "
             "GROUP BY day, k1, k2, k3")
     return render(text, row="src", dialect=dialect)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from lib.connection_metrics import (
     DateRange,
@@ -91,6 +91,38 @@ def test_funnel(session_factory, planted) -> None:
         ("Links issued", 5), ("Returned", 4), ("Connected", 3), ("Verified", 2),
         ("First payout", 1)]
     assert [s.share_of_issued for s in stages] == [100.0, 80.0, 60.0, 40.0, 20.0]
+
+
+def test_funnel_of_a_range_ending_before_the_newest_attempt(session_factory, planted) -> None:
+    """A past range is not read from the summaries (which count each freelancer's *newest*
+    attempt): Monday's attempts must not move the freelancers out of, or into, Nov 1–5."""
+    with session_factory() as session:
+        stages = funnel(session, operator=MANAGER,
+                        period=DateRange(date(2026, 11, 1), date(2026, 11, 5)))
+    assert [(s.stage, s.freelancers) for s in stages] == [
+        ("Links issued", 3), ("Returned", 3), ("Connected", 2), ("Verified", 2),
+        ("First payout", 1)]
+
+
+def test_funnel_summaries_follow_later_writes(session_factory, planted) -> None:
+    """The per-freelancer rows move with the writes: a new attempt moves its freelancer to its
+    day, a payout paid later and an account no longer payable move the flags."""
+    with session_factory.begin() as session:
+        restricted = session.scalars(
+            select(Freelancer).join(ConnectedAccount,
+                                    ConnectedAccount.stripe_id == Freelancer.stripe_account_id)
+            .where(ConnectedAccount.currently_due_count > 0)).one()
+        add_payout(session, freelancer=restricted, status="paid", created_at=MON)
+        session.execute(update(ConnectedAccount)
+                        .where(ConnectedAccount.stripe_id == restricted.stripe_account_id)
+                        .values(currently_due_count=0, past_due_count=0,
+                                transfers_capability="active", payouts_enabled=True,
+                                details_submitted=True))
+    with session_factory() as session:
+        stages = funnel(session, operator=MANAGER, period=PERIOD)
+    assert [(s.stage, s.freelancers) for s in stages] == [
+        ("Links issued", 5), ("Returned", 4), ("Connected", 3), ("Verified", 3),
+        ("First payout", 2)]
 
 
 def test_funnel_verified_means_payable_not_charges_enabled(session_factory) -> None:

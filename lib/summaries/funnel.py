@@ -1,0 +1,226 @@
+"""The connection funnel kept exactly on write: one row per freelancer, counted per day.
+
+The funnel counts *distinct* freelancers with an attempt started in a range, so it cannot be
+added up from per-day rows of attempts (a freelancer with attempts on three days would count
+three times). Per-day *sets* of freelancers would be exact but grow with the data; a sketch
+(HyperLogLog) would be small but approximate, and finance reads these numbers as exact. Instead
+this keeps an exact incremental form that answers every range *ending at or after the newest
+attempt* (every range that ends today, the page's default) from a few summary rows:
+
+- ``funnel_freelancers`` holds, per freelancer with at least one attempt, the UTC day of their
+  newest attempt, of their newest attempt that came back from Stripe, and of their newest
+  succeeded attempt, with two flags: verified (their current account is payable) and paid
+  (they have a ``paid`` payout). Triggers on the four source tables recompute one freelancer's
+  row from their own rows (about ten attempts, by index) in the transaction of the write.
+- The summaries ``funnel_issued`` / ``funnel_returned`` / ``funnel_connected`` count those rows
+  per day (``funnel_connected`` also by the two flags), maintained by the ordinary summary
+  triggers on that table (:mod:`lib.summaries.spec`).
+
+A freelancer has an attempt in ``[first, today]`` exactly when their newest attempt started on
+or after ``first`` (no attempt starts after today), and the same for each stage, so each stage is
+a sum over the days from ``first`` on. A range that ends before the newest attempt is answered by
+a scan of its own attempts instead (``lib.connection_metrics.funnel``): its cost follows the
+range, not the history.
+
+The recount of these summaries reads the source tables directly (:data:`source_sql`), so the
+summaries check verifies the whole chain: the per-freelancer rows and the counts of them.
+
+On PostgreSQL each refresh first locks the freelancer's row (``FOR NO KEY UPDATE``, which does
+not conflict with the key-share locks that inserting attempts and payouts takes): two
+transactions writing the same freelancer's attempts then recompute one after the other, each
+from a snapshot that includes the other's committed rows, so neither overwrites the other's
+contribution with a stale one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+TABLE = "funnel_freelancers"
+_COLUMNS = ("freelancer_id", "issued_day", "returned_day", "connected_day", "verified", "paid")
+
+#: The columns of an account that decide whether it is payable (``lib.account_status``).
+VERIFIED_COLUMNS = ("stripe_id", "transfers_capability", "payouts_enabled", "details_submitted",
+                    "currently_due_count", "past_due_count")
+
+
+def _day(column: str, dialect: str) -> str:
+    if dialect == "postgresql":
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    return f"substr({column}, 1, 10)"
+
+
+def payable(row: str) -> str:
+    """SQL: the account ``row`` is payable (as :func:`lib.account_status.is_verified`)."""
+    return (f"({row}.transfers_capability = 'active' AND {row}.payouts_enabled "
+            f"AND {row}.details_submitted AND {row}.currently_due_count = 0 "
+            f"AND {row}.past_due_count = 0)")
+
+
+def source_sql(dialect: str, *, where: str = "1 = 1") -> str:
+    """Per freelancer with attempts (those matching ``where`` over ``a``): their funnel row."""
+    day = _day("a.started_at", dialect)
+    came_back = "(a.returned_at IS NOT NULL OR a.outcome IN ('succeeded', 'failed'))"
+    return (
+        f"SELECT a.freelancer_id AS freelancer_id, MAX({day}) AS issued_day, "
+        f"COALESCE(MAX(CASE WHEN {came_back} THEN {day} END), '') AS returned_day, "
+        f"COALESCE(MAX(CASE WHEN a.outcome = 'succeeded' THEN {day} END), '') AS connected_day, "
+        "CASE WHEN EXISTS (SELECT 1 FROM freelancers owner JOIN connected_accounts account "
+        "ON account.stripe_id = owner.stripe_account_id WHERE owner.id = a.freelancer_id "
+        f"AND {payable('account')}) THEN 1 ELSE 0 END AS verified, "
+        "CASE WHEN EXISTS (SELECT 1 FROM payouts paid WHERE paid.freelancer_id = a.freelancer_id "
+        "AND paid.status = 'paid') THEN 1 ELSE 0 END AS paid "
+        f"FROM connection_attempts a WHERE {where} GROUP BY a.freelancer_id"
+    )
+
+
+def _upsert(dialect: str, where: str) -> str:
+    changed = " OR ".join(f"{TABLE}.{c} <> excluded.{c}" for c in _COLUMNS[1:])
+    return (f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) {source_sql(dialect, where=where)} "
+            f"ON CONFLICT (freelancer_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]) + f" WHERE {changed}")
+
+
+def _drop_empty(where_id: str) -> str:
+    return (f"DELETE FROM {TABLE} WHERE freelancer_id {where_id} AND NOT EXISTS "
+            f"(SELECT 1 FROM connection_attempts x WHERE x.freelancer_id = {TABLE}.freelancer_id)")
+
+
+# ---- triggers ------------------------------------------------------------------------------------
+
+
+def _differs(dialect: str, columns: tuple[str, ...]) -> str:
+    operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    return " OR ".join(f"OLD.{c} {operator} NEW.{c}" for c in columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A table whose writes move some freelancers' funnel rows."""
+
+    name: str
+    table: str
+    watched: tuple[str, ...]
+    #: The freelancers a row (``{r}``) touches.
+    owners: str
+    #: When an inserted or deleted row (``{r}``) matters; None: inserts never do, and a delete
+    #: removes the freelancer's row (the ``freelancers`` table itself).
+    matters: str | None
+
+    def update_condition(self, dialect: str) -> str:
+        changed = _differs(dialect, self.watched)
+        if self.table == "connected_accounts":
+            # Only a change of payable-ness (or of which account this is) moves a flag.
+            operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+            return f"{payable('OLD')} {operator} {payable('NEW')} OR {_differs(dialect, ('stripe_id',))}"
+        if self.table == "payouts":
+            return f"(OLD.status = 'paid' OR NEW.status = 'paid') AND ({changed})"
+        return changed
+
+
+_SOURCES: tuple[_Source, ...] = (
+    _Source("funnel_attempts", "connection_attempts",
+            ("freelancer_id", "started_at", "outcome", "returned_at"),
+            "SELECT {r}.freelancer_id", "1 = 1"),
+    _Source("funnel_accounts", "connected_accounts", VERIFIED_COLUMNS,
+            "SELECT id FROM freelancers WHERE stripe_account_id = {r}.stripe_id", payable("{r}")),
+    _Source("funnel_owners", "freelancers", ("stripe_account_id",), "SELECT {r}.id", None),
+    _Source("funnel_payouts", "payouts", ("freelancer_id", "status"),
+            "SELECT {r}.freelancer_id", "{r}.status = 'paid'"),
+)
+
+
+def _sqlite_refresh(ids: str) -> str:
+    return f"{_drop_empty(f'IN ({ids})')}; {_upsert('sqlite', f'a.freelancer_id IN ({ids})')};"
+
+
+def _sqlite_ddl() -> list[str]:
+    statements = []
+    for source in _SOURCES:
+        name, table = source.name, source.table
+        new, old = source.owners.replace("{r}", "NEW"), source.owners.replace("{r}", "OLD")
+        if source.matters is None:
+            statements.append(f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} "
+                              f"BEGIN DELETE FROM {TABLE} WHERE freelancer_id = OLD.id; END")
+            refresh = _sqlite_refresh(new)
+        else:
+            statements += [
+                f"CREATE TRIGGER {name}_insert AFTER INSERT ON {table} "
+                f"WHEN {source.matters.replace('{r}', 'NEW')} BEGIN {_sqlite_refresh(new)} END",
+                f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} "
+                f"WHEN {source.matters.replace('{r}', 'OLD')} BEGIN {_sqlite_refresh(old)} END",
+            ]
+            refresh = f"{_sqlite_refresh(old)} {_sqlite_refresh(new)}"
+        statements.append(
+            f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(source.watched)} "
+            f"ON {table} WHEN {source.update_condition('sqlite')} BEGIN {refresh} END")
+    return statements
+
+
+_PG_REFRESH = (
+    "CREATE OR REPLACE FUNCTION funnel_refresh(fid bigint) RETURNS void LANGUAGE plpgsql "
+    "AS $body$ BEGIN PERFORM 1 FROM freelancers WHERE id = fid FOR NO KEY UPDATE; "
+    f"{_drop_empty('= fid')}; {_upsert('postgresql', 'a.freelancer_id = fid')}; END $body$"
+)
+
+
+def _pg_body(source: _Source) -> str:
+    def loop(row: str) -> str:
+        return (f"FOR fid IN {source.owners.replace('{r}', row)} ORDER BY 1 LOOP "
+                "PERFORM funnel_refresh(fid); END LOOP;")
+
+    if source.matters is None:
+        return (f"IF TG_OP = 'DELETE' THEN DELETE FROM {TABLE} WHERE freelancer_id = OLD.id; "
+                f"ELSIF TG_OP = 'UPDATE' THEN {loop('NEW')} END IF;")
+    old = source.matters.replace("{r}", "OLD")
+    new = source.matters.replace("{r}", "NEW")
+    return (f"IF TG_OP = 'UPDATE' OR (TG_OP = 'DELETE' AND {old}) THEN {loop('OLD')} END IF; "
+            f"IF TG_OP = 'UPDATE' OR (TG_OP = 'INSERT' AND {new}) THEN {loop('NEW')} END IF;")
+
+
+def _postgresql_ddl() -> list[str]:
+    statements = [_PG_REFRESH]
+    for source in _SOURCES:
+        name, table = source.name, source.table
+        statements += [
+            f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
+            f"DECLARE fid bigint; BEGIN {_pg_body(source)} RETURN NULL; END $body$",
+            f"CREATE TRIGGER {name}_write AFTER INSERT OR DELETE ON {table} FOR EACH ROW "
+            f"EXECUTE FUNCTION {name}()",
+            f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(source.watched)} "
+            f"ON {table} FOR EACH ROW WHEN ({source.update_condition('postgresql')}) "
+            f"EXECUTE FUNCTION {name}()",
+        ]
+    return statements
+
+
+def trigger_ddl(dialect: str) -> list[str]:
+    """The statements that keep ``funnel_freelancers`` up to date on ``dialect``."""
+    return _postgresql_ddl() if dialect == "postgresql" else _sqlite_ddl()
+
+
+def drop_triggers(connection: Connection) -> None:
+    dialect = connection.dialect.name
+    for source in _SOURCES:
+        name, table = source.name, source.table
+        if dialect == "postgresql":
+            for suffix in ("write", "update"):
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix} ON {table}")
+            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")
+        else:
+            for suffix in ("insert", "delete", "update"):
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix}")
+    if dialect == "postgresql":
+        connection.exec_driver_sql("DROP FUNCTION IF EXISTS funnel_refresh(bigint)")
+
+
+def reconcile(connection: Connection) -> None:
+    """Make every freelancer's row equal a recompute from the source tables (the rebuild's
+    first step): rows that already agree are not written, so their triggers stay quiet."""
+    dialect = connection.dialect.name
+    connection.exec_driver_sql(
+        f"DELETE FROM {TABLE} WHERE NOT EXISTS (SELECT 1 FROM connection_attempts x "
+        f"WHERE x.freelancer_id = {TABLE}.freelancer_id)")
+    connection.exec_driver_sql(_upsert(dialect, "1 = 1"))
