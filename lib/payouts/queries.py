@@ -150,10 +150,13 @@ def _joined() -> Select[Payout, Freelancer]:
 Cell = tuple[str, str]  # currency, status
 
 
-def _cells(session: Session, filters: PayoutFilter) -> dict[Cell, tuple[int, int]] | None:
-    """Count and amount per (currency, status) for the filters, from the ``payouts`` summary
-    (issue 22): whole days from summary rows, the partial days at the range's ends from the
-    ``created_at`` index. None when a filter has no summary (a freelancer, a payout type)."""
+def _cells(session: Session, filters: PayoutFilter, *,
+           kind: str = "payouts") -> dict[Cell, tuple[int, int]] | None:
+    """Count and amount per (currency, status) for the filters, from a summary by payout day ×
+    currency × status (issue 22): ``payouts`` (the ledger rows and their amounts) or
+    ``reversed`` (their succeeded reversals and what those took back). Whole days come from
+    summary rows, the partial days at the range's ends from the ``created_at`` index. None when
+    a filter has no summary (a freelancer, a payout type)."""
     if filters.freelancer_id is not None or filters.payout_type is not None:
         return None
     where: dict[str, tuple[str, ...]] = {}
@@ -170,18 +173,27 @@ def _cells(session: Session, filters: PayoutFilter) -> dict[Cell, tuple[int, int
         cells[cell] = (n + count, total + amount)
 
     if window.has_days:
-        for row in read(session, "payouts", first_day=window.first_day,
+        for row in read(session, kind, first_day=window.first_day,
                         before_day=window.before_day, group=("k1", "k2"), where=where):
             add((row.k1, row.k2), row.n, row.amount)
     for start, end in window.edges:
         edge = PayoutFilter(status=filters.status, currency=filters.currency,
                             created_from=start, created_to=end)
-        for currency, status, n, amount in session.execute(_where(
-                select(Payout.currency, Payout.status, func.count(),
-                       func.coalesce(func.sum(Payout.amount_minor), 0)), edge)
-                .group_by(Payout.currency, Payout.status)):
+        for currency, status, n, amount in session.execute(
+                _where(_cell_totals(kind), edge).group_by(Payout.currency, Payout.status)):
             add((str(currency), str(status)), int(n), int(amount))
     return {cell: value for cell, value in cells.items() if value[0]}
+
+
+def _cell_totals(kind: str) -> Select[tuple[str, str, int, int]]:
+    """What a summary of ``kind`` holds, counted from the tables (to be filtered and grouped)."""
+    if kind == "reversed":
+        return (select(Payout.currency, Payout.status, func.count(),
+                       func.coalesce(func.sum(PayoutReversal.amount_minor), 0))
+                .join(PayoutReversal, PayoutReversal.payout_id == Payout.id)
+                .where(PayoutReversal.status == ReversalStatus.SUCCEEDED))
+    return select(Payout.currency, Payout.status, func.count(),
+                  func.coalesce(func.sum(Payout.amount_minor), 0))
 
 
 def list_payouts(
@@ -223,13 +235,14 @@ def totals_by_currency(
                               func.sum(Payout.amount_minor)), chosen)
                        .group_by(Payout.currency, Payout.status)
                        .order_by(Payout.currency, Payout.status))]
-    reversed_by_cell = {
-        (c, s): int(total or 0) for c, s, total in session.execute(_where(
-            select(Payout.currency, Payout.status, func.sum(PayoutReversal.amount_minor))
-            .join(PayoutReversal, PayoutReversal.payout_id == Payout.id)
-            .where(PayoutReversal.status == ReversalStatus.SUCCEEDED), chosen,
-        ).group_by(Payout.currency, Payout.status))
-    }
+    reversed_cells = _cells(session, chosen, kind="reversed") if summarised is not None else None
+    if reversed_cells is not None:
+        reversed_by_cell = {cell: amount for cell, (_, amount) in reversed_cells.items()}
+    else:
+        reversed_by_cell = {
+            (str(c), str(s)): int(total) for c, s, _, total in session.execute(
+                _where(_cell_totals("reversed"), chosen).group_by(Payout.currency,
+                                                                  Payout.status))}
     cells = []
     for c, s, n, total in grouped:
         amount = int(total or 0)

@@ -27,6 +27,8 @@ from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
     FREELANCER_DEADLINE,
     KINDS,
+    PAYOUT_REVERSED,
+    REVERSAL_REVERSED,
     Contribution,
     contributions,
     recount_sql,
@@ -72,12 +74,18 @@ def _present(connection: Connection) -> tuple[Contribution, ...]:
 def _triggers(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
     found = []
     for item in items:
+        if not item.triggers:
+            continue
         found.append(_Trigger(f"summary_{item.kind}_{item.table}", item.table, item.watched,
                               _template(item, dialect)))
     found.append(_Trigger("summary_accounts_freelancers", "freelancers", ("stripe_account_id",),
                           FREELANCER_ACCOUNT))
     found.append(_Trigger("summary_deadlines_freelancers", "freelancers",
                           ("stripe_account_id",), FREELANCER_DEADLINE))
+    found.append(_Trigger("summary_reversed_payout_reversals", "payout_reversals",
+                          ("payout_id", "status", "amount_minor"), REVERSAL_REVERSED))
+    found.append(_Trigger("summary_reversed_payouts", "payouts",
+                          ("created_at", "currency", "status"), PAYOUT_REVERSED))
     return found
 
 

@@ -21,6 +21,9 @@ The kinds (and the page that reads each):
   added up (the weekly median time to connect);
 - ``payouts``: ledger rows per creation day × currency × status, with their amount (Overview's
   payouts this month);
+- ``reversed``: succeeded reversals per their payout's creation day × currency × status, with
+  the amount taken back (the Payouts page's "reversed" and "net" columns); kept from both
+  tables, since a reversal counts under its payout's keys;
 - ``events``: webhook events per type × status, undated (Webhooks and sync's per-type table;
   the page shows all-time counts per type, so a per-day split would only multiply the rows it
   reads);
@@ -76,6 +79,9 @@ class Contribution:
     #: What the recount reads instead of ``table`` (SQL for a derived table), when the table is
     #: itself kept by triggers: the check then verifies it too (``funnel_freelancers``).
     source: str | None = None
+    #: False when the kind's triggers are written by hand below (its keys live on another
+    #: table than its rows: ``reversed``): only the recount is generated.
+    triggers: bool = True
 
 
 def _dialect_day(column: str, dialect: str) -> str:
@@ -150,6 +156,9 @@ def contributions(dialect: str) -> tuple[Contribution, ...]:
                      ("{r}.currency", "{r}.status"),
                      ("created_at", "currency", "status", "amount_minor"),
                      amount="{r}.amount_minor"),
+        Contribution("reversed", "payout_reversals", "{day:created_at}",
+                     ("{r}.currency", "{r}.status"), (), amount="{r}.amount_minor",
+                     source=REVERSED_SOURCE, triggers=False),
         Contribution("events", "webhook_events", None, ("{r}.type", "{r}.status"),
                      ("type", "status")),
         Contribution("freelancers", "freelancers", None,
@@ -182,9 +191,28 @@ FREELANCER_DEADLINE = (
     "AND current.current_deadline IS NOT NULL"
 )
 
+#: Succeeded reversals with the day, currency and status of the payout they took money back from.
+REVERSED_SOURCE = (
+    "SELECT owner.created_at AS created_at, owner.currency AS currency, owner.status AS status, "
+    "taken.amount_minor AS amount_minor FROM payout_reversals taken "
+    "JOIN payouts owner ON owner.id = taken.payout_id WHERE taken.status = 'succeeded'"
+)
+#: ``reversed`` from the reversal's side: a succeeded reversal counts under its payout's keys.
+REVERSAL_REVERSED = (
+    "SELECT 'reversed', {day:owner.created_at}, owner.currency, owner.status, '', {sign}, "
+    "{sign} * {r}.amount_minor FROM payouts owner "
+    "WHERE owner.id = {r}.payout_id AND {r}.status = 'succeeded'"
+)
+#: ``reversed`` from the payout's side: its succeeded reversals move with its day and status.
+PAYOUT_REVERSED = (
+    "SELECT 'reversed', {day:created_at}, {r}.currency, {r}.status, '', {sign} * COUNT(*), "
+    "{sign} * SUM(taken.amount_minor) FROM payout_reversals taken "
+    "WHERE taken.payout_id = {r}.id AND taken.status = 'succeeded' HAVING COUNT(*) > 0"
+)
+
 KINDS: tuple[str, ...] = ("attempts", "connect_time", "connect_seconds", "payouts", "events",
                           "freelancers", "connected", "accounts", "deadlines", "requirements",
-                          "funnel_issued", "funnel_returned", "funnel_connected")
+                          "funnel_issued", "funnel_returned", "funnel_connected", "reversed")
 
 
 def render(template: str, *, row: str, dialect: str) -> str:

@@ -39,7 +39,9 @@ from lib.models import (
     ConnectionAttempt,
     Freelancer,
     Payout,
+    PayoutReversal,
     PayoutStatus,
+    ReversalStatus,
     WebhookEvent,
     WebhookStatus,
 )
@@ -56,6 +58,8 @@ CODES = st.sampled_from(["individual.dob.day", "individual.dob.month", "individu
 # The statuses and outcomes the funnel reads first: Hypothesis draws the first element of a
 # sampled_from most often, and a connected freelancer who then gets paid must be common.
 STATUSES = tuple(sorted((s.value for s in PayoutStatus), key=lambda s: s != "paid"))
+REVERSAL_STATUSES = tuple(sorted((s.value for s in ReversalStatus),
+                                 key=lambda s: s != "succeeded"))
 OUTCOMES = tuple(sorted((o.value for o in AttemptOutcome), key=lambda o: o != "succeeded"))
 REASONS = st.none() | st.sampled_from(["access_denied", "invalid_state", "link_expired"])
 
@@ -81,13 +85,14 @@ class Summaries(RuleBasedStateMachine):
     accounts = Bundle("accounts")
     attempts = Bundle("attempts")
     payouts = Bundle("payouts")
+    reversals = Bundle("reversals")
     events = Bundle("events")
 
     def __init__(self) -> None:
         super().__init__()
         self.serial = 0
         with self.factory.begin() as session:
-            for model in (Payout, ConnectionAttempt, WebhookEvent):
+            for model in (PayoutReversal, Payout, ConnectionAttempt, WebhookEvent):
                 session.execute(delete(model))
             session.execute(update(Freelancer).values(stripe_account_id=None))
             session.execute(delete(ConnectedAccount))
@@ -262,6 +267,27 @@ class Summaries(RuleBasedStateMachine):
     def move_payout(self, payout_id: int, status: str) -> None:
         with self.factory.begin() as session:
             session.execute(update(Payout).where(Payout.id == payout_id).values(status=status))
+
+    @rule(target=reversals, payout_id=payouts, amount=st.integers(1, 10**6),
+          status=st.sampled_from(REVERSAL_STATUSES))
+    def reverse(self, payout_id: int, amount: int, status: str) -> int:
+        """A reversal of a payout: once succeeded, it counts under its payout's keys."""
+        n = self._next()
+        with self.factory.begin() as session:
+            if session.get(Payout, payout_id) is None:
+                return 0
+            reversal = PayoutReversal(payout_id=payout_id, amount_minor=amount, reason="test",
+                                      status=status, requested_by="test",
+                                      idempotency_key=f"rev-{n}")
+            session.add(reversal)
+            session.flush()
+            return reversal.id
+
+    @rule(reversal_id=reversals, status=st.sampled_from(REVERSAL_STATUSES))
+    def move_reversal(self, reversal_id: int, status: str) -> None:
+        with self.factory.begin() as session:
+            session.execute(update(PayoutReversal).where(PayoutReversal.id == reversal_id)
+                            .values(status=status))
 
     @rule(target=events, type_=st.sampled_from(["account.updated", "transfer.created",
                                                 "payout.failed"]), at=MOMENTS)
