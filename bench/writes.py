@@ -10,7 +10,11 @@ transaction as production makes it, so a noisy machine slows both alike:
 - **webhook intake**: ``lib.webhooks.store_event`` of a new ``account.updated`` event;
 - **account upsert**: ``lib.accounts.upsert_account`` of a changed account (status, counts,
   deadline and requirements change, so every account summary and the label counts move);
-- **payout status change**: one ledger row moved to its next status.
+- **payout status change**: one ledger row moved to its next status (through ``paid`` and back
+  out of it, so the funnel's "paid" flag moves too).
+
+Each freelancer has ten connection attempts, as in the benchmark database, so the funnel's
+per-freelancer refresh (:mod:`lib.summaries.funnel`) reads real rows.
 
 Target: each write's median time with summaries ≤ 1.2× without.
 """
@@ -34,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.common import Figure, chosen_backends, fresh_database, report
 from lib.accounts import upsert_account
 from lib.db import make_engine, make_session_factory, utcnow
-from lib.models import Freelancer, Payout, PayoutStatus
+from lib.models import ConnectionAttempt, Freelancer, Payout, PayoutStatus
 from lib.summaries import maintenance
 from lib.summaries import store as summary_store
 from lib.webhooks import Endpoint, store_event
@@ -81,6 +85,13 @@ class _Side:
             session.add_all([Payout(freelancer_id=p.id, amount_minor=1_000 + p.id,
                                     currency="usd", idempotency_key=f"bench-w-{p.id}",
                                     requested_by="bench") for p in people])
+            # Connection attempts as in production (the benchmark database's 10 per freelancer),
+            # so the funnel's refresh of a freelancer reads real rows when a write moves them.
+            session.add_all([ConnectionAttempt(
+                freelancer_id=p.id, method="account_link", issued_by="bench",
+                started_at=utcnow() - timedelta(days=10 - n),
+                outcome="succeeded" if n == 9 else "abandoned") for p in people
+                for n in range(10)])
         with self._maybe_without():
             for number in range(accounts):
                 with self.factory.begin() as session:

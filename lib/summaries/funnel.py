@@ -59,6 +59,19 @@ def payable(row: str) -> str:
             f"AND {row}.past_due_count = 0)")
 
 
+def _verified_of(freelancer_id: str) -> str:
+    """SQL 1 or 0: the freelancer's current account is payable."""
+    return ("CASE WHEN EXISTS (SELECT 1 FROM freelancers owner JOIN connected_accounts account "
+            f"ON account.stripe_id = owner.stripe_account_id WHERE owner.id = {freelancer_id} "
+            f"AND {payable('account')}) THEN 1 ELSE 0 END")
+
+
+def _paid_of(freelancer_id: str) -> str:
+    """SQL 1 or 0: the freelancer has a ``paid`` payout (one seek of (freelancer_id, status))."""
+    return ("CASE WHEN EXISTS (SELECT 1 FROM payouts paid WHERE paid.freelancer_id = "
+            f"{freelancer_id} AND paid.status = 'paid') THEN 1 ELSE 0 END")
+
+
 def source_sql(dialect: str, *, where: str = "1 = 1") -> str:
     """Per freelancer with attempts (those matching ``where`` over ``a``): their funnel row."""
     day = _day("a.started_at", dialect)
@@ -67,13 +80,16 @@ def source_sql(dialect: str, *, where: str = "1 = 1") -> str:
         f"SELECT a.freelancer_id AS freelancer_id, MAX({day}) AS issued_day, "
         f"COALESCE(MAX(CASE WHEN {came_back} THEN {day} END), '') AS returned_day, "
         f"COALESCE(MAX(CASE WHEN a.outcome = 'succeeded' THEN {day} END), '') AS connected_day, "
-        "CASE WHEN EXISTS (SELECT 1 FROM freelancers owner JOIN connected_accounts account "
-        "ON account.stripe_id = owner.stripe_account_id WHERE owner.id = a.freelancer_id "
-        f"AND {payable('account')}) THEN 1 ELSE 0 END AS verified, "
-        "CASE WHEN EXISTS (SELECT 1 FROM payouts paid WHERE paid.freelancer_id = a.freelancer_id "
-        "AND paid.status = 'paid') THEN 1 ELSE 0 END AS paid "
+        f"{_verified_of('a.freelancer_id')} AS verified, {_paid_of('a.freelancer_id')} AS paid "
         f"FROM connection_attempts a WHERE {where} GROUP BY a.freelancer_id"
     )
+
+
+def _flag_update(flag: str, where_id: str) -> str:
+    """Only one flag of existing rows: a payout or an account moves nothing else, and a
+    freelancer with no row (no attempt) has no flag to keep."""
+    value = (_paid_of if flag == "paid" else _verified_of)(f"{TABLE}.freelancer_id")
+    return f"UPDATE {TABLE} SET {flag} = {value} WHERE freelancer_id {where_id} AND {flag} <> {value}"
 
 
 def _upsert(dialect: str, where: str) -> str:
@@ -108,6 +124,8 @@ class _Source:
     #: When an inserted or deleted row (``{r}``) matters; None: inserts never do, and a delete
     #: removes the freelancer's row (the ``freelancers`` table itself).
     matters: str | None
+    #: What a write here can move: the whole row ("row"), or one flag ("verified", "paid").
+    moves: str = "row"
 
     def update_condition(self, dialect: str) -> str:
         changed = _differs(dialect, self.watched)
@@ -125,14 +143,18 @@ _SOURCES: tuple[_Source, ...] = (
             ("freelancer_id", "started_at", "outcome", "returned_at"),
             "SELECT {r}.freelancer_id", "1 = 1"),
     _Source("funnel_accounts", "connected_accounts", VERIFIED_COLUMNS,
-            "SELECT id FROM freelancers WHERE stripe_account_id = {r}.stripe_id", payable("{r}")),
-    _Source("funnel_owners", "freelancers", ("stripe_account_id",), "SELECT {r}.id", None),
+            "SELECT id FROM freelancers WHERE stripe_account_id = {r}.stripe_id", payable("{r}"),
+            moves="verified"),
+    _Source("funnel_owners", "freelancers", ("stripe_account_id",), "SELECT {r}.id", None,
+            moves="verified"),
     _Source("funnel_payouts", "payouts", ("freelancer_id", "status"),
-            "SELECT {r}.freelancer_id", "{r}.status = 'paid'"),
+            "SELECT {r}.freelancer_id", "{r}.status = 'paid'", moves="paid"),
 )
 
 
-def _sqlite_refresh(ids: str) -> str:
+def _sqlite_refresh(ids: str, moves: str = "row") -> str:
+    if moves != "row":
+        return f"{_flag_update(moves, f'IN ({ids})')};"
     return f"{_drop_empty(f'IN ({ids})')}; {_upsert('sqlite', f'a.freelancer_id IN ({ids})')};"
 
 
@@ -144,32 +166,39 @@ def _sqlite_ddl() -> list[str]:
         if source.matters is None:
             statements.append(f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} "
                               f"BEGIN DELETE FROM {TABLE} WHERE freelancer_id = OLD.id; END")
-            refresh = _sqlite_refresh(new)
+            refresh = _sqlite_refresh(new, source.moves)
         else:
             statements += [
                 f"CREATE TRIGGER {name}_insert AFTER INSERT ON {table} "
-                f"WHEN {source.matters.replace('{r}', 'NEW')} BEGIN {_sqlite_refresh(new)} END",
+                f"WHEN {source.matters.replace('{r}', 'NEW')} "
+                f"BEGIN {_sqlite_refresh(new, source.moves)} END",
                 f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} "
-                f"WHEN {source.matters.replace('{r}', 'OLD')} BEGIN {_sqlite_refresh(old)} END",
+                f"WHEN {source.matters.replace('{r}', 'OLD')} "
+                f"BEGIN {_sqlite_refresh(old, source.moves)} END",
             ]
-            refresh = f"{_sqlite_refresh(old)} {_sqlite_refresh(new)}"
+            refresh = (f"{_sqlite_refresh(old, source.moves)} "
+                       f"{_sqlite_refresh(new, source.moves)}")
         statements.append(
             f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(source.watched)} "
             f"ON {table} WHEN {source.update_condition('sqlite')} BEGIN {refresh} END")
     return statements
 
 
-_PG_REFRESH = (
-    "CREATE OR REPLACE FUNCTION funnel_refresh(fid bigint) RETURNS void LANGUAGE plpgsql "
-    "AS $body$ BEGIN PERFORM 1 FROM freelancers WHERE id = fid FOR NO KEY UPDATE; "
-    f"{_drop_empty('= fid')}; {_upsert('postgresql', 'a.freelancer_id = fid')}; END $body$"
-)
+def _pg_refresh(moves: str) -> str:
+    body = (f"{_drop_empty('= fid')}; {_upsert('postgresql', 'a.freelancer_id = fid')};"
+            if moves == "row" else f"{_flag_update(moves, '= fid')};")
+    return (f"CREATE OR REPLACE FUNCTION funnel_refresh_{moves}(fid bigint) RETURNS void "
+            "LANGUAGE plpgsql AS $body$ BEGIN "
+            f"PERFORM 1 FROM freelancers WHERE id = fid FOR NO KEY UPDATE; {body} END $body$")
+
+
+_MOVES = ("row", "verified", "paid")
 
 
 def _pg_body(source: _Source) -> str:
     def loop(row: str) -> str:
         return (f"FOR fid IN {source.owners.replace('{r}', row)} ORDER BY 1 LOOP "
-                "PERFORM funnel_refresh(fid); END LOOP;")
+                f"PERFORM funnel_refresh_{source.moves}(fid); END LOOP;")
 
     if source.matters is None:
         return (f"IF TG_OP = 'DELETE' THEN DELETE FROM {TABLE} WHERE freelancer_id = OLD.id; "
@@ -181,7 +210,7 @@ def _pg_body(source: _Source) -> str:
 
 
 def _postgresql_ddl() -> list[str]:
-    statements = [_PG_REFRESH]
+    statements = [_pg_refresh(moves) for moves in _MOVES]
     for source in _SOURCES:
         name, table = source.name, source.table
         statements += [
@@ -213,6 +242,9 @@ def drop_triggers(connection: Connection) -> None:
             for suffix in ("insert", "delete", "update"):
                 connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix}")
     if dialect == "postgresql":
+        for moves in _MOVES:
+            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS funnel_refresh_{moves}(bigint)")
+        # The name 0016 first used (one function for every source).
         connection.exec_driver_sql("DROP FUNCTION IF EXISTS funnel_refresh(bigint)")
 
 
