@@ -185,7 +185,7 @@ def _cells(session: Session, filters: PayoutFilter, *,
     return {cell: value for cell, value in cells.items() if value[0]}
 
 
-def _cell_totals(kind: str) -> Select[tuple[str, str, int, int]]:
+def _cell_totals(kind: str) -> Select[str, str, int, int]:
     """What a summary of ``kind`` holds, counted from the tables (to be filtered and grouped)."""
     if kind == "reversed":
         return (select(Payout.currency, Payout.status, func.count(),

@@ -64,12 +64,12 @@ def test_ledger_totals_from_the_summary_equal_a_count(
             cells = {(c.currency, c.status): (c.count, c.amount_minor, c.reversed_minor)
                      for c in totals_by_currency(session, operator=FINANCE, filters=filters)}
             exact = session.scalar(_where(select(func.count()).select_from(Payout), filters))
-            taken = {(c, s): int(a) for c, s, a in session.execute(_where(
+            taken_back = {(c, s): int(a) for c, s, a in session.execute(_where(
                 select(Payout.currency, Payout.status, func.sum(PayoutReversal.amount_minor))
                 .join(PayoutReversal, PayoutReversal.payout_id == Payout.id)
                 .where(PayoutReversal.status == ReversalStatus.SUCCEEDED.value), filters)
                 .group_by(Payout.currency, Payout.status))}
-            expected = {(c, s): (int(n), int(a), taken.get((c, s), 0))
+            expected = {(c, s): (int(n), int(a), taken_back.get((c, s), 0))
                         for c, s, n, a in session.execute(_where(
                             select(Payout.currency, Payout.status, func.count(),
                                    func.sum(Payout.amount_minor)), filters)
