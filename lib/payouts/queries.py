@@ -22,7 +22,7 @@ from lib.paging import check_page
 from lib.payouts.reversal import reversed_amounts
 from lib.roles import Action, Operator, authorize
 from lib.summaries.ranges import split
-from lib.summaries.store import read
+from lib.summaries.store import Ask, read_many
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
@@ -151,12 +151,12 @@ Cell = tuple[str, str]  # currency, status
 
 
 def _cells(session: Session, filters: PayoutFilter, *,
-           kind: str = "payouts") -> dict[Cell, tuple[int, int]] | None:
-    """Count and amount per (currency, status) for the filters, from a summary by payout day ×
-    currency × status (issue 22): ``payouts`` (the ledger rows and their amounts) or
-    ``reversed`` (their succeeded reversals and what those took back). Whole days come from
-    summary rows, the partial days at the range's ends from the ``created_at`` index. None when
-    a filter has no summary (a freelancer, a payout type)."""
+           kinds: tuple[str, ...] = ("payouts",)) -> dict[str, dict[Cell, tuple[int, int]]] | None:
+    """Count and amount per (currency, status) for the filters, from summaries by payout day ×
+    currency × status (issue 22), per kind: ``payouts`` (the ledger rows and their amounts) and
+    ``reversed`` (their succeeded reversals and what those took back). Whole days come from the
+    summary rows (every kind in one statement), the partial days at the range's ends from the
+    ``created_at`` index. None when a filter has no summary (a freelancer, a payout type)."""
     if filters.freelancer_id is not None or filters.payout_type is not None:
         return None
     where: dict[str, tuple[str, ...]] = {}
@@ -166,23 +166,28 @@ def _cells(session: Session, filters: PayoutFilter, *,
     if filters.currency is not None:
         where["k1"] = (normalise_currency(filters.currency),)
     window = split(filters.created_from, filters.created_to)
-    cells: dict[Cell, tuple[int, int]] = {}
+    found: dict[str, dict[Cell, tuple[int, int]]] = {kind: {} for kind in kinds}
 
-    def add(cell: Cell, count: int, amount: int) -> None:
-        n, total = cells.get(cell, (0, 0))
-        cells[cell] = (n + count, total + amount)
+    def add(kind: str, cell: Cell, count: int, amount: int) -> None:
+        n, total = found[kind].get(cell, (0, 0))
+        found[kind][cell] = (n + count, total + amount)
 
     if window.has_days:
-        for row in read(session, kind, first_day=window.first_day,
-                        before_day=window.before_day, group=("k1", "k2"), where=where):
-            add((row.k1, row.k2), row.n, row.amount)
+        rows = read_many(session, [
+            Ask(kind, kind, first_day=window.first_day, before_day=window.before_day,
+                group=("k1", "k2"), where=where) for kind in kinds])
+        for kind in kinds:
+            for row in rows[kind]:
+                add(kind, (row.k1, row.k2), row.n, row.amount)
     for start, end in window.edges:
         edge = PayoutFilter(status=filters.status, currency=filters.currency,
                             created_from=start, created_to=end)
-        for currency, status, n, amount in session.execute(
-                _where(_cell_totals(kind), edge).group_by(Payout.currency, Payout.status)):
-            add((str(currency), str(status)), int(n), int(amount))
-    return {cell: value for cell, value in cells.items() if value[0]}
+        for kind in kinds:
+            for currency, status, n, amount in session.execute(
+                    _where(_cell_totals(kind), edge).group_by(Payout.currency, Payout.status)):
+                add(kind, (str(currency), str(status)), int(n), int(amount))
+    return {kind: {cell: value for cell, value in cells.items() if value[0]}
+            for kind, cells in found.items()}
 
 
 def _cell_totals(kind: str) -> Select[str, str, int, int]:
@@ -204,7 +209,8 @@ def list_payouts(
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     chosen = filters or PayoutFilter()
-    cells = _cells(session, chosen)
+    summarised = _cells(session, chosen)
+    cells = summarised["payouts"] if summarised is not None else None
     total = (sum(n for n, _ in cells.values()) if cells is not None else
              session.scalar(_where(select(func.count()).select_from(Payout), chosen)) or 0)
     statement = _where(_joined(), chosen).order_by(
@@ -224,10 +230,10 @@ def totals_by_currency(
     """
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     chosen = filters or PayoutFilter()
-    summarised = _cells(session, chosen)
+    summarised = _cells(session, chosen, kinds=("payouts", "reversed"))
     if summarised is not None:
         grouped: list[tuple[str, str, int, int]] = [
-            (c, s, n, amount) for (c, s), (n, amount) in sorted(summarised.items())]
+            (c, s, n, amount) for (c, s), (n, amount) in sorted(summarised["payouts"].items())]
     else:
         grouped = [(str(c), str(s), int(n), int(amount or 0)) for c, s, n, amount in
                    session.execute(_where(
@@ -235,9 +241,8 @@ def totals_by_currency(
                               func.sum(Payout.amount_minor)), chosen)
                        .group_by(Payout.currency, Payout.status)
                        .order_by(Payout.currency, Payout.status))]
-    reversed_cells = _cells(session, chosen, kind="reversed") if summarised is not None else None
-    if reversed_cells is not None:
-        reversed_by_cell = {cell: amount for cell, (_, amount) in reversed_cells.items()}
+    if summarised is not None:
+        reversed_by_cell = {cell: amount for cell, (_, amount) in summarised["reversed"].items()}
     else:
         reversed_by_cell = {
             (str(c), str(s)): int(total) for c, s, _, total in session.execute(

@@ -177,7 +177,8 @@ def test_the_summaries_equal_a_recount_after_the_load(engine, drop_triggers) -> 
 
 
 def test_a_database_from_an_older_schema_is_migrated_in_place(bench_location) -> None:
-    """Issue 22: migration 0013 creates and backfills the summaries of an existing database;
+    """Issue 22: migrations 0013, 0016 and 0017 create and backfill the summaries of an existing
+    database (and 0016–0017 downgrade cleanly);
     the benchmark's databases take that path instead of being generated again."""
     from lib.db import make_session_factory
     from lib.migrate import downgrade
@@ -207,5 +208,8 @@ def test_a_database_from_an_older_schema_is_migrated_in_place(bench_location) ->
         with make_session_factory(engine)() as session:
             result = maintenance.check(session)
             assert result.ok and result.keys_compared > 10   # backfilled, not empty
+            # 0016 too: the funnel's per-freelancer rows, and their per-day counts.
+            kinds = {key[0] for key in maintenance.stored(session)[0]}
+            assert {"funnel_issued", "funnel_returned", "funnel_connected"} <= kinds
     finally:
         engine.dispose()
