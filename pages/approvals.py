@@ -11,7 +11,14 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.context import get_context
-from dashboard.page_helpers import require_page, show_error, show_flash
+from dashboard.page_helpers import (
+    PAGE_SIZE,
+    page_offset,
+    pager,
+    require_page,
+    show_error,
+    show_flash,
+)
 from dashboard.tables import money, show_table
 from lib.errors import ConnectOpsError
 from lib.models import PayoutStatus
@@ -69,10 +76,12 @@ def reject(payout_id: int, reason: str) -> None:
     st.rerun()
 
 
+waiting = PayoutFilter(status=PayoutStatus.PENDING_APPROVAL.value)
 try:
     with context.session_factory() as session:
-        page = list_payouts(session, operator=operator, limit=500,
-                            filters=PayoutFilter(status=PayoutStatus.PENDING_APPROVAL.value))
+        # 50 at a time, newest first: the same cost with 5 waiting or 50,000 (issue 22).
+        page = list_payouts(session, operator=operator, limit=PAGE_SIZE, filters=waiting,
+                            offset=page_offset("approvals_page", filters=waiting))
 except ConnectOpsError as exc:
     show_error(exc)
     st.stop()
@@ -84,8 +93,7 @@ if not page.rows:
 show_table([{**{c: getattr(r, c) for c in COLUMNS}, "amount": money(r.amount_minor, r.currency)}
             for r in page.rows], [c for c in COLUMNS if c != "currency"],
            key="approvals_table", labels={"id": "#"})
-if page.total > len(page.rows):
-    st.caption(f"Showing the newest {len(page.rows)} of {page.total}.")
+pager(page.total, key="approvals_page")
 
 labels = {r.id: f"#{r.id} · {money(r.amount_minor, r.currency)} to {r.freelancer_name} "
                 f"(requested by {r.requested_by})" for r in page.rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lib.errors import PermissionDeniedError
-from lib.models import Payout, PayoutStatus
+from lib.models import Freelancer, Payout, PayoutStatus
 from lib.payouts import approve_payout, reject_payout, request_payout
 from tests.dashboard import emulator_env
 from tests.dashboard.emulator_env import (
@@ -15,6 +15,7 @@ from tests.dashboard.emulator_env import (
     run_page_script,
     texts,
 )
+from tests.factories_dashboard import add_payout
 
 stripe_env, world = emulator_env.stripe_env, emulator_env.world  # fixtures
 
@@ -98,3 +99,20 @@ def test_lib_refuses_the_manager(world) -> None:
         with pytest.raises(PermissionDeniedError):
             reject_payout(session, operator=OPERATORS["manager"], payout_id=payout_id,
                           reason="no")
+
+
+def test_a_long_queue_is_paged_fifty_at_a_time(app, world) -> None:
+    """Issue 22: the page reads one page of the queue, whatever its length."""
+    fid = world.freelancer(name="Queue Q")
+    with world.session_factory.begin() as session:
+        freelancer = session.get_one(Freelancer, fid)
+        for _ in range(53):
+            add_payout(session, freelancer=freelancer,
+                       status=PayoutStatus.PENDING_APPROVAL.value)
+    at = open_page(app, "approvals.py", "finance")
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == 50
+    assert any("53 rows" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.number_input(key="approvals_page").set_value(2).run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == 3
