@@ -67,6 +67,9 @@ class PageTiming:
     warm_samples: list[float] = field(default_factory=list)
     queries: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Median seconds spent in the database per cold run (cursor execute to its return): the
+    #: part of a page's time that could grow with the data; the rest is rendering.
+    cold_sql: float = 0.0
 
 
 def user_for(spec: PageSpec) -> str:
@@ -93,6 +96,31 @@ class _QueryCount:
         event.remove(Engine, "before_cursor_execute", self._record)
 
 
+class _QueryClock:
+    """The time the database spends answering, summed over the statements run inside."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started: dict[int, float] = {}
+
+    def _before(self, connection: Any, *_args: Any) -> None:
+        self._started[id(connection)] = time.perf_counter()
+
+    def _after(self, connection: Any, *_args: Any) -> None:
+        started = self._started.pop(id(connection), None)
+        if started is not None:
+            self.seconds += time.perf_counter() - started
+
+    def __enter__(self) -> _QueryClock:
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self._before)
+        event.remove(Engine, "after_cursor_execute", self._after)
+
+
 def _checked(at: AppTest, what: str) -> AppTest:
     if at.exception:
         raise PageFailed(f"{what}: {at.exception[0].value}")
@@ -113,14 +141,18 @@ def logged_in_page(spec: PageSpec) -> AppTest:
     return _checked(at.run(), spec.file)
 
 
-def _time_runs(at: AppTest, what: str, *, repeat: int, cold: bool) -> list[float]:
+def _time_runs(at: AppTest, what: str, *, repeat: int, cold: bool,
+               sql: list[float] | None = None) -> list[float]:
     samples = []
     for _ in range(repeat):
         if cold:
             st.cache_data.clear()
-        started = time.perf_counter()
-        at.run()
-        samples.append(time.perf_counter() - started)
+        with _QueryClock() as clock:
+            started = time.perf_counter()
+            at.run()
+            samples.append(time.perf_counter() - started)
+        if sql is not None:
+            sql.append(clock.seconds)
         _checked(at, what)
     return samples
 
@@ -131,12 +163,13 @@ def time_page(spec: PageSpec, *, repeat: int) -> PageTiming:
     st.cache_data.clear()
     with _QueryCount() as counted:
         _checked(at.run(), spec.file)
-    cold = _time_runs(at, spec.file, repeat=repeat, cold=True)
+    sql: list[float] = []
+    cold = _time_runs(at, spec.file, repeat=repeat, cold=True, sql=sql)
     at.run()  # fill the caches once more, then measure them
     warm = _time_runs(at, spec.file, repeat=repeat, cold=False)
     return PageTiming(cold=statistics.median(cold), warm=statistics.median(warm),
                       cold_samples=cold, warm_samples=warm, queries=counted.count,
-                      errors=[str(e.value) for e in at.error])
+                      errors=[str(e.value) for e in at.error], cold_sql=statistics.median(sql))
 
 
 def floor_samples(*, repeat: int) -> list[float]:
@@ -154,6 +187,7 @@ def time_all_pages(*, repeat: int, progress: Callable[[str], None]) -> dict[str,
     for spec in PAGES:
         timing = time_page(spec, repeat=repeat)
         progress(f"  {spec.title:<22} cold {timing.cold * 1000:8.1f} ms   "
-                 f"warm {timing.warm * 1000:8.1f} ms   {timing.queries:3d} queries")
+                 f"warm {timing.warm * 1000:8.1f} ms   {timing.queries:3d} queries   "
+                 f"database {timing.cold_sql * 1000:6.1f} ms")
         timings[spec.file] = timing
     return timings

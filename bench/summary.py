@@ -72,6 +72,14 @@ def _ratio(value: object, limit: float) -> str:
     return f"{value:.2f}" if value <= limit else f"**{value:.2f}**"
 
 
+def _sql(details: dict[str, Any], small: str, large: str) -> str:
+    """The database's share of a cold run at each size ('' for runs before it was measured)."""
+    keys = ("sql_empty_ms", f"sql_{small}_ms", f"sql_{large}_ms")
+    if not all(key in details for key in keys):
+        return ""
+    return " / ".join(_number(float(details[key])) for key in keys)
+
+
 def _page_tables(rows: list[dict[str, Any]]) -> list[str]:
     """Per backend, one row per page from the details of bench.pages' figures (issue 22)."""
     pages: dict[str, dict[str, dict[str, Any]]] = {}
@@ -86,8 +94,9 @@ def _page_tables(rows: list[dict[str, Any]]) -> list[str]:
         lines += ["", f"### pages per page — {backend} (cold runs, ms; ratios over target "
                       "in bold)", "",
                   f"| Page | empty db | @{s} | @{b} | @{b} / @{s} (≤ 1.5×) "
-                  f"| @{b} / empty (≤ 2×) | @{b} / floor (≤ 3×) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  f"| @{b} / empty (≤ 2×) | @{b} / floor (≤ 3×) "
+                  f"| database ms: empty / @{s} / @{b} |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for page, d in by_page.items():
             large_ms = float(d.get(f"cold_{b}_ms", 0.0))
             floor_ms = float(d.get("floor_ms") or 0.0)
@@ -95,7 +104,8 @@ def _page_tables(rows: list[dict[str, Any]]) -> list[str]:
                 f"| {page} | {_number(float(d['cold_empty_ms']))} "
                 f"| {_number(float(d.get(f'cold_{s}_ms', 0.0)))} | {_number(large_ms)} "
                 f"| {_ratio(d.get('growth_ratio'), 1.5)} | {_ratio(d.get('empty_ratio'), 2.0)} "
-                f"| {_ratio(large_ms / floor_ms if floor_ms else None, 3.0)} |")
+                f"| {_ratio(large_ms / floor_ms if floor_ms else None, 3.0)} "
+                f"| {_sql(d, s, b)} |")
     return lines
 
 

@@ -30,9 +30,10 @@ def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, c
                           in line)
         assert "<= 2x page on empty db" in empty_line
         assert any(f"{spec.title} on an empty database cold / floor" in line for line in lines)
+        assert any(f"{spec.title} database time @16 / @8 cold" in line for line in lines)
     recorded = [json.loads(line) for line in
                 (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(recorded) == 1 + 5 * len(PAGES)
+    assert len(recorded) == 1 + 6 * len(PAGES)
     timed = [r for r in recorded if r["name"] != "empty page (framework floor)"]
     assert all(r["value"] > 0 and r["ratio"] > 0 and r["backend"] == bench_location
                for r in timed)
@@ -40,6 +41,8 @@ def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, c
     assert all(r["details"]["queries_16"] > 0 for r in timed)
     assert all(r["details"]["queries_empty"] > 0 and r["details"]["cold_empty_ms"] > 0
                for r in timed)
+    # ... and the time those queries took is measured, a part of the page's own.
+    assert all(0 < r["details"]["sql_16_ms"] < r["details"]["cold_16_ms"] for r in timed)
 
 
 def test_both_sizes_at_once_from_the_environment(monkeypatch) -> None:
