@@ -40,7 +40,7 @@ from lib.models import (
 from lib.money import Money, format_money
 from lib.roles import Action, Operator, authorize
 from lib.summaries.keys import day_of
-from lib.summaries.ranges import Split, count_many, split
+from lib.summaries.ranges import Split, cheapest, count_many, split
 from lib.summaries.store import Ask, SummaryRow, read_many
 
 WINDOW = timedelta(days=30)
@@ -121,25 +121,32 @@ def _count_between(column: Any, start: datetime, end: datetime, *where: Any) -> 
 
 def _edge_parts(label: str, column: Any, split: Split, *where: Any,
                 source: Any = None) -> list[tuple[str, Select[Any]]]:
-    """Counts over the partial days of ``split`` (each a range of ``column``'s index)."""
+    """Counts over the partial days of ``split`` (each a range of ``column``'s index), and over
+    the parts taken back from days read whole (labelled ``label-``, subtracted)."""
+    ranges = [(label, start, end) for start, end in split.edges]
+    ranges += [(f"{label}-", start, end) for _, start, end in split.taken_back]
     parts = []
-    for index, (start, end) in enumerate(split.edges):
+    for index, (name, start, end) in enumerate(ranges):
         statement = _count_between(column, start, end, *where)
         if source is not None:
             statement = statement.select_from(source)
-        parts.append((f"{label}_{index}", statement))
+        parts.append((f"{name}_{index}", statement))
     return parts
 
 
 def _edges(counts: dict[str, int], label: str) -> int:
-    return sum(n for key, n in counts.items() if key.rsplit("_", 1)[0] == label)
+    """What ``label``'s partial days add, less what its taken-back parts take away."""
+    return sum(n if key.rsplit("_", 1)[0] == label else -n for key, n in counts.items()
+               if key.rsplit("_", 1)[0] in (label, f"{label}-"))
 
 
 def _in_days(rows: list[SummaryRow], split: Split) -> list[SummaryRow]:
-    first, before = split.first_day, split.before_day
-    if first is None or before is None:  # no whole day inside (split() sets both or neither)
-        return []
-    return [r for r in rows if first <= r.day < before]
+    """The summary rows of ``split``'s whole days (and of the days it reads whole and takes a
+    part back from)."""
+    first, before, whole = split.first_day, split.before_day, split.whole_days
+    return [r for r in rows
+            if (first is not None and before is not None and first <= r.day < before)
+            or r.day in whole]
 
 
 _DECIDED = (AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value,
@@ -172,13 +179,18 @@ class _Windows:
     @classmethod
     def at(cls, now: datetime) -> _Windows:
         previous_start, previous_end = _previous_month_same_point(now)
+        def past(start: datetime, end: datetime) -> Split:
+            # Columns stamped when the row happens: a partial day may be cheaper as its whole
+            # day less the rest (today's rest, after now, is empty). Deadlines lie ahead.
+            return cheapest(split(start, end), now=now)
+
         return cls(
-            recent=split(now - WINDOW, now), rate_now=split(now - WINDOW, now),
-            rate_before=split(now - 2 * WINDOW, now - WINDOW),
+            recent=past(now - WINDOW, now), rate_now=past(now - WINDOW, now),
+            rate_before=past(now - 2 * WINDOW, now - WINDOW),
             deadlines=split(now, now + DEADLINE_HORIZON),
             # created_at <= now: the end is just after now.
-            month=split(_month_start(now), now + timedelta(microseconds=1)),
-            previous=split(previous_start, previous_end),
+            month=past(_month_start(now), now + timedelta(microseconds=1)),
+            previous=past(previous_start, previous_end),
         )
 
 
@@ -219,10 +231,13 @@ def _payout_edges(session: Session, windows: _Windows) -> dict[tuple[str, str], 
     """Paid amounts per currency over the payout windows' partial days (one statement)."""
     parts: list[Select[*tuple[Any, ...]]] = []
     for label, window in (("month", windows.month), ("previous", windows.previous)):
-        for start, end in window.edges:
+        ranges = [(1, start, end) for start, end in window.edges]
+        ranges += [(-1, start, end) for _, start, end in window.taken_back]
+        for sign, start, end in ranges:
             parts.append(
                 select(literal_column(f"'{label}'"), Payout.currency,
-                       func.coalesce(func.sum(Payout.amount_minor), 0), func.count())
+                       sign * func.coalesce(func.sum(Payout.amount_minor), 0),
+                       sign * func.count())
                 .where(Payout.status == PayoutStatus.PAID.value, Payout.created_at >= start,
                        Payout.created_at < end)
                 .group_by(Payout.currency))

@@ -30,6 +30,15 @@ class Split:
     first_day: str | None
     before_day: str | None
     edges: list[tuple[datetime, datetime]] = field(default_factory=list)
+    #: Partial days counted as their whole day from the summary minus the rest of the day
+    #: (``(day, start, end)``: add ``day``'s summary row, take back ``[start, end)``), when
+    #: the rest holds fewer rows than the part (:func:`cheapest`).
+    taken_back: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+
+    @property
+    def whole_days(self) -> frozenset[str]:
+        """The days outside ``[first_day, before_day)`` read whole from the summary."""
+        return frozenset(day for day, _, _ in self.taken_back)
 
     @property
     def has_days(self) -> bool:
@@ -63,6 +72,36 @@ def split(start: datetime | None, end: datetime | None) -> Split:
     # '0000-00-01' keeps undated ('') rows out of a dated range; '9999-12-31' bounds nothing.
     return Split(day_of(first_whole) if first_whole else "0000-00-01",
                  day_of(last_whole) if last_whole else "9999-12-31", edges)
+
+
+def _rows_before(start: datetime, end: datetime, now: datetime) -> timedelta:
+    """How much of ``[start, end)`` lies before ``now``: a proxy for its rows in a table whose
+    rows are stamped when they happen (nothing, or next to nothing, is dated in the future)."""
+    return max(timedelta(0), min(end, now) - start)
+
+
+def cheapest(window: Split, *, now: datetime) -> Split:
+    """``window`` with each partial day counted the cheaper way: the part itself, or its whole
+    day from the summary minus the rest of the day. The rest of today (after ``now``) is empty,
+    so a window ending now reads today whole; a day cut at 18:00 counts its last 6 hours.
+
+    Only for columns stamped when the row happens (attempts started, freelancers connected,
+    payouts created): rows dated in the future are still counted exactly, just not cheaply.
+    """
+    edges: list[tuple[datetime, datetime]] = []
+    taken_back = list(window.taken_back)
+    for start, end in window.edges:
+        day_start = _midnight(start)
+        day_end = day_start + timedelta(days=1)
+        if start != day_start and end != day_end:  # inside one day: the rest is two pieces
+            edges.append((start, end))
+            continue
+        rest = (day_start, start) if start != day_start else (end, day_end)
+        if _rows_before(*rest, now) < _rows_before(start, end, now):
+            taken_back.append((day_of(day_start), *rest))
+        else:
+            edges.append((start, end))
+    return Split(window.first_day, window.before_day, edges, taken_back)
 
 
 def count_many(session: Session, parts: Sequence[tuple[str, Select[Any]]]) -> dict[str, int]:
