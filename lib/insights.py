@@ -269,7 +269,9 @@ def _payouts(rows: list[SummaryRow], edges: dict[tuple[str, str], int],
     for (label, currency), value in edges.items():
         target = {"month": this_month, "previous": before, "count": count}[label]
         target[currency] = target.get(currency, 0) + value
-    currencies = sorted(set(this_month) | set(before))
+    # A day read whole and then taken back to nothing leaves a currency at zero: not shown.
+    currencies = sorted(c for c in set(this_month) | set(before)
+                        if this_month.get(c) or before.get(c) or count.get(c))
     return [CurrencyPayouts(currency=c, this_month_minor=this_month.get(c, 0),
                             previous_month_minor=before.get(c, 0), count=count.get(c, 0))
             for c in currencies]

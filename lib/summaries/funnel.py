@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from lib.summaries.ddl import drop_trigger_set
+
 TABLE = "funnel_freelancers"
 _COLUMNS = ("freelancer_id", "issued_day", "returned_day", "connected_day", "verified", "paid")
 
@@ -126,6 +128,16 @@ class _Source:
     matters: str | None
     #: What a write here can move: the whole row ("row"), or one flag ("verified", "paid").
     moves: str = "row"
+    #: The column naming the freelancers a row touches: an UPDATE that keeps it moves only the
+    #: new side's freelancers (refreshing the old side too would do the same work twice).
+    key: str = "freelancer_id"
+
+    def old_owners_if_moved(self, dialect: str) -> str:
+        """The old side's freelancers, only when an UPDATE changed :attr:`key`."""
+        operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+        owners = self.owners.replace("{r}", "OLD")
+        joiner = " AND " if " WHERE " in owners else " WHERE "
+        return f"{owners}{joiner}OLD.{self.key} {operator} NEW.{self.key}"
 
     def update_condition(self, dialect: str) -> str:
         changed = _differs(dialect, self.watched)
@@ -144,7 +156,7 @@ _SOURCES: tuple[_Source, ...] = (
             "SELECT {r}.freelancer_id", "1 = 1"),
     _Source("funnel_accounts", "connected_accounts", VERIFIED_COLUMNS,
             "SELECT id FROM freelancers WHERE stripe_account_id = {r}.stripe_id", payable("{r}"),
-            moves="verified"),
+            moves="verified", key="stripe_id"),
     _Source("funnel_owners", "freelancers", ("stripe_account_id",), "SELECT {r}.id", None,
             moves="verified"),
     _Source("funnel_payouts", "payouts", ("freelancer_id", "status"),
@@ -176,7 +188,8 @@ def _sqlite_ddl() -> list[str]:
                 f"WHEN {source.matters.replace('{r}', 'OLD')} "
                 f"BEGIN {_sqlite_refresh(old, source.moves)} END",
             ]
-            refresh = (f"{_sqlite_refresh(old, source.moves)} "
+            moved = source.old_owners_if_moved("sqlite")
+            refresh = (f"{_sqlite_refresh(moved, source.moves)} "
                        f"{_sqlite_refresh(new, source.moves)}")
         statements.append(
             f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(source.watched)} "
@@ -196,17 +209,21 @@ _MOVES = ("row", "verified", "paid")
 
 
 def _pg_body(source: _Source) -> str:
-    def loop(row: str) -> str:
-        return (f"FOR fid IN {source.owners.replace('{r}', row)} ORDER BY 1 LOOP "
+    def loop(owners: str) -> str:
+        return (f"FOR fid IN {owners} ORDER BY 1 LOOP "
                 f"PERFORM funnel_refresh_{source.moves}(fid); END LOOP;")
 
+    new_owners = source.owners.replace("{r}", "NEW")
     if source.matters is None:
         return (f"IF TG_OP = 'DELETE' THEN DELETE FROM {TABLE} WHERE freelancer_id = OLD.id; "
-                f"ELSIF TG_OP = 'UPDATE' THEN {loop('NEW')} END IF;")
+                f"ELSIF TG_OP = 'UPDATE' THEN {loop(new_owners)} END IF;")
     old = source.matters.replace("{r}", "OLD")
     new = source.matters.replace("{r}", "NEW")
-    return (f"IF TG_OP = 'UPDATE' OR (TG_OP = 'DELETE' AND {old}) THEN {loop('OLD')} END IF; "
-            f"IF TG_OP = 'UPDATE' OR (TG_OP = 'INSERT' AND {new}) THEN {loop('NEW')} END IF;")
+    return (f"IF TG_OP = 'DELETE' AND {old} THEN {loop(source.owners.replace('{r}', 'OLD'))} "
+            f"END IF; IF TG_OP = 'UPDATE' THEN "
+            f"{loop(source.old_owners_if_moved('postgresql'))} END IF; "
+            f"IF TG_OP = 'UPDATE' OR (TG_OP = 'INSERT' AND {new}) THEN {loop(new_owners)} "
+            "END IF;")
 
 
 def _postgresql_ddl() -> list[str]:
@@ -233,14 +250,7 @@ def trigger_ddl(dialect: str) -> list[str]:
 def drop_triggers(connection: Connection) -> None:
     dialect = connection.dialect.name
     for source in _SOURCES:
-        name, table = source.name, source.table
-        if dialect == "postgresql":
-            for suffix in ("write", "update"):
-                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix} ON {table}")
-            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")
-        else:
-            for suffix in ("insert", "delete", "update"):
-                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix}")
+        drop_trigger_set(connection, source.name, source.table)
     if dialect == "postgresql":
         for moves in _MOVES:
             connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS funnel_refresh_{moves}(bigint)")

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from lib.models import SummaryCount, SummaryDelta
 from lib.summaries import funnel, requirements
+from lib.summaries.ddl import drop_trigger_set
 from lib.summaries.keys import Key
 from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
@@ -162,14 +163,7 @@ def drop_triggers(bind: Session | Connection) -> None:
     connection = _connection(bind)
     dialect = connection.dialect.name
     for trigger in _triggers(dialect, contributions(dialect)):
-        if dialect == "postgresql":
-            for suffix in ("write", "update"):
-                connection.exec_driver_sql(
-                    f"DROP TRIGGER IF EXISTS {trigger.name}_{suffix} ON {trigger.table}")
-            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {trigger.name}()")
-        else:
-            for suffix in ("insert", "delete", "update"):
-                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger.name}_{suffix}")
+        drop_trigger_set(connection, trigger.name, trigger.table)
     funnel.drop_triggers(connection)
 
 

@@ -29,15 +29,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    from lib.summaries.ddl import drop_trigger_set
+
     connection = op.get_bind()
     for name, table in (("summary_reversed_payout_reversals", "payout_reversals"),
                         ("summary_reversed_payouts", "payouts")):
-        if connection.dialect.name == "postgresql":
-            for suffix in ("write", "update"):
-                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix} ON {table}")
-            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")
-        else:
-            for suffix in ("insert", "delete", "update"):
-                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}_{suffix}")
+        drop_trigger_set(connection, name, table)
     for table in ("summary_counts", "summary_deltas"):
         connection.exec_driver_sql(f"DELETE FROM {table} WHERE kind = 'reversed'")
