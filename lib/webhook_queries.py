@@ -114,14 +114,24 @@ def failed_events(
     the recorded error."""
     authorize(operator, Action.VIEW_WEBHOOKS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
-    where = WebhookEvent.status.in_(NEEDS_ATTENTION)
     total = sum(row.n for row in read(session, "events", group=("k2",),
                                       where={"k2": NEEDS_ATTENTION}))
+    newest_first = (WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
+    # Each status's newest rows by one backward seek of (status, received_at), then merged:
+    # with "status IN (…)" PostgreSQL walked received_at backwards past every processed event
+    # (15,000 of them at 1M events) to find 50 failures.
+    per_status = [
+        select(WebhookEvent.id, WebhookEvent.received_at)
+        .where(WebhookEvent.status == status).order_by(*newest_first)
+        .limit(offset + limit).subquery()
+        for status in NEEDS_ATTENTION
+    ]
+    candidates = union_all(*[select(part.c.id, part.c.received_at) for part in per_status])
+    merged = candidates.subquery()
+    page_ids = (select(merged.c.id).order_by(merged.c.received_at.desc(), merged.c.id.desc())
+                .limit(limit).offset(offset))
     events = session.scalars(
-        select(WebhookEvent).where(where)
-        .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
-        .limit(limit).offset(offset)
-    )
+        select(WebhookEvent).where(WebhookEvent.id.in_(page_ids)).order_by(*newest_first))
     rows = [
         FailedEventRow(stripe_event_id=e.stripe_event_id, type=e.type, endpoint=e.endpoint,
                        account=e.account, received_at=e.received_at, attempts=e.attempts,

@@ -65,6 +65,22 @@ def test_failures_page(session_factory) -> None:
             failed_events(session, operator=ADMIN, limit=0)
 
 
+def test_retrying_and_dead_letters_interleave_newest_first_on_every_page(
+    session_factory,
+) -> None:
+    """Each status's newest rows are read apart and merged: pages must still interleave them
+    by time, and processed events between them never show."""
+    statuses = [WebhookStatus.FAILED, WebhookStatus.DEAD, WebhookStatus.PROCESSED]
+    with session_factory.begin() as session:
+        for n in range(12):
+            _event(session, n, "account.updated", statuses[n % 3], ago=timedelta(minutes=n))
+    expected = [f"evt_{n}" for n in range(12) if n % 3 != 2]
+    with session_factory() as session:
+        seen = [r.stripe_event_id for offset in (0, 3, 6)
+                for r in failed_events(session, operator=ADMIN, limit=3, offset=offset).rows]
+    assert seen == expected
+
+
 @pytest.mark.parametrize("role", ["finance", "manager"])
 def test_only_admins_read_webhooks(session_factory, role: str) -> None:
     operator = Operator.from_role_names("x", [role])
