@@ -11,7 +11,9 @@ user meets whenever a cache entry expires) and warm. The floor is the run of a p
 imports streamlit and writes a title, measured before and after the pages in the same process.
 Targets: page@large ≤ 3× the floor, page@large ≤ 1.5× page@small (cold), and (issue 22)
 page@large ≤ 2× the same page on an empty database — migrated, no rows, created afresh in the
-same run, so it is the page's own fixed cost (imports, queries, widgets) on this machine. Then
+same run, so it is the page's own fixed cost (imports, queries, widgets) on this machine. Beside
+each page's time, the time its statements took in the database (info): what could grow with the
+data, the rest being rendering. Then
 the Streamlit server's peak RSS while a real browser logs in and opens every page at the large
 size (target ≤ 300 MB).
 
