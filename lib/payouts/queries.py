@@ -236,11 +236,9 @@ def totals_by_currency(
             (c, s, n, amount) for (c, s), (n, amount) in sorted(summarised["payouts"].items())]
     else:
         grouped = [(str(c), str(s), int(n), int(amount or 0)) for c, s, n, amount in
-                   session.execute(_where(
-                       select(Payout.currency, Payout.status, func.count(),
-                              func.sum(Payout.amount_minor)), chosen)
-                       .group_by(Payout.currency, Payout.status)
-                       .order_by(Payout.currency, Payout.status))]
+                   session.execute(_where(_cell_totals("payouts"), chosen)
+                                   .group_by(Payout.currency, Payout.status)
+                                   .order_by(Payout.currency, Payout.status))]
     if summarised is not None:
         reversed_by_cell = {cell: amount for cell, (_, amount) in summarised["reversed"].items()}
     else:

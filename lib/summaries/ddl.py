@@ -1,6 +1,7 @@
-"""Dropping one generated trigger set, the same way for every summary and for the funnel.
+"""SQL pieces every generated trigger shares, for the summaries (:mod:`lib.summaries.spec`,
+:mod:`lib.summaries.maintenance`) and the funnel's rows (:mod:`lib.summaries.funnel`).
 
-Every trigger set here is named ``{name}``: on SQLite three triggers (``{name}_insert``,
+Every trigger set is named ``{name}``: on SQLite three triggers (``{name}_insert``,
 ``{name}_delete``, ``{name}_update``), on PostgreSQL two (``{name}_write``, ``{name}_update``)
 calling the function ``{name}()``.
 """
@@ -8,6 +9,24 @@ calling the function ``{name}()``.
 from __future__ import annotations
 
 from sqlalchemy import Connection
+
+
+def utc_day(column: str, dialect: str) -> str:
+    """SQL: the UTC day (``YYYY-MM-DD``) of a timestamp column, '' when it is NULL."""
+    if dialect == "postgresql":
+        return f"COALESCE(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD'), '')"
+    # SQLite stores these columns as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (lib.db.UTCDateTime).
+    return f"COALESCE(substr({column}, 1, 10), '')"
+
+
+def distinct(dialect: str) -> str:
+    """The NULL-safe "differs" operator of ``dialect``."""
+    return "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+
+
+def changed(columns: tuple[str, ...], dialect: str) -> str:
+    """SQL for an UPDATE trigger: any of ``columns`` differs between OLD and NEW."""
+    return " OR ".join(f"OLD.{c} {distinct(dialect)} NEW.{c}" for c in columns)
 
 
 def drop_trigger_set(connection: Connection, name: str, table: str) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from lib.summaries.ddl import drop_trigger_set
+from lib.summaries.ddl import changed, distinct, drop_trigger_set, utc_day
 
 TABLE = "funnel_freelancers"
 _COLUMNS = ("freelancer_id", "issued_day", "returned_day", "connected_day", "verified", "paid")
@@ -46,12 +46,6 @@ _COLUMNS = ("freelancer_id", "issued_day", "returned_day", "connected_day", "ver
 #: The columns of an account that decide whether it is payable (``lib.account_status``).
 VERIFIED_COLUMNS = ("stripe_id", "transfers_capability", "payouts_enabled", "details_submitted",
                     "currently_due_count", "past_due_count")
-
-
-def _day(column: str, dialect: str) -> str:
-    if dialect == "postgresql":
-        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-    return f"substr({column}, 1, 10)"
 
 
 def payable(row: str) -> str:
@@ -76,7 +70,7 @@ def _paid_of(freelancer_id: str) -> str:
 
 def source_sql(dialect: str, *, where: str = "1 = 1") -> str:
     """Per freelancer with attempts (those matching ``where`` over ``a``): their funnel row."""
-    day = _day("a.started_at", dialect)
+    day = utc_day("a.started_at", dialect)
     came_back = "(a.returned_at IS NOT NULL OR a.outcome IN ('succeeded', 'failed'))"
     return (
         f"SELECT a.freelancer_id AS freelancer_id, MAX({day}) AS issued_day, "
@@ -101,17 +95,13 @@ def _upsert(dialect: str, where: str) -> str:
             + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]) + f" WHERE {changed}")
 
 
-def _drop_empty(where_id: str) -> str:
+def _drop_empty(where_id: str = "IS NOT NULL") -> str:
+    """Rows of freelancers (``freelancer_id {where_id}``) left with no attempt."""
     return (f"DELETE FROM {TABLE} WHERE freelancer_id {where_id} AND NOT EXISTS "
             f"(SELECT 1 FROM connection_attempts x WHERE x.freelancer_id = {TABLE}.freelancer_id)")
 
 
 # ---- triggers ------------------------------------------------------------------------------------
-
-
-def _differs(dialect: str, columns: tuple[str, ...]) -> str:
-    operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-    return " OR ".join(f"OLD.{c} {operator} NEW.{c}" for c in columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,36 +121,36 @@ class _Source:
     #: The column naming the freelancers a row touches: an UPDATE that keeps it moves only the
     #: new side's freelancers (refreshing the old side too would do the same work twice).
     key: str = "freelancer_id"
+    #: When an UPDATE matters, in SQL: ``{changed}`` (a watched column changed) and ``{op}``
+    #: (the dialect's NULL-safe "differs") are filled in.
+    update_when: str = "{changed}"
 
     def old_owners_if_moved(self, dialect: str) -> str:
         """The old side's freelancers, only when an UPDATE changed :attr:`key`."""
-        operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
         owners = self.owners.replace("{r}", "OLD")
         joiner = " AND " if " WHERE " in owners else " WHERE "
-        return f"{owners}{joiner}OLD.{self.key} {operator} NEW.{self.key}"
+        return f"{owners}{joiner}OLD.{self.key} {distinct(dialect)} NEW.{self.key}"
 
     def update_condition(self, dialect: str) -> str:
-        changed = _differs(dialect, self.watched)
-        if self.table == "connected_accounts":
-            # Only a change of payable-ness (or of which account this is) moves a flag.
-            operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-            return f"{payable('OLD')} {operator} {payable('NEW')} OR {_differs(dialect, ('stripe_id',))}"
-        if self.table == "payouts":
-            return f"(OLD.status = 'paid' OR NEW.status = 'paid') AND ({changed})"
-        return changed
+        return self.update_when.format(changed=changed(self.watched, dialect),
+                                       op=distinct(dialect))
 
 
 _SOURCES: tuple[_Source, ...] = (
     _Source("funnel_attempts", "connection_attempts",
             ("freelancer_id", "started_at", "outcome", "returned_at"),
             "SELECT {r}.freelancer_id", "1 = 1"),
+    # Only a change of payable-ness (or of which account this is) moves a flag.
     _Source("funnel_accounts", "connected_accounts", VERIFIED_COLUMNS,
             "SELECT id FROM freelancers WHERE stripe_account_id = {r}.stripe_id", payable("{r}"),
-            moves="verified", key="stripe_id"),
+            moves="verified", key="stripe_id",
+            update_when=f"{payable('OLD')} {{op}} {payable('NEW')} "
+                        "OR OLD.stripe_id {op} NEW.stripe_id"),
     _Source("funnel_owners", "freelancers", ("stripe_account_id",), "SELECT {r}.id", None,
             moves="verified"),
     _Source("funnel_payouts", "payouts", ("freelancer_id", "status"),
-            "SELECT {r}.freelancer_id", "{r}.status = 'paid'", moves="paid"),
+            "SELECT {r}.freelancer_id", "{r}.status = 'paid'", moves="paid",
+            update_when="(OLD.status = 'paid' OR NEW.status = 'paid') AND ({changed})"),
 )
 
 
@@ -261,8 +251,5 @@ def drop_triggers(connection: Connection) -> None:
 def reconcile(connection: Connection) -> None:
     """Make every freelancer's row equal a recompute from the source tables (the rebuild's
     first step): rows that already agree are not written, so their triggers stay quiet."""
-    dialect = connection.dialect.name
-    connection.exec_driver_sql(
-        f"DELETE FROM {TABLE} WHERE NOT EXISTS (SELECT 1 FROM connection_attempts x "
-        f"WHERE x.freelancer_id = {TABLE}.freelancer_id)")
-    connection.exec_driver_sql(_upsert(dialect, "1 = 1"))
+    connection.exec_driver_sql(_drop_empty())
+    connection.exec_driver_sql(_upsert(connection.dialect.name, "1 = 1"))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from lib.models import SummaryCount, SummaryDelta
 from lib.summaries import funnel, requirements
-from lib.summaries.ddl import drop_trigger_set
+from lib.summaries.ddl import changed, drop_trigger_set
 from lib.summaries.keys import Key
 from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
@@ -63,13 +63,15 @@ class _Trigger:
     template: str
 
 
-def _present(connection: Connection) -> tuple[Contribution, ...]:
-    """The contributions whose tables exist: migrations before 0016 run this code with no
-    ``funnel_freelancers`` table yet, and must install, drop and recount without it."""
-    items = contributions(connection.dialect.name)
-    if inspect(connection).has_table(funnel.TABLE):
-        return items
-    return tuple(item for item in items if item.table != funnel.TABLE)
+def _has_funnel(connection: Connection) -> bool:
+    """Migrations before 0016 run this code with no ``funnel_freelancers`` table yet, and must
+    install, drop and recount without it."""
+    return inspect(connection).has_table(funnel.TABLE)
+
+
+def _contributions(dialect: str, *, with_funnel: bool) -> tuple[Contribution, ...]:
+    return tuple(item for item in contributions(dialect)
+                 if with_funnel or item.table != funnel.TABLE)
 
 
 def _triggers(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
@@ -100,8 +102,7 @@ def _select(trigger: _Trigger, *, row: str, sign: str, dialect: str) -> str:
 
 
 def _changed(trigger: _Trigger, dialect: str) -> str:
-    operator = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-    return " OR ".join(f"OLD.{c} {operator} NEW.{c}" for c in trigger.watched)
+    return changed(trigger.watched, dialect)
 
 
 def _sqlite_ddl(trigger: _Trigger) -> list[str]:
@@ -143,8 +144,7 @@ def _postgresql_ddl(trigger: _Trigger) -> list[str]:
 def trigger_ddl(dialect: str, *, with_funnel: bool = True) -> list[str]:
     """Every statement that creates the summaries' triggers on ``dialect`` (those of
     ``funnel_freelancers`` and the triggers that keep it too, unless ``with_funnel`` is off)."""
-    items = tuple(item for item in contributions(dialect)
-                  if with_funnel or item.table != funnel.TABLE)
+    items = _contributions(dialect, with_funnel=with_funnel)
     build = _postgresql_ddl if dialect == "postgresql" else _sqlite_ddl
     statements = [statement for trigger in _triggers(dialect, items)
                   for statement in build(trigger)]
@@ -153,8 +153,8 @@ def trigger_ddl(dialect: str, *, with_funnel: bool = True) -> list[str]:
 
 def install_triggers(bind: Session | Connection) -> None:
     connection = _connection(bind)
-    with_funnel = inspect(connection).has_table(funnel.TABLE)
-    for statement in trigger_ddl(connection.dialect.name, with_funnel=with_funnel):
+    for statement in trigger_ddl(connection.dialect.name,
+                                 with_funnel=_has_funnel(connection)):
         connection.exec_driver_sql(statement)
 
 
@@ -165,6 +165,14 @@ def drop_triggers(bind: Session | Connection) -> None:
     for trigger in _triggers(dialect, contributions(dialect)):
         drop_trigger_set(connection, trigger.name, trigger.table)
     funnel.drop_triggers(connection)
+
+
+def reinstall(bind: Session | Connection) -> None:
+    """Every trigger dropped and created again from the code in place, then every summary
+    recounted: what a migration that changes a summary does."""
+    drop_triggers(bind)
+    install_triggers(bind)
+    rebuild(bind)
 
 
 # ---- recount, rebuild, check ------------------------------------------------------------------
@@ -179,7 +187,7 @@ def recount(bind: Session | Connection) -> Counter[Key]:
 def _recount(connection: Connection) -> tuple[Counter[Key], Counter[Key]]:
     counts: Counter[Key] = Counter()
     amounts: Counter[Key] = Counter()
-    for item in _present(connection):
+    for item in _contributions(connection.dialect.name, with_funnel=_has_funnel(connection)):
         if not item.recount:
             continue
         # Driver values, as the SQL text yields them (SUM is NUMERIC on PostgreSQL).
@@ -222,7 +230,7 @@ def rebuild(bind: Session | Connection) -> int:
     connection = _connection(bind)
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("LOCK TABLE summary_deltas IN EXCLUSIVE MODE")
-    if inspect(connection).has_table(funnel.TABLE):
+    if _has_funnel(connection):
         funnel.reconcile(connection)
     counts, amounts = _recount(connection)
     connection.execute(delete(_DELTAS))
@@ -303,4 +311,4 @@ def compact(bind: Session | Connection) -> int:
 
 
 __all__ = ["KINDS", "CheckResult", "Difference", "check", "compact", "drop_triggers",
-           "install_triggers", "rebuild", "recount", "stored", "trigger_ddl"]
+           "install_triggers", "rebuild", "recount", "reinstall", "stored", "trigger_ddl"]

@@ -50,6 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lib.summaries import funnel
+from lib.summaries.ddl import utc_day
 
 #: Connection attempts' time-to-connect buckets: upper bounds in seconds (the last is open).
 #: The same bounds as ``lib.connection_metrics.DURATION_BUCKETS`` (a test keeps them equal).
@@ -82,13 +83,6 @@ class Contribution:
     #: False when the kind's triggers are written by hand below (its keys live on another
     #: table than its rows: ``reversed``): only the recount is generated.
     triggers: bool = True
-
-
-def _dialect_day(column: str, dialect: str) -> str:
-    if dialect == "postgresql":
-        return f"COALESCE(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD'), '')"
-    # SQLite stores these columns as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (lib.db.UTCDateTime).
-    return f"COALESCE(substr({column}, 1, 10), '')"
 
 
 def _seconds(start: str, end: str, dialect: str) -> str:
@@ -225,7 +219,7 @@ def render(template: str, *, row: str, dialect: str) -> str:
         if "." not in column:
             column = "{r}." + column
         out.append(head)
-        out.append(_dialect_day(column, dialect))
+        out.append(utc_day(column, dialect))
     out.append(rest)
     return "".join(out).replace("{r}", row)
 

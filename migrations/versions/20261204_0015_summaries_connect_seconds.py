@@ -21,10 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     from lib.summaries import maintenance
 
-    connection = op.get_bind()
-    maintenance.drop_triggers(connection)
-    maintenance.install_triggers(connection)
-    maintenance.rebuild(connection)
+    maintenance.reinstall(op.get_bind())
 
 
 def downgrade() -> None:
