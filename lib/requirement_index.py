@@ -233,11 +233,11 @@ def rebuild(*, session: Session, summaries: bool = True) -> int:
             written += len(rows)
     logger.info("requirement index rebuilt: %d rows", written)
     if summaries:
-        _rebuild_summary(connection)
+        rebuild_summary(connection)
     return written
 
 
-def _rebuild_summary(connection: Connection) -> None:
+def rebuild_summary(connection: Connection) -> None:
     """The per-label counts (issue 22) recounted from the index just rebuilt."""
     for table in (SummaryCount.__table__, SummaryDelta.__table__):
         connection.execute(delete(table).where(table.c.kind == summary_requirements.KIND))

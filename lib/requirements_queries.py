@@ -1,14 +1,14 @@
 """The Requirements due page: every connected account with something to provide, by deadline.
 
 "Something" is anything currently due, past due, eventually due or pending verification (the
-promoted counts, so the filter is plain SQL; the total counts the same accounts in the
-requirement index below instead of reading every wide account row). Rows come a page at a time
+promoted counts, so the filter is plain SQL; the total is the same accounts, read from the
+``requirements`` summary kept with the requirement index below). Rows come a page at a time
 sorted by deadline (none last); the requirement codes are read from the mirror's JSON for that
 page only.
 
-Counts per requirement type are a GROUP BY over the requirement index (``requirement_codes``,
-one row per attached account, list and code, kept by ``lib.requirement_index``) instead of
-expanding every account's JSON lists on each load. A (list, code) pair names each account once,
+Counts per requirement type come from the requirement index (``requirement_codes``, one row
+per attached account, list and code, kept by ``lib.requirement_index``) and the summary it
+keeps, instead of expanding every account's JSON lists on each load. A (list, code) pair names each account once,
 so its row count is a count of accounts; codes sharing a plain label (the three date-of-birth
 fields) are counted again as *distinct accounts* per label, so an account counts once.
 
@@ -44,12 +44,13 @@ from lib.models import (
 from lib.paging import check_page
 from lib.roles import Action, Operator, authorize
 from lib.summaries.keys import day_of
-from lib.summaries.requirements import keys_of
+from lib.summaries.requirements import EVERY_ACCOUNT, KIND, keys_of
 from lib.summaries.store import read
 
 MAX_PAGE = 500
 MAX_EXPORT = 100_000
-#: The list's total is counted this far only, then shown as "more than" (issue 22).
+#: A total the summary cannot give (not contacted lately) is counted this far only, then shown
+#: as "more than" (issue 22).
 COUNT_CAP = 10_000
 EXPORT_CHUNK = 2_000
 
@@ -209,13 +210,6 @@ def _due_not_contacted(statement: Select[Any], days: int | None,
     return _not_contacted(statement, days, now)
 
 
-def _in_scope(statement: Select[Any], cutoff: datetime | None) -> Select[Any]:
-    """The index rows the page counts: every row is an attached account's due code."""
-    if cutoff is not None:
-        statement = statement.where(RequirementCode.deadline < cutoff)
-    return statement
-
-
 def _joined(*columns: Any) -> Select[Any]:
     return select(*columns).select_from(ConnectedAccount).join(
         Freelancer, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
@@ -263,21 +257,19 @@ def list_requirements_due(
     moment = now or utcnow()
     asked = _codes_for(session, requirement)
     bucket = requirement.bucket if requirement is not None else None
+    cutoff = _deadline_cutoff(within_days, moment)
     if not_contacted_days is None:
-        # Distinct accounts on the index's key (not the wide account rows), and only up to the
-        # cap (issue 22): at a million accounts an exact count read every index row.
-        counted = select(RequirementCode.account_id).distinct()
-        if requirement is not None:
-            counted = counted.where(RequirementCode.bucket == requirement.bucket,
-                                    RequirementCode.code.in_(asked or []))
-        matching = _in_scope(counted, _deadline_cutoff(within_days, moment))
+        # Exact from the summary (issue 22): the same accounts as the index's, once each.
+        pair = EVERY_ACCOUNT if requirement is None else (requirement.bucket, requirement.label)
+        total, at_least = _label_counts(session, cutoff, pair).get(pair, 0), False
     else:
+        # Who was emailed lately is not summarised: count up to the cap instead of scanning.
         matching = _due_not_contacted(
             _scope(_joined(ConnectedAccount.id), within_days, moment, asked, bucket),
             not_contacted_days, moment)
-    found = int(session.scalar(select(func.count()).select_from(
-        matching.limit(COUNT_CAP + 1).subquery())) or 0)
-    total, at_least = (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
+        found = int(session.scalar(select(func.count()).select_from(
+            matching.limit(COUNT_CAP + 1).subquery())) or 0)
+        total, at_least = (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
     rows = session.execute(_due_not_contacted(
         _scope(_row_select(), within_days, moment, asked, bucket), not_contacted_days, moment)
         .limit(limit).offset(offset))
@@ -298,38 +290,49 @@ def iter_export_rows(
         yield _to_row(values).export()
 
 
+def _label_counts(session: Session, cutoff: datetime | None,
+                  only: tuple[str, str] | None = None) -> dict[tuple[str, str], int]:
+    """Accounts per (list, label) from the ``requirements`` summary (issue 22), with every
+    account in the index once under :data:`EVERY_ACCOUNT`; only the ``only`` pair when given.
+
+    With a deadline cutoff, the whole days before it come from the summary and the cutoff's own
+    day from the index (an account's codes share one deadline, so the two parts never count an
+    account twice).
+    """
+    where = None if only is None else {"k1": (only[0],), "k2": (only[1],)}
+    counts: dict[tuple[str, str], int] = {}
+    if cutoff is None:
+        rows = read(session, KIND, group=("k1", "k2"), where=where)
+    else:
+        midnight = datetime.combine(cutoff.astimezone(UTC).date(), time(), tzinfo=UTC)
+        rows = read(session, KIND, first_day="0000-00-01", before_day=day_of(midnight),
+                    group=("k1", "k2"), where=where)
+        partial: dict[int, list[tuple[str, str, datetime | None]]] = {}
+        statement = (select(RequirementCode.account_id, RequirementCode.bucket,
+                            RequirementCode.code, RequirementCode.deadline)
+                     .where(RequirementCode.deadline >= midnight,
+                            RequirementCode.deadline < cutoff))
+        if only is not None and only != EVERY_ACCOUNT:
+            statement = statement.where(RequirementCode.bucket == only[0])
+        for account_id, bucket, code, deadline in session.execute(statement):
+            partial.setdefault(int(account_id), []).append((str(bucket), str(code), deadline))
+        for found in partial.values():
+            for _, _, bucket, label, _ in keys_of(found):
+                if only is None or (bucket, label) == only:
+                    counts[(bucket, label)] = counts.get((bucket, label), 0) + 1
+    for row in rows:
+        counts[(row.k1, row.k2)] = counts.get((row.k1, row.k2), 0) + row.n
+    return counts
+
+
 def requirement_counts(
     session: Session, *, operator: Operator, within_days: int | None = None,
     now: datetime | None = None,
 ) -> list[RequirementCount]:
-    """Accounts asked for each requirement (plain label), per category.
-
-    From the ``requirements`` summary (issue 22), kept per deadline day, list and label with
-    each account counted once per label. With a deadline cutoff, the whole days before it come
-    from the summary and the cutoff's own day from the index (an account's codes share one
-    deadline, so the two parts never count an account twice).
-    """
+    """Accounts asked for each requirement (plain label), per category (see
+    :func:`_label_counts`: each account counted once per label)."""
     authorize(operator, Action.VIEW_REQUIREMENTS, session=session)
-    cutoff = _deadline_cutoff(within_days, now or utcnow())
-    counts: dict[tuple[str, str], int] = {}
-    if cutoff is None:
-        rows = read(session, "requirements", group=("k1", "k2"))
-    else:
-        midnight = datetime.combine(cutoff.astimezone(UTC).date(), time(), tzinfo=UTC)
-        rows = read(session, "requirements", first_day="0000-00-01",
-                    before_day=day_of(midnight), group=("k1", "k2"))
-        partial: dict[int, list[tuple[str, str, datetime | None]]] = {}
-        for account_id, bucket, code, deadline in session.execute(
-            select(RequirementCode.account_id, RequirementCode.bucket, RequirementCode.code,
-                   RequirementCode.deadline)
-            .where(RequirementCode.deadline >= midnight, RequirementCode.deadline < cutoff)
-        ):
-            partial.setdefault(int(account_id), []).append((str(bucket), str(code), deadline))
-        for found in partial.values():
-            for _, _, bucket, label, _ in keys_of(found):
-                counts[(bucket, label)] = counts.get((bucket, label), 0) + 1
-    for row in rows:
-        counts[(row.k1, row.k2)] = counts.get((row.k1, row.k2), 0) + row.n
+    counts = _label_counts(session, _deadline_cutoff(within_days, now or utcnow()))
     names = dict(CATEGORIES)
     rank = {name: index for index, (_, name) in enumerate(CATEGORIES)}
     result = [RequirementCount(names[bucket], label, accounts, bucket)

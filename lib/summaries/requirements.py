@@ -22,12 +22,16 @@ from lib.summaries.keys import Key, day_of
 
 KIND = "requirements"
 _CODES = RequirementCode.__table__
+#: The (list, label) under which every account in the index counts once.
+EVERY_ACCOUNT = ("", "")
 
 
 def keys_of(rows: Iterable[tuple[str, str, datetime | None]]) -> set[Key]:
     """One account's summary keys from its index rows ``(bucket, code, deadline)``."""
-    return {(KIND, day_of(deadline), bucket, requirement_label(code), "")
+    keys = {(KIND, day_of(deadline), bucket, requirement_label(code), "")
             for bucket, code, deadline in rows}
+    keys |= {(KIND, day, *EVERY_ACCOUNT, "") for _, day, _, _, _ in keys}
+    return keys
 
 
 def recount(connection: Connection) -> Counter[Key]:

@@ -177,8 +177,8 @@ def test_the_summaries_equal_a_recount_after_the_load(engine, drop_triggers) -> 
 
 
 def test_a_database_from_an_older_schema_is_migrated_in_place(bench_location) -> None:
-    """Issue 22: migrations 0013, 0016 and 0017 create and backfill the summaries of an existing
-    database (and 0016–0017 downgrade cleanly);
+    """Issue 22: migrations 0013, 0016, 0017 and 0018 create and backfill the summaries of an
+    existing database (and 0016–0018 downgrade cleanly);
     the benchmark's databases take that path instead of being generated again."""
     from lib.db import make_session_factory
     from lib.migrate import downgrade
@@ -211,5 +211,34 @@ def test_a_database_from_an_older_schema_is_migrated_in_place(bench_location) ->
             # 0016 too: the funnel's per-freelancer rows, and their per-day counts.
             kinds = {key[0] for key in maintenance.stored(session)[0]}
             assert {"funnel_issued", "funnel_returned", "funnel_connected"} <= kinds
+            assert _every_account_keys(session)
+        # 0018 alone: the requirements kind gains its every-account key (and loses it going
+        # back down, so the older schema's check holds there). The record still names the
+        # newest revision, as a build that ran while a migration was written records it: the
+        # schema's own revision decides.
+        downgrade(engine, "0017")
+        with make_session_factory(engine)() as session:
+            assert not _every_account_keys(session)
+        recorded = read_marker(engine)
+        assert recorded is not None and recorded["alembic_head"] == generated["alembic_head"]
     finally:
         engine.dispose()
+    assert ensure_database(backend, "older", sizes, seed=3) == url
+    engine = make_engine(url)
+    try:
+        again = read_marker(engine)
+        assert again is not None and again["generated_at"] == generated["generated_at"]
+        assert "migrated_in_seconds" in again
+        with make_session_factory(engine)() as session:
+            assert _every_account_keys(session) and maintenance.check(session).ok
+    finally:
+        engine.dispose()
+
+
+def _every_account_keys(session) -> int:
+    """How many deadline days hold the Requirements total's key (migration 0018)."""
+    from lib.summaries import maintenance
+    from lib.summaries.requirements import EVERY_ACCOUNT, KIND
+
+    return sum(1 for key in maintenance.stored(session)[0]
+               if key[0] == KIND and (key[2], key[3]) == EVERY_ACCOUNT)

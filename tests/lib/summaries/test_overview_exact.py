@@ -126,9 +126,16 @@ def test_overview_from_summaries_equals_a_count_over_the_rows(
 def test_requirement_counts_from_summaries_equal_a_count_over_the_index(
     session_factory: sessionmaker[Session],
 ) -> None:
+    """Per label, and the list's totals (every account, and each label's filter) against the
+    rows the list itself shows."""
     from lib.account_status import requirement_label
     from lib.models import RequirementCode
-    from lib.requirements_queries import requirement_counts
+    from lib.requirements_queries import (
+        MAX_PAGE,
+        RequirementFilter,
+        list_requirements_due,
+        requirement_counts,
+    )
 
     @settings(max_examples=25, deadline=None, suppress_health_check=[
         HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -163,6 +170,11 @@ def test_requirement_counts_from_summaries_equal_a_count_over_the_index(
                     RequirementCode.deadline)):
                 if cutoff is None or (deadline is not None and deadline < cutoff):
                     expected.setdefault((bucket, requirement_label(code)), set()).add(account_id)
-        assert got == {key: len(ids) for key, ids in expected.items()}
+            assert got == {key: len(ids) for key, ids in expected.items()}
+            for requirement in [None, *(RequirementFilter(*key) for key in expected)]:
+                page = list_requirements_due(
+                    session, operator=Operator.from_role_names("f", ["finance"]),
+                    within_days=within, now=now, requirement=requirement, limit=MAX_PAGE)
+                assert (page.total, page.total_is_lower_bound) == (len(page.rows), False)
 
     check()
