@@ -103,6 +103,12 @@ def metrics(_factory: Factory, operator: Operator, period: DateRange, grain: Gra
         )
 
 
+@st.cache_data(ttl=300, show_spinner=False, max_entries=64)
+def decided_attempts(_factory: Factory, operator: Operator, period: DateRange) -> int:
+    with _factory() as session:
+        return connection_metrics.decided_attempts(session, operator=operator, period=period)
+
+
 #: The Stripe balance read behind the Funding page and the Overview's "funds needed": short, so
 #: a top-up shows soon; keyed by operator like every wrapper here.
 @st.cache_data(ttl=60, show_spinner=False, max_entries=32)

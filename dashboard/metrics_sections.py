@@ -7,15 +7,16 @@ appears, so anyone who may open the page may download them). Charts are Altair s
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts
 from dashboard.cache import Metrics
-from dashboard.page_helpers import frame_with_csv, kpi_tile
-from dashboard.tables import humanise
+from dashboard.page_helpers import kpi_tile, table_with_csv
 from lib import labels
 from lib.connection_metrics import Grain
 from lib.connection_timing import SMALL_SAMPLE
@@ -62,12 +63,12 @@ def attempts_and_rate(data: Metrics, grain: Grain, bucket_title: str) -> None:
                "have none yet)." + (f" Hollow points ({small}) rest on fewer than {SMALL_SAMPLE} "
                                     "outcomes: read them as noise, or group by week."
                                     if small else ""))
-    _details(humanise([{
+    _details([{
         "bucket": p.bucket, "method": labels.method(p.method), "attempts": p.attempts,
         "succeeded": p.succeeded, "failed": p.failed, "abandoned": p.abandoned,
         "pending": p.pending, "success_rate": p.success_rate,
     } for p in data.rates], ["bucket", "method", "attempts", "succeeded", "failed", "abandoned",
-                             "pending", "success_rate"], {"bucket": bucket_title}),
+                             "pending", "success_rate"], {"bucket": bucket_title},
              key="metrics_rates", file_name=f"success-rate-by-{grain.value}.csv")
 
 
@@ -82,9 +83,9 @@ def funnel(data: Metrics) -> None:
     st.caption("Distinct freelancers with a link issued in the range; each stage is part of the "
                "one before. Verified: payable (transfers active, payouts enabled, details "
                "submitted, nothing due).")
-    _details(humanise([{"stage": s.stage, "freelancers": s.freelancers,
-                        "share_of_issued": s.share_of_issued} for s in data.funnel],
-                      ["stage", "freelancers", "share_of_issued"]),
+    _details([{"stage": s.stage, "freelancers": s.freelancers,
+               "share_of_issued": s.share_of_issued} for s in data.funnel],
+             ["stage", "freelancers", "share_of_issued"],
              key="metrics_funnel", file_name="connection-funnel.csv")
 
 
@@ -98,7 +99,7 @@ def failure_reasons(data: Metrics, grain: Grain, bucket_title: str) -> None:
     frame = pd.DataFrame(reasons)
     frame["bucket"] = pd.to_datetime(frame["bucket"])
     charts.show("failure_reasons", frame, bucket_title, key="metrics_reasons_chart")
-    _details(humanise(reasons, ["bucket", "reason", "attempts"], {"bucket": bucket_title}),
+    _details(reasons, ["bucket", "reason", "attempts"], {"bucket": bucket_title},
              key="metrics_reasons", file_name=f"failure-reasons-by-{grain.value}.csv")
 
 
@@ -125,23 +126,26 @@ def time_to_connect(data: Metrics) -> None:
                         key="metrics_median_chart")
         else:
             st.info("No connection was made in this range.")
-    _details(humanise([{"bucket": b.bucket, "attempts": b.attempts} for b in data.durations],
-                      ["bucket", "attempts"], {"bucket": "From link to connected",
-                                               "attempts": "Connections"}),
+    _details([{"bucket": b.bucket, "attempts": b.attempts} for b in data.durations],
+             ["bucket", "attempts"], {"bucket": "From link to connected",
+                                      "attempts": "Connections"},
              key="metrics_durations", file_name="time-to-connect.csv")
     if weeks:
-        _details(humanise([{"week": w.week, "connections": w.connections,
-                            "median_hours": w.median_hours,
-                            "sample": "small" if w.small_sample else ""} for w in weeks],
-                          ["week", "connections", "median_hours", "sample"],
-                          {"week": "Week of", "median_hours": "Median (hours)"}),
+        _details([{"week": w.week, "connections": w.connections,
+                   "median_hours": w.median_hours,
+                   "sample": "small" if w.small_sample else ""} for w in weeks],
+                 ["week", "connections", "median_hours", "sample"],
+                 {"week": "Week of", "median_hours": "Median (hours)"},
                  key="metrics_medians", file_name="median-time-to-connect.csv")
 
 
-def _details(frame: pd.DataFrame, *, key: str, file_name: str) -> None:
-    """The chart's numbers: a table and its CSV (the same human columns)."""
-    with st.expander("Table and CSV"):
-        frame_with_csv(frame, key=key, file_name=file_name)
+def _details(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+             headers: Mapping[str, str] | None = None, *, key: str, file_name: str) -> None:
+    """The chart's numbers: a table and its CSV (the same human columns), made only while the
+    expander is open (Streamlit's lazy expander: opening it reruns the page, from the cache)."""
+    with st.expander("Table and CSV", key=f"{key}_open", on_change="rerun") as details:
+        if details.open:
+            table_with_csv(rows, columns, key=key, file_name=file_name, labels=headers)
 
 
 def _duration_text(seconds: float | None) -> str:

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -189,10 +190,12 @@ def csv_download(label: str, rows: Iterable[Mapping[str, Any]], columns: Sequenc
 
 def frame_with_csv(frame: pd.DataFrame, *, key: str, file_name: str,
                    column_config: Mapping[str, Any] | None = None) -> None:
-    """A table a person reads and, below it, the same rows as a CSV (the same human columns)."""
+    """A table a person reads and, below it, the same rows as a CSV (the same human columns),
+    written only when the button is clicked (every run of the page would write it otherwise)."""
     st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_table",
                  column_config=dict(column_config or {}))
-    _download("Download CSV", frame_to_csv(frame), file_name=file_name, key=f"{key}_csv")
+    _download("Download CSV", partial(frame_to_csv, frame), file_name=file_name,
+              key=f"{key}_csv")
 
 
 def table_with_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, key: str,

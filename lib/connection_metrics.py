@@ -152,6 +152,11 @@ def _bucket_of(day_text: str, grain: Grain) -> date:
     return day if grain is Grain.DAY else _week_of(day)
 
 
+def _period(grain: Grain) -> str:
+    """The summary read's date column for ``grain`` (weeks are added up in the database)."""
+    return "day" if grain is Grain.DAY else "week"
+
+
 def _days(period: DateRange) -> dict[str, str]:
     return {"first_day": day_of(period.first), "before_day": day_of(period.last
                                                                    + timedelta(days=1))}
@@ -166,7 +171,7 @@ def success_rate_series(
     """
     authorize(operator, Action.VIEW_METRICS, session=session)
     totals: dict[tuple[date, str], dict[str, int]] = {}
-    for row in read(session, "attempts", group=("day", "k1", "k2"), **_days(period)):
+    for row in read(session, "attempts", group=(_period(grain), "k1", "k2"), **_days(period)):
         per = totals.setdefault((_bucket_of(row.day, grain), row.k1), {})
         per[row.k2] = per.get(row.k2, 0) + row.n
     return [RatePoint(bucket, method, sum(per.values()),
@@ -175,6 +180,16 @@ def success_rate_series(
                       per.get(AttemptOutcome.ABANDONED.value, 0),
                       per.get(AttemptOutcome.PENDING.value, 0))
             for (bucket, method), per in sorted(totals.items())]
+
+
+def decided_attempts(session: Session, *, operator: Operator, period: DateRange) -> int:
+    """Attempts started in the range that have an outcome (succeeded, failed or abandoned):
+    how the page picks its default grain, a few summary rows instead of a whole series."""
+    authorize(operator, Action.VIEW_METRICS, session=session)
+    decided = (AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value,
+               AttemptOutcome.ABANDONED.value)
+    return sum(row.n for row in read(session, "attempts", group=("k2",),
+                                     where={"k2": decided}, **_days(period)))
 
 
 # ---- funnel ----------------------------------------------------------------------------------
@@ -289,7 +304,7 @@ def failure_reasons_series(
     """Failed and abandoned attempts per bucket and reason (the outcome when none was given)."""
     authorize(operator, Action.VIEW_METRICS, session=session)
     totals: dict[tuple[date, str], int] = {}
-    for row in read(session, "attempts", group=("day", "k2", "k3"),
+    for row in read(session, "attempts", group=(_period(grain), "k2", "k3"),
                     where={"k2": (AttemptOutcome.FAILED.value, AttemptOutcome.ABANDONED.value)},
                     **_days(period)):
         key = (_bucket_of(row.day, grain), row.k3 or row.k2)

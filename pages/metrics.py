@@ -40,22 +40,21 @@ if not isinstance(chosen, tuple | list) or len(chosen) != 2:
 
 try:
     period = DateRange(chosen[0], chosen[1])
-    weekly = cache.metrics(context.session_factory, operator, period, Grain.WEEK)
+    if "metrics_grain" not in state:
+        # The first visit picks the grain from the volume: a count, not a whole weekly series.
+        days = (period.last - period.first).days + 1
+        decided = cache.decided_attempts(context.session_factory, operator, period)
+        state["metrics_grain"] = "Week" if decided / days < SMALL_SAMPLE else "Day"
 except ConnectOpsError as exc:
     show_error(exc)
     st.stop()
 
-days = (period.last - period.first).days + 1
-sparse = sum(p.decided for p in weekly.rates) / days < SMALL_SAMPLE
-if "metrics_grain" not in state:
-    state["metrics_grain"] = "Week" if sparse else "Day"
 grain_name = right.radio("Group by", ["Week", "Day"], horizontal=True, key="metrics_grain",
                          help="Week is the default when days have fewer than "
                               f"{SMALL_SAMPLE} decided attempts on average.")
 grain = Grain.WEEK if grain_name == "Week" else Grain.DAY
 try:
-    data = weekly if grain is Grain.WEEK else cache.metrics(context.session_factory, operator,
-                                                             period, grain)
+    data = cache.metrics(context.session_factory, operator, period, grain)
 except ConnectOpsError as exc:
     show_error(exc)
     st.stop()

@@ -15,10 +15,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     CompoundSelect,
     Connection,
     Result,
     Select,
+    String,
     Table,
     and_,
     func,
@@ -28,7 +30,10 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from lib.models import SummaryCount, SummaryDelta
 from lib.summaries.keys import Key
@@ -82,10 +87,34 @@ def changes_between(before: Iterable[Key], after: Iterable[Key]) -> Counter[Key]
     return delta
 
 
+class monday_of(FunctionElement[str]):
+    """The Monday of a summary's day text (``YYYY-MM-DD``), as the same text: grouping by week
+    in the database, so a weekly read returns a row per week instead of one per day."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(monday_of, "sqlite")
+def _monday_sqlite(element: monday_of, compiler: SQLCompiler, **kw: Any) -> str:
+    # 'weekday 0' moves forward to Sunday (or stays), '-6 days' lands on that week's Monday.
+    return f"date({compiler.process(element.clauses, **kw)}, 'weekday 0', '-6 days')"
+
+
+@compiles(monday_of, "postgresql")
+def _monday_postgresql(element: monday_of, compiler: SQLCompiler, **kw: Any) -> str:
+    day = compiler.process(element.clauses, **kw)
+    return f"to_char(date_trunc('week', CAST({day} AS date)), 'YYYY-MM-DD')"
+
+
 @dataclass(frozen=True, slots=True)
 class Ask:
     """One read of a summary: a kind, a day range ``[first_day, before_day)``, the key columns
-    to keep (the others are added up in the database and come back ''), and values to keep."""
+    to keep (the others are added up in the database and come back ''), and values to keep.
+
+    ``group`` may name ``week`` instead of ``day`` (dated kinds only): the rows of each ISO week
+    are added up, and each row's ``day`` is its week's Monday.
+    """
 
     label: str
     kind: str
@@ -110,9 +139,15 @@ def _part(table: Table, ask: Ask) -> Select[*tuple[Any, ...]]:
 
 def _grouped(ask: Ask) -> Select[*tuple[Any, ...]]:
     both = union_all(_part(_COUNTS, ask), _part(_DELTAS, ask)).subquery()
-    kept = [both.c[name] for name in ask.group]
-    shown = [both.c[name] if name in ask.group else literal_column("''")
-             for name in ("day", "k1", "k2", "k3")]
+
+    def column(name: str) -> ColumnElement[Any]:
+        return monday_of(both.c.day) if name == "week" else both.c[name]
+
+    kept = [column(name) for name in ask.group]
+    period = "week" if "week" in ask.group else "day"
+    shown = [column(period) if period in ask.group else literal_column("''")]
+    shown += [both.c[name] if name in ask.group else literal_column("''")
+              for name in ("k1", "k2", "k3")]
     return (select(literal_column(f"'{ask.label}'"), *shown, func.sum(both.c.n),
                    func.sum(both.c.amount))
             .group_by(*kept).having(func.sum(both.c.n) != 0))

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from lib.connection_metrics import (
     DateRange,
     Grain,
+    decided_attempts,
     failure_reasons_series,
     funnel,
     success_rate_series,
@@ -70,6 +71,21 @@ def test_success_rate_by_day_and_method(session_factory, planted) -> None:
         (date(2026, 11, 9), "oauth", 1, 0, 1, 0, 0),
     ]
     assert [p.success_rate for p in points] == [50.0, 100.0, 0.0, 50.0, 0.0]
+
+
+def test_decided_attempts_count_those_with_an_outcome_in_the_range(session_factory,
+                                                                  planted) -> None:
+    """What picks the page's default grain: the series' decided attempts, without the series
+    (the pending one and the one started on 31 October do not count)."""
+    with session_factory() as session:
+        decided = decided_attempts(session, operator=MANAGER, period=PERIOD)
+        ninth = decided_attempts(session, operator=MANAGER,
+                                 period=DateRange(date(2026, 11, 9), date(2026, 11, 9)))
+        series = success_rate_series(session, operator=MANAGER, period=PERIOD)
+        with pytest.raises(PermissionDeniedError):
+            decided_attempts(session, operator=FINANCE, period=PERIOD)
+    assert decided == sum(p.decided for p in series) == 7
+    assert ninth == 3
 
 
 def test_success_rate_by_week(session_factory, planted) -> None:
