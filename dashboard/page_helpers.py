@@ -77,39 +77,46 @@ def mark(ok: bool) -> str:
 
 BadgeColour = Literal["red", "orange", "blue", "green", "violet", "gray"]
 
-#: status -> (badge colour, words a person reads, table text colour)
-_STATUS_LOOK: dict[str, tuple[BadgeColour, str, str]] = {
-    "ACTIVE": ("green", "Active", "#067647"),
-    "RESTRICTED": ("orange", "Restricted", "#b54708"),
-    "PENDING": ("blue", "Pending", "#175cd3"),
-    "DISABLED": ("red", "Disabled", "#b42318"),
-    "REJECTED": ("violet", "Rejected", "#6941c6"),
-    "NOT_CONNECTED": ("gray", "Not connected", "#475467"),
+#: status -> (badge colour, words a person reads)
+_STATUS_LOOK: dict[str, tuple[BadgeColour, str]] = {
+    "ACTIVE": ("green", "Active"),
+    "RESTRICTED": ("orange", "Restricted"),
+    "PENDING": ("blue", "Pending"),
+    "DISABLED": ("red", "Disabled"),
+    "REJECTED": ("violet", "Rejected"),
+    "NOT_CONNECTED": ("gray", "Not connected"),
 }
-_LOOK_BY_LABEL = {label: colour for _, label, colour in _STATUS_LOOK.values()}
 
 
-def _look(status: str) -> tuple[BadgeColour, str, str]:
-    return _STATUS_LOOK.get(status, ("gray", status.title(), ""))
+def _look(status: str) -> tuple[BadgeColour, str]:
+    return _STATUS_LOOK.get(status, ("gray", status.title()))
 
 
 def status_label(status: str) -> str:
-    """A status in plain words (in a table cell, coloured by :func:`styled_status`)."""
+    """A status in plain words (in a table cell, a pill by :func:`status_column`)."""
     return _look(status)[1]
 
 
-def styled_status(frame: pd.DataFrame, column: str = "Status") -> Any:
-    """The frame with its status column in the badge colours (no emoji: fonts vary)."""
-    def colour(value: object) -> str:
-        found = _LOOK_BY_LABEL.get(str(value))
-        return f"color: {found}; font-weight: 600" if found else ""
+def status_pills(frame: pd.DataFrame, column: str = "Status") -> pd.DataFrame:
+    """The frame with each status as a one-item list, for :func:`status_column`'s pills."""
+    pills = frame.copy()
+    pills[column] = pd.Series([[value] if value else [] for value in frame[column]],
+                              index=frame.index, dtype=object)
+    return pills
 
-    return frame.style.map(colour, subset=[column])
+
+def status_column(label: str = "Status") -> Any:
+    """The status column as a pill in the badge colours. A column setting costs nothing per
+    row, where a pandas Styler had Streamlit format every cell of the table on each run."""
+    looks = list(_STATUS_LOOK.values())
+    return st.column_config.MultiselectColumn(
+        label, options=[words for _, words in looks], color=[colour for colour, _ in looks],
+        disabled=True)
 
 
 def status_badge(status: str) -> None:
     """A coloured badge for one account's status."""
-    colour, label, _ = _look(status)
+    colour, label = _look(status)
     st.badge(label, color=colour)
 
 

@@ -26,8 +26,9 @@ from dashboard.page_helpers import (
     deferred_csv,
     require_page,
     show_error,
+    status_column,
     status_label,
-    styled_status,
+    status_pills,
 )
 from dashboard.tables import when
 from lib.account_queries import (
@@ -89,8 +90,9 @@ else:
         "Due": r.requirements_due, "Past due": r.past_due, "Deadline": when(r.deadline),
         "Last synced": when(r.last_synced),
     } for r in page.rows])
-    st.dataframe(styled_status(frame), hide_index=True, width="stretch", key="accounts_table",
+    st.dataframe(status_pills(frame), hide_index=True, width="stretch", key="accounts_table",
                  column_config={
+                     "Status": status_column(),
                      "Charges": st.column_config.CheckboxColumn("Charges", width="small"),
                      "Payouts": st.column_config.CheckboxColumn("Payouts", width="small"),
                  })

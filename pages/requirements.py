@@ -23,8 +23,9 @@ from dashboard.page_helpers import (
     pager,
     require_page,
     show_error,
+    status_column,
     status_label,
-    styled_status,
+    status_pills,
 )
 from dashboard.requirement_counts import PICKED, asked_most
 from dashboard.tables import TIME_ZONE, when
@@ -100,7 +101,8 @@ table = pd.DataFrame([{
 } for r in page.rows])
 ids = [r.freelancer_id for r in page.rows]
 table = with_contact_columns(table, ids, contact_columns(context, operator, ids))
-st.dataframe(styled_status(table), hide_index=True, width="stretch", key="requirements_table")
+st.dataframe(status_pills(table), hide_index=True, width="stretch", key="requirements_table",
+             column_config={"Status": status_column()})
 st.caption(f"Deadlines are {TIME_ZONE}.")
 pager(page.total, key="requirements_page", at_least=page.total_is_lower_bound)
 

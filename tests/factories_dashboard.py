@@ -233,3 +233,10 @@ def queries_to_render(app: Any, page: str, user: str, *, setup: Any = None) -> l
         at.run()
     assert not at.exception, at.exception
     return counter.statements
+
+
+def statuses(frame: Any, column: str = "Status") -> list[str]:
+    """Each row's status pill (a one-item list per cell: ``dashboard.page_helpers.status_pills``)."""
+    cells = [list(cell) for cell in frame[column]]
+    assert all(len(cell) == 1 for cell in cells), cells
+    return [str(cell[0]) for cell in cells]

@@ -158,3 +158,26 @@ def test_funding_and_the_timeline_for_finance(wide: Page, demo: str) -> None:
     page.get_by_text("Timeline", exact=True).scroll_into_view_if_needed()
     assert page.get_by_test_id("stException").count() == 0
     shot(page, "finance-account-timeline")
+
+
+def test_a_charts_table_is_made_when_its_expander_opens(wide: Page, demo: str) -> None:
+    """Connection metrics' "Table and CSV" expanders are lazy (their tables are made only
+    while open): opening one in a real browser reruns the page and shows the table and its
+    CSV button; closed ones still hold nothing."""
+    page = wide
+    log_in(page, demo, "manager")
+    open_titled(page, "Connection metrics")
+    main = page.get_by_test_id("stMain")
+    expanders = main.get_by_test_id("stExpander")
+    expect(expanders.first).to_be_visible()
+    assert main.get_by_test_id("stDataFrame").count() == 0
+    funnel = expanders.nth(1)
+    funnel.get_by_text("Table and CSV").click()
+    settle(page)
+    expect(funnel.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(funnel.get_by_role("button", name="Download CSV")).to_be_visible()
+    assert main.get_by_test_id("stDataFrame").count() == 1
+    assert page.get_by_test_id("stException").count() == 0
+    funnel.scroll_into_view_if_needed()
+    shot(page, "manager-metrics-funnel-table")
+    log_out(page)

@@ -11,6 +11,7 @@ from tests.factories_dashboard import (
     queries_to_render,
     run_page_directly,
     seed_many,
+    statuses,
 )
 
 
@@ -29,7 +30,7 @@ def test_allowed_roles_on_seeded_data(app, session_factory, user) -> None:
     assert at.get("vega_lite_chart")
     accounts = at.dataframe[1].value
     assert len(accounts) == 50 and "Page 1 of 3 · 120 rows" in page_text(at)
-    assert accounts["Status"].iloc[0] == "Disabled"          # overdue deadlines first
+    assert statuses(accounts)[0] == "Disabled"               # overdue deadlines first
     assert "Generate an onboarding link" in accounts["What to do"].iloc[0]
     assert len(at.get("download_button")) == 2                 # chart table + export
 
