@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects.sqlite import Insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -69,11 +71,18 @@ def add(connection: Connection, changes: Mapping[Key, tuple[int, int]]) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(insert(_DELTAS), rows)
         return
+    connection.execute(_sqlite_upsert(), rows)
+
+
+@cache
+def _sqlite_upsert() -> Insert:
+    """Built once: making the statement (its ``excluded`` alias above all) cost more than
+    running it, on every account upsert."""
     statement = sqlite_insert(_COUNTS)
-    connection.execute(statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["kind", "day", "k1", "k2", "k3"],
         set_={"n": _COUNTS.c.n + statement.excluded.n,
-              "amount": _COUNTS.c.amount + statement.excluded.amount}), rows)
+              "amount": _COUNTS.c.amount + statement.excluded.amount})
 
 
 def changes_between(before: Iterable[Key], after: Iterable[Key]) -> Counter[Key]:
