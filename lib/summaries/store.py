@@ -25,9 +25,9 @@ from sqlalchemy import (
     Table,
     and_,
     func,
-    insert,
     literal_column,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.dialects.sqlite import Insert
@@ -69,9 +69,18 @@ def add(connection: Connection, changes: Mapping[Key, tuple[int, int]]) -> None:
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        connection.execute(insert(_DELTAS), rows)
+        # One statement, one round trip: psycopg's executemany sends a query per row.
+        connection.execute(_POSTGRES_ADD, {name: [row[name] for row in rows]
+                                           for name in _COLUMNS})
         return
     connection.execute(_sqlite_upsert(), rows)
+
+
+_COLUMNS = ("kind", "day", "k1", "k2", "k3", "n", "amount")
+_POSTGRES_ADD = text(
+    "INSERT INTO summary_deltas (kind, day, k1, k2, k3, n, amount) SELECT * FROM unnest("
+    "CAST(:kind AS text[]), CAST(:day AS text[]), CAST(:k1 AS text[]), CAST(:k2 AS text[]), "
+    "CAST(:k3 AS text[]), CAST(:n AS bigint[]), CAST(:amount AS bigint[]))")
 
 
 @cache
