@@ -119,25 +119,36 @@ def _count_between(column: Any, start: datetime, end: datetime, *where: Any) -> 
     return select(func.count()).where(column >= start, column < end, *where)
 
 
-def _edge_parts(label: str, column: Any, split: Split, *where: Any,
-                source: Any = None) -> list[tuple[str, Select[Any]]]:
-    """Counts over the partial days of ``split`` (each a range of ``column``'s index), and over
-    the parts taken back from days read whole (labelled ``label-``, subtracted)."""
-    ranges = [(label, start, end) for start, end in split.edges]
-    ranges += [(f"{label}-", start, end) for _, start, end in split.taken_back]
-    parts = []
-    for index, (name, start, end) in enumerate(ranges):
-        statement = _count_between(column, start, end, *where)
-        if source is not None:
-            statement = statement.select_from(source)
-        parts.append((f"{name}_{index}", statement))
-    return parts
+class _EdgeCounts:
+    """The partial days the windows need, each counted once from its table's index.
 
+    A part is named by what it counts and its range, so two windows sharing an edge (the 30
+    days before "the last 30 days" end where those start) count it once.
+    """
 
-def _edges(counts: dict[str, int], label: str) -> int:
-    """What ``label``'s partial days add, less what its taken-back parts take away."""
-    return sum(n if key.rsplit("_", 1)[0] == label else -n for key, n in counts.items()
-               if key.rsplit("_", 1)[0] in (label, f"{label}-"))
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, datetime, datetime], tuple[str, Select[Any]]] = {}
+        self.found: dict[tuple[str, datetime, datetime], int] = {}
+
+    def want(self, family: str, window: Split, column: Any, *where: Any,
+             source: Any = None) -> None:
+        for start, end in [*window.edges, *((s, e) for _, s, e in window.taken_back)]:
+            if (family, start, end) not in self._parts:
+                statement = _count_between(column, start, end, *where)
+                if source is not None:
+                    statement = statement.select_from(source)
+                self._parts[(family, start, end)] = (f"e{len(self._parts)}", statement)
+
+    def count(self, session: Session) -> _EdgeCounts:
+        """Every part wanted, in one statement."""
+        counted = count_many(session, list(self._parts.values()))
+        self.found = {key: counted[label] for key, (label, _) in self._parts.items()}
+        return self
+
+    def total(self, family: str, window: Split) -> int:
+        """What ``window``'s partial days add, less what its taken-back parts take away."""
+        return (sum(self.found[(family, start, end)] for start, end in window.edges)
+                - sum(self.found[(family, start, end)] for _, start, end in window.taken_back))
 
 
 def _in_days(rows: list[SummaryRow], split: Split) -> list[SummaryRow]:
@@ -187,7 +198,8 @@ class _Windows:
         return cls(
             recent=past(now - WINDOW, now), rate_now=past(now - WINDOW, now),
             rate_before=past(now - 2 * WINDOW, now - WINDOW),
-            deadlines=split(now, now + DEADLINE_HORIZON),
+            # Deadlines lie ahead, spread over the day: the shorter piece is the cheaper one.
+            deadlines=cheapest(split(now, now + DEADLINE_HORIZON)),
             # created_at <= now: the end is just after now.
             month=past(_month_start(now), now + timedelta(microseconds=1)),
             previous=past(previous_start, previous_end),
@@ -199,7 +211,8 @@ def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, 
     previous_start = _month_start(_month_start(now) - timedelta(days=1))
     return read_many(session, [
         Ask("accounts", "accounts", group=("k1", "k2", "k3")),
-        Ask("connected", "connected", group=("day",)),
+        Ask("connected", "connected", group=("k1",)),      # every day: the total
+        Ask("connected_recent", "connected", first_day=day_of(now - WINDOW), group=("day",)),
         Ask("deadlines", "deadlines", first_day=day_of(now), group=("day",),
             before_day=day_of(now + DEADLINE_HORIZON + timedelta(days=1))),
         Ask("attempts", "attempts", first_day=day_of(now - 2 * WINDOW), group=("day", "k2"),
@@ -212,19 +225,19 @@ def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, 
     ])
 
 
-def _edge_counts(session: Session, windows: _Windows) -> dict[str, int]:
+def _edge_counts(session: Session, windows: _Windows) -> _EdgeCounts:
     """The partial days at the windows' ends, counted from the tables' indexes, in one statement."""
     current = Freelancer.stripe_account_id.is_not(None)
     owned = Freelancer.__table__.join(
         ConnectedAccount.__table__, Freelancer.stripe_account_id == ConnectedAccount.stripe_id)
-    parts = _edge_parts("recent", Freelancer.connected_at, windows.recent, current)
-    parts += _edge_parts("deadlines", ConnectedAccount.current_deadline, windows.deadlines,
-                         source=owned)
-    for label, window in (("now", windows.rate_now), ("before", windows.rate_before)):
+    edges = _EdgeCounts()
+    edges.want("connected", windows.recent, Freelancer.connected_at, current)
+    edges.want("deadlines", windows.deadlines, ConnectedAccount.current_deadline, source=owned)
+    for window in (windows.rate_now, windows.rate_before):
         for outcome in _DECIDED:
-            parts += _edge_parts(f"{label}{outcome}", ConnectionAttempt.started_at, window,
-                                 ConnectionAttempt.outcome == outcome)
-    return count_many(session, parts)
+            edges.want(outcome, window, ConnectionAttempt.started_at,
+                       ConnectionAttempt.outcome == outcome)
+    return edges.count(session)
 
 
 def _payout_edges(session: Session, windows: _Windows) -> dict[tuple[str, str], int]:
@@ -277,12 +290,12 @@ def _payouts(rows: list[SummaryRow], edges: dict[tuple[str, str], int],
             for c in currencies]
 
 
-def _rate(rows: list[SummaryRow], window: Split, edges: dict[str, int], label: str) -> Rate:
+def _rate(rows: list[SummaryRow], window: Split, edges: _EdgeCounts) -> Rate:
     per: dict[str, int] = {outcome: 0 for outcome in _DECIDED}
     for row in _in_days(rows, window):
         per[row.k2] = per.get(row.k2, 0) + row.n
     for outcome in _DECIDED:
-        per[outcome] += _edges(edges, f"{label}{outcome}")
+        per[outcome] += edges.total(outcome, window)
     return Rate(per[AttemptOutcome.SUCCEEDED.value], sum(per[o] for o in _DECIDED))
 
 
@@ -304,16 +317,17 @@ def overview_kpis(
     return OverviewKpis(
         as_of=moment,
         connected=sum(r.n for r in connected_rows),
-        connected_last_30_days=sum(r.n for r in _in_days(connected_rows, windows.recent))
-        + _edges(edges, "recent"),
+        connected_last_30_days=sum(r.n for r in _in_days(rows["connected_recent"],
+                                                        windows.recent))
+        + edges.total("connected", windows.recent),
         active=sum(r.n for r in accounts if r.k1 == ConnectionStatus.ACTIVE.value),
         requirements_due=sum(r.n for r in accounts if r.k2 == "1"),
         past_due=sum(r.n for r in accounts if r.k3 == "1"),
         deadlines_next_7_days=sum(r.n for r in _in_days(rows["deadlines"], windows.deadlines))
-        + _edges(edges, "deadlines"),
+        + edges.total("deadlines", windows.deadlines),
         payouts_this_month=_payouts(rows["payouts"], _payout_edges(session, windows), windows),
-        success_rate=_rate(rows["attempts"], windows.rate_now, edges, "now"),
-        previous_success_rate=_rate(rows["attempts"], windows.rate_before, edges, "before"),
+        success_rate=_rate(rows["attempts"], windows.rate_now, edges),
+        previous_success_rate=_rate(rows["attempts"], windows.rate_before, edges),
         webhook_failures=sum(r.n for r in rows["events"]),
         unknown_payouts=sum(r.n for r in rows["unknown"]),
     )

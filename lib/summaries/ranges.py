@@ -74,19 +74,22 @@ def split(start: datetime | None, end: datetime | None) -> Split:
                  day_of(last_whole) if last_whole else "9999-12-31", edges)
 
 
-def _rows_before(start: datetime, end: datetime, now: datetime) -> timedelta:
-    """How much of ``[start, end)`` lies before ``now``: a proxy for its rows in a table whose
-    rows are stamped when they happen (nothing, or next to nothing, is dated in the future)."""
-    return max(timedelta(0), min(end, now) - start)
+def _rows_before(start: datetime, end: datetime, now: datetime | None) -> timedelta:
+    """How much of ``[start, end)`` lies before ``now`` (all of it without ``now``): a proxy
+    for its rows in a table whose rows are stamped when they happen (nothing, or next to
+    nothing, is dated in the future)."""
+    return max(timedelta(0), (end if now is None else min(end, now)) - start)
 
 
-def cheapest(window: Split, *, now: datetime) -> Split:
+def cheapest(window: Split, *, now: datetime | None = None) -> Split:
     """``window`` with each partial day counted the cheaper way: the part itself, or its whole
-    day from the summary minus the rest of the day. The rest of today (after ``now``) is empty,
-    so a window ending now reads today whole; a day cut at 18:00 counts its last 6 hours.
+    day from the summary minus the rest of the day, whichever is shorter.
 
-    Only for columns stamped when the row happens (attempts started, freelancers connected,
-    payouts created): rows dated in the future are still counted exactly, just not cheaply.
+    With ``now``, for columns stamped when the row happens (attempts started, freelancers
+    connected, payouts created), only the time before ``now`` counts: the rest of today is
+    empty, so a window ending now reads today whole; a day cut at 18:00 counts its last 6
+    hours. Rows dated in the future are still counted exactly, just not cheaply. Without it
+    (deadlines, which lie ahead), the shorter piece of the day.
     """
     edges: list[tuple[datetime, datetime]] = []
     taken_back = list(window.taken_back)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from lib.connection_metrics import DURATION_BUCKETS
 from lib.summaries.keys import day_of
-from lib.summaries.ranges import split
+from lib.summaries.ranges import cheapest, split
 from lib.summaries.spec import CONNECT_TIME_BOUNDS
 
 
@@ -27,6 +27,21 @@ def test_split_whole_days_and_partial_ends() -> None:
     inside = split(now, now + timedelta(hours=1))
     assert not inside.has_days and inside.edges == [(now, now + timedelta(hours=1))]
     assert split(now, now).edges == []
+
+
+def test_cheapest_reads_the_shorter_piece_of_each_partial_day() -> None:
+    """Ahead of now (deadlines): the shorter piece of the day. Behind it (rows stamped when they
+    happen): only the time before now counts, so today's rest is free."""
+    now = datetime(2026, 12, 4, 6, 30, tzinfo=UTC)
+    ahead = cheapest(split(now, now + timedelta(days=7)))
+    # Today from 06:30 is 17.5 h: its whole day less 00:00–06:30; the last day's 6.5 h as is.
+    assert ahead.edges == [(datetime(2026, 12, 11, tzinfo=UTC), now + timedelta(days=7))]
+    assert ahead.taken_back == [("2026-12-04", datetime(2026, 12, 4, tzinfo=UTC), now)]
+    behind = cheapest(split(now - timedelta(days=30), now), now=now)
+    assert behind.edges == []
+    assert behind.taken_back == [
+        ("2026-11-04", datetime(2026, 11, 4, tzinfo=UTC), now - timedelta(days=30)),
+        ("2026-12-04", now, datetime(2026, 12, 5, tzinfo=UTC))]
 
 
 def test_day_of_is_the_utc_date() -> None:
