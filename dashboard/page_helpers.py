@@ -191,8 +191,9 @@ def _download(label: str, data: bytes | Callable[[], bytes], *, file_name: str, 
 
 def csv_download(label: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *,
                  file_name: str, key: str) -> None:
-    """A download of a small result already in memory, its columns named as in ``lib``."""
-    _download(label, rows_to_csv(rows, columns), file_name=file_name, key=key)
+    """A download of a small result already in memory, its columns named as in ``lib``
+    (written when the button is clicked)."""
+    _download(label, partial(rows_to_csv, list(rows), columns), file_name=file_name, key=key)
 
 
 def frame_with_csv(frame: pd.DataFrame, *, key: str, file_name: str,

@@ -8,7 +8,7 @@ a pending attempt whose link expired is ``expired``, one pending for longer than
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from lib.connection_attempts import ABANDON_AFTER
 from lib.db import utcnow
 from lib.errors import ValidationError
 from lib.models import AttemptOutcome, ConnectionAttempt, Freelancer
+from lib.records import as_row
 from lib.roles import Action, Operator, authorize
 
 MAX_LINKS = 500
@@ -42,7 +43,7 @@ class LinkRow:
     stripe_account_id: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_row(self)
 
 
 def link_status(attempt: ConnectionAttempt, *, now: datetime) -> str:

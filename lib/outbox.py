@@ -30,7 +30,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,7 @@ from lib.errors import ConflictError, NotFoundError, ValidationError
 from lib.messaging import DeliveryError, Email
 from lib.models import MessageChannel, MessageKind, MessageStatus, OutboxMessage
 from lib.paging import check_page
+from lib.records import as_row
 from lib.roles import Action, Operator, authorize
 from lib.settings import Settings
 from lib.webhooks import describe_error
@@ -383,7 +384,7 @@ class OutboxRow:
     created_by: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,16 @@ secrets: it is a domain error message, never a payload).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, func, literal, select, union_all
+from sqlalchemy import Executable, Result, String, func, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from lib.models import WebhookEvent, WebhookStatus
 from lib.paging import check_page
+from lib.records import as_row
 from lib.roles import Action, Operator, authorize
 from lib.summaries.store import read
 
@@ -36,7 +37,7 @@ class EventTypeRow:
     last_account: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_row(self)
 
 
 #: What the failures list holds: retried by the worker (failed) or waiting for a person (dead).
@@ -58,7 +59,7 @@ class FailedEventRow:
     next_attempt_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +86,10 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
             failed[row.k1] = failed.get(row.k1, 0) + row.n
     if not received:
         return []
-    # The newest id of each (type, status) the summary knows: one seek to the end of its range
-    # of the (type, status, id) index (a max over a whole type read every status's entries).
-    newest = [select(literal(t, String()).label("type"), func.max(WebhookEvent.id).label("id"))
-              .where(WebhookEvent.type == t, WebhookEvent.status == status)
-              for t, status in pairs]
     last_ids: dict[str, int] = {}
-    for t, found in session.execute(union_all(*newest) if len(newest) > 1 else newest[0]):
+    # (type, newest id or NULL) per pair.
+    newest: Result[str, int | None] = session.execute(_newest_per_pair(session, pairs))
+    for t, found in newest:
         if found is not None:
             last_ids[str(t)] = max(int(found), last_ids.get(str(t), 0))
     events = {e.id: e for e in session.scalars(
@@ -105,6 +103,26 @@ def last_events_per_type(session: Session, *, operator: Operator) -> list[EventT
     ]
     return sorted(rows, key=lambda r: (-(r.last_received_at.timestamp()
                                          if r.last_received_at else 0), r.type))
+
+
+#: PostgreSQL: the pairs as arrays, each one correlated seek, planned once (a UNION of 54
+#: seeks spent 5.5 ms planning them at 1M events, to run for 2).
+_NEWEST_PER_PAIR = text(
+    "SELECT pair.type, (SELECT max(e.id) FROM webhook_events e WHERE e.type = pair.type "
+    "AND e.status = pair.status) FROM unnest(CAST(:types AS text[]), "
+    "CAST(:statuses AS text[])) AS pair (type, status)")
+
+
+def _newest_per_pair(session: Session, pairs: list[tuple[str, str]]) -> Executable:
+    """The newest id of each (type, status): one seek to the end of its range of the
+    (type, status, id) index (a max over a whole type read every status's entries)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _NEWEST_PER_PAIR.bindparams(types=[t for t, _ in pairs],
+                                           statuses=[status for _, status in pairs])
+    newest = [select(literal(t, String()).label("type"), func.max(WebhookEvent.id).label("id"))
+              .where(WebhookEvent.type == t, WebhookEvent.status == status)
+              for t, status in pairs]
+    return union_all(*newest) if len(newest) > 1 else newest[0]
 
 
 def failed_events(

@@ -9,7 +9,7 @@ do not run: every admin page says so (``dashboard/worker_health.py``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from lib.db import utcnow
 from lib.jobs import Job
 from lib.models import ScheduledJob, WebhookEvent, WebhookStatus, WorkerHeartbeat
+from lib.records import as_row
 from lib.roles import Action, Operator, authorize
 from lib.settings import Settings
 from lib.summaries.store import read
@@ -45,7 +46,7 @@ class WorkerRow:
     events_failed: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_row(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class JobRow:
     running_on: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return as_row(self)
 
 
 def _every(interval: timedelta) -> str:
