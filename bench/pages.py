@@ -2,7 +2,7 @@
 at 100,000 (or 1,000,000), against the floor.
 
 ``python -m bench.pages [--backend sqlite|postgresql|all] [--small 1000] [--large 100000]
-[--repeat 5]``; ``--accounts 1000 1000000`` (or ``BENCH_PAGES_ACCOUNTS="1000 1000000"`` in the
+[--repeat 5] [--passes 1]``; ``--accounts 1000 1000000`` (or ``BENCH_PAGES_ACCOUNTS="1000 1000000"`` in the
 environment, which ``python -m bench`` passes on) sets both sizes at once: issue 22's run.
 
 For each page of ``dashboard.navigation.PAGES``: the median AppTest script run, logged in as a
@@ -124,24 +124,41 @@ def page_figures(backend: str, floor: float, small: int, large: int,
     return figures
 
 
+def merged(runs: list[PageTiming]) -> PageTiming:
+    """One page's passes as one timing: medians over every pass's samples."""
+    cold = [x for run in runs for x in run.cold_samples]
+    warm = [x for run in runs for x in run.warm_samples]
+    return PageTiming(cold=statistics.median(cold), warm=statistics.median(warm),
+                      cold_samples=cold, warm_samples=warm, queries=runs[0].queries,
+                      errors=[e for run in runs for e in run.errors],
+                      cold_sql=statistics.median(run.cold_sql for run in runs))
+
+
 def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
-                memory: bool) -> list[Figure]:
+                memory: bool, passes: int = 1) -> list[Figure]:
     """Every figure of this benchmark on one backend."""
     urls = {size: ensure_database(backend, database_name(size), Sizes.scaled(size), seed=seed,
                                   log=logger.info)
             for size in (small, large)}
     with fresh_database(backend, EMPTY_DATABASE) as empty_url:
         urls[0] = empty_url
-    timings: dict[int, dict[str, PageTiming]] = {}
+    runs: dict[int, list[dict[str, PageTiming]]] = {0: [], small: [], large: []}
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as workdir, \
             server_like_script_cache():
         floors = floor_samples(repeat=repeat)
-        for size in (0, small, large):
-            logger.info("%s, %s:", backend,
-                        f"{size:,} accounts" if size else "empty database (no rows)")
-            with dashboard_environment(urls[size], Path(workdir)):
-                timings[size] = time_all_pages(repeat=repeat, progress=logger.info)
+        # Each pass times every size in turn: the machine's drift over a run falls on every
+        # size alike instead of on whichever ran last.
+        for number in range(passes):
+            for size in (0, small, large):
+                logger.info("%s, %s (pass %d of %d):", backend,
+                            f"{size:,} accounts" if size else "empty database (no rows)",
+                            number + 1, passes)
+                with dashboard_environment(urls[size], Path(workdir)):
+                    runs[size].append(time_all_pages(repeat=repeat, progress=logger.info))
         floors += floor_samples(repeat=repeat)
+    timings = {size: {page: merged([run[page] for run in passes_of])
+                      for page in passes_of[0]}
+               for size, passes_of in runs.items()}
     floor = statistics.median(floors)
     logger.info("%s floor (empty page): %.1f ms", backend, floor * 1000)
     figures = [Figure(BENCHMARK, "empty page (framework floor)", floor * 1000, "ms",
@@ -188,14 +205,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="both sizes at once, e.g. 1000 1000000 (issue 22); default from "
                              f"${ACCOUNTS_ENV}, else --small and --large")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--passes", type=int, default=1,
+                        help="time every size this many times in turn and merge the samples")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the browser run that measures the server's peak memory")
     args = parser.parse_args(argv)
     if args.accounts:
         args.small, args.large = args.accounts
-    if not 0 < args.small < args.large or args.repeat < 1:
-        parser.error("need 0 < --small < --large and --repeat >= 1")
+    if not 0 < args.small < args.large or args.repeat < 1 or args.passes < 1:
+        parser.error("need 0 < --small < --large, --repeat >= 1 and --passes >= 1")
     logging.basicConfig(level=logging.INFO, format="pages: %(message)s", stream=sys.stderr)
     # The dashboard's context sets the root level from LOG_LEVEL: keep this one's progress.
     logger.setLevel(logging.INFO)
@@ -210,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for backend in chosen:
             figures += run_backend(backend, small=args.small, large=args.large,
-                                   repeat=args.repeat, seed=args.seed, memory=args.memory)
+                                   repeat=args.repeat, seed=args.seed, memory=args.memory,
+                                   passes=args.passes)
     except (PageFailed, MemoryRunFailed) as exc:
         if figures:
             report(figures)

@@ -53,3 +53,23 @@ def test_both_sizes_at_once_from_the_environment(monkeypatch) -> None:
         pages._accounts_from_env()
     monkeypatch.delenv(pages.ACCOUNTS_ENV)
     assert pages._accounts_from_env() is None
+
+
+def test_passes_are_merged_into_one_timing_per_page() -> None:
+    """``--passes``: every pass's samples count, so the medians span the whole run."""
+    from bench._pages_apptest import PageTiming
+
+    first = PageTiming(cold=0.010, warm=0.004, cold_samples=[0.009, 0.010, 0.011],
+                       warm_samples=[0.004], queries=7, cold_sql=0.002)
+    second = PageTiming(cold=0.030, warm=0.006, cold_samples=[0.029, 0.030, 0.031],
+                        warm_samples=[0.006], queries=7, cold_sql=0.004, errors=["late"])
+    both = pages.merged([first, second])
+    assert both.cold_samples == [0.009, 0.010, 0.011, 0.029, 0.030, 0.031]
+    assert both.cold == pytest.approx(0.020) and both.warm == pytest.approx(0.005)
+    assert (both.queries, both.errors, both.cold_sql) == (7, ["late"], pytest.approx(0.003))
+
+
+def test_passes_must_be_positive(capsys) -> None:
+    with pytest.raises(SystemExit):
+        pages.main(["--backend", "sqlite", "--passes", "0"])
+    assert "--passes >= 1" in capsys.readouterr().err
