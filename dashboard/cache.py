@@ -10,7 +10,6 @@ after an action the page clears the affected caches (:func:`clear_account_reads`
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import streamlit as st
 from sqlalchemy import func, select
@@ -19,13 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from lib import (
     account_queries,
     connection_metrics,
-    connection_timing,
     funding,
     insights,
     requirements_queries,
 )
 from lib.account_queries import AccountCursor, AccountFilter, AccountPage
 from lib.connection_metrics import DateRange, Grain
+from lib.connection_report import ConnectionReport, connection_report
 from lib.models import AuditLog, WebhookEvent
 from lib.requirements_queries import RequirementCount, RequirementFilter, RequirementsPage
 from lib.roles import Operator
@@ -76,31 +75,12 @@ def requirement_counts(_factory: Factory, operator: Operator,
                                                        within_days=within_days)
 
 
-@dataclass(frozen=True)
-class Metrics:
-    """Every series of the Connection metrics page for one range and grain."""
-
-    rates: list[connection_metrics.RatePoint]
-    funnel: list[connection_metrics.FunnelStage]
-    reasons: list[connection_metrics.ReasonPoint]
-    durations: list[connection_metrics.DurationBucket]
-    timing: connection_timing.ConnectTiming
-
-
 @st.cache_data(ttl=300, show_spinner=False, max_entries=64)
-def metrics(_factory: Factory, operator: Operator, period: DateRange, grain: Grain) -> Metrics:
+def metrics(_factory: Factory, operator: Operator, period: DateRange,
+            grain: Grain) -> ConnectionReport:
+    """Every series of the Connection metrics page for one range and grain."""
     with _factory() as session:
-        return Metrics(
-            rates=connection_metrics.success_rate_series(
-                session, operator=operator, period=period, grain=grain),
-            funnel=connection_metrics.funnel(session, operator=operator, period=period),
-            reasons=connection_metrics.failure_reasons_series(
-                session, operator=operator, period=period, grain=grain),
-            durations=connection_metrics.time_to_connect(
-                session, operator=operator, period=period),
-            timing=connection_timing.median_time_to_connect(
-                session, operator=operator, period=period),
-        )
+        return connection_report(session, operator=operator, period=period, grain=grain)
 
 
 @st.cache_data(ttl=300, show_spinner=False, max_entries=64)

@@ -15,14 +15,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.cache import Metrics
 from dashboard.page_helpers import kpi_tile, table_with_csv
 from lib import labels
 from lib.connection_metrics import Grain
+from lib.connection_report import ConnectionReport
 from lib.connection_timing import SMALL_SAMPLE
 
 
-def at_a_glance(data: Metrics) -> None:
+def at_a_glance(data: ConnectionReport) -> None:
     attempts = sum(p.attempts for p in data.rates)
     decided = sum(p.decided for p in data.rates)
     succeeded = sum(p.succeeded for p in data.rates)
@@ -43,7 +43,7 @@ def at_a_glance(data: Metrics) -> None:
                  help="Freelancers with a link in the range who are now verified and were paid.")
 
 
-def attempts_and_rate(data: Metrics, grain: Grain, bucket_title: str) -> None:
+def attempts_and_rate(data: ConnectionReport, grain: Grain, bucket_title: str) -> None:
     st.subheader("Attempts and success rate")
     per_bucket: dict[date, dict[str, int]] = {}
     for point in data.rates:
@@ -72,7 +72,7 @@ def attempts_and_rate(data: Metrics, grain: Grain, bucket_title: str) -> None:
              key="metrics_rates", file_name=f"success-rate-by-{grain.value}.csv")
 
 
-def funnel(data: Metrics) -> None:
+def funnel(data: ConnectionReport) -> None:
     st.subheader("Funnel")
     frame = pd.DataFrame([{
         "stage": s.stage, "freelancers": s.freelancers, "share": s.share_of_issued,
@@ -89,7 +89,7 @@ def funnel(data: Metrics) -> None:
              key="metrics_funnel", file_name="connection-funnel.csv")
 
 
-def failure_reasons(data: Metrics, grain: Grain, bucket_title: str) -> None:
+def failure_reasons(data: ConnectionReport, grain: Grain, bucket_title: str) -> None:
     st.subheader("Why attempts fail")
     reasons = [{"bucket": p.bucket, "reason": labels.failure_reason(p.reason),
                 "attempts": p.attempts} for p in data.reasons]
@@ -103,7 +103,7 @@ def failure_reasons(data: Metrics, grain: Grain, bucket_title: str) -> None:
              key="metrics_reasons", file_name=f"failure-reasons-by-{grain.value}.csv")
 
 
-def time_to_connect(data: Metrics) -> None:
+def time_to_connect(data: ConnectionReport) -> None:
     st.subheader("Time to connect")
     weeks = data.timing.weeks
     left, right = st.columns(2)

@@ -43,7 +43,7 @@ from lib.models import (
 )
 from lib.roles import Action, Operator, authorize
 from lib.summaries.keys import day_of
-from lib.summaries.store import Ask, read, read_many
+from lib.summaries.store import Ask, SummaryRow, read, read_many
 
 #: The longest range the page may ask for (two years of days is still a small result).
 MAX_RANGE = timedelta(days=800)
@@ -157,9 +157,9 @@ def _period(grain: Grain) -> str:
     return "day" if grain is Grain.DAY else "week"
 
 
-def _days(period: DateRange) -> dict[str, str]:
-    return {"first_day": day_of(period.first), "before_day": day_of(period.last
-                                                                   + timedelta(days=1))}
+def _days(period: DateRange) -> tuple[str, str]:
+    """The summary days ``[first, before)`` of ``period``."""
+    return day_of(period.first), day_of(period.last + timedelta(days=1))
 
 
 def success_rate_series(
@@ -170,8 +170,17 @@ def success_rate_series(
     Read from the per-day summary (issue 22): about one row per day, method and outcome.
     """
     authorize(operator, Action.VIEW_METRICS, session=session)
+    return rates_from(read_many(session, [rates_ask(period, grain)])["rates"], grain)
+
+
+def rates_ask(period: DateRange, grain: Grain) -> Ask:
+    """The summary read behind :func:`success_rate_series` (labelled ``rates``)."""
+    return Ask("rates", "attempts", *_days(period), group=(_period(grain), "k1", "k2"))
+
+
+def rates_from(rows: list[SummaryRow], grain: Grain) -> list[RatePoint]:
     totals: dict[tuple[date, str], dict[str, int]] = {}
-    for row in read(session, "attempts", group=(_period(grain), "k1", "k2"), **_days(period)):
+    for row in rows:
         per = totals.setdefault((_bucket_of(row.day, grain), row.k1), {})
         per[row.k2] = per.get(row.k2, 0) + row.n
     return [RatePoint(bucket, method, sum(per.values()),
@@ -188,8 +197,9 @@ def decided_attempts(session: Session, *, operator: Operator, period: DateRange)
     authorize(operator, Action.VIEW_METRICS, session=session)
     decided = (AttemptOutcome.SUCCEEDED.value, AttemptOutcome.FAILED.value,
                AttemptOutcome.ABANDONED.value)
-    return sum(row.n for row in read(session, "attempts", group=("k2",),
-                                     where={"k2": decided}, **_days(period)))
+    first, before = _days(period)
+    return sum(row.n for row in read(session, "attempts", group=("k2",), where={"k2": decided},
+                                     first_day=first, before_day=before))
 
 
 # ---- funnel ----------------------------------------------------------------------------------
@@ -210,36 +220,56 @@ def funnel(session: Session, *, operator: Operator, period: DateRange) -> list[F
     an older range from its own attempts, one query.
     """
     authorize(operator, Action.VIEW_METRICS, session=session)
-    # One seek of ix_connection_attempts_started_at.
+    if funnel_from_summaries(session, period):
+        return funnel_from(read_many(session, funnel_asks(period)))
+    return funnel_by_scan(session, period)
+
+
+def funnel_by_scan(session: Session, period: DateRange) -> list[FunnelStage]:
+    """The stages from the range's own attempts (a range ending before the newest attempt)."""
+    return _stages(_funnel_by_scan(session, period))
+
+
+def funnel_from_summaries(session: Session, period: DateRange) -> bool:
+    """Whether the range ends at or after the newest attempt (every range ending today), so the
+    funnel's summaries serve it; one seek of ix_connection_attempts_started_at."""
     newest = session.scalar(select(func.max(ConnectionAttempt.started_at)))
-    if newest is None or newest < period.end:
-        counts = _funnel_from_summaries(session, period)
-    else:
-        counts = _funnel_by_scan(session, period)
-    issued = counts[0]
-    return [
-        FunnelStage(stage, n, round(100 * n / issued, 1) if issued else None)
-        for stage, n in zip(FUNNEL_STAGES, counts, strict=True)
-    ]
+    return newest is None or newest < period.end
 
 
-def _funnel_from_summaries(session: Session, period: DateRange) -> list[int]:
+def funnel_asks(period: DateRange) -> list[Ask]:
     """Each stage as a sum over the days from the range's first: a freelancer whose newest
     attempt (came-back attempt, succeeded attempt) started on or after it had one in the range,
     since none started after the range."""
     first = day_of(period.first)
-    found = read_many(session, [
-        Ask("issued", "funnel_issued", first_day=first, group=()),
-        Ask("returned", "funnel_returned", first_day=first, group=()),
-        Ask("connected", "funnel_connected", first_day=first, group=("k1", "k2")),
-    ])
-    connected = found["connected"]
     return [
-        sum(row.n for row in found["issued"]),
-        sum(row.n for row in found["returned"]),
+        Ask("funnel_issued", "funnel_issued", first_day=first, group=()),
+        Ask("funnel_returned", "funnel_returned", first_day=first, group=()),
+        Ask("funnel_connected", "funnel_connected", first_day=first, group=("k1", "k2")),
+    ]
+
+
+def funnel_from(found: dict[str, list[SummaryRow]]) -> list[FunnelStage]:
+    return _stages(funnel_counts(found))
+
+
+def funnel_counts(found: dict[str, list[SummaryRow]]) -> list[int]:
+    """Freelancers at each stage from :func:`funnel_asks`' rows."""
+    connected = found["funnel_connected"]
+    return [
+        sum(row.n for row in found["funnel_issued"]),
+        sum(row.n for row in found["funnel_returned"]),
         sum(row.n for row in connected),
         sum(row.n for row in connected if row.k1 == "1"),
         sum(row.n for row in connected if row.k1 == "1" and row.k2 == "1"),
+    ]
+
+
+def _stages(counts: list[int]) -> list[FunnelStage]:
+    issued = counts[0]
+    return [
+        FunnelStage(stage, n, round(100 * n / issued, 1) if issued else None)
+        for stage, n in zip(FUNNEL_STAGES, counts, strict=True)
     ]
 
 
@@ -303,10 +333,18 @@ def failure_reasons_series(
 ) -> list[ReasonPoint]:
     """Failed and abandoned attempts per bucket and reason (the outcome when none was given)."""
     authorize(operator, Action.VIEW_METRICS, session=session)
+    return reasons_from(read_many(session, [reasons_ask(period, grain)])["reasons"], grain)
+
+
+def reasons_ask(period: DateRange, grain: Grain) -> Ask:
+    """The summary read behind :func:`failure_reasons_series` (labelled ``reasons``)."""
+    return Ask("reasons", "attempts", *_days(period), group=(_period(grain), "k2", "k3"),
+               where={"k2": (AttemptOutcome.FAILED.value, AttemptOutcome.ABANDONED.value)})
+
+
+def reasons_from(rows: list[SummaryRow], grain: Grain) -> list[ReasonPoint]:
     totals: dict[tuple[date, str], int] = {}
-    for row in read(session, "attempts", group=(_period(grain), "k2", "k3"),
-                    where={"k2": (AttemptOutcome.FAILED.value, AttemptOutcome.ABANDONED.value)},
-                    **_days(period)):
+    for row in rows:
         key = (_bucket_of(row.day, grain), row.k3 or row.k2)
         totals[key] = totals.get(key, 0) + row.n
     return [ReasonPoint(bucket, reason, n) for (bucket, reason), n in sorted(totals.items())]
@@ -331,8 +369,17 @@ def time_to_connect(
     :data:`DURATION_BUCKETS`'; a test keeps the two equal).
     """
     authorize(operator, Action.VIEW_METRICS, session=session)
+    return durations_from(read_many(session, [durations_ask(period)])["durations"])
+
+
+def durations_ask(period: DateRange) -> Ask:
+    """The summary read behind :func:`time_to_connect` (labelled ``durations``)."""
+    return Ask("durations", "connect_time", *_days(period), group=("k1",))
+
+
+def durations_from(rows: list[SummaryRow]) -> list[DurationBucket]:
     counts: dict[int, int] = {}
-    for row in read(session, "connect_time", group=("k1",), **_days(period)):
+    for row in rows:
         counts[int(row.k1)] = counts.get(int(row.k1), 0) + row.n
     return [DurationBucket(label, i, counts.get(i, 0))
             for i, (label, _) in enumerate(DURATION_BUCKETS)]

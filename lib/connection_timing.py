@@ -23,7 +23,7 @@ from lib.connection_metrics import DateRange, Grain, date_bucket
 from lib.models import AttemptOutcome, ConnectionAttempt
 from lib.roles import Action, Operator, authorize
 from lib.summaries.keys import day_of
-from lib.summaries.store import read
+from lib.summaries.store import Ask, SummaryRow, read_many
 
 #: Fewer decided attempts (or connections) than this in a bucket: a rate or median that moves a
 #: lot with one more freelancer. Charts mark such points as small samples.
@@ -127,11 +127,19 @@ def median_time_to_connect(
     finance reports).
     """
     authorize(operator, Action.VIEW_METRICS, session=session)
+    return timing_from(read_many(session, [timing_ask(period)])["timing"])
+
+
+def timing_ask(period: DateRange) -> Ask:
+    """The summary read behind :func:`median_time_to_connect` (labelled ``timing``)."""
+    return Ask("timing", "connect_seconds", group=("week", "k1"),
+               first_day=day_of(period.first), before_day=day_of(period.last + timedelta(days=1)))
+
+
+def timing_from(rows: list[SummaryRow]) -> ConnectTiming:
     weeks: dict[date, dict[int, tuple[int, int]]] = defaultdict(dict)
     whole: dict[int, tuple[int, int]] = {}
-    for row in read(session, "connect_seconds", group=("week", "k1"),
-                    first_day=day_of(period.first),
-                    before_day=day_of(period.last + timedelta(days=1))):
+    for row in rows:
         week = date.fromisoformat(row.day)          # its Monday
         index = int(row.k1)
         for target in (weeks[week], whole):

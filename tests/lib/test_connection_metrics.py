@@ -16,6 +16,8 @@ from lib.connection_metrics import (
     success_rate_series,
     time_to_connect,
 )
+from lib.connection_report import ConnectionReport, connection_report
+from lib.connection_timing import median_time_to_connect
 from lib.errors import PermissionDeniedError, ValidationError
 from lib.models import ConnectedAccount, Freelancer
 from lib.roles import Operator
@@ -168,6 +170,28 @@ def test_funnel_verified_means_payable_not_charges_enabled(session_factory) -> N
     assert [(s.stage, s.freelancers) for s in stages] == [
         ("Links issued", 3), ("Returned", 3), ("Connected", 3), ("Verified", 1),
         ("First payout", 1)]
+
+
+@pytest.mark.parametrize("grain", [Grain.DAY, Grain.WEEK])
+@pytest.mark.parametrize("last", [date(2026, 11, 30), date(2026, 11, 5)])
+def test_the_page_report_is_the_series_read_one_by_one(session_factory, planted, grain,
+                                                       last) -> None:
+    """One statement for every series (and the funnel's summaries, or its scan for a range
+    ending before the newest attempt) gives what each function gives alone."""
+    period = DateRange(date(2026, 11, 1), last)
+    with session_factory() as session:
+        report = connection_report(session, operator=MANAGER, period=period, grain=grain)
+        alone = ConnectionReport(
+            rates=success_rate_series(session, operator=MANAGER, period=period, grain=grain),
+            funnel=funnel(session, operator=MANAGER, period=period),
+            reasons=failure_reasons_series(session, operator=MANAGER, period=period,
+                                           grain=grain),
+            durations=time_to_connect(session, operator=MANAGER, period=period),
+            timing=median_time_to_connect(session, operator=MANAGER, period=period))
+        with pytest.raises(PermissionDeniedError):
+            connection_report(session, operator=FINANCE, period=period, grain=grain)
+    assert report == alone
+    assert report.rates and report.funnel[0].freelancers > 0
 
 
 def test_failure_reasons_by_day_and_week(session_factory, planted) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.accounts import upsert_account
-from lib.connection_metrics import DateRange, _funnel_by_scan, _funnel_from_summaries
+from lib.connection_metrics import DateRange, _funnel_by_scan, funnel_asks, funnel_counts
 from lib.models import (
     AttemptOutcome,
     ConnectedAccount,
@@ -46,6 +46,7 @@ from lib.models import (
     WebhookStatus,
 )
 from lib.summaries import maintenance
+from lib.summaries.store import read_many
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 #: Moments a few seconds either side of midnight, and mid-day, over a fortnight.
@@ -348,7 +349,7 @@ class Summaries(RuleBasedStateMachine):
                 if first > newest.date():
                     continue
                 period = DateRange(first, newest.date())
-                assert (_funnel_from_summaries(session, period)
+                assert (funnel_counts(read_many(session, funnel_asks(period)))
                         == _funnel_by_scan(session, period)), period
 
 
