@@ -64,23 +64,34 @@ def add(connection: Connection, changes: Mapping[Key, tuple[int, int]]) -> None:
     SQLite has one writer at a time, so it adds to the counts directly. PostgreSQL's concurrent
     writers each insert deltas instead of updating a shared row (no waits, no deadlocks).
     """
-    rows = [{"kind": k[0], "day": k[1], "k1": k[2], "k2": k[3], "k3": k[4], "n": n, "amount": a}
-            for k, (n, a) in sorted(changes.items()) if n or a]
+    rows = _rows(changes)
     if not rows:
         return
     if connection.dialect.name == "postgresql":
         # One statement, one round trip: psycopg's executemany sends a query per row.
-        connection.execute(_POSTGRES_ADD, {name: [row[name] for row in rows]
-                                           for name in _COLUMNS})
+        connection.execute(text(POSTGRES_ADD), delta_arrays(changes))
         return
     connection.execute(_sqlite_upsert(), rows)
 
 
 _COLUMNS = ("kind", "day", "k1", "k2", "k3", "n", "amount")
-_POSTGRES_ADD = text(
+#: PostgreSQL: insert the deltas of :func:`delta_arrays` (a statement of its own, or the data-
+#: modifying ``WITH`` of another write, to share its round trip).
+POSTGRES_ADD = (
     "INSERT INTO summary_deltas (kind, day, k1, k2, k3, n, amount) SELECT * FROM unnest("
     "CAST(:kind AS text[]), CAST(:day AS text[]), CAST(:k1 AS text[]), CAST(:k2 AS text[]), "
     "CAST(:k3 AS text[]), CAST(:n AS bigint[]), CAST(:amount AS bigint[]))")
+
+
+def _rows(changes: Mapping[Key, tuple[int, int]]) -> list[dict[str, Any]]:
+    return [{"kind": k[0], "day": k[1], "k1": k[2], "k2": k[3], "k3": k[4], "n": n, "amount": a}
+            for k, (n, a) in sorted(changes.items()) if n or a]
+
+
+def delta_arrays(changes: Mapping[Key, tuple[int, int]]) -> dict[str, list[Any]]:
+    """The parameters of :data:`POSTGRES_ADD` for ``changes`` (empty arrays add nothing)."""
+    rows = _rows(changes)
+    return {name: [row[name] for row in rows] for name in _COLUMNS}
 
 
 @cache
