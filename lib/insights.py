@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Result, Select, func, literal_column, select, union_all
+from sqlalchemy import Result, Select, func, literal_column, select, text, union_all
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus
@@ -141,6 +141,11 @@ class _EdgeCounts:
 
     def count(self, session: Session) -> _EdgeCounts:
         """Every part wanted, in one statement."""
+        if session.get_bind().dialect.name == "postgresql":
+            # A dozen small index ranges: PostgreSQL planned them as a parallel append, whose
+            # workers cost more to start than the ranges to read (28 -> 21 ms at 1M). For this
+            # read's transaction only.
+            session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
         counted = count_many(session, list(self._parts.values()))
         self.found = {key: counted[label] for key, (label, _) in self._parts.items()}
         return self
