@@ -310,7 +310,8 @@ def overview_kpis(
     """Every KPI tile of the Overview, as of ``now`` (UTC).
 
     Whole days come from the summaries (issue 22) and the partial days at each window's ends
-    from the tables' indexes: three statements, the same at 1,000 or 1,000,000 accounts.
+    from the tables' indexes: three queries (and on PostgreSQL a SET LOCAL), the same at 1,000
+    or 1,000,000 accounts.
     """
     authorize(operator, Action.VIEW_OVERVIEW, session=session)
     moment = now or utcnow()
