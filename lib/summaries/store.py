@@ -69,7 +69,7 @@ def add(connection: Connection, changes: Mapping[Key, tuple[int, int]]) -> None:
         return
     if connection.dialect.name == "postgresql":
         # One statement, one round trip: psycopg's executemany sends a query per row.
-        connection.execute(text(POSTGRES_ADD), delta_arrays(changes))
+        connection.execute(_POSTGRES_ADD, _arrays(rows))
         return
     connection.execute(_sqlite_upsert(), rows)
 
@@ -81,6 +81,7 @@ POSTGRES_ADD = (
     "INSERT INTO summary_deltas (kind, day, k1, k2, k3, n, amount) SELECT * FROM unnest("
     "CAST(:kind AS text[]), CAST(:day AS text[]), CAST(:k1 AS text[]), CAST(:k2 AS text[]), "
     "CAST(:k3 AS text[]), CAST(:n AS bigint[]), CAST(:amount AS bigint[]))")
+_POSTGRES_ADD = text(POSTGRES_ADD)
 
 
 def _rows(changes: Mapping[Key, tuple[int, int]]) -> list[dict[str, Any]]:
@@ -90,7 +91,10 @@ def _rows(changes: Mapping[Key, tuple[int, int]]) -> list[dict[str, Any]]:
 
 def delta_arrays(changes: Mapping[Key, tuple[int, int]]) -> dict[str, list[Any]]:
     """The parameters of :data:`POSTGRES_ADD` for ``changes`` (empty arrays add nothing)."""
-    rows = _rows(changes)
+    return _arrays(_rows(changes))
+
+
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {name: [row[name] for row in rows] for name in _COLUMNS}
 
 
