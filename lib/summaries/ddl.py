@@ -19,6 +19,15 @@ def utc_day(column: str, dialect: str) -> str:
     return f"COALESCE(substr({column}, 1, 10), '')"
 
 
+def utc_hour(column: str, dialect: str) -> str:
+    """SQL: the UTC hour (``YYYYMMDDHH``, :func:`lib.summaries.keys.hour_of`) of a timestamp
+    column, '' when it is NULL."""
+    if dialect == "postgresql":
+        return f"COALESCE(to_char({column} AT TIME ZONE 'UTC', 'YYYYMMDDHH24'), '')"
+    return (f"COALESCE(substr({column}, 1, 4) || substr({column}, 6, 2) || "
+            f"substr({column}, 9, 2) || substr({column}, 12, 2), '')")
+
+
 def distinct(dialect: str) -> str:
     """The NULL-safe "differs" operator of ``dialect``."""
     return "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"

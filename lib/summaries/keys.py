@@ -15,3 +15,10 @@ def day_of(moment: datetime | date | None) -> str:
     if isinstance(moment, datetime):
         return moment.astimezone(UTC).strftime("%Y-%m-%d")
     return moment.isoformat()
+
+
+def hour_of(moment: datetime) -> str:
+    """The summaries' hour text for a timestamp: its UTC hour, ``YYYYMMDDHH``. Ten characters,
+    as a day's text (the summaries' day column holds either); digits only, so hours sort in
+    time order. An hourly kind holds only hours, so the two never share a range."""
+    return moment.astimezone(UTC).strftime("%Y%m%d%H")

@@ -74,13 +74,14 @@ def _contributions(dialect: str, *, with_funnel: bool) -> tuple[Contribution, ..
                  if with_funnel or item.table != funnel.TABLE)
 
 
+def _generated(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
+    """The triggers generated from ``items`` (those not written by hand)."""
+    return [_Trigger(f"summary_{item.kind}_{item.table}", item.table, item.watched,
+                     _template(item, dialect)) for item in items if item.triggers]
+
+
 def _triggers(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
-    found = []
-    for item in items:
-        if not item.triggers:
-            continue
-        found.append(_Trigger(f"summary_{item.kind}_{item.table}", item.table, item.watched,
-                              _template(item, dialect)))
+    found = _generated(dialect, items)
     found.append(_Trigger("summary_accounts_freelancers", "freelancers", ("stripe_account_id",),
                           FREELANCER_ACCOUNT))
     found.append(_Trigger("summary_deadlines_freelancers", "freelancers",
@@ -173,6 +174,37 @@ def reinstall(bind: Session | Connection) -> None:
     drop_triggers(bind)
     install_triggers(bind)
     rebuild(bind)
+
+
+def add_kind(bind: Session | Connection, kind: str) -> int:
+    """A new summary kind on a database that has the others: its triggers created and its rows
+    counted, the rest left as they are (a migration adding a kind to a million-row table
+    recounts one kind, not all). Returns the number of rows written."""
+    connection = _connection(bind)
+    dialect = connection.dialect.name
+    items = tuple(item for item in contributions(dialect) if item.kind == kind)
+    if not items or any(item.table == funnel.TABLE or not item.triggers for item in items):
+        raise ValueError(f"{kind!r} is not a summary kind with generated triggers")
+    if dialect == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE summary_deltas IN EXCLUSIVE MODE")
+    build = _postgresql_ddl if dialect == "postgresql" else _sqlite_ddl
+    for trigger in _generated(dialect, items):
+        drop_trigger_set(connection, trigger.name, trigger.table)
+        for statement in build(trigger):
+            connection.exec_driver_sql(statement)
+    for table in (_COUNTS, _DELTAS):
+        connection.execute(delete(table).where(table.c.kind == kind))
+    rows = []
+    for item in items:
+        recounted: Result[Any, Any, Any, Any, Any, Any] = connection.exec_driver_sql(
+            recount_sql(item, dialect=dialect))
+        rows += [{"kind": kind, "day": str(day), "k1": str(k1), "k2": str(k2), "k3": str(k3),
+                  "n": int(n), "amount": int(amount or 0)}
+                 for day, k1, k2, k3, n, amount in recounted if n]
+    for start in range(0, len(rows), 5_000):
+        connection.execute(insert(_COUNTS), rows[start:start + 5_000])
+    logger.info("summary %s added: %d rows", kind, len(rows))
+    return len(rows)
 
 
 # ---- recount, rebuild, check ------------------------------------------------------------------
@@ -310,5 +342,5 @@ def compact(bind: Session | Connection) -> int:
     return int(moved)
 
 
-__all__ = ["KINDS", "CheckResult", "Difference", "check", "compact", "drop_triggers",
+__all__ = ["KINDS", "CheckResult", "Difference", "add_kind", "check", "compact", "drop_triggers",
            "install_triggers", "rebuild", "recount", "reinstall", "stored", "trigger_ddl"]

@@ -15,6 +15,9 @@ The kinds (and the page that reads each):
 
 - ``attempts``: connection attempts per start day × method × outcome × failure reason
   (Overview's success rates, Connection metrics' series and failure reasons);
+- ``attempt_hours``: the same attempts per start *hour* (``YYYYMMDDHH``) × outcome: the
+  partial days at the Overview's window ends are whole hours from here plus at most half an
+  hour of rows, so their cost does not depend on the time of day;
 - ``connect_time``: succeeded attempts per start day × time-to-connect bucket (Connection
   metrics' distribution);
 - ``connect_seconds``: the same per start day × a finer, 10 %-wide bucket, with the seconds
@@ -50,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lib.summaries import funnel
-from lib.summaries.ddl import utc_day
+from lib.summaries.ddl import utc_day, utc_hour
 
 #: Connection attempts' time-to-connect buckets: upper bounds in seconds (the last is open).
 #: The same bounds as ``lib.connection_metrics.DURATION_BUCKETS`` (a test keeps them equal).
@@ -138,6 +141,8 @@ def contributions(dialect: str) -> tuple[Contribution, ...]:
         Contribution("attempts", "connection_attempts", "{day:started_at}",
                      ("{r}.method", "{r}.outcome", "COALESCE({r}.failure_reason, '')"),
                      ("started_at", "method", "outcome", "failure_reason")),
+        Contribution("attempt_hours", "connection_attempts", "{hour:started_at}",
+                     ("{r}.outcome",), ("started_at", "outcome")),
         Contribution("connect_time", "connection_attempts", "{day:started_at}",
                      (_connect_bucket(dialect),),
                      ("started_at", "finished_at", "outcome"),
@@ -204,22 +209,25 @@ PAYOUT_REVERSED = (
     "WHERE taken.payout_id = {r}.id AND taken.status = 'succeeded' HAVING COUNT(*) > 0"
 )
 
-KINDS: tuple[str, ...] = ("attempts", "connect_time", "connect_seconds", "payouts", "events",
-                          "freelancers", "connected", "accounts", "deadlines", "requirements",
+KINDS: tuple[str, ...] = ("attempts", "attempt_hours", "connect_time", "connect_seconds",
+                          "payouts", "events", "freelancers", "connected", "accounts", "deadlines", "requirements",
                           "funnel_issued", "funnel_returned", "funnel_connected", "reversed")
 
 
 def render(template: str, *, row: str, dialect: str) -> str:
-    """``template`` with ``{r}`` as ``row`` and ``{day:column}`` as that column's UTC day."""
+    """``template`` with ``{r}`` as ``row``, ``{day:column}`` as that column's UTC day and
+    ``{hour:column}`` as its UTC hour."""
     out = []
     rest = template
-    while "{day:" in rest:
-        head, _, tail = rest.partition("{day:")
+    while "{day:" in rest or "{hour:" in rest:
+        at = min(i for i in (rest.find("{day:"), rest.find("{hour:")) if i >= 0)
+        head, rest = rest[:at], rest[at + 1:]
+        unit, _, tail = rest.partition(":")
         column, _, rest = tail.partition("}")
         if "." not in column:
             column = "{r}." + column
         out.append(head)
-        out.append(utc_day(column, dialect))
+        out.append((utc_day if unit == "day" else utc_hour)(column, dialect))
     out.append(rest)
     return "".join(out).replace("{r}", row)
 
