@@ -19,7 +19,7 @@ from lib.money import Money, format_money
 from lib.payouts.duplicates import LikelyDuplicateError
 from lib.payouts.ledger import get_payout
 from lib.payouts.limits import limits_for
-from lib.payouts.queries import list_reversals
+from lib.payouts.queries import ReversalRow, list_reversals
 from lib.payouts.reversal import (
     approve_reversal,
     execute_reversal,
@@ -85,11 +85,20 @@ def request_form(context: AppContext, operator: Operator) -> None:
     st.rerun()
 
 
-def approvals(context: AppContext, operator: Operator) -> None:
-    """Reversals at or above the threshold, for someone who did not ask for them."""
+#: The statuses the action sections list: waiting for approval, approved or unanswered.
+_ACTIONABLE = (ReversalStatus.PENDING_APPROVAL.value, ReversalStatus.PENDING.value,
+               ReversalStatus.UNKNOWN.value)
+
+
+def actionable(context: AppContext, operator: Operator) -> list[ReversalRow]:
+    """The reversals the sections below act on, newest first, read once for both."""
     with context.session_factory() as session:
-        waiting = list_reversals(session, operator=operator,
-                                 status=ReversalStatus.PENDING_APPROVAL.value)
+        return list_reversals(session, operator=operator, statuses=_ACTIONABLE)
+
+
+def approvals(context: AppContext, operator: Operator, found: list[ReversalRow]) -> None:
+    """Reversals at or above the threshold, for someone who did not ask for them."""
+    waiting = [r for r in found if r.status == ReversalStatus.PENDING_APPROVAL.value]
     if not waiting:
         return
     st.subheader("Awaiting a second operator")
@@ -129,11 +138,10 @@ def approvals(context: AppContext, operator: Operator) -> None:
             st.rerun()
 
 
-def to_send(context: AppContext, operator: Operator) -> None:
+def to_send(context: AppContext, operator: Operator, found: list[ReversalRow]) -> None:
     """Approved or unanswered reversals, sent again with their own key."""
-    with context.session_factory() as session:
-        ready = [r for status in (ReversalStatus.PENDING, ReversalStatus.UNKNOWN)
-                 for r in list_reversals(session, operator=operator, status=status.value)]
+    ready = [r for status in (ReversalStatus.PENDING.value, ReversalStatus.UNKNOWN.value)
+             for r in found if r.status == status]
     if not ready:
         return
     st.subheader("Approved or unanswered: send")

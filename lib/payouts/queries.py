@@ -302,22 +302,38 @@ class ReversalRow:
     created_at: datetime
 
 
-def list_reversals(
-    session: Session, *, operator: Operator, status: str | None = None, limit: int = 200,
-) -> list[ReversalRow]:
-    """The newest reversals (optionally of one status), newest first."""
-    authorize(operator, Action.VIEW_PAYOUTS, session=session)
-    check_page(limit, 0, maximum=MAX_PAGE)
+#: Counting the Reversals page's rows stops here ("more than 10,000"): a count over every
+#: reversal would grow with them (issue 22).
+REVERSAL_COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalPage:
+    rows: list[ReversalRow]
+    #: Every reversal, or :data:`REVERSAL_COUNT_CAP` when ``total_is_lower_bound``.
+    total: int
+    total_is_lower_bound: bool = False
+
+
+_ReversalSelect = Select[PayoutReversal, Payout, Freelancer]
+
+
+def _reversals(statuses: tuple[str, ...] | None) -> _ReversalSelect:
     statement = (
         select(PayoutReversal, Payout, Freelancer)
         .join(Payout, Payout.id == PayoutReversal.payout_id)
         .join(Freelancer, Freelancer.id == Payout.freelancer_id)
-        .order_by(PayoutReversal.id.desc()).limit(limit)
+        .order_by(PayoutReversal.id.desc())
     )
-    if status is not None:
-        if status not in ReversalStatus._value2member_map_:
-            raise ValidationError(f"Unknown reversal status {status!r}.")
-        statement = statement.where(PayoutReversal.status == status)
+    if statuses is not None:
+        unknown = [s for s in statuses if s not in ReversalStatus._value2member_map_]
+        if unknown or not statuses:
+            raise ValidationError(f"Unknown reversal status {unknown[0] if unknown else ''!r}.")
+        statement = statement.where(PayoutReversal.status.in_(statuses))
+    return statement
+
+
+def _reversal_rows(session: Session, statement: _ReversalSelect) -> list[ReversalRow]:
     return [
         ReversalRow(id=r.id, payout_id=p.id, freelancer_name=f.name,
                     amount=minor_to_display(r.amount_minor, p.currency), currency=p.currency,
@@ -327,6 +343,33 @@ def list_reversals(
                     created_at=r.created_at)
         for r, p, f in session.execute(statement)
     ]
+
+
+def list_reversals(
+    session: Session, *, operator: Operator, status: str | None = None,
+    statuses: tuple[str, ...] | None = None, limit: int = 200,
+) -> list[ReversalRow]:
+    """The newest reversals (optionally of one status, or of any of ``statuses``), newest
+    first."""
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    check_page(limit, 0, maximum=MAX_PAGE)
+    if status is not None:
+        statuses = (*(statuses or ()), status)
+    return _reversal_rows(session, _reversals(statuses).limit(limit))
+
+
+def reversal_page(session: Session, *, operator: Operator, limit: int,
+                  offset: int = 0) -> ReversalPage:
+    """One page of every reversal, newest first, with their number counted up to
+    :data:`REVERSAL_COUNT_CAP` (the same cost with 30 reversals or 30,000)."""
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    check_page(limit, offset, maximum=MAX_PAGE)
+    capped = select(PayoutReversal.id).limit(REVERSAL_COUNT_CAP + 1).subquery()
+    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    total, at_least = ((REVERSAL_COUNT_CAP, True) if found > REVERSAL_COUNT_CAP
+                       else (found, False))
+    rows = _reversal_rows(session, _reversals(None).limit(limit).offset(offset))
+    return ReversalPage(rows, total, at_least)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ def test_an_admin_reverses_part_of_a_payout_and_a_second_submit_is_the_same_one(
     assert "$40.00 USD, paid; $30.00 USD can still be reversed" in texts(at)
     assert at.dataframe[0].value["Status"].tolist() == ["Succeeded"]
     assert at.dataframe[0].value["Amount"].tolist() == ["$10.00 USD"]
+    assert "1 row" in [caption.value for caption in at.caption]       # the pager's count
     # The same amount again: the page names the earlier reversal and asks for confirmation.
     at = reverse(at, payout_id, "10.00", "Overpaid by ten dollars")
     assert any(f"#{row.id}" in e for e in errors(at)), errors(at)

@@ -151,3 +151,32 @@ def test_totals_and_exports_are_net_of_reversals(world):
         "paid", 2500, 1000, 1500)
     assert (cell.reversed, cell.net) == ("10.00", "15.00")
     assert (row["reversed_minor"], row["net_minor"], row["net"]) == (1000, 1500, "15.00")
+
+
+def test_reversals_are_paged_newest_first_and_counted_up_to_a_cap(world, monkeypatch):
+    from lib.payouts import queries
+
+    world.emu.set_balance(100_000, "usd")
+    payout = _paid(world, world.freelancer(), amount="30.00")
+    made = [reverse_payout(world.session_factory, gateway=world.gateway,
+                           settings=world.settings, operator=ADMIN, payout_id=payout.id,
+                           amount=amount, reason=f"part {number}").id
+            for number, amount in enumerate(("5.00", "6.00", "7.00"))]
+    with world.session_factory() as session:
+        first = queries.reversal_page(session, operator=FINANCE, limit=2)
+        rest = queries.reversal_page(session, operator=FINANCE, limit=2, offset=2)
+        assert [r.id for r in first.rows] == made[:0:-1] and [r.id for r in rest.rows] == made[:1]
+        assert (first.total, first.total_is_lower_bound) == (3, False)
+        assert [r.amount for r in first.rows] == ["7.00", "6.00"]
+        monkeypatch.setattr(queries, "REVERSAL_COUNT_CAP", 2)
+        capped = queries.reversal_page(session, operator=FINANCE, limit=2)
+        assert (capped.total, capped.total_is_lower_bound) == (2, True)
+        assert [r.id for r in queries.list_reversals(
+            session, operator=FINANCE, statuses=("pending", "succeeded"))] == made[::-1]
+        assert queries.list_reversals(session, operator=FINANCE, statuses=("pending",)) == []
+        with pytest.raises(ValidationError):
+            queries.list_reversals(session, operator=FINANCE, statuses=("paid",))
+        with pytest.raises(ValidationError):
+            queries.reversal_page(session, operator=FINANCE, limit=0)
+        with pytest.raises(PermissionDeniedError):
+            queries.reversal_page(session, operator=MANAGER, limit=2)
