@@ -1,9 +1,9 @@
 """The Overview page's KPIs and alerts, each a handful of aggregate queries.
 
 Every figure is read from the summaries kept on write (``lib.summaries``, issue 22): whole
-days from the summary rows, the partial days at a window's ends from the tables' indexes (for
-attempts, the busiest table, whole hours from ``attempt_hours`` and at most half an hour of
-rows at each end). So
+days from the summary rows; a window's partial days as whole hours from the hourly kinds
+(attempts, connections, deadlines) plus at most half an hour of rows at each end, counted from
+the tables' indexes (payouts: the partial days' rows). So
 the Overview costs the same few statements, reading about the same number of rows, at 1,000 or
 1,000,000 accounts. Only the freelancer's *current* account counts
 (``freelancers.stripe_account_id``): mirrors of disconnected accounts stay in the table but are
@@ -132,13 +132,9 @@ class _EdgeCounts:
         self._parts: dict[tuple[str, datetime, datetime], tuple[str, Select[Any]]] = {}
         self.found: dict[tuple[str, datetime, datetime], int] = {}
 
-    def want(self, family: str, window: Split | Pieces, column: Any, *where: Any,
+    def want(self, family: str, window: Pieces, column: Any, *where: Any,
              source: Any = None) -> None:
-        if isinstance(window, Pieces):
-            ranges = [(s, e) for _, s, e in window.rows]
-        else:
-            ranges = [*window.edges, *((s, e) for _, s, e in window.taken_back)]
-        for start, end in ranges:
+        for _, start, end in window.rows:
             if (family, start, end) not in self._parts:
                 statement = _count_between(column, start, end, *where)
                 if source is not None:
@@ -156,12 +152,9 @@ class _EdgeCounts:
         self.found = {key: counted[label] for key, (label, _) in self._parts.items()}
         return self
 
-    def total(self, family: str, window: Split | Pieces) -> int:
-        """What ``window``'s partial days add, less what its taken-back parts take away."""
-        if isinstance(window, Pieces):
-            return sum(sign * self.found[(family, s, e)] for sign, s, e in window.rows)
-        return (sum(self.found[(family, start, end)] for start, end in window.edges)
-                - sum(self.found[(family, start, end)] for _, start, end in window.taken_back))
+    def total(self, family: str, window: Pieces) -> int:
+        """What ``window``'s row pieces add and take away."""
+        return sum(sign * self.found[(family, s, e)] for sign, s, e in window.rows)
 
 
 def _in_days(rows: list[SummaryRow], split: Split) -> list[SummaryRow]:
@@ -193,10 +186,12 @@ def _previous_month_same_point(now: datetime) -> tuple[datetime, datetime]:
 class _Windows:
     """The Overview's time windows, each split into summary days and partial-day edges."""
 
-    recent: Split          # connected in the last 30 days
-    rate_now: Pieces       # attempts started in the last 30 days (whole days, hours, rows)
+    # Whole days, whole hours of the partial days, and at most half an hour of rows at each
+    # end (the tables with a kind kept per hour too: attempts, connections, deadlines).
+    recent: Pieces         # connected in the last 30 days
+    rate_now: Pieces       # attempts started in the last 30 days
     rate_before: Pieces    # ... and in the 30 days before
-    deadlines: Split       # deadlines in the next 7 days
+    deadlines: Pieces      # deadlines in the next 7 days
     month: Split           # payouts created this month, up to now (inclusive)
     previous: Split        # ... and in the same days of last month
 
@@ -209,13 +204,11 @@ class _Windows:
             return cheapest(split(start, end), now=now)
 
         return cls(
-            recent=past(now - WINDOW, now),
-            # Attempts are the busiest table (10 a freelancer): its partial days are whole
-            # hours from ``attempt_hours`` and at most half an hour of rows at each end.
+            recent=pieces(now - WINDOW, now, now=now),
             rate_now=pieces(now - WINDOW, now, now=now),
             rate_before=pieces(now - 2 * WINDOW, now - WINDOW, now=now),
             # Deadlines lie ahead, spread over the day: the shorter piece is the cheaper one.
-            deadlines=cheapest(split(now, now + DEADLINE_HORIZON)),
+            deadlines=pieces(now, now + DEADLINE_HORIZON),
             # created_at <= now: the end is just after now.
             month=past(_month_start(now), now + timedelta(microseconds=1)),
             previous=past(previous_start, previous_end),
@@ -233,9 +226,11 @@ def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, 
             before_day=day_of(now + DEADLINE_HORIZON + timedelta(days=1))),
         Ask("attempts", "attempts", first_day=day_of(now - 2 * WINDOW), group=("day", "k2"),
             where={"k2": _DECIDED}),
-        *(Ask(label, "attempt_hours", first_day=first, before_day=before, group=("k1",),
-              where={"k1": _DECIDED})
-          for (first, before), label in _hour_labels(windows).items()),
+        # The whole hours of the partial days: a read per range of hours (an index range each;
+        # a list of hour keys was planned as a scan of the kind's every hour).
+        *(Ask(label, kind, first_day=first, before_day=before, group=("day", "k1"),
+              where={"k1": _DECIDED} if kind == "attempt_hours" else None)
+          for (kind, first, before), label in _hour_reads(windows).items()),
         Ask("events", "events", group=("k2",),
             where={"k2": (WebhookStatus.FAILED.value,)}),
         Ask("payouts", "payouts", first_day=day_of(previous_start), group=("day", "k1"),
@@ -244,12 +239,44 @@ def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, 
     ])
 
 
-def _hour_labels(windows: _Windows) -> dict[tuple[str, str], str]:
-    """A read label for each range of whole hours the success rates need (a range both windows
-    share is read once)."""
-    ranges = {(first, before): "" for window in (windows.rate_now, windows.rate_before)
-              for _, first, before in window.hours}
-    return {key: f"hours{number}" for number, key in enumerate(ranges)}
+def _hour_windows(windows: _Windows) -> dict[str, tuple[Pieces, ...]]:
+    """Each hourly kind and the windows whose partial days it serves."""
+    return {"attempt_hours": (windows.rate_now, windows.rate_before),
+            "connected_hours": (windows.recent,), "deadline_hours": (windows.deadlines,)}
+
+
+def _hour_reads(windows: _Windows) -> dict[tuple[str, str, str], str]:
+    """A read label for each (kind, range of whole hours) to read: per kind, the windows'
+    ranges merged where they meet or overlap (a range of whole hours and the hour read whole
+    next to it), so the reads are disjoint and fewer."""
+    reads: dict[tuple[str, str, str], str] = {}
+    for kind, served in _hour_windows(windows).items():
+        merged: list[list[str]] = []
+        for first, before in sorted({(first, before) for window in served
+                                     for _, first, before in window.hours}):
+            if merged and first <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], before)
+            else:
+                merged.append([first, before])
+        for first, before in merged:
+            reads[(kind, first, before)] = f"hours{len(reads)}"
+    return reads
+
+
+def _hour_rows(rows: dict[str, list[SummaryRow]], windows: _Windows,
+               kind: str) -> list[SummaryRow]:
+    """The rows of ``kind``'s hour reads (disjoint: each hour's row once)."""
+    return [row for (read_kind, _, _), label in _hour_reads(windows).items()
+            if read_kind == kind for row in rows[label]]
+
+
+def _whole(window: Pieces, days: list[SummaryRow], hours: list[SummaryRow]) -> int:
+    """What ``window``'s whole days (of the rows ``days``, a row per day and key) and whole
+    hours (of ``hours``, a row per hour and key) count."""
+    return (sum(sign * r.n for sign, first, before in window.days for r in days
+                if first <= r.day < before)
+            + sum(sign * r.n for sign, first, before in window.hours for r in hours
+                  if first <= r.day < before))
 
 
 def _edge_counts(session: Session, windows: _Windows) -> _EdgeCounts:
@@ -317,16 +344,13 @@ def _payouts(rows: list[SummaryRow], edges: dict[tuple[str, str], int],
             for c in currencies]
 
 
-def _rate(rows: dict[str, list[SummaryRow]], window: Pieces, edges: _EdgeCounts,
-          hour_labels: dict[tuple[str, str], str]) -> Rate:
-    per: dict[str, int] = {outcome: 0 for outcome in _DECIDED}
-    for sign, first, before in window.days:
-        for row in rows["attempts"]:
-            if first <= row.day < before:
-                per[row.k2] += sign * row.n
-    for sign, first, before in window.hours:
-        for row in rows[hour_labels[(first, before)]]:
-            per[row.k1] += sign * row.n
+def _rate(rows: dict[str, list[SummaryRow]], hours: list[SummaryRow], window: Pieces,
+          edges: _EdgeCounts) -> Rate:
+    per: dict[str, int] = {}
+    for outcome in _DECIDED:
+        # Days are keyed (method, outcome, reason), hours (outcome): k2, then k1.
+        per[outcome] = _whole(window, [r for r in rows["attempts"] if r.k2 == outcome],
+                              [r for r in hours if r.k1 == outcome])
     for outcome in _DECIDED:
         per[outcome] += edges.total(outcome, window)
     return Rate(per[AttemptOutcome.SUCCEEDED.value], sum(per[o] for o in _DECIDED))
@@ -348,20 +372,22 @@ def overview_kpis(
     edges = _edge_counts(session, windows)
     accounts = rows["accounts"]
     connected_rows = rows["connected"]
+    attempt_hours = _hour_rows(rows, windows, "attempt_hours")
     return OverviewKpis(
         as_of=moment,
         connected=sum(r.n for r in connected_rows),
-        connected_last_30_days=sum(r.n for r in _in_days(rows["connected_recent"],
-                                                        windows.recent))
+        connected_last_30_days=_whole(windows.recent, rows["connected_recent"],
+                                      _hour_rows(rows, windows, "connected_hours"))
         + edges.total("connected", windows.recent),
         active=sum(r.n for r in accounts if r.k1 == ConnectionStatus.ACTIVE.value),
         requirements_due=sum(r.n for r in accounts if r.k2 == "1"),
         past_due=sum(r.n for r in accounts if r.k3 == "1"),
-        deadlines_next_7_days=sum(r.n for r in _in_days(rows["deadlines"], windows.deadlines))
+        deadlines_next_7_days=_whole(windows.deadlines, rows["deadlines"],
+                                     _hour_rows(rows, windows, "deadline_hours"))
         + edges.total("deadlines", windows.deadlines),
         payouts_this_month=_payouts(rows["payouts"], _payout_edges(session, windows), windows),
-        success_rate=_rate(rows, windows.rate_now, edges, _hour_labels(windows)),
-        previous_success_rate=_rate(rows, windows.rate_before, edges, _hour_labels(windows)),
+        success_rate=_rate(rows, attempt_hours, windows.rate_now, edges),
+        previous_success_rate=_rate(rows, attempt_hours, windows.rate_before, edges),
         webhook_failures=sum(r.n for r in rows["events"]),
         unknown_payouts=sum(r.n for r in rows["unknown"]),
     )

@@ -27,6 +27,7 @@ from lib.summaries.keys import Key
 from lib.summaries.spec import (
     FREELANCER_ACCOUNT,
     FREELANCER_DEADLINE,
+    FREELANCER_DEADLINE_HOUR,
     KINDS,
     PAYOUT_REVERSED,
     REVERSAL_REVERSED,
@@ -80,12 +81,22 @@ def _generated(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
                      _template(item, dialect)) for item in items if item.triggers]
 
 
+def _by_hand(kind: str) -> list[_Trigger]:
+    """The hand-written triggers of a kind added by :func:`add_kind` (the freelancer's side of
+    ``deadline_hours``, as of ``deadlines`` above), which it installs with the kind."""
+    if kind == "deadline_hours":
+        return [_Trigger("summary_deadline_hours_freelancers", "freelancers",
+                         ("stripe_account_id",), FREELANCER_DEADLINE_HOUR)]
+    return []
+
+
 def _triggers(dialect: str, items: tuple[Contribution, ...]) -> list[_Trigger]:
     found = _generated(dialect, items)
     found.append(_Trigger("summary_accounts_freelancers", "freelancers", ("stripe_account_id",),
                           FREELANCER_ACCOUNT))
     found.append(_Trigger("summary_deadlines_freelancers", "freelancers",
                           ("stripe_account_id",), FREELANCER_DEADLINE))
+    found += _by_hand("deadline_hours")
     found.append(_Trigger("summary_reversed_payout_reversals", "payout_reversals",
                           ("payout_id", "status", "amount_minor"), REVERSAL_REVERSED))
     found.append(_Trigger("summary_reversed_payouts", "payouts",
@@ -188,7 +199,7 @@ def add_kind(bind: Session | Connection, kind: str) -> int:
     if dialect == "postgresql":
         connection.exec_driver_sql("LOCK TABLE summary_deltas IN EXCLUSIVE MODE")
     build = _postgresql_ddl if dialect == "postgresql" else _sqlite_ddl
-    for trigger in _generated(dialect, items):
+    for trigger in _generated(dialect, items) + _by_hand(kind):
         drop_trigger_set(connection, trigger.name, trigger.table)
         for statement in build(trigger):
             connection.exec_driver_sql(statement)

@@ -32,10 +32,12 @@ The kinds (and the page that reads each):
   reads);
 - ``freelancers``: every freelancer, by whether they have a current account (the Accounts
   page's total);
-- ``connected``: freelancers with a current account per day they connected (Overview);
+- ``connected``: freelancers with a current account per day they connected (Overview), and
+  ``connected_hours`` the same per hour (the partial days at the window's ends);
 - ``accounts``: freelancers' current accounts per status × currently-due flag × past-due flag,
   undated (Overview's account tiles), and ``deadlines``: the same accounts per day of their
-  requirements deadline (Overview's "deadlines in the next 7 days"). Two tables feed both: an
+  requirements deadline (Overview's "deadlines in the next 7 days"; ``deadline_hours`` per
+  hour, for the window's partial days). Two tables feed both: an
   account row counts while a freelancer points at it, so both the mirror's and the
   freelancer's triggers move it.
 
@@ -166,12 +168,18 @@ def contributions(dialect: str) -> tuple[Contribution, ...]:
         Contribution("connected", "freelancers", "{day:connected_at}", (),
                      ("stripe_account_id", "connected_at"),
                      condition="{r}.stripe_account_id IS NOT NULL"),
+        Contribution("connected_hours", "freelancers", "{hour:connected_at}", (),
+                     ("stripe_account_id", "connected_at"),
+                     condition="{r}.stripe_account_id IS NOT NULL"),
         Contribution("accounts", "connected_accounts", None,
                      ("{r}.status",
                       "CASE WHEN {r}.currently_due_count > 0 THEN '1' ELSE '0' END",
                       "CASE WHEN {r}.past_due_count > 0 THEN '1' ELSE '0' END"),
                      _ACCOUNT_WATCHED[:4], condition=_CURRENT_OWNER),
         Contribution("deadlines", "connected_accounts", "{day:current_deadline}", (),
+                     ("stripe_id", "current_deadline"),
+                     condition=f"{{r}}.current_deadline IS NOT NULL AND {_CURRENT_OWNER}"),
+        Contribution("deadline_hours", "connected_accounts", "{hour:current_deadline}", (),
                      ("stripe_id", "current_deadline"),
                      condition=f"{{r}}.current_deadline IS NOT NULL AND {_CURRENT_OWNER}"),
     )
@@ -189,6 +197,8 @@ FREELANCER_DEADLINE = (
     "FROM connected_accounts current WHERE current.stripe_id = {r}.stripe_account_id "
     "AND current.current_deadline IS NOT NULL"
 )
+FREELANCER_DEADLINE_HOUR = FREELANCER_DEADLINE.replace("'deadlines'", "'deadline_hours'").replace(
+    "{day:", "{hour:")
 
 #: Succeeded reversals with the day, currency and status of the payout they took money back from.
 REVERSED_SOURCE = (
@@ -210,7 +220,8 @@ PAYOUT_REVERSED = (
 )
 
 KINDS: tuple[str, ...] = ("attempts", "attempt_hours", "connect_time", "connect_seconds",
-                          "payouts", "events", "freelancers", "connected", "accounts", "deadlines", "requirements",
+                          "payouts", "events", "freelancers", "connected_hours",
+                          "deadline_hours", "connected", "accounts", "deadlines", "requirements",
                           "funnel_issued", "funnel_returned", "funnel_connected", "reversed")
 
 

@@ -1,7 +1,7 @@
 """The Overview read from summaries gives exactly what a count over the rows gives, at any
 moment: rows are planted a second either side of every window's ends (30 and 60 days back,
 7 days ahead, the 1st of the month, the same point last month, midnight, and the hours and
-half hours around the success rates' ends), and ``now`` is drawn at random times of day, so
+half hours around the windows' ends), and ``now`` is drawn at random times of day, so
 the whole-day, whole-hour and partial parts must add up exactly."""
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def _around(now: datetime) -> list[datetime]:
     marks = [now, now - WINDOW, now - 2 * WINDOW, now + DEADLINE_HORIZON, month,
              previous_start, previous_end,
              now.replace(hour=0, minute=0, second=0, microsecond=0)]
-    # Attempts' partial days are whole hours plus part of an hour: rows at the hours around
-    # the rate windows' ends, and half an hour either side of them.
-    for end in (now, now - WINDOW, now - 2 * WINDOW):
+    # Partial days are whole hours plus part of an hour (attempts, connections, deadlines):
+    # rows at the hours around the windows' ends, and half an hour either side of them.
+    for end in (now, now - WINDOW, now - 2 * WINDOW, now + DEADLINE_HORIZON):
         hour = end.replace(minute=0, second=0, microsecond=0)
         marks += [hour, hour + timedelta(hours=1), end - timedelta(minutes=30),
                   end + timedelta(minutes=30), hour - timedelta(hours=3)]

@@ -1,4 +1,5 @@
-"""``attempt_hours``: connection attempts per start hour × outcome (migration 0020).
+"""The hourly kinds: ``attempt_hours`` (connection attempts per start hour × outcome, migration
+0020), ``connected_hours`` and ``deadline_hours`` (migration 0021).
 
 Its triggers keep it on every write like the other kinds (the state machine and the Overview's
 exactness test read it); here, the migration that adds it to a database that already holds
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib.migrate import downgrade, upgrade
-from lib.models import ConnectionAttempt, SummaryCount
+from lib.models import ConnectionAttempt, Freelancer, SummaryCount
 from lib.summaries import maintenance
 from lib.summaries.keys import hour_of
 from lib.summaries.store import read
@@ -24,9 +25,10 @@ STARTS = (NOW, NOW - timedelta(minutes=20), NOW.replace(minute=0), NOW - timedel
           datetime(2026, 12, 5, 23, 59, 59, 999_999, tzinfo=UTC))
 
 
-def _plant(session_factory: sessionmaker[Session], email: str = "ada@example.com") -> None:
+def _plant(session_factory: sessionmaker[Session], email: str = "ada@example.com",
+           state: str = "active") -> None:
     with session_factory.begin() as session:
-        freelancer = add_freelancer(session, state="active", now=NOW, email=email)
+        freelancer = add_freelancer(session, state=state, now=NOW, email=email)
         for number, started in enumerate(STARTS):
             add_attempt(session, freelancer_id=freelancer.id, started_at=started,
                         outcome=("succeeded", "failed")[number % 2])
@@ -82,5 +84,36 @@ def test_the_migration_counts_attempts_written_before_it(engine: Engine,
         with session_factory() as session:
             assert not session.scalars(select(SummaryCount).where(
                 SummaryCount.kind == "attempt_hours")).all()
+    finally:
+        upgrade(engine)
+
+
+def test_migration_0021_counts_connections_and_deadlines_by_hour(engine: Engine,
+                                                                 session_factory) -> None:
+    """``connected_hours`` and ``deadline_hours`` (the freelancer's side of it included) are
+    counted for rows written before them, and kept from then on, equal to a recount."""
+    downgrade(engine, "0020")
+    try:
+        _plant(session_factory, state="restricted")            # it has a deadline
+    finally:
+        upgrade(engine)
+    with session_factory.begin() as session:
+        maintenance.compact(session)
+        assert maintenance.check(session).ok
+        kinds = {row.kind for row in session.scalars(select(SummaryCount))}
+    assert {"connected_hours", "deadline_hours"} <= kinds
+    _plant(session_factory, "bo@example.com", state="restricted")
+    with session_factory.begin() as session:
+        freelancer = session.scalars(select(Freelancer).order_by(Freelancer.id)).first()
+        assert freelancer is not None
+        freelancer.stripe_account_id = None          # disconnected: both kinds drop it
+    with session_factory.begin() as session:
+        maintenance.compact(session)
+        assert maintenance.check(session).ok
+    downgrade(engine, "0020")
+    try:
+        with session_factory() as session:
+            assert not session.scalars(select(SummaryCount).where(SummaryCount.kind.in_(
+                ("connected_hours", "deadline_hours")))).all()
     finally:
         upgrade(engine)
