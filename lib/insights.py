@@ -215,7 +215,8 @@ class _Windows:
         )
 
 
-def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, list[SummaryRow]]:
+def _summaries(session: Session, windows: _Windows, now: datetime,
+               hour_reads: dict[tuple[str, str, str], str]) -> dict[str, list[SummaryRow]]:
     """Every summary row the Overview needs, in one statement."""
     previous_start = _month_start(_month_start(now) - timedelta(days=1))
     return read_many(session, [
@@ -230,7 +231,7 @@ def _summaries(session: Session, windows: _Windows, now: datetime) -> dict[str, 
         # a list of hour keys was planned as a scan of the kind's every hour).
         *(Ask(label, kind, first_day=first, before_day=before, group=("day", "k1"),
               where={"k1": _DECIDED} if kind == "attempt_hours" else None)
-          for (kind, first, before), label in _hour_reads(windows).items()),
+          for (kind, first, before), label in hour_reads.items()),
         Ask("events", "events", group=("k2",),
             where={"k2": (WebhookStatus.FAILED.value,)}),
         Ask("payouts", "payouts", first_day=day_of(previous_start), group=("day", "k1"),
@@ -263,10 +264,10 @@ def _hour_reads(windows: _Windows) -> dict[tuple[str, str, str], str]:
     return reads
 
 
-def _hour_rows(rows: dict[str, list[SummaryRow]], windows: _Windows,
+def _hour_rows(rows: dict[str, list[SummaryRow]], hour_reads: dict[tuple[str, str, str], str],
                kind: str) -> list[SummaryRow]:
     """The rows of ``kind``'s hour reads (disjoint: each hour's row once)."""
-    return [row for (read_kind, _, _), label in _hour_reads(windows).items()
+    return [row for (read_kind, _, _), label in hour_reads.items()
             if read_kind == kind for row in rows[label]]
 
 
@@ -368,22 +369,23 @@ def overview_kpis(
     authorize(operator, Action.VIEW_OVERVIEW, session=session)
     moment = now or utcnow()
     windows = _Windows.at(moment)
-    rows = _summaries(session, windows, moment)
+    hour_reads = _hour_reads(windows)
+    rows = _summaries(session, windows, moment, hour_reads)
     edges = _edge_counts(session, windows)
     accounts = rows["accounts"]
     connected_rows = rows["connected"]
-    attempt_hours = _hour_rows(rows, windows, "attempt_hours")
+    attempt_hours = _hour_rows(rows, hour_reads, "attempt_hours")
     return OverviewKpis(
         as_of=moment,
         connected=sum(r.n for r in connected_rows),
         connected_last_30_days=_whole(windows.recent, rows["connected_recent"],
-                                      _hour_rows(rows, windows, "connected_hours"))
+                                      _hour_rows(rows, hour_reads, "connected_hours"))
         + edges.total("connected", windows.recent),
         active=sum(r.n for r in accounts if r.k1 == ConnectionStatus.ACTIVE.value),
         requirements_due=sum(r.n for r in accounts if r.k2 == "1"),
         past_due=sum(r.n for r in accounts if r.k3 == "1"),
         deadlines_next_7_days=_whole(windows.deadlines, rows["deadlines"],
-                                     _hour_rows(rows, windows, "deadline_hours"))
+                                     _hour_rows(rows, hour_reads, "deadline_hours"))
         + edges.total("deadlines", windows.deadlines),
         payouts_this_month=_payouts(rows["payouts"], _payout_edges(session, windows), windows),
         success_rate=_rate(rows, attempt_hours, windows.rate_now, edges),

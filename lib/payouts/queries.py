@@ -346,15 +346,12 @@ def _reversal_rows(session: Session, statement: _ReversalSelect) -> list[Reversa
 
 
 def list_reversals(
-    session: Session, *, operator: Operator, status: str | None = None,
-    statuses: tuple[str, ...] | None = None, limit: int = 200,
+    session: Session, *, operator: Operator, statuses: tuple[str, ...] | None = None,
+    limit: int = 200,
 ) -> list[ReversalRow]:
-    """The newest reversals (optionally of one status, or of any of ``statuses``), newest
-    first."""
+    """The newest reversals (optionally of any of ``statuses``), newest first."""
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     check_page(limit, 0, maximum=MAX_PAGE)
-    if status is not None:
-        statuses = (*(statuses or ()), status)
     return _reversal_rows(session, _reversals(statuses).limit(limit))
 
 
