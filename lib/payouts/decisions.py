@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import String, and_, case, func, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Select
 
 from lib import audit
 from lib.db import utcnow
@@ -47,7 +48,13 @@ from lib.models import (
     ReversalStatus,
     SettlementDecision,
 )
-from lib.payouts.execution import IDEMPOTENCY_WINDOW, STALE_SUBMITTED_AFTER, is_saved_server_error
+from lib.paging import MAX_PAGE, check_page
+from lib.payouts.execution import (
+    IDEMPOTENCY_WINDOW,
+    SAVED_SERVER_ERROR,
+    STALE_SUBMITTED_AFTER,
+    is_saved_server_error,
+)
 from lib.payouts.reversal import get_reversal, settle_reversal
 from lib.roles import Action, Operator, authorize, authorize_in
 from lib.stripe_gateway import StripeGateway
@@ -75,12 +82,29 @@ class AwaitingDecision:
     why: str
 
 
+#: Why a row waits for a person (the first reason that holds, in this order).
+WHY_KEY_FORGOTTEN = "first sent over 23 h ago: Stripe may have forgotten its key"
+WHY_SAVED_500 = "Stripe replays a saved 500 for its key: no retry can settle it"
+#: Counting the rows awaiting a decision stops here (the pager says "more than").
+AWAITING_COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingPage:
+    """One page of :class:`AwaitingDecision` rows and how many there are in all."""
+
+    rows: list[AwaitingDecision]
+    total: int
+    total_is_lower_bound: bool
+
+
 def _why(row: Payout | PayoutReversal, now: datetime) -> str | None:
+    """The row-at-a-time twin of the reason :func:`_awaiting` works out in SQL."""
     first = row.submitted_at or row.created_at
     if first < now - IDEMPOTENCY_WINDOW:
-        return "first sent over 23 h ago: Stripe may have forgotten its key"
+        return WHY_KEY_FORGOTTEN
     if is_saved_server_error(row.error_code):
-        return "Stripe replays a saved 500 for its key: no retry can settle it"
+        return WHY_SAVED_500
     return None
 
 
@@ -89,34 +113,61 @@ def _stale_or_unknown(model: Any, now: datetime) -> Any:
                and_(model.status == "submitted", model.updated_at < now - STALE_SUBMITTED_AFTER))
 
 
+def _awaiting(model: Any, payout: Any, subject: str, now: datetime) -> Select[Any]:
+    """``model``'s rows no retry may settle, with no open proposal, as the page's columns.
+
+    All in SQL (the filter, the reason and the open-proposal check), so a page of 50 is read
+    with ``LIMIT``/``OFFSET`` and counted exactly: the same cost with 5 such rows or 5,000.
+    """
+    first_sent = func.coalesce(model.submitted_at, model.created_at)
+    forgotten = first_sent < now - IDEMPOTENCY_WINDOW
+    saved_500 = model.error_code == SAVED_SERVER_ERROR
+    proposed = select(SettlementDecision.id).where(
+        SettlementDecision.status == DecisionStatus.OPEN, SettlementDecision.subject == subject,
+        SettlementDecision.subject_id == model.id).exists()
+    query = select(
+        literal(subject, String(20)).label("subject"), model.id.label("subject_id"),
+        payout.id.label("payout_id"), model.status.label("status"),
+        model.amount_minor.label("amount_minor"), payout.currency.label("currency"),
+        payout.stripe_account_id.label("destination"), first_sent.label("first_sent"),
+        case((forgotten, WHY_KEY_FORGOTTEN), else_=WHY_SAVED_500).label("why"),
+    ).where(_stale_or_unknown(model, now), or_(forgotten, saved_500), ~proposed)
+    if model is not payout:
+        query = query.select_from(model).join(payout, payout.id == model.payout_id)
+    return query
+
+
+def _awaiting_union(now: datetime) -> Any:
+    return union_all(_awaiting(Payout, Payout, PAYOUT, now),
+                     _awaiting(PayoutReversal, Payout, REVERSAL, now)).subquery("awaiting")
+
+
+def awaiting_page(session: Session, *, operator: Operator, limit: int, offset: int = 0
+                  ) -> AwaitingPage:
+    """One page of the rows no retry may settle and with no open proposal (payouts, then
+    reversals, oldest first), counted up to :data:`AWAITING_COUNT_CAP`."""
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    check_page(limit, offset, maximum=MAX_PAGE)
+    now = utcnow()
+    union = _awaiting_union(now)
+    capped = select(union.c.subject_id).limit(AWAITING_COUNT_CAP + 1).subquery()
+    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    if found > AWAITING_COUNT_CAP:
+        total, at_least = AWAITING_COUNT_CAP, True
+    else:
+        total, at_least = found, False
+    rows = [] if found == 0 else [
+        AwaitingDecision(r.subject, r.subject_id, r.payout_id, r.status, r.amount_minor,
+                         r.currency, r.destination, r.first_sent, r.why)
+        for r in session.execute(select(union).order_by(
+            union.c.subject, union.c.subject_id).limit(limit).offset(offset))]
+    return AwaitingPage(rows, total, at_least)
+
+
 def awaiting_decision(session: Session, *, operator: Operator, limit: int = 200
                       ) -> list[AwaitingDecision]:
-    """Rows no retry may settle and with no open proposal (the Reconciliation page's list)."""
-    authorize(operator, Action.VIEW_PAYOUTS, session=session)
-    now = utcnow()
-    open_subjects = {(s, i) for s, i in session.execute(
-        select(SettlementDecision.subject, SettlementDecision.subject_id)
-        .where(SettlementDecision.status == DecisionStatus.OPEN))}
-    found: list[AwaitingDecision] = []
-    for payout in session.scalars(select(Payout).where(_stale_or_unknown(Payout, now))
-                                  .order_by(Payout.id).limit(limit)):
-        why = _why(payout, now)
-        if why and (PAYOUT, payout.id) not in open_subjects:
-            found.append(AwaitingDecision(PAYOUT, payout.id, payout.id, payout.status,
-                                          payout.amount_minor, payout.currency,
-                                          payout.stripe_account_id,
-                                          payout.submitted_at or payout.created_at, why))
-    for reversal, payout in session.execute(
-        select(PayoutReversal, Payout).join(Payout, Payout.id == PayoutReversal.payout_id)
-        .where(_stale_or_unknown(PayoutReversal, now)).order_by(PayoutReversal.id).limit(limit)
-    ):
-        why = _why(reversal, now)
-        if why and (REVERSAL, reversal.id) not in open_subjects:
-            found.append(AwaitingDecision(REVERSAL, reversal.id, payout.id, reversal.status,
-                                          reversal.amount_minor, payout.currency,
-                                          payout.stripe_account_id,
-                                          reversal.submitted_at or reversal.created_at, why))
-    return found
+    """The first ``limit`` rows of :func:`awaiting_page`."""
+    return awaiting_page(session, operator=operator, limit=limit).rows
 
 
 def open_decisions(session: Session, *, operator: Operator) -> list[SettlementDecision]:

@@ -126,6 +126,33 @@ def test_two_people_decide_an_expired_unknown_payout(app, world) -> None:
         assert (row.status, row.error_code) == ("failed", "decided_not_paid")
 
 
+def test_rows_for_a_person_are_paged_fifty_at_a_time(app, world) -> None:
+    """55 expired rows: page 1 shows 50, page 2 the other 5, and the form offers that page's."""
+    fid = world.freelancer(name="Many Unknowns")
+    with world.session_factory.begin() as session:
+        ids = []
+        for n in range(55):
+            payout = request_payout(session, operator=OPERATORS["admin"], freelancer_id=fid,
+                                    amount=f"{n + 1}.00", currency="usd",
+                                    description=f"Lost {n}", client_request_token=None,
+                                    settings=world.settings)
+            payout.status, payout.error_code = "unknown", "stripe_connection_error"
+            payout.submitted_at = payout.created_at = utcnow() - timedelta(days=2)
+            session.flush()
+            ids.append(payout.id)
+    at = open_page(app, "reconciliation.py", "finance")
+    assert not at.exception, at.exception
+    (table,) = [d.value for d in at.dataframe if "First sent" in d.value.columns]
+    assert table["Payout"].tolist() == ids[:50]
+    assert "Page 1 of 2 · 55 rows" in texts(at)
+    at.number_input(key="reconciliation_awaiting_page").set_value(2)
+    at = at.run()
+    assert not at.exception, at.exception
+    (table,) = [d.value for d in at.dataframe if "First sent" in d.value.columns]
+    assert table["Payout"].tolist() == ids[50:]
+    assert len(at.selectbox(key="reconciliation_decide_row").options) == 5
+
+
 def test_drift_reported_by_transfer_events_is_listed(app, world) -> None:
     from lib.payouts.webhooks import apply_transfer_event
 
