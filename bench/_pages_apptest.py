@@ -41,6 +41,8 @@ FLOOR_SCRIPT = "import streamlit as st\n\nst.title('Floor')\n"
 TIMEOUT = 300.0
 #: The demo users (``.streamlit/auth.example.yaml``), most powerful first.
 USERS = ("admin", "finance", "manager")
+#: The element types that carry data (a page's cost beyond its text and inputs).
+DRAWN = frozenset({"dataframe", "table", "vega_lite_chart", "metric"})
 
 
 @contextmanager
@@ -70,6 +72,8 @@ class PageTiming:
     #: Median seconds spent in the database per cold run (cursor execute to its return): the
     #: part of a page's time that could grow with the data; the rest is rendering.
     cold_sql: float = 0.0
+    #: How many of each data widget (:data:`DRAWN`) the page drew: what it costs to render.
+    widgets: dict[str, int] = field(default_factory=dict)
 
 
 def user_for(spec: PageSpec) -> str:
@@ -152,13 +156,28 @@ def time_page(spec: PageSpec, *, repeat: int) -> PageTiming:
     st.cache_data.clear()
     with _QueryClock() as counted:
         _checked(at.run(), spec.file)
+    widgets = drawn(at)
     sql: list[float] = []
     cold = _time_runs(at, spec.file, repeat=repeat, cold=True, sql=sql)
     at.run()  # fill the caches once more, then measure them
     warm = _time_runs(at, spec.file, repeat=repeat, cold=False)
     return PageTiming(cold=statistics.median(cold), warm=statistics.median(warm),
                       cold_samples=cold, warm_samples=warm, queries=counted.count,
-                      errors=[str(e.value) for e in at.error], cold_sql=statistics.median(sql))
+                      errors=[str(e.value) for e in at.error], cold_sql=statistics.median(sql),
+                      widgets=widgets)
+
+
+def drawn(at: AppTest) -> dict[str, int]:
+    """How many of each :data:`DRAWN` element the last run of ``at`` put on the page."""
+    counts: dict[str, int] = {}
+    stack: list[Any] = [at._tree]
+    while stack:
+        node = stack.pop()
+        kind = getattr(node, "type", None)
+        if kind in DRAWN:
+            counts[kind] = counts.get(kind, 0) + 1
+        stack.extend(getattr(node, "children", {}).values())
+    return dict(sorted(counts.items()))
 
 
 def floor_samples(*, repeat: int) -> list[float]:

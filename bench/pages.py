@@ -11,7 +11,11 @@ user meets whenever a cache entry expires) and warm. The floor is the run of a p
 imports streamlit and writes a title, measured before and after the pages in the same process.
 Targets: page@large ≤ 3× the floor, page@large ≤ 1.5× page@small (cold), and (issue 22)
 page@large ≤ 2× the same page on an empty database — migrated, no rows, created afresh in the
-same run, so it is the page's own fixed cost (imports, queries, widgets) on this machine. Beside
+same run, so it is the page's own fixed cost (imports, queries, widgets) on this machine — and
+page@large ≤ 2× the page on its widgets' floor (``bench._widgets_floor``: on an empty database
+most pages draw a notice instead of their charts and tables; the widgets' floor draws them all
+on a database of a few hundred accounts, and each page's widgets are counted at both sizes so
+a floor that draws fewer is named). Beside
 each page's time, the time its statements took in the database (info): what could grow with the
 data, the rest being rendering. Then
 the Streamlit server's peak RSS while a real browser logs in and opens every page at the large
@@ -45,6 +49,7 @@ from bench._pages_apptest import (
 )
 from bench._pages_env import dashboard_environment
 from bench._pages_memory import MemoryRunFailed, peak_memory
+from bench._widgets_floor import WIDGETS_ACCOUNTS, WIDGETS_DATABASE, build_widgets_floor
 from bench.common import Figure, backends, fresh_database, report
 from bench.generate import Sizes, ensure_database
 from dashboard.navigation import PAGES
@@ -59,6 +64,8 @@ EMPTY_LIMIT = 2.0
 RSS_LIMIT_MB = 300.0
 #: The empty (migrated, no rows) database every page is also timed on.
 EMPTY_DATABASE = "accounts_empty"
+#: ``runs`` key of the widgets' floor (0 is the empty database, the others account counts).
+WIDGETS = -1
 #: ``"SMALL LARGE"``: the default of ``--accounts`` (``python -m bench`` passes no sizes).
 ACCOUNTS_ENV = "BENCH_PAGES_ACCOUNTS"
 
@@ -76,13 +83,17 @@ def database_name(accounts: int) -> str:
 
 def page_figures(backend: str, floor: float, small: int, large: int,
                  at_small: dict[str, PageTiming], at_large: dict[str, PageTiming],
-                 at_empty: dict[str, PageTiming]) -> list[Figure]:
-    """Per page: cold@large/floor, cold@large/cold@small, cold@large/cold on an empty database
-    (targets), warm@large/floor and the empty database's cold run against the floor (info)."""
+                 at_empty: dict[str, PageTiming], at_widgets: dict[str, PageTiming],
+                 widgets_accounts: int = WIDGETS_ACCOUNTS) -> list[Figure]:
+    """Per page: cold@large/floor, cold@large/cold@small, cold@large/cold on an empty database,
+    cold@large/cold on its widgets' floor (targets), warm@large/floor and the empty database's
+    cold run against the floor (info)."""
     figures = []
     s, b = short(small), short(large)
     for spec in PAGES:
         lo, hi, empty = at_small[spec.file], at_large[spec.file], at_empty[spec.file]
+        widgets = at_widgets[spec.file]
+        fewer = fewer_widgets(widgets, hi)
         details: dict[str, object] = {
             "page": spec.title, "file": spec.file, "small": small, "large": large,
             "floor_ms": round(floor * 1000, 2),
@@ -97,7 +108,15 @@ def page_figures(backend: str, floor: float, small: int, large: int,
             f"sql_{s}_ms": round(lo.cold_sql * 1000, 2), f"sql_{b}_ms": round(hi.cold_sql * 1000, 2),
             "growth_ratio": round(hi.cold / lo.cold, 3),
             "empty_ratio": round(hi.cold / empty.cold, 3),
+            "widgets_accounts": widgets_accounts,
+            "cold_widgets_ms": round(widgets.cold * 1000, 2),
+            "sql_widgets_ms": round(widgets.cold_sql * 1000, 2),
+            "widgets_ratio": round(hi.cold / widgets.cold, 3),
+            "widgets_drawn": {"empty": empty.widgets, "widgets_floor": widgets.widgets,
+                              s: lo.widgets, b: hi.widgets},
         }
+        if fewer:
+            details["widgets_floor_draws_fewer"] = fewer
         if hi.errors:
             details["errors_shown"] = hi.errors
         figures += [
@@ -107,6 +126,12 @@ def page_figures(backend: str, floor: float, small: int, large: int,
             Figure(BENCHMARK, f"{spec.title} @{b} / empty database cold", hi.cold * 1000, "ms",
                    f"<= {EMPTY_LIMIT:g}x page on empty db", ratio=hi.cold / empty.cold,
                    limit=EMPTY_LIMIT, backend=backend, details=details),
+            Figure(BENCHMARK, f"{spec.title} @{b} / its widgets' floor cold", hi.cold * 1000,
+                   "ms", f"<= {EMPTY_LIMIT:g}x page with its widgets drawn on "
+                   f"{widgets_accounts} accounts" + (
+                       f" (the floor draws fewer: {fewer})" if fewer else ""),
+                   ratio=hi.cold / widgets.cold, limit=EMPTY_LIMIT, backend=backend,
+                   details=details),
             Figure(BENCHMARK, f"{spec.title} @{b} cold / floor", hi.cold * 1000, "ms",
                    f"<= {FLOOR_LIMIT:g}x floor", ratio=hi.cold / floor, limit=FLOOR_LIMIT,
                    backend=backend, details=details),
@@ -124,6 +149,13 @@ def page_figures(backend: str, floor: float, small: int, large: int,
     return figures
 
 
+def fewer_widgets(floor: PageTiming, large: PageTiming) -> dict[str, list[int]]:
+    """Each widget kind the floor drew fewer of than the large size: ``{kind: [floor, large]}``
+    (a floor that leaves a widget out is cheaper than the page's own, and must say so)."""
+    return {kind: [floor.widgets.get(kind, 0), count] for kind, count in large.widgets.items()
+            if floor.widgets.get(kind, 0) < count}
+
+
 def merged(runs: list[PageTiming]) -> PageTiming:
     """One page's passes as one timing: medians over every pass's samples."""
     cold = [x for run in runs for x in run.cold_samples]
@@ -131,28 +163,34 @@ def merged(runs: list[PageTiming]) -> PageTiming:
     return PageTiming(cold=statistics.median(cold), warm=statistics.median(warm),
                       cold_samples=cold, warm_samples=warm, queries=runs[0].queries,
                       errors=[e for run in runs for e in run.errors],
-                      cold_sql=statistics.median(run.cold_sql for run in runs))
+                      cold_sql=statistics.median(run.cold_sql for run in runs),
+                      widgets=runs[0].widgets)
 
 
 def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
-                memory: bool, passes: int = 1) -> list[Figure]:
+                memory: bool, passes: int = 1,
+                widgets_accounts: int = WIDGETS_ACCOUNTS) -> list[Figure]:
     """Every figure of this benchmark on one backend."""
     urls = {size: ensure_database(backend, database_name(size), Sizes.scaled(size), seed=seed,
                                   log=logger.info)
             for size in (small, large)}
     with fresh_database(backend, EMPTY_DATABASE) as empty_url:
         urls[0] = empty_url
-    runs: dict[int, list[dict[str, PageTiming]]] = {0: [], small: [], large: []}
+    with fresh_database(backend, WIDGETS_DATABASE) as widgets_url:
+        build_widgets_floor(widgets_url, seed=seed, accounts=widgets_accounts)
+        urls[WIDGETS] = widgets_url
+    runs: dict[int, list[dict[str, PageTiming]]] = {0: [], WIDGETS: [], small: [], large: []}
     with tempfile.TemporaryDirectory(prefix="bench-pages-") as workdir, \
             server_like_script_cache():
         floors = floor_samples(repeat=repeat)
         # Each pass times every size in turn: the machine's drift over a run falls on every
         # size alike instead of on whichever ran last.
         for number in range(passes):
-            for size in (0, small, large):
-                logger.info("%s, %s (pass %d of %d):", backend,
-                            f"{size:,} accounts" if size else "empty database (no rows)",
-                            number + 1, passes)
+            for size in (0, WIDGETS, small, large):
+                what = ("empty database (no rows)" if size == 0 else
+                        f"widgets' floor ({widgets_accounts:,} accounts)" if size == WIDGETS
+                        else f"{size:,} accounts")
+                logger.info("%s, %s (pass %d of %d):", backend, what, number + 1, passes)
                 with dashboard_environment(urls[size], Path(workdir)):
                     runs[size].append(time_all_pages(repeat=repeat, progress=logger.info))
         floors += floor_samples(repeat=repeat)
@@ -165,7 +203,7 @@ def run_backend(backend: str, *, small: int, large: int, repeat: int, seed: int,
                       "the floor", backend=backend,
                       details={"samples_ms": [round(x * 1000, 2) for x in floors]})]
     figures += page_figures(backend, floor, small, large, timings[small], timings[large],
-                            timings[0])
+                            timings[0], timings[WIDGETS], widgets_accounts)
     if memory:
         logger.info("%s, server memory at %s accounts (browser visit of every page):",
                     backend, f"{large:,}")
@@ -208,13 +246,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=1,
                         help="time every size this many times in turn and merge the samples")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--widgets-accounts", type=int, default=WIDGETS_ACCOUNTS,
+                        help="accounts in the widgets' floor database (issue 22)")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the browser run that measures the server's peak memory")
     args = parser.parse_args(argv)
     if args.accounts:
         args.small, args.large = args.accounts
-    if not 0 < args.small < args.large or args.repeat < 1 or args.passes < 1:
-        parser.error("need 0 < --small < --large, --repeat >= 1 and --passes >= 1")
+    if not 0 < args.small < args.large or args.repeat < 1 or args.passes < 1 \
+            or args.widgets_accounts < 1:
+        parser.error("need 0 < --small < --large, --repeat >= 1, --passes >= 1 and "
+                     "--widgets-accounts >= 1")
     logging.basicConfig(level=logging.INFO, format="pages: %(message)s", stream=sys.stderr)
     # The dashboard's context sets the root level from LOG_LEVEL: keep this one's progress.
     logger.setLevel(logging.INFO)
@@ -230,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         for backend in chosen:
             figures += run_backend(backend, small=args.small, large=args.large,
                                    repeat=args.repeat, seed=args.seed, memory=args.memory,
-                                   passes=args.passes)
+                                   passes=args.passes,
+                                   widgets_accounts=args.widgets_accounts)
     except (PageFailed, MemoryRunFailed) as exc:
         if figures:
             report(figures)

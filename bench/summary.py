@@ -93,17 +93,21 @@ def _page_tables(rows: list[dict[str, Any]]) -> list[str]:
         s, b = _short(int(first["small"])), _short(int(first["large"]))
         lines += ["", f"### pages per page — {backend} (cold runs, ms; ratios over target "
                       "in bold)", "",
-                  f"| Page | empty db | @{s} | @{b} | @{b} / @{s} (≤ 1.5×) "
-                  f"| @{b} / empty (≤ 2×) | @{b} / floor (≤ 3×) "
-                  f"| database ms: empty / @{s} / @{b} |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  f"| Page | empty db | widgets' floor | @{s} | @{b} | @{b} / @{s} (≤ 1.5×) "
+                  f"| @{b} / empty (≤ 2×) | @{b} / widgets' floor (≤ 2×) "
+                  f"| @{b} / floor (≤ 3×) | database ms: empty / @{s} / @{b} |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for page, d in by_page.items():
             large_ms = float(d.get(f"cold_{b}_ms", 0.0))
             floor_ms = float(d.get("floor_ms") or 0.0)
+            widgets = d.get("cold_widgets_ms")
+            fewer = " (draws fewer)" if d.get("widgets_floor_draws_fewer") else ""
             lines.append(
                 f"| {page} | {_number(float(d['cold_empty_ms']))} "
+                f"| {'' if widgets is None else _number(float(widgets)) + fewer} "
                 f"| {_number(float(d.get(f'cold_{s}_ms', 0.0)))} | {_number(large_ms)} "
                 f"| {_ratio(d.get('growth_ratio'), 1.5)} | {_ratio(d.get('empty_ratio'), 2.0)} "
+                f"| {_ratio(d.get('widgets_ratio'), 2.0)} "
                 f"| {_ratio(large_ms / floor_ms if floor_ms else None, 3.0)} "
                 f"| {_sql(d, s, b)} |")
     return lines

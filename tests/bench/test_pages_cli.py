@@ -13,7 +13,7 @@ from dashboard.navigation import PAGES
 @pytest.mark.slow
 def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, capsys) -> None:
     code = pages.main(["--backend", bench_location, "--small", "8", "--large", "16",
-                       "--repeat", "1", "--no-memory"])
+                       "--repeat", "1", "--no-memory", "--widgets-accounts", "4"])
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -30,10 +30,13 @@ def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, c
                           in line)
         assert "<= 2x page on empty db" in empty_line
         assert any(f"{spec.title} on an empty database cold / floor" in line for line in lines)
+        widgets_line = next(line for line in lines
+                            if f"{spec.title} @16 / its widgets' floor cold" in line)
+        assert "<= 2x page with its widgets drawn on 4 accounts" in widgets_line
         assert any(f"{spec.title} database time @16 / @8 cold" in line for line in lines)
     recorded = [json.loads(line) for line in
                 (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(recorded) == 1 + 6 * len(PAGES)
+    assert len(recorded) == 1 + 7 * len(PAGES)
     timed = [r for r in recorded if r["name"] != "empty page (framework floor)"]
     assert all(r["value"] > 0 and r["ratio"] > 0 and r["backend"] == bench_location
                for r in timed)
@@ -41,6 +44,11 @@ def test_the_cli_prints_every_page_against_the_floor(bench_location, tmp_path, c
     assert all(r["details"]["queries_16"] > 0 for r in timed)
     assert all(r["details"]["queries_empty"] > 0 and r["details"]["cold_empty_ms"] > 0
                for r in timed)
+    # The widgets each page drew are counted at every size (what the widgets' floor is for).
+    assert all(r["details"]["cold_widgets_ms"] > 0 for r in timed)
+    drawn = timed[0]["details"]["widgets_drawn"]
+    assert set(drawn) == {"empty", "widgets_floor", "8", "16"}
+    assert any(r["details"]["widgets_drawn"]["16"] for r in timed)
     # ... and the time those queries took is measured, a part of the page's own.
     assert all(0 < r["details"]["sql_16_ms"] < r["details"]["cold_16_ms"] for r in timed)
 
@@ -73,3 +81,13 @@ def test_passes_must_be_positive(capsys) -> None:
     with pytest.raises(SystemExit):
         pages.main(["--backend", "sqlite", "--passes", "0"])
     assert "--passes >= 1" in capsys.readouterr().err
+
+
+def test_a_floor_that_draws_fewer_widgets_is_named() -> None:
+    from bench._pages_apptest import PageTiming
+
+    floor = PageTiming(cold=0.01, warm=0.01, widgets={"metric": 2, "vega_lite_chart": 3})
+    large = PageTiming(cold=0.02, warm=0.01,
+                       widgets={"metric": 4, "dataframe": 1, "vega_lite_chart": 3})
+    assert pages.fewer_widgets(floor, large) == {"metric": [2, 4], "dataframe": [0, 1]}
+    assert pages.fewer_widgets(large, floor) == {}

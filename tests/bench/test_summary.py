@@ -44,14 +44,19 @@ def test_tables_per_benchmark_and_backend(tmp_path: Path) -> None:
 def test_a_row_per_page_with_the_empty_database_and_both_ratios() -> None:
     details = {"page": "Overview", "small": 1000, "large": 1000000, "floor_ms": 10.0,
                "cold_empty_ms": 20.0, "cold_1k_ms": 25.0, "cold_1M_ms": 45.0,
-               "growth_ratio": 1.8, "empty_ratio": 2.25}
+               "growth_ratio": 1.8, "empty_ratio": 2.25, "cold_widgets_ms": 30.0,
+               "widgets_ratio": 1.5}
     row = _row("Overview @1M / empty database cold", 45.0, at="x", met=False, ratio=2.25)
 
     text = render([row | {"details": details}])
 
     assert "### pages per page — sqlite" in text
-    assert "| Page | empty db | @1k | @1M | @1M / @1k (≤ 1.5×) | @1M / empty (≤ 2×) " in text
-    assert "| Overview | 20.0 | 25.0 | 45.0 | **1.80** | **2.25** | **4.50** |" in text
+    assert ("| Page | empty db | widgets' floor | @1k | @1M | @1M / @1k (≤ 1.5×) "
+            "| @1M / empty (≤ 2×) | @1M / widgets' floor (≤ 2×) ") in text
+    assert "| Overview | 20.0 | 30.0 | 25.0 | 45.0 | **1.80** | **2.25** | 1.50 | **4.50** |" in text
+    # A floor that drew fewer widgets than the page at 1M says so beside its time.
+    fewer = render([row | {"details": details | {"widgets_floor_draws_fewer": {"metric": [2, 4]}}}])
+    assert "| Overview | 20.0 | 30.0 (draws fewer) | 25.0 |" in fewer
 
 
 def test_missing_results_is_a_clear_exit(tmp_path: Path, capsys) -> None:
