@@ -30,7 +30,7 @@ from dashboard.auth import (  # noqa: E402
 )
 from dashboard.cache import invalidate_after_changes  # noqa: E402
 from dashboard.context import get_context  # noqa: E402
-from dashboard.navigation import navigation_for, pages_for  # noqa: E402
+from dashboard.navigation import navigation_for  # noqa: E402
 from dashboard.oidc import sign_in as oidc_sign_in  # noqa: E402
 from dashboard.ui import mode_banner  # noqa: E402
 from dashboard.worker_health import warn_if_worker_stopped  # noqa: E402
@@ -75,7 +75,8 @@ else:
         # Logged out in another tab or browser: this session ends too.
         authenticator.authentication_controller.logout()
         st.rerun()
-    pages = pages_for(operator)
+    # Built once per run: each st.Page costs a quarter of a millisecond, on every page.
+    sections = navigation_for(operator)
     with st.sidebar:
         apply_pending_cookie(authenticator)  # the login's cookie, in a run that completes
         st.write(f"Signed in as **{st.session_state.get('name') or operator.username}**")
@@ -84,9 +85,9 @@ else:
                              callback=audit_logout(context))
     if not st.session_state.get("authentication_status"):
         st.rerun()  # logged out just now: straight back to the login page
-    if not pages:
+    if not sections:
         st.warning("Your account has no role that opens any page. Ask an admin.")
         st.stop()
     invalidate_after_changes(context.session_factory)
     warn_if_worker_stopped(context, operator)
-    st.navigation(navigation_for(operator), expanded=True).run()
+    st.navigation(sections, expanded=True).run()

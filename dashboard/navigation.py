@@ -72,11 +72,6 @@ def _page(spec: PageSpec) -> st.Page:
                    url_path=spec.file.removesuffix(".py"))
 
 
-def pages_for(operator: Operator) -> list[st.Page]:
-    """The ``st.Page`` list this operator may open."""
-    return [_page(spec) for spec in _specs_for(operator)]
-
-
 def navigation_for(operator: Operator) -> dict[str, list[st.Page]]:
     """The same pages under their sidebar headings (``st.navigation``'s sections)."""
     sections: dict[str, list[st.Page]] = {}
