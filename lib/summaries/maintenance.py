@@ -187,6 +187,14 @@ def reinstall(bind: Session | Connection) -> None:
     rebuild(bind)
 
 
+def _analyze(connection: Connection) -> None:
+    """Fresh planner statistics for the counts just written. Until autovacuum's next ANALYZE,
+    PostgreSQL does not know a new kind's rows exist, and planned a read of a few hours of it
+    as a scan of the whole kind (issue 22). SQLite's planner uses no such statistics here."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ANALYZE summary_counts")
+
+
 def add_kind(bind: Session | Connection, kind: str) -> int:
     """A new summary kind on a database that has the others: its triggers created and its rows
     counted, the rest left as they are (a migration adding a kind to a million-row table
@@ -214,6 +222,7 @@ def add_kind(bind: Session | Connection, kind: str) -> int:
                  for day, k1, k2, k3, n, amount in recounted if n]
     for start in range(0, len(rows), 5_000):
         connection.execute(insert(_COUNTS), rows[start:start + 5_000])
+    _analyze(connection)
     logger.info("summary %s added: %d rows", kind, len(rows))
     return len(rows)
 
@@ -282,6 +291,7 @@ def rebuild(bind: Session | Connection) -> int:
              "amount": amounts.get(k, 0)} for k, n in sorted(counts.items()) if n]
     for start in range(0, len(rows), 5_000):
         connection.execute(insert(_COUNTS), rows[start:start + 5_000])
+    _analyze(connection)
     logger.info("summaries rebuilt: %d rows", len(rows))
     return len(rows)
 
