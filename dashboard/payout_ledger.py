@@ -130,14 +130,24 @@ def _export(context: AppContext, operator: Operator, filters: PayoutFilter) -> N
                  file_name="payouts-ledger.csv", key="payouts_ledger_export")
 
 
+#: Unknown payouts offered for a retry at a time (newest first: the likeliest to be within
+#: Stripe's idempotency window).
+RETRY_CHOICES = 25
+
+
 def _retry_unknown(context: AppContext, operator: Operator) -> None:
     """Unknown outcomes are re-sent with their own key: Stripe replays, never pays twice."""
     with context.session_factory() as session:
         page = list_payouts(session, operator=operator,
-                            filters=PayoutFilter(status=PayoutStatus.UNKNOWN.value), limit=100)
+                            filters=PayoutFilter(status=PayoutStatus.UNKNOWN.value),
+                            limit=RETRY_CHOICES)
     if not page.rows:
         return
-    st.warning(f"{page.total} payout(s) have an unknown outcome.")
+    st.warning(f"{page.total:,} payout(s) have an unknown outcome.")
+    if page.total > len(page.rows):
+        # A retry settles a row and the next one comes up; the ledger's status filter lists all.
+        st.caption(f"The {len(page.rows)} newest are offered below; filter the ledger by "
+                   "“Unknown” to see every one.")
     labels = {r.id: f"#{r.id} · {r.freelancer_name} · {r.amount} {r.currency.upper()}"
               for r in page.rows}
     chosen = st.selectbox("Unknown payout", list(labels), format_func=labels.__getitem__,
