@@ -32,7 +32,7 @@ from lib.payouts import (
     list_payouts,
     totals_by_currency,
 )
-from lib.payouts.queries import PayoutPage
+from lib.payouts.queries import PayoutPage, retry_choices
 from lib.roles import Action, Operator
 
 LEDGER_COLUMNS = ["id", "created_at", "freelancer_name", "amount", "currency", "status",
@@ -130,26 +130,29 @@ def _export(context: AppContext, operator: Operator, filters: PayoutFilter) -> N
                  file_name="payouts-ledger.csv", key="payouts_ledger_export")
 
 
-#: Unknown payouts offered for a retry at a time (newest first: the likeliest to be within
-#: Stripe's idempotency window).
+#: Unknown payouts offered for a retry at a time, newest first.
 RETRY_CHOICES = 25
 
 
 def _retry_unknown(context: AppContext, operator: Operator) -> None:
     """Unknown outcomes are re-sent with their own key: Stripe replays, never pays twice."""
     with context.session_factory() as session:
-        page = list_payouts(session, operator=operator,
-                            filters=PayoutFilter(status=PayoutStatus.UNKNOWN.value),
-                            limit=RETRY_CHOICES)
-    if not page.rows:
+        found = retry_choices(session, operator=operator, limit=RETRY_CHOICES)
+    if not found.unknown:
         return
-    st.warning(f"{page.total:,} payout(s) have an unknown outcome.")
-    if page.total > len(page.rows):
+    st.warning(f"{found.unknown:,} payout(s) have an unknown outcome.")
+    if found.unknown > found.retryable:
+        st.caption(f"{found.unknown - found.retryable:,} of them were first sent over 23 hours "
+                   "ago or got a saved error from Stripe: no retry can settle them, so they "
+                   "are on the Reconciliation page for a person's decision.")
+    if not found.rows:
+        return
+    if found.retryable > len(found.rows):
         # A retry settles a row and the next one comes up; the ledger's status filter lists all.
-        st.caption(f"The {len(page.rows)} newest are offered below; filter the ledger by "
-                   "“Unknown” to see every one.")
+        st.caption(f"The {len(found.rows)} newest that a retry may settle are offered below; "
+                   "filter the ledger by “Unknown” to see every one.")
     labels = {r.id: f"#{r.id} · {r.freelancer_name} · {r.amount} {r.currency.upper()}"
-              for r in page.rows}
+              for r in found.rows}
     chosen = st.selectbox("Unknown payout", list(labels), format_func=labels.__getitem__,
                           key="payouts_retry_id")
     if st.button("Retry with the same key", key="payouts_retry") and chosen is not None:

@@ -50,7 +50,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lib import audit
@@ -362,6 +362,14 @@ def _record_error(
     return row
 
 
+def retry_may_settle(now: datetime) -> ColumnElement[bool]:
+    """SQL for "a retry with its key may settle this sent row": first sent within
+    :data:`IDEMPOTENCY_WINDOW` and not answered with a saved 500 (the sweeper's rule, and the
+    Payouts page's retry choices; :func:`execute_payout` refuses the others)."""
+    return and_(func.coalesce(Payout.submitted_at, Payout.created_at) >= now - IDEMPOTENCY_WINDOW,
+                or_(Payout.error_code.is_(None), Payout.error_code != SAVED_SERVER_ERROR))
+
+
 def retry_unsettled(
     factory: sessionmaker[Session], *, gateway: StripeGateway, operator: Operator,
     stale_after: timedelta = STALE_SUBMITTED_AFTER, limit: int = 100,
@@ -377,9 +385,7 @@ def retry_unsettled(
             select(Payout.id).where(
                 or_(Payout.status == PayoutStatus.UNKNOWN,
                     and_(Payout.status == PayoutStatus.SUBMITTED, Payout.updated_at < cutoff)),
-                func.coalesce(Payout.submitted_at, Payout.created_at)
-                >= utcnow() - IDEMPOTENCY_WINDOW,
-                or_(Payout.error_code.is_(None), Payout.error_code != SAVED_SERVER_ERROR),
+                retry_may_settle(utcnow()),
             ).order_by(Payout.id).limit(limit)
         ))
     results = []

@@ -12,13 +12,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
+from lib.db import utcnow
 from lib.errors import ValidationError
 from lib.models import AuditLog, Freelancer, Payout, PayoutReversal, PayoutStatus, ReversalStatus
 from lib.money import minor_to_display, normalise_currency
 from lib.paging import check_page
+from lib.payouts.execution import retry_may_settle
 from lib.payouts.reversal import reversed_amounts
 from lib.roles import Action, Operator, authorize
 from lib.summaries.ranges import split
@@ -141,6 +143,35 @@ def _row(payout: Payout, freelancer: Freelancer) -> PayoutRow:
         error_message=payout.error_message, amount_reversed_minor=payout.amount_reversed_minor,
         completed_at=payout.completed_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryChoices:
+    """The Payouts page's unknown outcomes: the newest a retry may settle, and how many."""
+
+    rows: list[PayoutRow]
+    #: Every payout with an unknown outcome.
+    unknown: int
+    #: Those a retry with their key may settle (the rest wait for a person's decision).
+    retryable: int
+
+
+def retry_choices(session: Session, *, operator: Operator, limit: int) -> RetryChoices:
+    """The newest ``limit`` unknown payouts a retry may settle (within Stripe's key window, no
+    saved 500), newest first, and the counts of both kinds: an expired row is not offered,
+    since :func:`~lib.payouts.execution.execute_payout` would refuse it."""
+    authorize(operator, Action.VIEW_PAYOUTS, session=session)
+    check_page(limit, 0)
+    may_settle = retry_may_settle(utcnow())
+    unknown = Payout.status == PayoutStatus.UNKNOWN.value
+    counted = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((may_settle, 1), else_=0)), 0))
+        .select_from(Payout).where(unknown)).one()
+    total, retryable = int(counted[0]), int(counted[1])
+    rows = [] if not retryable else [_row(p, f) for p, f in session.execute(
+        _joined().where(unknown, may_settle)
+        .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(limit))]
+    return RetryChoices(rows, total, retryable)
 
 
 def _joined() -> Select[Payout, Freelancer]:

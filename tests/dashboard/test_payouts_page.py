@@ -142,29 +142,37 @@ def test_unknown_outcome_is_retried_with_the_same_key(app, world) -> None:
     assert world.transfers() == 1
 
 
-def test_many_unknown_outcomes_offer_the_newest_for_a_retry(app, world) -> None:
-    """30 unknown payouts: the 25 newest are offered (the page loads no more), all are counted."""
+def test_many_unknown_outcomes_offer_the_newest_a_retry_may_settle(app, world) -> None:
+    """30 recent unknown payouts and 3 sent two days ago: the 25 newest recent ones are offered
+    (the page loads no more), the old ones are counted and sent to Reconciliation."""
+    from datetime import timedelta
+
     from dashboard.payout_ledger import RETRY_CHOICES
+    from lib.db import utcnow
 
     fid = world.freelancer()
     with world.session_factory.begin() as session:
         ids = []
-        for n in range(RETRY_CHOICES + 5):
+        for n in range(RETRY_CHOICES + 8):
             payout = request_payout(session, operator=OPERATORS["admin"], freelancer_id=fid,
                                     amount=f"{n + 1}.00", currency="usd",
                                     description=f"Lost {n}", client_request_token=None,
                                     settings=world.settings)
             payout.status = PayoutStatus.UNKNOWN.value
+            if n >= RETRY_CHOICES + 5:       # the newest ids, but sent long ago
+                payout.submitted_at = utcnow() - timedelta(days=2)
             session.flush()
             ids.append(payout.id)
     at = open_page(app, "payouts.py", "admin")
     assert not at.exception, at.exception
-    assert f"{RETRY_CHOICES + 5} payout(s) have an unknown outcome." in [w.value for w in
+    assert f"{RETRY_CHOICES + 8} payout(s) have an unknown outcome." in [w.value for w in
                                                                         at.warning]
+    assert "3 of them were first sent over 23 hours ago" in texts(at)
     offered = at.selectbox(key="payouts_retry_id").options
     assert len(offered) == RETRY_CHOICES
-    assert offered[0].startswith(f"#{ids[-1]} ") and offered[-1].startswith(f"#{ids[5]} ")
-    assert "The 25 newest are offered below; filter the ledger by “Unknown”" in texts(at)
+    recent = ids[:RETRY_CHOICES + 5]
+    assert offered[0].startswith(f"#{recent[-1]} ") and offered[-1].startswith(f"#{recent[5]} ")
+    assert "The 25 newest that a retry may settle are offered below" in texts(at)
 
 
 def test_bulk_preview_then_confirm(app, world) -> None:

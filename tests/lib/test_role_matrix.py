@@ -67,6 +67,7 @@ from lib.payouts.approval import approve_payout, reject_payout
 from lib.payouts.bulk import confirm_bulk, preview_bulk
 from lib.payouts.decisions import (
     awaiting_decision,
+    awaiting_page,
     confirm_decision,
     propose_decision,
     withdraw_decision,
@@ -122,6 +123,7 @@ approve_reversal           Y      Y       -      -      -         -
 reject_reversal            Y      Y       -      -      -         -
 reconcile                  Y      Y       -      -      -         -
 awaiting_decision          Y      Y       -      -      -         -
+awaiting_page              Y      Y       -      -      -         -
 propose_decision           Y      Y       -      -      -         -
 confirm_decision           Y      Y       -      -      -         -
 withdraw_decision          Y      Y       -      -      -         -
@@ -143,6 +145,7 @@ country_options            Y      Y       -      -      -         -
 list_requirements          Y      Y       -      -      -         -
 requirement_counts         Y      Y       -      -      -         -
 list_payouts               Y      Y       -      -      -         -
+retry_choices              Y      Y       -      -      -         -
 payout_totals              Y      Y       -      -      -         -
 webhook_event_types        Y      -       -      -      -         -
 failed_webhooks            Y      -       -      -      -         -
@@ -612,6 +615,8 @@ CASES: dict[str, Case] = {
     "reconcile": Case(Action.RECONCILE, _reconcile),
     "awaiting_decision": Case(Action.VIEW_PAYOUTS, _plain(
         lambda s, op: awaiting_decision(s, operator=op))),
+    "awaiting_page": Case(Action.VIEW_PAYOUTS, _plain(
+        lambda s, op: awaiting_page(s, operator=op, limit=50))),
     "propose_decision": Case(Action.DECIDE_SETTLEMENT, _propose),
     "confirm_decision": Case(Action.DECIDE_SETTLEMENT, _confirm),
     "withdraw_decision": Case(Action.DECIDE_SETTLEMENT, _withdraw),
@@ -650,6 +655,8 @@ CASES: dict[str, Case] = {
         lambda s, op: requirements_queries.requirement_counts(s, operator=op))),
     "list_payouts": Case(Action.VIEW_PAYOUTS, _with_payout(
         lambda s, op: payout_queries.list_payouts(s, operator=op))),
+    "retry_choices": Case(Action.VIEW_PAYOUTS, _with_payout(
+        lambda s, op: payout_queries.retry_choices(s, operator=op, limit=25))),
     "payout_totals": Case(Action.VIEW_PAYOUTS, _with_payout(
         lambda s, op: payout_queries.totals_by_currency(s, operator=op))),
     "webhook_event_types": Case(Action.VIEW_WEBHOOKS, _plain(

@@ -137,3 +137,25 @@ def test_it_needs_the_right_to_view_payouts(session_factory) -> None:
     nobody = Operator("nina", frozenset())
     with session_factory() as session, pytest.raises(PermissionDeniedError):
         awaiting_page(session, operator=nobody, limit=50)
+
+
+def test_retry_choices_offer_exactly_the_unknown_rows_execute_payout_would_retry(
+        session_factory) -> None:
+    """The Payouts page's retry list: unknown, within the key window, no saved 500; newest
+    first. Every other unknown row waits for a person (and is on this module's page)."""
+    from lib.payouts.execution import IDEMPOTENCY_WINDOW
+    from lib.payouts.queries import retry_choices
+
+    with session_factory.begin() as session:
+        _plant(session)
+    now = utcnow()
+    with session_factory() as session:
+        unknown = list(session.scalars(select(Payout).where(Payout.status == "unknown")))
+        may = [p for p in unknown
+               if (p.submitted_at or p.created_at) >= now - IDEMPOTENCY_WINDOW
+               and p.error_code != SAVED_SERVER_ERROR]
+        found = retry_choices(session, operator=FINANCE, limit=3)
+    newest = sorted(may, key=lambda p: (p.created_at, p.id), reverse=True)[:3]
+    assert (found.unknown, found.retryable) == (len(unknown), len(may))
+    assert 0 < len(may) < len(unknown)
+    assert [r.id for r in found.rows] == [p.id for p in newest]
