@@ -142,9 +142,11 @@ def _retry_unknown(context: AppContext, operator: Operator) -> None:
         return
     st.warning(f"{found.unknown:,} payout(s) have an unknown outcome.")
     if found.unknown > found.retryable:
-        st.caption(f"{found.unknown - found.retryable:,} of them were first sent over 23 hours "
-                   "ago or got a saved error from Stripe: no retry can settle them, so they "
-                   "are on the Reconciliation page for a person's decision.")
+        which = ("All of them" if not found.retryable
+                 else f"{found.unknown - found.retryable:,} of them")
+        st.caption(f"{which} were first sent over 23 hours ago or got a saved error from "
+                   "Stripe: no retry can settle them, so they are on the Reconciliation page "
+                   "for a person's decision.")
     if not found.rows:
         return
     if found.retryable > len(found.rows):
