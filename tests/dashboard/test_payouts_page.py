@@ -175,6 +175,24 @@ def test_many_unknown_outcomes_offer_the_newest_a_retry_may_settle(app, world) -
     assert "The 25 newest that a retry may settle are offered below" in texts(at)
 
 
+def test_unknown_outcomes_no_retry_may_settle_offer_no_retry(app, world) -> None:
+    from datetime import timedelta
+
+    from lib.db import utcnow
+
+    fid = world.freelancer()
+    with world.session_factory.begin() as session:
+        payout = request_payout(session, operator=OPERATORS["admin"], freelancer_id=fid,
+                                amount="5.00", currency="usd", description="Old",
+                                client_request_token=None, settings=world.settings)
+        payout.status = PayoutStatus.UNKNOWN.value
+        payout.submitted_at = utcnow() - timedelta(days=2)
+    at = open_page(app, "payouts.py", "admin")
+    assert "All of them were first sent over 23 hours ago" in texts(at)
+    assert not [s for s in at.selectbox if s.key == "payouts_retry_id"]
+    assert not [b for b in at.button if b.key == "payouts_retry"]
+
+
 def test_bulk_preview_then_confirm(app, world) -> None:
     world.freelancer(email="bulk1@example.com")
     csv = (b"freelancer_email,amount,currency,description\n"
