@@ -22,15 +22,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import String, and_, case, func, literal, or_, select, union_all, update
+from sqlalchemy import String, and_, bindparam, case, func, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Select
 
 from lib import audit
-from lib.db import utcnow
+from lib.db import UTCDateTime, utcnow
 from lib.dml import rowcount
 from lib.errors import (
     ConflictError,
@@ -108,20 +109,23 @@ def _why(row: Payout | PayoutReversal, now: datetime) -> str | None:
     return None
 
 
-def _stale_or_unknown(model: Any, now: datetime) -> Any:
-    return or_(model.status == "unknown",
-               and_(model.status == "submitted", model.updated_at < now - STALE_SUBMITTED_AFTER))
+#: The two instants the awaiting rows are judged against, bound when the statement runs.
+_STALE_BEFORE = "stale_before"
+_FORGOTTEN_BEFORE = "forgotten_before"
 
 
-def _awaiting(model: Any, payout: Any, subject: str, now: datetime) -> Select[Any]:
+def _awaiting(model: Any, payout: Any, subject: str) -> Select[Any]:
     """``model``'s rows no retry may settle, with no open proposal, as the page's columns.
 
     All in SQL (the filter, the reason and the open-proposal check), so a page of 50 is read
     with ``LIMIT``/``OFFSET`` and counted exactly: the same cost with 5 such rows or 5,000.
     """
     first_sent = func.coalesce(model.submitted_at, model.created_at)
-    forgotten = first_sent < now - IDEMPOTENCY_WINDOW
+    forgotten = first_sent < bindparam(_FORGOTTEN_BEFORE, type_=UTCDateTime())
     saved_500 = model.error_code == SAVED_SERVER_ERROR
+    stale = or_(model.status == "unknown",
+                and_(model.status == "submitted",
+                     model.updated_at < bindparam(_STALE_BEFORE, type_=UTCDateTime())))
     proposed = select(SettlementDecision.id).where(
         SettlementDecision.status == DecisionStatus.OPEN, SettlementDecision.subject == subject,
         SettlementDecision.subject_id == model.id).exists()
@@ -131,15 +135,17 @@ def _awaiting(model: Any, payout: Any, subject: str, now: datetime) -> Select[An
         model.amount_minor.label("amount_minor"), payout.currency.label("currency"),
         payout.stripe_account_id.label("destination"), first_sent.label("first_sent"),
         case((forgotten, WHY_KEY_FORGOTTEN), else_=WHY_SAVED_500).label("why"),
-    ).where(_stale_or_unknown(model, now), or_(forgotten, saved_500), ~proposed)
+    ).where(stale, or_(forgotten, saved_500), ~proposed)
     if model is not payout:
         query = query.select_from(model).join(payout, payout.id == model.payout_id)
     return query
 
 
-def _awaiting_union(now: datetime) -> Any:
-    return union_all(_awaiting(Payout, Payout, PAYOUT, now),
-                     _awaiting(PayoutReversal, Payout, REVERSAL, now)).subquery("awaiting")
+@cache
+def _awaiting_union() -> Any:
+    """Built once: building it (and its cache key) cost as much as running it."""
+    return union_all(_awaiting(Payout, Payout, PAYOUT),
+                     _awaiting(PayoutReversal, Payout, REVERSAL)).subquery("awaiting")
 
 
 def awaiting_page(session: Session, *, operator: Operator, limit: int, offset: int = 0
@@ -149,9 +155,11 @@ def awaiting_page(session: Session, *, operator: Operator, limit: int, offset: i
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
     now = utcnow()
-    union = _awaiting_union(now)
+    moments = {_STALE_BEFORE: now - STALE_SUBMITTED_AFTER,
+               _FORGOTTEN_BEFORE: now - IDEMPOTENCY_WINDOW}
+    union = _awaiting_union()
     capped = select(union.c.subject_id).limit(AWAITING_COUNT_CAP + 1).subquery()
-    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    found = int(session.scalar(select(func.count()).select_from(capped), moments) or 0)
     if found > AWAITING_COUNT_CAP:
         total, at_least = AWAITING_COUNT_CAP, True
     else:
@@ -160,7 +168,7 @@ def awaiting_page(session: Session, *, operator: Operator, limit: int, offset: i
         AwaitingDecision(r.subject, r.subject_id, r.payout_id, r.status, r.amount_minor,
                          r.currency, r.destination, r.first_sent, r.why)
         for r in session.execute(select(union).order_by(
-            union.c.subject, union.c.subject_id).limit(limit).offset(offset))]
+            union.c.subject, union.c.subject_id).limit(limit).offset(offset), moments)]
     return AwaitingPage(rows, total, at_least)
 
 

@@ -24,11 +24,10 @@ from lib.payouts.decisions import (
     REVERSAL,
     WHY_KEY_FORGOTTEN,
     WHY_SAVED_500,
-    _stale_or_unknown,
     _why,
     awaiting_page,
 )
-from lib.payouts.execution import SAVED_SERVER_ERROR
+from lib.payouts.execution import SAVED_SERVER_ERROR, STALE_SUBMITTED_AFTER
 from lib.roles import Operator
 from tests.lib.payouts.helpers import FINANCE, add_freelancer
 
@@ -83,9 +82,10 @@ def _expected(session: Session) -> list[tuple[str, int, str]]:
         select(SettlementDecision).where(SettlementDecision.status == "open"))}
     found = []
     for subject, model in ((PAYOUT, Payout), (REVERSAL, PayoutReversal)):
-        for row in session.scalars(select(model).where(_stale_or_unknown(model, now))
-                                   .order_by(model.id)):
-            why = _why(row, now)
+        for row in session.scalars(select(model).order_by(model.id)):
+            idle = row.status == "unknown" or (
+                row.status == "submitted" and row.updated_at < now - STALE_SUBMITTED_AFTER)
+            why = _why(row, now) if idle else None
             if why is not None and (subject, row.id) not in proposed:
                 found.append((subject, row.id, why))
     return found
