@@ -80,14 +80,17 @@ def _expected(session: Session) -> list[tuple[str, int, str]]:
     now = utcnow()
     proposed = {(d.subject, d.subject_id) for d in session.scalars(
         select(SettlementDecision).where(SettlementDecision.status == "open"))}
+    rows: list[tuple[str, Payout | PayoutReversal]] = [
+        *((PAYOUT, p) for p in session.scalars(select(Payout).order_by(Payout.id))),
+        *((REVERSAL, r) for r in session.scalars(
+            select(PayoutReversal).order_by(PayoutReversal.id)))]
     found = []
-    for subject, model in ((PAYOUT, Payout), (REVERSAL, PayoutReversal)):
-        for row in session.scalars(select(model).order_by(model.id)):
-            idle = row.status == "unknown" or (
-                row.status == "submitted" and row.updated_at < now - STALE_SUBMITTED_AFTER)
-            why = _why(row, now) if idle else None
-            if why is not None and (subject, row.id) not in proposed:
-                found.append((subject, row.id, why))
+    for subject, row in rows:
+        idle = row.status == "unknown" or (
+            row.status == "submitted" and row.updated_at < now - STALE_SUBMITTED_AFTER)
+        why = _why(row, now) if idle else None
+        if why is not None and (subject, row.id) not in proposed:
+            found.append((subject, row.id, why))
     return found
 
 
