@@ -35,7 +35,7 @@ from lib.errors import NotFoundError, ValidationError
 from lib.index_scan import distinct_by_seeks
 from lib.models import ConnectedAccount, ConnectionAttempt, Freelancer, Payout
 from lib.money import minor_to_display
-from lib.paging import check_page
+from lib.paging import check_page, count_capped
 from lib.roles import Action, Operator, authorize
 from lib.summaries.store import Ask, read_many
 
@@ -290,9 +290,7 @@ def _total(session: Session, filters: AccountFilter) -> tuple[int, bool]:
     matching = select(Freelancer.id).select_from(Freelancer)
     if _needs_mirror(filters):
         matching = matching.outerjoin(ConnectedAccount, _ON_ACCOUNT)
-    capped = _where(matching, filters).limit(COUNT_CAP + 1).subquery()
-    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
-    return (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
+    return count_capped(session, _where(matching, filters), cap=COUNT_CAP)
 
 
 # ---- public reads ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from lib.errors import ValidationError
 from lib.index_scan import distinct_by_seeks
 from lib.models import AuditLog
-from lib.paging import check_page
+from lib.paging import check_page, count_capped
 from lib.roles import Action, Operator, authorize
 
 MAX_PAGE = 500
@@ -114,9 +114,7 @@ def list_audit(
     chosen = filters or AuditFilter()
     # Counted up to a cap (issue 22): a month of a busy log is hundreds of thousands of entries,
     # and nobody pages that far; the exact number of a narrower filter is shown as it is.
-    matching = _where(select(AuditLog.id), chosen).limit(COUNT_CAP + 1).subquery()
-    found = int(session.scalar(select(func.count()).select_from(matching)) or 0)
-    total, at_least = (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
+    total, at_least = count_capped(session, _where(select(AuditLog.id), chosen), cap=COUNT_CAP)
     entries = session.scalars(
         _where(select(AuditLog), chosen)
         .order_by(AuditLog.occurred_at.desc(), AuditLog.id.desc())

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from lib.account_status import ConnectionStatus, requirement_label
@@ -41,7 +41,7 @@ from lib.models import (
     OutreachContact,
     RequirementCode,
 )
-from lib.paging import check_page
+from lib.paging import check_page, count_capped
 from lib.roles import Action, Operator, authorize
 from lib.summaries.keys import day_of
 from lib.summaries.requirements import EVERY_ACCOUNT, KIND, keys_of
@@ -267,9 +267,7 @@ def list_requirements_due(
         matching = _due_not_contacted(
             _scope(_joined(ConnectedAccount.id), within_days, moment, asked, bucket),
             not_contacted_days, moment)
-        found = int(session.scalar(select(func.count()).select_from(
-            matching.limit(COUNT_CAP + 1).subquery())) or 0)
-        total, at_least = (COUNT_CAP, True) if found > COUNT_CAP else (found, False)
+        total, at_least = count_capped(session, matching, cap=COUNT_CAP)
     rows = session.execute(_due_not_contacted(
         _scope(_row_select(), within_days, moment, asked, bucket), not_contacted_days, moment)
         .limit(limit).offset(offset))

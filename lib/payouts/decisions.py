@@ -49,7 +49,7 @@ from lib.models import (
     ReversalStatus,
     SettlementDecision,
 )
-from lib.paging import MAX_PAGE, check_page
+from lib.paging import MAX_PAGE, check_page, count_capped
 from lib.payouts.execution import (
     IDEMPOTENCY_WINDOW,
     SAVED_SERVER_ERROR,
@@ -158,13 +158,9 @@ def awaiting_page(session: Session, *, operator: Operator, limit: int, offset: i
     moments = {_STALE_BEFORE: now - STALE_SUBMITTED_AFTER,
                _FORGOTTEN_BEFORE: now - IDEMPOTENCY_WINDOW}
     union = _awaiting_union()
-    capped = select(union.c.subject_id).limit(AWAITING_COUNT_CAP + 1).subquery()
-    found = int(session.scalar(select(func.count()).select_from(capped), moments) or 0)
-    if found > AWAITING_COUNT_CAP:
-        total, at_least = AWAITING_COUNT_CAP, True
-    else:
-        total, at_least = found, False
-    rows = [] if found == 0 else [
+    total, at_least = count_capped(session, select(union.c.subject_id), cap=AWAITING_COUNT_CAP,
+                                   params=moments)
+    rows = [] if total == 0 else [
         AwaitingDecision(r.subject, r.subject_id, r.payout_id, r.status, r.amount_minor,
                          r.currency, r.destination, r.first_sent, r.why)
         for r in session.execute(select(union).order_by(

@@ -19,7 +19,7 @@ from lib.db import utcnow
 from lib.errors import ValidationError
 from lib.models import AuditLog, Freelancer, Payout, PayoutReversal, PayoutStatus, ReversalStatus
 from lib.money import minor_to_display, normalise_currency
-from lib.paging import check_page
+from lib.paging import check_page, count_capped
 from lib.payouts.execution import retry_may_settle
 from lib.payouts.reversal import reversed_amounts
 from lib.roles import Action, Operator, authorize
@@ -392,10 +392,7 @@ def reversal_page(session: Session, *, operator: Operator, limit: int,
     :data:`REVERSAL_COUNT_CAP` (the same cost with 30 reversals or 30,000)."""
     authorize(operator, Action.VIEW_PAYOUTS, session=session)
     check_page(limit, offset, maximum=MAX_PAGE)
-    capped = select(PayoutReversal.id).limit(REVERSAL_COUNT_CAP + 1).subquery()
-    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
-    total, at_least = ((REVERSAL_COUNT_CAP, True) if found > REVERSAL_COUNT_CAP
-                       else (found, False))
+    total, at_least = count_capped(session, select(PayoutReversal.id), cap=REVERSAL_COUNT_CAP)
     rows = _reversal_rows(session, _reversals(None).limit(limit).offset(offset))
     return ReversalPage(rows, total, at_least)
 
